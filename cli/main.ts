@@ -1,0 +1,34 @@
+// heal command-line entry. Each command lives in its own module, loaded on demand so that
+// `heal inspect` does not pay for loading onnxruntime or TensorFlow.js.
+
+const COMMANDS: Record<string, { module: string; summary: string }> = {
+  generate: { module: './generate.ts', summary: 'write a synthetic V2X world in OPV2V-H format' },
+  inspect: { module: './inspect.ts', summary: 'summarize a dataset (OPV2V/OPV2V-H/V2XSet/DAIR-V2X-C), --json, --png' },
+  start: { module: './start.ts', summary: 'the default job (what `npm start` runs)' },
+  bench: { module: './bench.ts', summary: 'benchmarks; figures go to bench/results/' },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `usage: heal <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`heal <command> --help\` for a command's options.`;
+}
+
+const [command, ...rest] = process.argv.slice(2);
+if (!command || command === '--help' || command === '-h' || command === 'help') {
+  console.log(usage());
+  process.exit(command ? 0 : 1);
+}
+const entry = COMMANDS[command];
+if (!entry) {
+  console.error(`heal: unknown command "${command}"\n\n${usage()}`);
+  process.exit(2);
+}
+try {
+  const mod = (await import(entry.module)) as { run(args: string[]): Promise<number | void> };
+  const code = await mod.run(rest);
+  process.exitCode = typeof code === 'number' ? code : 0;
+} catch (err) {
+  if (process.env.HEAL_DEBUG) console.error(err);
+  console.error(`heal ${command}: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,59 @@
+// The common frame record: what every dataset reader produces and every later stage consumes.
+
+import type { Mat4 } from './geometry/transforms.ts';
+import type { Box7 } from './geometry/boxes.ts';
+
+/** A vehicle carries its sensors around; a roadside unit (negative OPV2V id, DAIR infrastructure) is fixed. */
+export type AgentKind = 'vehicle' | 'rsu';
+
+export interface RgbImage {
+  width: number;
+  height: number;
+  /** Row-major RGB, 3 bytes per pixel. */
+  data: Uint8Array;
+}
+
+export interface CameraRecord {
+  /** e.g. "camera0". */
+  name: string;
+  /** Image file on disk, read lazily by loadCameraImage. */
+  imagePath: string;
+  /** Optional 8-bit depth PNG in meters (OPV2V-H). */
+  depthPath?: string;
+  /** 3×3 row-major K. */
+  intrinsic: Float64Array;
+  /** T_{cam←lidar} in UE4 axes, as written in the OPV2V YAML (formats.md §1.5). */
+  extrinsic: Mat4;
+  image?: RgbImage;
+}
+
+export interface GtBox {
+  /** Object id: CARLA actor id for OPV2V, list index for DAIR. */
+  id: number;
+  /** [x, y, z, h, w, l, yaw] in this agent's LiDAR frame. */
+  box: Box7;
+  /** Class label when the dataset has one (DAIR). */
+  label?: string;
+}
+
+export interface AgentFrame {
+  dataset: 'opv2v' | 'dair-v2x-c';
+  split?: string;
+  scenario: string;
+  timestamp: string;
+  agentId: number;
+  kind: AgentKind;
+  /** T_{world←lidar}, 4×4 row-major. */
+  lidarPose: Mat4;
+  /** N×4 [x, y, z, intensity] in the agent's LiDAR frame. */
+  points: Float32Array;
+  /** Which LiDAR file the points came from (e.g. "000068.pcd", "000068_32.pcd"). */
+  lidarFile: string;
+  cameras: CameraRecord[];
+  /** GT boxes visible to this agent, in its LiDAR frame. */
+  boxes: GtBox[];
+}
+
+export function pointCount(frame: AgentFrame): number {
+  return frame.points.length / 4;
+}
