@@ -1,0 +1,77 @@
+// The shared BEV space: every agent type's encoder output, the pyramid fusion and the detection
+// head live on this one grid. Range, resolution, channels and anchors come from here and nowhere else.
+
+export interface AnchorConfig {
+  /** Anchor size in meters (formats.md §4.4: l 3.9, w 1.6, h 1.56). */
+  l: number;
+  w: number;
+  h: number;
+  /** Anchor centre height in the LiDAR frame (OpenCOOD hard-codes −1). */
+  z: number;
+  /** Anchor yaws in degrees, one anchor per entry per cell. */
+  yawsDeg: number[];
+}
+
+export interface SharedSpace {
+  name: string;
+  /** [xmin, ymin, zmin, xmax, ymax, zmax] in the agent's LiDAR frame, meters. */
+  range: [number, number, number, number, number, number];
+  /** Pillar size [vx, vy, vz]; vz spans the whole z range for pillars. */
+  voxel: [number, number, number];
+  /** BEV feature cell = voxel × stride. Encoders emit their features at this stride. */
+  featureStride: number;
+  /** Channels of the shared feature space (what the aligners output and the fusion consumes). */
+  channels: number;
+  anchor: AnchorConfig;
+  /** Communication range in meters (XY distance between LiDAR poses). */
+  commRange: number;
+}
+
+const ANCHOR: AnchorConfig = { l: 3.9, w: 1.6, h: 1.56, z: -1, yawsDeg: [0, 90] };
+
+/** HEAL's OPV2V-H dimensions, for GPU users with the real data. */
+export const HEAL_SPACE: SharedSpace = {
+  name: 'heal',
+  range: [-102.4, -102.4, -3, 102.4, 102.4, 1],
+  voxel: [0.4, 0.4, 4],
+  featureStride: 2,
+  channels: 64,
+  anchor: ANCHOR,
+  commRange: 70,
+};
+
+/** The default: small enough that a 2-core CPU can run it, and train it. */
+export const SMALL_SPACE: SharedSpace = {
+  name: 'small',
+  range: [-51.2, -51.2, -3, 51.2, 51.2, 1],
+  voxel: [0.4, 0.4, 4],
+  featureStride: 4,
+  channels: 32,
+  anchor: ANCHOR,
+  commRange: 70,
+};
+
+export const SPACES: Record<string, SharedSpace> = { small: SMALL_SPACE, heal: HEAL_SPACE };
+
+export function spaceByName(name: string): SharedSpace {
+  const s = SPACES[name];
+  if (!s) throw new Error(`unknown shared-space profile "${name}" (have: ${Object.keys(SPACES).join(', ')})`);
+  return s;
+}
+
+/** Pillar grid size [W, H] (columns along x, rows along y). */
+export function pillarGrid(space: SharedSpace): [number, number] {
+  const [xmin, ymin, , xmax, ymax] = space.range;
+  return [Math.round((xmax - xmin) / space.voxel[0]), Math.round((ymax - ymin) / space.voxel[1])];
+}
+
+/** BEV feature-map size [W', H'] at the feature stride. */
+export function featureGrid(space: SharedSpace): [number, number] {
+  const [w, h] = pillarGrid(space);
+  return [Math.floor(w / space.featureStride), Math.floor(h / space.featureStride)];
+}
+
+/** Size of one BEV feature cell in meters. */
+export function featureCellSize(space: SharedSpace): [number, number] {
+  return [space.voxel[0] * space.featureStride, space.voxel[1] * space.featureStride];
+}
