@@ -22,8 +22,13 @@ export interface CameraRecord {
   depthPath?: string;
   /** 3×3 row-major K. */
   intrinsic: Float64Array;
-  /** T_{cam←lidar} in UE4 axes, as written in the OPV2V YAML (formats.md §1.5). */
+  /** T_{cam←lidar}: the OPV2V YAML `extrinsic` (formats.md §1.5) or DAIR's lidar_to_camera. */
   extrinsic: Mat4;
+  /**
+   * The camera axes the extrinsic maps into: 'ue4' (x forward, y right, z up; OPV2V, whose
+   * LiDAR frame is left-handed) or 'opencv' (x right, y down, z forward; DAIR, right-handed LiDAR).
+   */
+  extrinsicAxes: 'ue4' | 'opencv';
   image?: RgbImage;
 }
 

@@ -162,6 +162,7 @@ export class Opv2vDataset implements Dataset {
         imagePath: path.join(agent.dir, imageFile),
         intrinsic: calib.intrinsic,
         extrinsic: calib.extrinsic,
+        extrinsicAxes: 'ue4',
       };
       if (agent.files.has(depthFile)) cam.depthPath = path.join(agent.dir, depthFile);
       if (opts.images) cam.image = await readPngRgb(cam.imagePath);
