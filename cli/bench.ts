@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../datasets/io.ts';
 const BENCHES: Record<string, string> = {
   synthetic: '../bench/synthetic.ts',
   pillars: '../bench/pillars.ts',
+  camera: '../bench/camera.ts',
 };
 
 export async function run(args: string[]): Promise<number> {

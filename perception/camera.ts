@@ -1,0 +1,468 @@
+// Camera side of the Lift-Splat-Shoot (LSS) encoder, outside the network: image preprocessing
+// and the fixed frustum→BEV geometry. The network predicts, for every feature pixel of every
+// camera, a depth distribution over D bins and a context vector; their outer product is one
+// feature per frustum point (camera n, depth bin d, feature row v, feature column u). This module
+// says where each frustum point lands on the shared BEV grid, as integer indices the graph uses
+// to sum the frustum features into cells (the "cumsum trick"), so the graph itself needs no
+// geometry. The index depends only on calibration, input size, stride, bins and space: compute it
+// once per calibration and reuse it across frames.
+//
+// Conventions
+// - Pixel coordinates are continuous with pixel centres at k + 0.5: the image spans [0, W] and
+//   OPV2V's K (cx = W/2) puts the principal point at its middle. The synthetic renderer casts the
+//   ray of pixel (u, v) through (u + 0.5, v + 0.5), the same convention. Resizing by s then maps
+//   x → s·x exactly, so K scales without half-pixel fix-ups.
+// - Depth is planar (z of the OpenCV camera frame), as in LSS and CARLA's depth camera.
+// - OpenCV camera axes: x right, y down, z forward. UE4 camera axes: x forward, y right, z up;
+//   UE.x = cv.z, UE.y = cv.x, UE.z = −cv.y (formats.md §1.5).
+// - Frustum points are flattened in the order (n, d, v, u):
+//     point = ((n·D + d)·fH + v)·fW + u,   fH = H / downsample, fW = W / downsample.
+//   That is the image encoder's [N, D, fH, fW, C] feature tensor read as [points, C] rows.
+// - BEV cell = row·W' + col with col along x and row along y (fusion/anchors.ts). A point is kept
+//   when xmin ≤ x < xmax, ymin ≤ y < ymax and zmin ≤ z < zmax (half-open, as LSS's floor-and-test).
+
+import type { CameraRecord, RgbImage } from '../datasets/frame.ts';
+import { type Mat4, invert, isFiniteMatrix } from '../datasets/geometry/transforms.ts';
+import { DataError } from '../datasets/io.ts';
+import { type SharedSpace, featureCellSize, featureGrid } from './space.ts';
+
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
+export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+
+/** A rectangle of the source image in whole pixels. */
+export interface CropBox {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+export interface Preprocessed {
+  /** [3, H, W] RGB in CHW order, (value/255 − mean) / std with ImageNet statistics. */
+  tensor: Float32Array;
+  /** Network-input pixels per source pixel: [W / crop.width, H / crop.height]. */
+  scale: [number, number];
+  /** The part of the source image that was resized (the whole image when no crop was given). */
+  crop: CropBox;
+}
+
+/**
+ * Crops (optionally) and resizes an RGB image to the network input size [W, H].
+ *
+ * Resampling is bilinear, antialiased when shrinking: a triangle filter whose support widens by
+ * the shrink factor, the same as PIL's BILINEAR (which HEAL's `img.resize` uses) and torch's
+ * `interpolate(..., antialias=True)`. Plain 2-tap bilinear would alias badly at the ~3× shrink
+ * from 800×600 to network sizes. Taps outside the crop are dropped and the weights renormalised,
+ * so the crop is resampled on its own. HEAL resizes then crops; crop-then-resize is the same map
+ * of coordinates, and `adjustIntrinsics(K, scale, crop)` follows it.
+ */
+export function preprocessImage(image: RgbImage, inputSize: [number, number], crop?: CropBox): Preprocessed {
+  const [outW, outH] = inputSize;
+  if (!(Number.isInteger(outW) && Number.isInteger(outH) && outW > 0 && outH > 0)) {
+    throw new Error(`preprocessImage: inputSize must be two positive integers, got [${outW}, ${outH}]`);
+  }
+  const { width, height, data } = image;
+  if (data.length !== width * height * 3) {
+    throw new DataError('camera image', 'data', `expected ${width}×${height}×3 = ${width * height * 3} bytes`, data.length);
+  }
+  const box = crop ?? { x: 0, y: 0, width, height };
+  if (!(Number.isInteger(box.x) && Number.isInteger(box.y) && Number.isInteger(box.width) && Number.isInteger(box.height))
+    || box.x < 0 || box.y < 0 || box.width < 1 || box.height < 1 || box.x + box.width > width || box.y + box.height > height) {
+    throw new Error(`preprocessImage: crop ${JSON.stringify(box)} is not a whole-pixel box inside the ${width}×${height} image`);
+  }
+  const sx = outW / box.width, sy = outH / box.height;
+  const tx = filterTaps(box.x, box.width, outW);
+  const ty = filterTaps(box.y, box.height, outH);
+
+  // Horizontal pass over the crop's rows into [cropH, outW, 3] floats, then vertical pass.
+  const rowsBuf = new Float32Array(box.height * outW * 3);
+  for (let r = 0; r < box.height; r++) {
+    const src = ((box.y + r) * width) * 3;
+    const dst = r * outW * 3;
+    for (let o = 0; o < outW; o++) {
+      let a = 0, b = 0, c = 0;
+      const first = tx.first[o], n = tx.count[o], w0 = o * tx.maxTaps;
+      for (let k = 0; k < n; k++) {
+        const w = tx.weight[w0 + k], p = src + (first + k) * 3;
+        a += w * data[p]; b += w * data[p + 1]; c += w * data[p + 2];
+      }
+      const q = dst + o * 3;
+      rowsBuf[q] = a; rowsBuf[q + 1] = b; rowsBuf[q + 2] = c;
+    }
+  }
+  const plane = outW * outH;
+  const tensor = new Float32Array(3 * plane);
+  const gain = [0, 1, 2].map((ch) => 1 / (255 * IMAGENET_STD[ch]));
+  const bias = [0, 1, 2].map((ch) => -IMAGENET_MEAN[ch] / IMAGENET_STD[ch]);
+  for (let o = 0; o < outH; o++) {
+    const first = ty.first[o] - box.y, n = ty.count[o], w0 = o * ty.maxTaps;
+    for (let col = 0; col < outW; col++) {
+      let a = 0, b = 0, c = 0;
+      for (let k = 0; k < n; k++) {
+        const w = ty.weight[w0 + k], p = ((first + k) * outW + col) * 3;
+        a += w * rowsBuf[p]; b += w * rowsBuf[p + 1]; c += w * rowsBuf[p + 2];
+      }
+      const q = o * outW + col;
+      tensor[q] = a * gain[0] + bias[0];
+      tensor[plane + q] = b * gain[1] + bias[1];
+      tensor[2 * plane + q] = c * gain[2] + bias[2];
+    }
+  }
+  return { tensor, scale: [sx, sy], crop: { ...box } };
+}
+
+/** Triangle-filter taps for resampling source pixels [start, start+len) onto `out` samples. */
+function filterTaps(start: number, len: number, out: number) {
+  const scale = out / len;
+  const support = Math.max(1, 1 / scale); // filter half-width in source pixels
+  const maxTaps = Math.ceil(support) * 2 + 1;
+  const first = new Int32Array(out), count = new Int32Array(out), weight = new Float32Array(out * maxTaps);
+  for (let o = 0; o < out; o++) {
+    const centre = start + (o + 0.5) / scale; // continuous source coordinate of the sample
+    const lo = Math.max(start, Math.floor(centre - support - 0.5));
+    const hi = Math.min(start + len - 1, Math.ceil(centre + support - 0.5));
+    let sum = 0, n = 0;
+    for (let i = lo; i <= hi && n < maxTaps; i++) {
+      const w = Math.max(0, 1 - Math.abs(i + 0.5 - centre) / support);
+      if (n === 0 && w === 0) continue; // skip leading zero taps so `first` is the first useful one
+      if (n === 0) first[o] = i;
+      weight[o * maxTaps + n++] = w;
+      sum += w;
+    }
+    for (let k = 0; k < n; k++) weight[o * maxTaps + k] /= sum;
+    count[o] = n;
+  }
+  return { first, count, weight, maxTaps };
+}
+
+/**
+ * K for the preprocessed image: a source pixel x maps to (x − crop.x)·sx, so
+ * K' = diag(sx, sy, 1) · [[1, 0, −crop.x], [0, 1, −crop.y], [0, 0, 1]] · K.
+ */
+export function adjustIntrinsics(K: Float64Array, scale: [number, number], crop?: { x: number; y: number }): Float64Array {
+  if (K.length !== 9) throw new Error(`adjustIntrinsics: K must be 3×3 row-major (9 values), got ${K.length}`);
+  const [sx, sy] = scale;
+  const x0 = crop?.x ?? 0, y0 = crop?.y ?? 0;
+  const out = new Float64Array(9);
+  for (let c = 0; c < 3; c++) {
+    out[c] = sx * (K[c] - x0 * K[6 + c]);
+    out[3 + c] = sy * (K[3 + c] - y0 * K[6 + c]);
+    out[6 + c] = K[6 + c];
+  }
+  return out;
+}
+
+export type DepthMode = 'LID' | 'UD';
+
+function checkBins(mode: DepthMode, dmin: number, dmax: number, n: number): void {
+  if (mode !== 'LID' && mode !== 'UD') throw new Error(`depth bins: unknown mode "${mode}" (have: LID, UD)`);
+  if (!(Number.isFinite(dmin) && Number.isFinite(dmax) && dmin >= 0 && dmax > dmin)) {
+    throw new Error(`depth bins: need 0 ≤ dmin < dmax, got [${dmin}, ${dmax}]`);
+  }
+  if (!(Number.isInteger(n) && n > 0)) throw new Error(`depth bins: bin count must be a positive integer, got ${n}`);
+}
+
+/**
+ * Depth of each of the n bins covering [dmin, dmax], in meters.
+ *
+ * UD: equal widths w = (dmax − dmin)/n; edge_i = dmin + i·w.
+ * LID (linear-increasing, CaDDN; HEAL `depth_discretization`): bin i is (i+1)·δ wide with
+ *   δ = 2(dmax − dmin) / (n(n+1)), so edge_i = dmin + δ·i(i+1)/2 and edge_n = dmax.
+ * `at: 'centre'` (default) gives (edge_i + edge_{i+1})/2, i.e. dmin + δ(i+1)²/2 for LID and
+ * dmin + (i + ½)·w for UD. `at: 'start'` gives edge_i, which is what HEAL's frustum uses
+ * (its first bin sits at exactly dmin and its last at edge_{n−1}, short of dmax).
+ */
+export function depthBins(mode: DepthMode, dmin: number, dmax: number, n: number, at: 'centre' | 'start' = 'centre'): Float32Array {
+  checkBins(mode, dmin, dmax, n);
+  const out = new Float32Array(n);
+  const span = dmax - dmin;
+  for (let i = 0; i < n; i++) {
+    if (mode === 'UD') out[i] = dmin + (i + (at === 'centre' ? 0.5 : 0)) * (span / n);
+    else {
+      const delta = (2 * span) / (n * (n + 1));
+      out[i] = at === 'centre' ? dmin + (delta * (i + 1) * (i + 1)) / 2 : dmin + (delta * i * (i + 1)) / 2;
+    }
+  }
+  return out;
+}
+
+/**
+ * Which bin of depthBins(mode, dmin, dmax, n) a depth falls in (for depth supervision from
+ * OPV2V-H depth maps), or −1 outside [dmin, dmax). LID inverts edge_i: i = ⌊(√(1 + 8(z − dmin)/δ) − 1)/2⌋.
+ * HEAL clamps out-of-range depths into the end bins instead; callers that want that can clamp −1.
+ */
+export function depthBinIndex(mode: DepthMode, dmin: number, dmax: number, n: number, depth: number): number {
+  checkBins(mode, dmin, dmax, n);
+  if (!(depth >= dmin && depth < dmax)) return -1;
+  const span = dmax - dmin;
+  const t = mode === 'UD'
+    ? ((depth - dmin) / span) * n
+    : (Math.sqrt(1 + (8 * (depth - dmin)) / ((2 * span) / (n * (n + 1)))) - 1) / 2;
+  return Math.min(n - 1, Math.floor(t));
+}
+
+/** One camera as the splat needs it: K of the network input and T_{cam←lidar}. */
+export interface SplatCamera {
+  /** 3×3 row-major K of the preprocessed (network-input) image. */
+  intrinsic: Float64Array;
+  /** 4×4 row-major T_{cam←lidar}. */
+  extrinsic: Float64Array;
+  /** Axes of the camera frame the extrinsic maps into. */
+  axes: 'ue4' | 'opencv';
+  /** For error messages. */
+  name?: string;
+}
+
+/** A dataset camera record with its K adjusted to the preprocessed image. */
+export function splatCamera(record: CameraRecord, pre: Pick<Preprocessed, 'scale' | 'crop'>): SplatCamera {
+  return {
+    intrinsic: adjustIntrinsics(record.intrinsic, pre.scale, pre.crop),
+    extrinsic: record.extrinsic,
+    axes: record.extrinsicAxes,
+    name: record.name,
+  };
+}
+
+export interface FrustumOptions {
+  /** Network input size [W, H] in pixels, after preprocessing. */
+  imageSize: [number, number];
+  /** Stride of the image backbone's feature map (e.g. 16 or 8); must divide W and H. */
+  downsample: number;
+  /** Depth of each bin in meters (depthBins). */
+  depth: Float32Array;
+}
+
+export interface SplatOptions extends FrustumOptions {
+  space: SharedSpace;
+}
+
+/** Maps OpenCV camera axes to UE4 camera axes: p_ue = CV_TO_UE4 · p_cv (formats.md §1.5). */
+export const CV_TO_UE4: Mat4 = Float64Array.from([0, 0, 1, 0, 1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 1]);
+
+function frustumShape(cameraCount: number, opts: FrustumOptions) {
+  const [W, H] = opts.imageSize;
+  const s = opts.downsample;
+  if (!(Number.isInteger(s) && s > 0)) throw new Error(`frustum: downsample must be a positive integer, got ${s}`);
+  if (!(Number.isInteger(W) && Number.isInteger(H) && W > 0 && H > 0 && W % s === 0 && H % s === 0)) {
+    // A backbone rounds odd sizes one way or the other; refusing keeps index and features aligned.
+    throw new Error(`frustum: imageSize [${W}, ${H}] must be positive integers divisible by downsample ${s}`);
+  }
+  if (opts.depth.length === 0) throw new Error('frustum: no depth bins');
+  for (const d of opts.depth) if (!(d > 0 && Number.isFinite(d))) throw new Error(`frustum: depth bins must be positive, got ${d}`);
+  const fW = W / s, fH = H / s, D = opts.depth.length;
+  return { fW, fH, D, count: cameraCount * D * fH * fW };
+}
+
+/** T_{lidar←cv}·K⁻¹ as a 3×3 `ray` plus the camera origin `t`: point = depth·ray·[u, v, 1] + t. */
+function cameraRays(cam: SplatCamera, n: number): { ray: Float64Array; t: Float64Array } {
+  const label = cam.name ?? `camera ${n}`;
+  const K = cam.intrinsic, E = cam.extrinsic;
+  if (K.length !== 9 || !isFiniteMatrix(K)) throw new DataError(label, 'intrinsic', 'must be 9 finite numbers (3×3 row-major)', Array.from(K));
+  if (E.length !== 16 || !isFiniteMatrix(E)) throw new DataError(label, 'extrinsic', 'must be 16 finite numbers (4×4 row-major)', Array.from(E));
+  if (cam.axes !== 'ue4' && cam.axes !== 'opencv') throw new DataError(label, 'axes', 'must be "ue4" or "opencv"', cam.axes);
+  let lidarFromCam: Mat4;
+  try {
+    lidarFromCam = invert(E);
+  } catch {
+    throw new DataError(label, 'extrinsic', 'is singular', Array.from(E));
+  }
+  // Fold the axis change into the rotation so the per-point loop works in OpenCV axes only.
+  const M = cam.axes === 'ue4' ? mul4(lidarFromCam, CV_TO_UE4) : lidarFromCam;
+  const Kinv = invert3(K, label);
+  const ray = new Float64Array(9);
+  for (let r = 0; r < 3; r++) {
+    for (let c = 0; c < 3; c++) ray[r * 3 + c] = M[r * 4] * Kinv[c] + M[r * 4 + 1] * Kinv[3 + c] + M[r * 4 + 2] * Kinv[6 + c];
+  }
+  return { ray, t: Float64Array.of(M[3], M[7], M[11]) };
+}
+
+function mul4(a: Mat4, b: Mat4): Mat4 {
+  const out = new Float64Array(16);
+  for (let r = 0; r < 4; r++) {
+    for (let c = 0; c < 4; c++) out[r * 4 + c] = a[r * 4] * b[c] + a[r * 4 + 1] * b[4 + c] + a[r * 4 + 2] * b[8 + c] + a[r * 4 + 3] * b[12 + c];
+  }
+  return out;
+}
+
+function invert3(m: Float64Array, label: string): Float64Array {
+  const [a, b, c, d, e, f, g, h, i] = m;
+  const A = e * i - f * h, B = -(d * i - f * g), C = d * h - e * g;
+  const det = a * A + b * B + c * C;
+  if (!(Math.abs(det) > 1e-12)) throw new DataError(label, 'intrinsic', 'is singular', Array.from(m));
+  const k = 1 / det;
+  return Float64Array.of(
+    A * k, -(b * i - c * h) * k, (b * f - c * e) * k,
+    B * k, (a * i - c * g) * k, -(a * f - c * d) * k,
+    C * k, -(a * h - b * g) * k, (a * e - b * d) * k,
+  );
+}
+
+/**
+ * LiDAR-frame xyz of every frustum point, [count, 3] in (n, d, v, u) order. Feature pixel (u, v)
+ * sits at its centre in input pixels, ((u + ½)·downsample, (v + ½)·downsample). (HEAL spreads
+ * them with linspace(0, W−1, fW) instead, which is off by up to half a feature pixel at the edges.)
+ */
+export function frustumPoints(cameras: SplatCamera[], opts: FrustumOptions): Float64Array {
+  const { fW, fH, D, count } = frustumShape(cameras.length, opts);
+  const s = opts.downsample;
+  const xyz = new Float64Array(count * 3);
+  let p = 0;
+  cameras.forEach((cam, n) => {
+    const { ray: R, t } = cameraRays(cam, n);
+    for (let d = 0; d < D; d++) {
+      const z = opts.depth[d];
+      for (let v = 0; v < fH; v++) {
+        const py = (v + 0.5) * s;
+        for (let u = 0; u < fW; u++) {
+          const px = (u + 0.5) * s;
+          xyz[p++] = z * (R[0] * px + R[1] * py + R[2]) + t[0];
+          xyz[p++] = z * (R[3] * px + R[4] * py + R[5]) + t[1];
+          xyz[p++] = z * (R[6] * px + R[7] * py + R[8]) + t[2];
+        }
+      }
+    }
+  });
+  return xyz;
+}
+
+/** BEV cell of a LiDAR-frame point (row·W' + col), or −1 outside the space's range. */
+export function bevCell(space: SharedSpace, x: number, y: number, z: number): number {
+  const [xmin, ymin, zmin, , , zmax] = space.range;
+  const [W, H] = featureGrid(space);
+  const [cw, ch] = featureCellSize(space);
+  if (!(z >= zmin && z < zmax)) return -1;
+  const col = Math.floor((x - xmin) / cw), row = Math.floor((y - ymin) / ch);
+  return col >= 0 && col < W && row >= 0 && row < H ? row * W + col : -1;
+}
+
+/**
+ * Where the frustum points go on the BEV grid, sorted by cell. With F the [count, C] frustum
+ * features, the BEV map is, for each occupied cell c = occupiedCells[s],
+ *   bev[:, c] = Σ_{k = segmentStarts[s] .. segmentEnds[s]} F[keptIndex[k]]
+ * computed in the graph as S = cumsum(gather(F, keptIndex)); seg[s] = S[ends[s]] − S[ends[s−1]]
+ * (0 for s = 0); bev = gather([seg; 0], cellToSegment) reshaped to [H', W', C].
+ */
+export interface SplatIndex {
+  /** Frustum points in total: cameras · depthBins · fH · fW. */
+  count: number;
+  cameras: number;
+  depthBins: number;
+  /** Image feature map size [fW, fH]. */
+  featureSize: [number, number];
+  /** Frustum points inside the grid, sorted by cell, ascending point index within a cell. */
+  keptIndex: Int32Array;
+  /** Cell of each kept point (non-decreasing). */
+  cellOfKept: Int32Array;
+  /** Per occupied cell (= segment), the position in keptIndex of its first point. */
+  segmentStarts: Int32Array;
+  /** Per segment, the position in keptIndex of its last point. */
+  segmentEnds: Int32Array;
+  /** Per segment, its cell (ascending). */
+  occupiedCells: Int32Array;
+  /** [H'·W'] segment of each cell, or occupiedCells.length (the zero row) for empty cells. */
+  cellToSegment: Int32Array;
+  /** BEV grid [W', H'] (featureGrid(space)). */
+  gridSize: [number, number];
+}
+
+/** Builds the splat index with one counting sort over cells: O(points + cells), no per-point objects. */
+export function frustumToBev(cameras: SplatCamera[], opts: SplatOptions): SplatIndex {
+  const { fW, fH, D, count } = frustumShape(cameras.length, opts);
+  const xyz = frustumPoints(cameras, opts);
+  const { space } = opts;
+  const [W, H] = featureGrid(space);
+  const [cw, ch] = featureCellSize(space);
+  const [xmin, ymin, zmin, , , zmax] = space.range;
+  const cells = W * H;
+
+  const cellOf = new Int32Array(count);
+  const perCell = new Int32Array(cells);
+  let kept = 0;
+  for (let i = 0; i < count; i++) {
+    const x = xyz[3 * i], y = xyz[3 * i + 1], z = xyz[3 * i + 2];
+    const col = Math.floor((x - xmin) / cw), row = Math.floor((y - ymin) / ch);
+    if (z >= zmin && z < zmax && col >= 0 && col < W && row >= 0 && row < H) {
+      const c = row * W + col;
+      cellOf[i] = c;
+      perCell[c]++;
+      kept++;
+    } else cellOf[i] = -1;
+  }
+
+  let occupied = 0;
+  for (let c = 0; c < cells; c++) if (perCell[c] > 0) occupied++;
+  const next = new Int32Array(cells); // write position of each cell's next point
+  const segmentStarts = new Int32Array(occupied), segmentEnds = new Int32Array(occupied);
+  const occupiedCells = new Int32Array(occupied);
+  const cellToSegment = new Int32Array(cells).fill(occupied);
+  for (let c = 0, pos = 0, s = 0; c < cells; c++) {
+    next[c] = pos;
+    if (perCell[c] === 0) continue;
+    segmentStarts[s] = pos;
+    pos += perCell[c];
+    segmentEnds[s] = pos - 1;
+    occupiedCells[s] = c;
+    cellToSegment[c] = s++;
+  }
+  const keptIndex = new Int32Array(kept), cellOfKept = new Int32Array(kept);
+  for (let i = 0; i < count; i++) {
+    const c = cellOf[i];
+    if (c < 0) continue;
+    const k = next[c]++;
+    keptIndex[k] = i;
+    cellOfKept[k] = c;
+  }
+  return {
+    count, cameras: cameras.length, depthBins: D, featureSize: [fW, fH],
+    keptIndex, cellOfKept, segmentStarts, segmentEnds, occupiedCells, cellToSegment, gridSize: [W, H],
+  };
+}
+
+function checkFeatures(features: Float32Array, index: SplatIndex, C: number, who: string): void {
+  if (!(Number.isInteger(C) && C > 0) || features.length !== index.count * C) {
+    throw new Error(`${who}: features must be [${index.count}, ${C}] (${index.count * C} values), got ${features.length}`);
+  }
+}
+
+/** Reference splat by scatter-add: [points, C] frustum features → [C, H', W'] BEV (float64 sums). */
+export function splatReference(features: Float32Array, index: SplatIndex, C: number): Float32Array {
+  checkFeatures(features, index, C, 'splatReference');
+  const [W, H] = index.gridSize;
+  const plane = W * H;
+  const acc = new Float64Array(C * plane);
+  for (let k = 0; k < index.keptIndex.length; k++) {
+    const f = index.keptIndex[k] * C, cell = index.cellOfKept[k];
+    for (let c = 0; c < C; c++) acc[c * plane + cell] += features[f + c];
+  }
+  return Float32Array.from(acc);
+}
+
+/**
+ * The graph's cumsum path done on the CPU in float32, as a GPU would: running sums stored as
+ * float32, segment sums by differences of running sums. It shows the rounding the cumsum trick
+ * costs (the running sum grows with every point, so late segments lose low bits); compare with
+ * splatReference.
+ */
+export function splatByCumsum(features: Float32Array, index: SplatIndex, C: number): Float32Array {
+  checkFeatures(features, index, C, 'splatByCumsum');
+  const [W, H] = index.gridSize;
+  const plane = W * H;
+  const K = index.keptIndex.length;
+  const running = new Float32Array(K * C);
+  for (let k = 0; k < K; k++) {
+    const f = index.keptIndex[k] * C, o = k * C;
+    for (let c = 0; c < C; c++) running[o + c] = (k > 0 ? running[o - C + c] : 0) + features[f + c];
+  }
+  const S = index.occupiedCells.length;
+  const seg = new Float32Array((S + 1) * C); // last row stays zero for empty cells
+  for (let s = 0; s < S; s++) {
+    const e = index.segmentEnds[s] * C, p = s > 0 ? index.segmentEnds[s - 1] * C : -1;
+    for (let c = 0; c < C; c++) seg[s * C + c] = running[e + c] - (p >= 0 ? running[p + c] : 0);
+  }
+  const out = new Float32Array(C * plane);
+  for (let cell = 0; cell < plane; cell++) {
+    const r = index.cellToSegment[cell] * C;
+    for (let c = 0; c < C; c++) out[c * plane + cell] = seg[r + c];
+  }
+  return out;
+}
