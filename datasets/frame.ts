@@ -50,6 +50,12 @@ export interface AgentFrame {
   kind: AgentKind;
   /** T_{world←lidar}, 4×4 row-major. */
   lidarPose: Mat4;
+  /**
+   * Height of the LiDAR above the ground under the agent, when the dataset tells it (OPV2V:
+   * lidar_pose z − true_ego_pos z; 1.9 m on vehicles, more on a roadside mast). Encoders use it
+   * to put every agent's ground at the same height in their z range.
+   */
+  lidarHeight?: number;
   /** N×4 [x, y, z, intensity] in the agent's LiDAR frame. */
   points: Float32Array;
   /** Which LiDAR file the points came from (e.g. "000068.pcd", "000068_32.pcd"). */

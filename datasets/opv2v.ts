@@ -177,6 +177,7 @@ export class Opv2vDataset implements Dataset {
       agentId,
       kind: agent.kind,
       lidarPose,
+      lidarHeight: y.trueEgoPos ? y.lidarPose[2] - y.trueEgoPos[2] : undefined,
       points: cloud.points,
       lidarFile,
       cameras,
