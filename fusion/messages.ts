@@ -1,0 +1,637 @@
+// Collaboration messages: what an agent sends (proto/heal.proto) and how the ego reads it.
+//
+// Features travel as float32, float16 or int8 (symmetric, per-tensor or per-channel scale), dense
+// or sparse (only selected BEV cells, Where2comm-style). Everything that arrives is untrusted:
+// decodeMessage checks the size before parsing, then every field, and turns any problem into a
+// MessageError naming the field, so one bad sender cannot crash or stall the ego.
+//
+// Feature layout: [C, H, W], row = y index (y increasing with the row), column = x index, the same
+// layout as the pillar scatter and the anchors (formats.md §4.4).
+
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+import { DataError } from '../datasets/io.ts';
+import { featureCellSize, featureGrid, type SharedSpace } from '../perception/space.ts';
+
+export const SCHEMA_VERSION = 1;
+
+export type FeatureDType = 'float32' | 'float16' | 'int8';
+
+/** The BEV grid of the features, in the sender's LiDAR frame (see Grid in proto/heal.proto). */
+export interface BevGrid {
+  xMin: number;
+  xMax: number;
+  yMin: number;
+  yMax: number;
+  cellSize: number;
+  width: number;
+  height: number;
+  channels: number;
+}
+
+export interface Detections {
+  /** N × 7 [x, y, z, h, w, l, yaw] in the sender's LiDAR frame. */
+  boxes: Float32Array;
+  /** N confidences in [0, 1]. */
+  scores: Float32Array;
+}
+
+export interface CollabMessage {
+  agentId: string;
+  /** Agent type ("m1".."m4"). */
+  agentType: string;
+  /** Frame timestamp as the dataset names it. */
+  timestamp: string;
+  sequence: number;
+  /** T_world←lidar of the sender, 4×4 row-major. */
+  pose: Float64Array;
+  grid: BevGrid;
+  /** Dense [C, H, W] features; absent for a detections-only (late fusion) message. */
+  features?: Float32Array;
+  /** After decoding a sparse message: H×W, 1 where the cell was transmitted (others are 0 in features). */
+  mask?: Uint8Array;
+  detections?: Detections;
+}
+
+export interface DecodedMessage extends CollabMessage {
+  schemaVersion: number;
+  /** The dtype the features travelled as (undefined without features). */
+  dtype?: FeatureDType;
+}
+
+export interface EncodeOptions {
+  dtype: FeatureDType;
+  /** int8 only: one scale for the whole tensor or one per channel (default). */
+  int8Scale?: 'tensor' | 'channel';
+  /** Send only the cells set in this H×W mask. */
+  mask?: Uint8Array;
+  /**
+   * Send only the cells whose score is above this threshold. The score is `confidence` when given
+   * (e.g. the detection head's max-anchor sigmoid, as Where2comm does), else the cell's largest
+   * |feature| over channels, so empty cells are dropped.
+   */
+  sparseThreshold?: number;
+  /** H×W per-cell score for sparseThreshold. */
+  confidence?: Float32Array;
+}
+
+export interface DecodeLimits {
+  /** Largest accepted message in bytes, checked before parsing (default 64 MiB). */
+  maxBytes?: number;
+  /** Largest accepted dense C·H·W, bounding the memory decoding allocates (default 2^25). */
+  maxElements?: number;
+  maxDetections?: number;
+  /** Largest accepted |translation| of the pose in meters (default 1e5). */
+  maxTranslation?: number;
+  /** Largest accepted |RᵀR − I| entry and last-row deviation of the pose (default 1e-4). */
+  poseTolerance?: number;
+}
+
+export const DEFAULT_LIMITS: Required<DecodeLimits> = {
+  maxBytes: 64 * 1024 * 1024,
+  maxElements: 1 << 25,
+  maxDetections: 10_000,
+  maxTranslation: 1e5,
+  poseTolerance: 1e-4,
+};
+
+const MAX_DIM = 65_536;
+const MAX_CHANNELS = 4_096;
+const AGENT_TYPE = /^[A-Za-z0-9_.-]+$/;
+
+/** A rejected collaboration message: `field` says which part is wrong (dotted path). */
+export class MessageError extends DataError {
+  declare readonly field: string;
+  constructor(field: string, reason: string, value?: unknown, source = 'collaboration message') {
+    super(source, field, reason, value);
+    this.name = 'MessageError';
+  }
+  get reason(): string {
+    return this.detail;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema
+
+interface Schema {
+  message: protobuf.Type;
+  dtypeEnum: protobuf.Enum;
+}
+
+let schema: Schema | undefined;
+
+function loadSchema(): Schema {
+  if (!schema) {
+    const root = protobuf.loadSync(fileURLToPath(new URL('../proto/heal.proto', import.meta.url)));
+    schema = { message: root.lookupType('heal.CollabMessage'), dtypeEnum: root.lookupEnum('heal.DType') };
+  }
+  return schema;
+}
+
+const DTYPE_BYTES: Record<FeatureDType, number> = { float32: 4, float16: 2, int8: 1 };
+const DTYPE_TO_WIRE: Record<FeatureDType, string> = { float32: 'FLOAT32', float16: 'FLOAT16', int8: 'INT8' };
+
+// ---------------------------------------------------------------------------------------------
+// float16
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** IEEE binary16 bits of `v`, rounded to nearest even; overflow gives ±inf, NaN stays NaN. */
+export function float32ToFloat16Bits(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    // Half subnormal: below half the smallest subnormal (2^-25) everything rounds to zero.
+    if (e < -10) return sign;
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    let half = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rem > halfway || (rem === halfway && (half & 1))) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  // A carry out of the mantissa correctly bumps the exponent (up to inf).
+  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
+  return sign | half;
+}
+
+export function float16BitsToFloat32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+let halfTable: Float32Array | undefined;
+
+/** All 65536 half values, so decoding is one lookup per element. */
+function float16Table(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = float16BitsToFloat32(h);
+  }
+  return halfTable;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grid helpers
+
+/** The grid of an encoder's output in a shared-space profile. */
+export function gridForSpace(space: SharedSpace): BevGrid {
+  const [width, height] = featureGrid(space);
+  const [cx, cy] = featureCellSize(space);
+  if (Math.abs(cx - cy) > 1e-9) throw new Error(`shared space "${space.name}": BEV cells must be square for messages (got ${cx} × ${cy})`);
+  const [xMin, yMin, , xMax, yMax] = space.range;
+  return { xMin, xMax, yMin, yMax, cellSize: cx, width, height, channels: space.channels };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+function selectCells(msg: CollabMessage, opts: EncodeOptions, features: Float32Array): Uint8Array | undefined {
+  const { width: W, height: H, channels: C } = msg.grid;
+  const cells = W * H;
+  if (opts.mask) {
+    if (opts.mask.length !== cells) throw new MessageError('mask', `encode: mask has ${opts.mask.length} entries, grid has ${H}×${W}`);
+    return opts.mask;
+  }
+  if (opts.sparseThreshold === undefined) return undefined;
+  if (!Number.isFinite(opts.sparseThreshold)) throw new MessageError('mask', 'encode: sparseThreshold must be finite', opts.sparseThreshold);
+  let score = opts.confidence;
+  if (score) {
+    if (score.length !== cells) throw new MessageError('mask', `encode: confidence has ${score.length} entries, grid has ${H}×${W}`);
+  } else {
+    score = new Float32Array(cells);
+    for (let c = 0; c < C; c++) {
+      const base = c * cells;
+      for (let i = 0; i < cells; i++) {
+        const a = Math.abs(features[base + i]);
+        if (a > score[i]) score[i] = a;
+      }
+    }
+  }
+  const mask = new Uint8Array(cells);
+  for (let i = 0; i < cells; i++) mask[i] = score[i] > opts.sparseThreshold ? 1 : 0;
+  return mask;
+}
+
+function varintSize(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+}
+
+/** The smaller of the two mask encodings. */
+function encodeMask(mask: Uint8Array, cellIndices: Uint32Array): { bitmask: Uint8Array } | { deltas: { value: number[] } } {
+  let deltaBytes = 0;
+  let prev = 0;
+  for (let k = 0; k < cellIndices.length; k++) {
+    deltaBytes += varintSize(cellIndices[k] - prev);
+    prev = cellIndices[k];
+  }
+  const bitmaskBytes = Math.ceil(mask.length / 8);
+  if (bitmaskBytes <= deltaBytes) {
+    const bits = new Uint8Array(bitmaskBytes);
+    for (const i of cellIndices) bits[i >>> 3] |= 1 << (i & 7);
+    return { bitmask: bits };
+  }
+  const value = new Array<number>(cellIndices.length);
+  prev = 0;
+  for (let k = 0; k < cellIndices.length; k++) {
+    value[k] = cellIndices[k] - prev;
+    prev = cellIndices[k];
+  }
+  return { deltas: { value } };
+}
+
+function quantize(
+  values: Float32Array,
+  C: number,
+  n: number,
+  dtype: FeatureDType,
+  int8Scale: 'tensor' | 'channel',
+): { data: Uint8Array; scale: number[] } {
+  const count = C * n;
+  if (dtype === 'float32') {
+    const data = new Uint8Array(count * 4);
+    const view = new DataView(data.buffer);
+    for (let i = 0; i < count; i++) view.setFloat32(i * 4, values[i], true);
+    return { data, scale: [] };
+  }
+  if (dtype === 'float16') {
+    const data = new Uint8Array(count * 2);
+    for (let i = 0; i < count; i++) {
+      const h = float32ToFloat16Bits(values[i]);
+      // The receiver rejects inf, so refuse here where the cause is plain.
+      if ((h & 0x7c00) === 0x7c00) throw new MessageError('features.data', 'encode: value overflows float16 (|v| ≤ 65504); send float32 or int8', values[i]);
+      data[i * 2] = h & 0xff;
+      data[i * 2 + 1] = h >>> 8;
+    }
+    return { data, scale: [] };
+  }
+  // int8: the scale is rounded to float32 first, since that is what the receiver multiplies by.
+  const groups = int8Scale === 'tensor' ? 1 : C;
+  const per = count / groups;
+  const scale: number[] = [];
+  const data = new Uint8Array(count);
+  const q = new Int8Array(data.buffer);
+  for (let g = 0; g < groups; g++) {
+    let maxAbs = 0;
+    for (let i = g * per; i < (g + 1) * per; i++) maxAbs = Math.max(maxAbs, Math.abs(values[i]));
+    const s = Math.fround(maxAbs / 127);
+    scale.push(s);
+    const inv = s > 0 ? 1 / s : 0;
+    for (let i = g * per; i < (g + 1) * per; i++) q[i] = Math.max(-127, Math.min(127, Math.round(values[i] * inv)));
+  }
+  return { data, scale };
+}
+
+/** Serialises `msg` as CollabMessage protobuf bytes. Throws MessageError for a malformed `msg`. */
+export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Array {
+  if (!(opts.dtype in DTYPE_BYTES)) throw new MessageError('features.dtype', 'encode: unknown dtype', opts.dtype);
+  const int8Scale = opts.int8Scale ?? 'channel';
+  if (int8Scale !== 'tensor' && int8Scale !== 'channel') throw new MessageError('features.scale', 'encode: int8Scale must be "tensor" or "channel"', int8Scale);
+  // The receiver's checks, applied before sending, so a sender never ships what peers reject.
+  checkText('header.agentId', msg.agentId, 128);
+  checkText('header.agentType', msg.agentType, 32, AGENT_TYPE);
+  checkText('header.timestamp', msg.timestamp, 64);
+  if (!Number.isSafeInteger(msg.sequence) || msg.sequence < 0) throw new MessageError('header.sequence', 'must be an integer in [0, 2^53)', msg.sequence);
+  checkPose(Array.from(msg.pose), DEFAULT_LIMITS);
+  checkGrid(msg.grid);
+  const obj: Record<string, unknown> = {
+    header: {
+      agentId: msg.agentId,
+      agentType: msg.agentType,
+      timestamp: msg.timestamp,
+      sequence: msg.sequence,
+      schemaVersion: SCHEMA_VERSION,
+    },
+    pose: { matrix: Array.from(msg.pose) },
+    grid: { ...msg.grid },
+  };
+  if (msg.features) {
+    const { width: W, height: H, channels: C } = msg.grid;
+    const cells = W * H;
+    if (msg.features.length !== C * cells) {
+      throw new MessageError('features.shape', `encode: features have ${msg.features.length} values, grid says ${C}×${H}×${W}`);
+    }
+    for (let i = 0; i < msg.features.length; i++) {
+      if (!Number.isFinite(msg.features[i])) throw new MessageError('features.data', `encode: non-finite feature at index ${i}`, msg.features[i]);
+    }
+    const mask = selectCells(msg, opts, msg.features);
+    let values = msg.features;
+    let n = cells;
+    const idx: number[] = [];
+    if (mask) for (let i = 0; i < cells; i++) if (mask[i]) idx.push(i);
+    // A mask that keeps every cell would only add bytes: send dense.
+    if (mask && idx.length < cells) {
+      const cellIndices = Uint32Array.from(idx);
+      n = cellIndices.length;
+      values = new Float32Array(C * n);
+      for (let c = 0; c < C; c++) {
+        const src = c * cells;
+        const dst = c * n;
+        for (let k = 0; k < n; k++) values[dst + k] = msg.features[src + cellIndices[k]];
+      }
+      obj.mask = encodeMask(mask, cellIndices);
+    }
+    const { data, scale } = quantize(values, C, n, opts.dtype, int8Scale);
+    obj.features = { shape: [C, H, W], dtype: DTYPE_TO_WIRE[opts.dtype], data, scale };
+  }
+  if (msg.detections) {
+    obj.detections = { boxes: Array.from(msg.detections.boxes), scores: Array.from(msg.detections.scores) };
+  }
+  const { message } = loadSchema();
+  return message.encode(message.fromObject(obj)).finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/** A decoded protobufjs message: untrusted, every field is checked before use. */
+type Wire = any;
+
+/** Parses and validates untrusted bytes. Every failure is a MessageError; nothing else escapes. */
+export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits = {}): DecodedMessage {
+  const lim = { ...DEFAULT_LIMITS, ...limits };
+  if (!(bytes instanceof Uint8Array)) throw new MessageError('bytes', 'expected a Uint8Array', typeof bytes);
+  if (bytes.length > lim.maxBytes) {
+    throw new MessageError('bytes', `message is ${bytes.length} bytes, over the ${lim.maxBytes}-byte limit`);
+  }
+  if (bytes.length === 0) throw new MessageError('bytes', 'message is empty');
+  let wire: Wire;
+  try {
+    wire = loadSchema().message.decode(bytes);
+  } catch (err) {
+    throw new MessageError('protobuf', `not a valid CollabMessage: ${(err as Error).message}`);
+  }
+  try {
+    return validate(wire, lim);
+  } catch (err) {
+    if (err instanceof MessageError) throw err;
+    // A check this file forgot must still not crash the receiver.
+    throw new MessageError('message', `unexpected failure while validating: ${(err as Error).message}`);
+  }
+}
+
+function toNumber(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (v && typeof v === 'object' && 'toNumber' in v) return (v as { toNumber(): number }).toNumber();
+  return NaN;
+}
+
+function checkText(field: string, v: unknown, maxLen: number, pattern?: RegExp): string {
+  if (typeof v !== 'string' || v.length === 0) throw new MessageError(field, 'is missing or empty');
+  if (v.length > maxLen) throw new MessageError(field, `is longer than ${maxLen} characters`, v);
+  if (/[\u0000-\u001f\u007f]/.test(v)) throw new MessageError(field, 'contains control characters', v);
+  if (pattern && !pattern.test(v)) throw new MessageError(field, `must match ${pattern}`, v);
+  return v;
+}
+
+function checkPose(matrix: unknown, lim: Required<DecodeLimits>): Float64Array {
+  if (!Array.isArray(matrix) || matrix.length !== 16) {
+    throw new MessageError('pose.matrix', `must hold 16 values (4×4 row-major), has ${Array.isArray(matrix) ? matrix.length : 0}`);
+  }
+  const m = Float64Array.from(matrix as number[]);
+  for (let i = 0; i < 16; i++) if (!Number.isFinite(m[i])) throw new MessageError('pose.matrix', `entry ${i} is not finite`, m[i]);
+  const tol = lim.poseTolerance;
+  const last = [m[12], m[13], m[14], m[15] - 1];
+  if (last.some((d) => Math.abs(d) > tol)) throw new MessageError('pose.matrix', 'last row must be [0, 0, 0, 1]', [m[12], m[13], m[14], m[15]]);
+  // RᵀR = I (orthonormal columns) and det R = +1 (no mirror).
+  for (let a = 0; a < 3; a++) {
+    for (let b = 0; b < 3; b++) {
+      const dot = m[a] * m[b] + m[4 + a] * m[4 + b] + m[8 + a] * m[8 + b];
+      if (Math.abs(dot - (a === b ? 1 : 0)) > tol) {
+        throw new MessageError('pose.matrix', `rotation is not orthonormal (column ${a}·column ${b} = ${dot})`);
+      }
+    }
+  }
+  const det =
+    m[0] * (m[5] * m[10] - m[6] * m[9]) - m[1] * (m[4] * m[10] - m[6] * m[8]) + m[2] * (m[4] * m[9] - m[5] * m[8]);
+  if (det < 0) throw new MessageError('pose.matrix', 'rotation is a reflection (det < 0)', det);
+  const t = Math.hypot(m[3], m[7], m[11]);
+  if (t > lim.maxTranslation) throw new MessageError('pose.matrix', `translation is ${t} m from the world origin, over ${lim.maxTranslation} m`);
+  return m;
+}
+
+function checkGrid(g: Wire): BevGrid {
+  if (!g) throw new MessageError('grid', 'is missing');
+  const grid: BevGrid = {
+    xMin: g.xMin, xMax: g.xMax, yMin: g.yMin, yMax: g.yMax, cellSize: g.cellSize,
+    width: g.width, height: g.height, channels: g.channels,
+  };
+  for (const k of ['xMin', 'xMax', 'yMin', 'yMax', 'cellSize'] as const) {
+    if (!Number.isFinite(grid[k]) || Math.abs(grid[k]) > 1e4) throw new MessageError(`grid.${k}`, 'must be finite and within ±10 km', grid[k]);
+  }
+  if (!(grid.cellSize > 0)) throw new MessageError('grid.cellSize', 'must be positive', grid.cellSize);
+  for (const [k, max] of [['width', MAX_DIM], ['height', MAX_DIM], ['channels', MAX_CHANNELS]] as const) {
+    if (!Number.isInteger(grid[k]) || grid[k] < 1 || grid[k] > max) throw new MessageError(`grid.${k}`, `must be an integer in [1, ${max}]`, grid[k]);
+  }
+  const tol = 1e-3 * grid.cellSize;
+  if (Math.abs(grid.xMax - grid.xMin - grid.width * grid.cellSize) > tol) {
+    throw new MessageError('grid.width', `width × cellSize (${grid.width} × ${grid.cellSize}) does not span xMin..xMax (${grid.xMin}..${grid.xMax})`);
+  }
+  if (Math.abs(grid.yMax - grid.yMin - grid.height * grid.cellSize) > tol) {
+    throw new MessageError('grid.height', `height × cellSize (${grid.height} × ${grid.cellSize}) does not span yMin..yMax (${grid.yMin}..${grid.yMax})`);
+  }
+  return grid;
+}
+
+/** The transmitted cell indices, in increasing order. */
+function checkMask(m: Wire, cells: number): Uint32Array {
+  // `cells` is protobufjs's virtual oneof: the member that was last on the wire.
+  if (m.cells === 'bitmask') {
+    const bits: Uint8Array = m.bitmask;
+    if (bits.length !== Math.ceil(cells / 8)) {
+      throw new MessageError('mask.bitmask', `has ${bits.length} bytes, a ${cells}-cell grid needs ${Math.ceil(cells / 8)}`);
+    }
+    if (cells % 8 && bits[bits.length - 1] >>> (cells % 8)) throw new MessageError('mask.bitmask', 'has bits set past the last cell');
+    let n = 0;
+    for (let b = 0; b < bits.length; b++) for (let v = bits[b]; v; v &= v - 1) n++;
+    const idx = new Uint32Array(n);
+    let k = 0;
+    for (let i = 0; i < cells; i++) if (bits[i >>> 3] & (1 << (i & 7))) idx[k++] = i;
+    return idx;
+  }
+  if (m.cells === 'deltas') {
+    const d: number[] = m.deltas.value ?? [];
+    if (d.length > cells) throw new MessageError('mask.deltas', `lists ${d.length} cells, the grid has ${cells}`);
+    const idx = new Uint32Array(d.length);
+    let cur = 0;
+    for (let k = 0; k < d.length; k++) {
+      if (k > 0 && d[k] === 0) throw new MessageError('mask.deltas', `cell ${k} repeats the previous cell (gaps must be positive)`);
+      cur += d[k];
+      if (cur >= cells) throw new MessageError('mask.deltas', `cell index ${cur} is outside the ${cells}-cell grid`);
+      idx[k] = cur;
+    }
+    return idx;
+  }
+  throw new MessageError('mask', 'is present but holds neither a bitmask nor deltas');
+}
+
+function checkFeatures(
+  f: Wire,
+  maskWire: Wire,
+  grid: BevGrid,
+  lim: Required<DecodeLimits>,
+): { features: Float32Array; mask?: Uint8Array; dtype: FeatureDType } {
+  const { channels: C, height: H, width: W } = grid;
+  const shape: number[] = f.shape ?? [];
+  if (shape.length !== 3 || shape[0] !== C || shape[1] !== H || shape[2] !== W) {
+    throw new MessageError('features.shape', `must be [channels, height, width] = [${C}, ${H}, ${W}] as the grid says`, shape);
+  }
+  const cells = H * W;
+  if (C * cells > lim.maxElements) {
+    throw new MessageError('features.shape', `${C}×${H}×${W} = ${C * cells} values, over the limit of ${lim.maxElements}`);
+  }
+  const dtypeName = typeof f.dtype === 'number' ? loadSchema().dtypeEnum.valuesById[f.dtype] : undefined;
+  const dtype = (Object.keys(DTYPE_TO_WIRE) as FeatureDType[]).find((d) => DTYPE_TO_WIRE[d] === dtypeName);
+  if (!dtype) throw new MessageError('features.dtype', 'is unset or unknown', f.dtype);
+  const idx = maskWire ? checkMask(maskWire, cells) : undefined;
+  const n = idx ? idx.length : cells;
+  const data: Uint8Array = f.data ?? new Uint8Array(0);
+  const expected = C * n * DTYPE_BYTES[dtype];
+  if (data.length !== expected) {
+    throw new MessageError('features.data', `has ${data.length} bytes; ${C} channels × ${n} cells as ${dtype} need ${expected}`);
+  }
+  const scale: number[] = f.scale ?? [];
+  if (dtype === 'int8') {
+    if (scale.length !== 1 && scale.length !== C) throw new MessageError('features.scale', `int8 needs 1 or ${C} scales, has ${scale.length}`);
+    for (const s of scale) if (!Number.isFinite(s) || s < 0) throw new MessageError('features.scale', 'scales must be finite and ≥ 0', s);
+  } else if (scale.length) {
+    throw new MessageError('features.scale', `must be empty for ${dtype}`, scale.length);
+  }
+
+  // Values of the transmitted cells, channel-major, as float32.
+  const count = C * n;
+  const values = new Float32Array(count);
+  if (dtype === 'float32') {
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    for (let i = 0; i < count; i++) values[i] = view.getFloat32(i * 4, true);
+  } else if (dtype === 'float16') {
+    const table = float16Table();
+    for (let i = 0; i < count; i++) values[i] = table[data[i * 2] | (data[i * 2 + 1] << 8)];
+  } else {
+    const q = new Int8Array(data.buffer, data.byteOffset, data.byteLength);
+    for (let c = 0; c < C; c++) {
+      const s = scale.length === 1 ? scale[0] : scale[c];
+      for (let k = c * n; k < (c + 1) * n; k++) {
+        if (q[k] === -128) throw new MessageError('features.data', `int8 value -128 at index ${k} (symmetric range is [-127, 127])`);
+        values[k] = q[k] * s;
+      }
+    }
+  }
+  for (let i = 0; i < count; i++) {
+    if (!Number.isFinite(values[i])) {
+      throw new MessageError('features.data', `value ${i} (channel ${Math.floor(i / Math.max(n, 1))}) is not finite`, values[i]);
+    }
+  }
+  if (!idx) return { features: values, dtype };
+  const features = new Float32Array(C * cells);
+  const mask = new Uint8Array(cells);
+  for (const i of idx) mask[i] = 1;
+  for (let c = 0; c < C; c++) {
+    const dst = c * cells;
+    const src = c * n;
+    for (let k = 0; k < n; k++) features[dst + idx[k]] = values[src + k];
+  }
+  return { features, mask, dtype };
+}
+
+function checkDetections(d: Wire, lim: Required<DecodeLimits>): Detections {
+  const boxes: number[] = d.boxes ?? [];
+  const scores: number[] = d.scores ?? [];
+  if (scores.length > lim.maxDetections) throw new MessageError('detections.scores', `${scores.length} detections, over the limit of ${lim.maxDetections}`);
+  if (boxes.length !== scores.length * 7) {
+    throw new MessageError('detections.boxes', `has ${boxes.length} values; ${scores.length} scores need ${scores.length * 7} (7 per box)`);
+  }
+  for (let i = 0; i < boxes.length; i++) {
+    const v = boxes[i];
+    const k = i % 7;
+    if (!Number.isFinite(v)) throw new MessageError('detections.boxes', `box ${Math.floor(i / 7)} value ${k} is not finite`, v);
+    if (k >= 3 && k <= 5 && !(v > 0 && v < 100)) throw new MessageError('detections.boxes', `box ${Math.floor(i / 7)} has size ${v} m (h, w, l must be in (0, 100))`, v);
+    if (k < 3 && Math.abs(v) > 1e4) throw new MessageError('detections.boxes', `box ${Math.floor(i / 7)} centre is ${v} m away`, v);
+  }
+  for (let i = 0; i < scores.length; i++) {
+    if (!(scores[i] >= 0 && scores[i] <= 1)) throw new MessageError('detections.scores', `score ${i} must be in [0, 1]`, scores[i]);
+  }
+  return { boxes: Float32Array.from(boxes), scores: Float32Array.from(scores) };
+}
+
+function validate(w: Wire, lim: Required<DecodeLimits>): DecodedMessage {
+  const h = w.header;
+  if (!h) throw new MessageError('header', 'is missing');
+  const schemaVersion = h.schemaVersion;
+  if (!schemaVersion) throw new MessageError('header.schemaVersion', 'is missing');
+  if (schemaVersion !== SCHEMA_VERSION) {
+    throw new MessageError('header.schemaVersion', `unsupported schema version (this reader knows ${SCHEMA_VERSION})`, schemaVersion);
+  }
+  const agentId = checkText('header.agentId', h.agentId, 128);
+  const agentType = checkText('header.agentType', h.agentType, 32, AGENT_TYPE);
+  const timestamp = checkText('header.timestamp', h.timestamp, 64);
+  const sequence = toNumber(h.sequence);
+  if (!Number.isSafeInteger(sequence) || sequence < 0) throw new MessageError('header.sequence', 'must be an integer in [0, 2^53)', String(h.sequence));
+  if (!w.pose) throw new MessageError('pose', 'is missing');
+  const pose = checkPose(w.pose.matrix, lim);
+  if (!w.features && !w.detections) throw new MessageError('features', 'message carries neither features nor detections');
+  if (w.mask && !w.features) throw new MessageError('mask', 'is present without features');
+  const grid = checkGrid(w.grid);
+  const out: DecodedMessage = { schemaVersion, agentId, agentType, timestamp, sequence, pose, grid };
+  if (w.features) {
+    const f = checkFeatures(w.features, w.mask, grid, lim);
+    out.features = f.features;
+    out.dtype = f.dtype;
+    if (f.mask) out.mask = f.mask;
+  }
+  if (w.detections) out.detections = checkDetections(w.detections, lim);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte counting
+
+/** Bytes of an encoded message, split by top-level part (tag and length prefixes included). */
+export interface WireSize {
+  total: number;
+  header: number;
+  pose: number;
+  grid: number;
+  features: number;
+  mask: number;
+  detections: number;
+  /** Fields this reader does not know (written by a newer sender). */
+  other: number;
+}
+
+const PART_BY_FIELD: Record<number, keyof WireSize> = { 1: 'header', 2: 'pose', 3: 'grid', 4: 'features', 5: 'mask', 6: 'detections' };
+
+/**
+ * Counts the bytes of each part of an encoded message by walking its top-level fields, without
+ * decoding them: works on what was actually sent or received.
+ */
+export function messageWireSize(bytes: Uint8Array): WireSize {
+  const size: WireSize = { total: bytes.length, header: 0, pose: 0, grid: 0, features: 0, mask: 0, detections: 0, other: 0 };
+  const reader = protobuf.Reader.create(bytes);
+  try {
+    while (reader.pos < reader.len) {
+      const start = reader.pos;
+      const tag = reader.uint32();
+      reader.skipType(tag & 7);
+      size[PART_BY_FIELD[tag >>> 3] ?? 'other'] += reader.pos - start;
+    }
+  } catch (err) {
+    throw new MessageError('protobuf', `cannot walk the message fields: ${(err as Error).message}`);
+  }
+  return size;
+}
