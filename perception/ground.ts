@@ -1,0 +1,35 @@
+// Sensors sit at different heights (a vehicle roof at 1.9 m, a roadside mast at 5 m), but every
+// encoder has one z range. Moving each agent's LiDAR frame to a common height above its ground
+// keeps roads and cars inside that range for all agents. BEV warping ignores z, so fusion is
+// unaffected; only what the encoders see changes.
+
+import type { AgentFrame } from '../datasets/frame.ts';
+import { type Mat4, identity4, multiply, invert } from '../datasets/geometry/transforms.ts';
+
+/** OPV2V's vehicle LiDAR height above the ground, the height every agent is moved to. */
+export const REFERENCE_LIDAR_HEIGHT = 1.9;
+
+/**
+ * Returns the frame as seen from a LiDAR frame moved down (or up) to REFERENCE_LIDAR_HEIGHT above
+ * the agent's ground: points, camera extrinsics, pose and GT boxes are all re-expressed in it.
+ * Frames whose dataset does not give the height, or that are already there, come back as they are.
+ */
+export function alignToGround(frame: AgentFrame): AgentFrame {
+  const h = frame.lidarHeight;
+  if (h === undefined || Math.abs(h - REFERENCE_LIDAR_HEIGHT) < 1e-6) return frame;
+  const dz = h - REFERENCE_LIDAR_HEIGHT;
+  // new frame L' sits dz below L: p_L' = p_L + (0, 0, dz).
+  const newFromOld: Mat4 = identity4();
+  newFromOld[11] = dz;
+  const oldFromNew = invert(newFromOld);
+  const points = new Float32Array(frame.points);
+  for (let i = 2; i < points.length; i += 4) points[i] += dz;
+  return {
+    ...frame,
+    lidarHeight: REFERENCE_LIDAR_HEIGHT,
+    lidarPose: multiply(frame.lidarPose, oldFromNew),
+    points,
+    cameras: frame.cameras.map((c) => ({ ...c, extrinsic: multiply(c.extrinsic, oldFromNew) })),
+    boxes: frame.boxes.map((b) => ({ ...b, box: [b.box[0], b.box[1], b.box[2] + dz, b.box[3], b.box[4], b.box[5], b.box[6]] })),
+  };
+}
