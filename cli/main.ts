@@ -4,6 +4,7 @@
 const COMMANDS: Record<string, { module: string; summary: string }> = {
   generate: { module: './generate.ts', summary: 'write a synthetic V2X world in OPV2V-H format' },
   inspect: { module: './inspect.ts', summary: 'summarize a dataset (OPV2V/OPV2V-H/V2XSet/DAIR-V2X-C), --json, --png' },
+  detect: { module: './detect.ts', summary: 'collaborative perception on dataset frames: encode, message, warp, fuse, detect' },
   start: { module: './start.ts', summary: 'the default job (what `npm start` runs)' },
   bench: { module: './bench.ts', summary: 'benchmarks; figures go to bench/results/' },
 };

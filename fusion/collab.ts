@@ -1,0 +1,324 @@
+// The collaborative pass. Each agent encodes its own sensors with its type's encoder + aligner
+// into the shared BEV space and sends a protobuf message; the ego decodes what it received from
+// agents in communication range, warps it into its frame, fuses it with the pyramid fusion
+// network, runs the detection head and decodes boxes in its own LiDAR frame.
+//
+// Late fusion (each agent detects alone and sends boxes, merged by NMS) and no fusion (ego alone)
+// go through the same encoders, network and decoder, as baselines.
+
+import type { AgentFrame } from '../datasets/frame.ts';
+import type { SharedSpace } from '../perception/space.ts';
+import { featureGrid } from '../perception/space.ts';
+import type { Registry } from '../perception/registry.ts';
+import { alignToGround } from '../perception/ground.ts';
+import { agentNetwork, agentInputs } from '../models/networks/agent.ts';
+import { egoNetwork } from '../models/networks/ego.ts';
+import { SMALL_FUSION, HEAL_FUSION, type PyramidFusionConfig } from '../models/networks/fusion.ts';
+import type { GraphDesc, HostTensor } from '../models/graph.ts';
+import { exportOnnx } from '../models/onnx.ts';
+import { initWeights, loadWeights, pickWeights, type Weights } from '../models/weights.ts';
+import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
+import { makeAnchors, type Anchors } from './anchors.ts';
+import { decodeDetections, type Detection } from './detect.ts';
+import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, type FeatureDType, type DecodedMessage } from './messages.ts';
+import { warpGrids } from './warp.ts';
+import { boxToCorners, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
+import { nmsRotated } from '../datasets/geometry/nms.ts';
+import { invert, multiply } from '../datasets/geometry/transforms.ts';
+import { readFileChecked } from '../datasets/io.ts';
+
+export type FusionMode = 'intermediate' | 'late' | 'none';
+
+export interface PipelineOptions {
+  space: SharedSpace;
+  registry: Registry;
+  device?: Device;
+  /** One weight file holding every parameter (encoder.*, aligner.*, fusion.*, head.*). */
+  weightsFile?: string;
+  /** Seed of the random weights used when no weight file is given. */
+  seed?: number;
+  log?: (line: string) => void;
+}
+
+export interface AgentInput {
+  frame: AgentFrame;
+  /** Agent type name in the registry. */
+  type: string;
+}
+
+export interface FrameOptions {
+  mode: FusionMode;
+  dtype?: FeatureDType;
+  scoreThreshold?: number;
+  nmsThreshold?: number;
+}
+
+/** Milliseconds per stage, summed over agents where a stage runs per agent. */
+export type StageTimes = Record<string, number>;
+
+export interface FrameResult {
+  egoId: number;
+  mode: FusionMode;
+  /** Detections in the ego's LiDAR frame, best first. */
+  detections: Detection[];
+  /** Agents whose data was used (ego first). */
+  used: { id: number; type: string }[];
+  /** Agents out of communication range, and messages the ego rejected. */
+  skipped: { id: number; reason: string }[];
+  /** Bytes each non-ego agent sent. */
+  messageBytes: { id: number; bytes: number }[];
+  /** Per-level foreground logits of the pyramid, [agents, 1, h, w] each (intermediate fusion only). */
+  occupancy: HostTensor[];
+  times: StageTimes;
+  provider: Provider;
+}
+
+export function fusionConfigFor(space: SharedSpace): PyramidFusionConfig {
+  const [w, h] = featureGrid(space);
+  const base = space.name === 'heal' ? HEAL_FUSION : SMALL_FUSION;
+  const cfg = { ...base, height: h, width: w, backbone: { ...base.backbone, inChannels: space.channels } };
+  return cfg;
+}
+
+export function egoNetworkFor(space: SharedSpace): GraphDesc {
+  return egoNetwork({ fusion: fusionConfigFor(space), head: { anchors: space.anchor.yawsDeg.length, dirBins: 2 } });
+}
+
+const now = () => performance.now();
+const addTime = (t: StageTimes, k: string, ms: number) => { t[k] = (t[k] ?? 0) + ms; };
+
+function transformBox(box: Box7, m: Float64Array): Box7 {
+  return cornersToBox(transformCorners(m, boxToCorners(box)));
+}
+
+export class CollabPipeline {
+  private readonly typeSessions = new Map<string, SessionInfo>();
+  private sequence = 0;
+  readonly anchors: Anchors;
+
+  private constructor(
+    readonly opts: PipelineOptions,
+    private readonly ego: SessionInfo,
+    private readonly weights: Weights | undefined,
+    /** True when the networks run on seeded random weights: the boxes mean nothing. */
+    readonly randomWeights: boolean,
+  ) {
+    this.anchors = makeAnchors(opts.space);
+  }
+
+  get provider(): Provider {
+    return this.ego.provider;
+  }
+
+  get fallbackReason(): string | undefined {
+    return this.ego.fallbackReason;
+  }
+
+  static async create(opts: PipelineOptions): Promise<CollabPipeline> {
+    const weights = opts.weightsFile ? (await loadWeights(opts.weightsFile)).weights : undefined;
+    const desc = egoNetworkFor(opts.space);
+    const w = weights ? pickWeights(desc, weights, opts.weightsFile) : initWeights(desc, opts.seed ?? 0);
+    const ego = await createSession(exportOnnx(desc, w), { device: opts.device ?? 'auto', log: opts.log });
+    if (!weights) opts.log?.('heal: no weight file given: the networks run on seeded random weights, so detections mean nothing');
+    return new CollabPipeline(opts, ego, weights, !weights);
+  }
+
+  private async typeSession(type: string): Promise<SessionInfo> {
+    let s = this.typeSessions.get(type);
+    if (s) return s;
+    const profile = this.opts.registry.profile(type, this.opts.space.name);
+    let bytes: Uint8Array;
+    if (profile.model) {
+      bytes = await readFileChecked(profile.model, `ONNX model of agent type ${type}`);
+    } else {
+      const desc = agentNetwork(profile.network, this.opts.space);
+      const w = this.weights ? pickWeights(desc, this.weights, this.opts.weightsFile) : initWeights(desc, this.opts.seed ?? 0);
+      bytes = exportOnnx(desc, w);
+    }
+    // The encoders run on the provider the ego network got, so a frame never mixes devices.
+    s = await createSession(bytes, { device: this.ego.provider });
+    this.typeSessions.set(type, s);
+    return s;
+  }
+
+  /** One agent's encoder + aligner: features [C, H', W'] in its own (ground-aligned) frame. */
+  async encode(input: AgentInput, times: StageTimes = {}): Promise<Float32Array> {
+    const frame = alignToGround(input.frame);
+    const profile = this.opts.registry.profile(input.type, this.opts.space.name);
+    const session = await this.typeSession(input.type);
+    let t = now();
+    const inputs = agentInputs(profile.network, this.opts.space, frame);
+    addTime(times, `preprocess.${input.type}`, now() - t);
+    t = now();
+    const out = await runSession(session.session, inputs);
+    addTime(times, `encode.${input.type}`, now() - t);
+    return out.bev.data as Float32Array;
+  }
+
+  /** Runs the ego network on agents' features (ego first) given with their T_world←lidar. */
+  async fuse(features: Float32Array[], poses: Float64Array[], times: StageTimes = {}): Promise<Record<string, HostTensor>> {
+    const { space } = this.opts;
+    const [W, H] = featureGrid(space);
+    const C = space.channels;
+    const A = features.length;
+    const stacked = new Float32Array(A * C * H * W);
+    features.forEach((f, i) => stacked.set(f, i * C * H * W));
+    const t = now();
+    const out = await runSession(this.ego.session, {
+      features: { data: stacked, shape: [A, C, H, W] },
+      valid: { data: new Float32Array(A * H * W).fill(1), shape: [A, 1, H, W] },
+      grid: { data: warpGrids(poses[0], poses, space, H, W), shape: [A, H, W, 2] },
+    });
+    addTime(times, 'warp+fuse+head', now() - t);
+    return out;
+  }
+
+  private decode(out: Record<string, HostTensor>, opts: FrameOptions, times: StageTimes): Detection[] {
+    const t = now();
+    const dets = decodeDetections(this.anchors, out.cls.data as Float32Array, out.reg.data as Float32Array, out.dir.data as Float32Array, {
+      scoreThreshold: opts.scoreThreshold,
+      nmsThreshold: opts.nmsThreshold,
+      range: this.opts.space.range,
+    });
+    addTime(times, 'decode+nms', now() - t);
+    return dets;
+  }
+
+  private message(input: AgentInput, payload: { features?: Float32Array; detections?: Detection[] }, dtype: FeatureDType, times: StageTimes): Uint8Array {
+    const t = now();
+    const bytes = encodeMessage(
+      {
+        agentId: String(input.frame.agentId),
+        agentType: input.type,
+        timestamp: input.frame.timestamp,
+        sequence: this.sequence++,
+        pose: input.frame.lidarPose,
+        grid: gridForSpace(this.opts.space),
+        features: payload.features,
+        detections: payload.detections && {
+          boxes: Float32Array.from(payload.detections.flatMap((d) => d.box)),
+          scores: Float32Array.from(payload.detections.map((d) => d.score)),
+        },
+      },
+      { dtype },
+    );
+    addTime(times, 'serialize', now() - t);
+    return bytes;
+  }
+
+  private receive(bytes: Uint8Array, times: StageTimes): DecodedMessage {
+    const t = now();
+    try {
+      return decodeMessage(bytes);
+    } finally {
+      addTime(times, 'deserialize', now() - t);
+    }
+  }
+
+  /**
+   * The sender side: encodes one agent and returns the message it broadcasts. In late fusion the
+   * message carries the agent's own detections instead of features.
+   */
+  async send(input: AgentInput, mode: FusionMode, dtype: FeatureDType, times: StageTimes = {}): Promise<Uint8Array> {
+    const features = await this.encode(input, times);
+    if (mode === 'late') {
+      const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { mode }, times);
+      return this.message(input, { detections }, dtype, times);
+    }
+    return this.message(input, { features }, dtype, times);
+  }
+
+  /**
+   * One cooperative frame. `agents` holds every agent of the scene with its type; the one whose
+   * id is `egoId` is the ego. Agents beyond the communication range send nothing the ego uses.
+   * `extraMessages` are bytes received from elsewhere (tests use them for hostile input).
+   */
+  async runFrame(agents: AgentInput[], egoId: number, opts: FrameOptions, extraMessages: Uint8Array[] = []): Promise<FrameResult> {
+    const { space } = this.opts;
+    const dtype = opts.dtype ?? 'float32';
+    const times: StageTimes = {};
+    const ego = agents.find((a) => a.frame.agentId === egoId);
+    if (!ego) throw new Error(`runFrame: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
+    const skipped: FrameResult['skipped'] = [];
+    const messageBytes: FrameResult['messageBytes'] = [];
+    const received: Uint8Array[] = [];
+    if (opts.mode !== 'none') {
+      for (const a of agents) {
+        if (a === ego) continue;
+        const d = Math.hypot(a.frame.lidarPose[3] - ego.frame.lidarPose[3], a.frame.lidarPose[7] - ego.frame.lidarPose[7]);
+        if (d > space.commRange) {
+          skipped.push({ id: a.frame.agentId, reason: `out of communication range (${d.toFixed(1)} m > ${space.commRange} m)` });
+          continue;
+        }
+        const bytes = await this.send(a, opts.mode, dtype, times);
+        messageBytes.push({ id: a.frame.agentId, bytes: bytes.length });
+        received.push(bytes);
+      }
+      received.push(...extraMessages);
+    }
+    return this.egoPass(ego, received, opts, { times, skipped, messageBytes });
+  }
+
+  /** The ego side: decode and validate what was received, then fuse (or merge boxes) and detect. */
+  async egoPass(
+    ego: AgentInput,
+    received: Uint8Array[],
+    opts: FrameOptions,
+    acc: { times: StageTimes; skipped: FrameResult['skipped']; messageBytes: FrameResult['messageBytes'] } = { times: {}, skipped: [], messageBytes: [] },
+  ): Promise<FrameResult> {
+    const { times, skipped, messageBytes } = acc;
+    const egoId = ego.frame.agentId;
+    const used = [{ id: egoId, type: ego.type }];
+    const messages: DecodedMessage[] = [];
+    for (const bytes of received) {
+      try {
+        const msg = this.receive(bytes, times);
+        if (msg.agentId === String(egoId)) throw new Error(`message claims to come from the ego (${egoId})`);
+        messages.push(msg);
+      } catch (err) {
+        skipped.push({ id: NaN, reason: `rejected message: ${(err as Error).message}` });
+      }
+    }
+    const egoFeatures = await this.encode(ego, times);
+    let detections: Detection[];
+    let occupancy: HostTensor[] = [];
+    if (opts.mode === 'late') {
+      const all = this.decode(await this.fuse([egoFeatures], [ego.frame.lidarPose], times), opts, times);
+      const egoFromWorld = invert(ego.frame.lidarPose);
+      for (const msg of messages) {
+        used.push({ id: Number(msg.agentId), type: msg.agentType });
+        const egoFromAgent = multiply(egoFromWorld, msg.pose);
+        const boxes = msg.detections?.boxes ?? new Float32Array(0);
+        const scores = msg.detections?.scores ?? new Float32Array(0);
+        for (let i = 0; i < scores.length; i++) {
+          all.push({ box: transformBox(Array.from(boxes.subarray(i * 7, i * 7 + 7)) as Box7, egoFromAgent), score: scores[i] });
+        }
+      }
+      const t = now();
+      const keep = nmsRotated(all.map((d) => bevFromCorners(boxToCorners(d.box))), all.map((d) => d.score), opts.nmsThreshold ?? 0.15);
+      detections = keep.map((i) => all[i]);
+      addTime(times, 'decode+nms', now() - t);
+    } else {
+      const features = [egoFeatures];
+      const poses = [ego.frame.lidarPose];
+      for (const msg of messages) {
+        if (!msg.features) {
+          skipped.push({ id: Number(msg.agentId), reason: 'message has no features (intermediate fusion needs them)' });
+          continue;
+        }
+        features.push(msg.features);
+        poses.push(msg.pose);
+        used.push({ id: Number(msg.agentId), type: msg.agentType });
+      }
+      const out = await this.fuse(features, poses, times);
+      occupancy = Object.keys(out).filter((k) => /^occ\d+$/.test(k)).sort().map((k) => out[k]);
+      detections = this.decode(out, opts, times);
+    }
+    return { egoId, mode: opts.mode, detections, used, skipped, messageBytes, occupancy, times, provider: this.provider };
+  }
+
+  /** Decodes and validates a message the ego received from outside (e.g. over a network). */
+  static inspectMessage(bytes: Uint8Array) {
+    return { message: decodeMessage(bytes), size: messageWireSize(bytes) };
+  }
+}
