@@ -118,7 +118,8 @@ export class CollabPipeline {
     const weights = opts.weightsFile ? (await loadWeights(opts.weightsFile)).weights : undefined;
     const desc = egoNetworkFor(opts.space);
     const w = weights ? pickWeights(desc, weights, opts.weightsFile) : initWeights(desc, opts.seed ?? 0);
-    const ego = await createSession(exportOnnx(desc, w), { device: opts.device ?? 'auto', log: opts.log });
+    // Why a better provider was skipped comes back as fallbackReason; callers print it once.
+    const ego = await createSession(exportOnnx(desc, w), { device: opts.device ?? 'auto', log: () => {} });
     if (!weights) opts.log?.('heal: no weight file given: the networks run on seeded random weights, so detections mean nothing');
     return new CollabPipeline(opts, ego, weights, !weights);
   }
