@@ -10,6 +10,7 @@ const BENCHES: Record<string, string> = {
   synthetic: '../bench/synthetic.ts',
   pillars: '../bench/pillars.ts',
   camera: '../bench/camera.ts',
+  inference: '../bench/inference.ts',
 };
 
 export async function run(args: string[]): Promise<number> {

@@ -16,7 +16,7 @@ import { encodeMessage, gridForSpace } from '../fusion/messages.ts';
 import { webgpuMissingReason } from '../models/runtime.ts';
 import { cornersInRange, boxToCorners } from '../datasets/geometry/boxes.ts';
 
-// Seed 2's first train scenario has four connected vehicles and a roadside unit.
+// Seed 2's first train scenario has three connected vehicles and a roadside unit.
 const SEED = 2;
 let dir = '';
 let ds: Dataset;
