@@ -17,7 +17,7 @@ import { encodePcd } from '../datasets/pcd.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WORLD = path.join(here, '..', '.cache', 'bench-world');
-// Seed 2's first test scenario: four connected vehicles and a roadside unit.
+// Seed 2's first test scenario (3 scenarios → one per split, only test is written): five agents.
 const SEED = 2;
 const REPEATS = 3;
 const TYPES = ['m1', 'm2', 'm3', 'm4'];
@@ -27,7 +27,7 @@ async function world(): Promise<string> {
   if (!(await exists(stamp))) {
     await fs.rm(WORLD, { recursive: true, force: true });
     await generateDataset({
-      out: WORLD, scenarios: 1, frames: 1, seed: SEED, camera: { width: 400, height: 300 }, splits: ['test'], jobs: 1,
+      out: WORLD, scenarios: 3, frames: 1, seed: SEED, camera: { width: 400, height: 300 }, splits: ['test'], jobs: 1,
       pcdFormat: 'ascii', shadows: true,
     });
     await fs.writeFile(stamp, `${SEED} test`);
