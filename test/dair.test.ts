@@ -7,6 +7,7 @@ import { type DairDataset, dairCornersToOpencood, isDairRoot, openDair } from '.
 import { encodePcd } from '../datasets/pcd.ts';
 import { DataError } from '../datasets/io.ts';
 import type { FrameRef } from '../datasets/dataset.ts';
+import { run as inspect } from '../cli/inspect.ts';
 import type { Box7 } from '../datasets/geometry/boxes.ts';
 import {
   type Mat4, invert, mat4ToRows, multiply, poseToMatrix, relative, transformPoint, transformPoints,
@@ -331,6 +332,22 @@ describe.skipIf(!haveFixtures)('DAIR-V2X-C reader on the real pair 017314 / 0013
   });
   afterAll(async () => {
     if (root) await fs.rm(root, { recursive: true, force: true });
+  });
+
+  it('heal inspect reads it like any dataset: --json lines and a top-down picture', async () => {
+    let out = '';
+    let err = '';
+    const io = { out: (t: string) => { out += t; }, err: (t: string) => { err += t; } };
+    expect(await inspect([root, '--json'], io)).toBe(0);
+    const lines = out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.agent, l.type, l.points])).toEqual([[0, 'vehicle', 62199], [1, 'rsu', 53653]]);
+    expect(lines[0].boxes.length).toBe(6);
+    const png = path.join(root, 'top.png');
+    out = '';
+    expect(await inspect([root, '--png', png], io)).toBe(0);
+    expect((await fs.stat(png)).size).toBeGreaterThan(10_000);
+    // The test layout also lists pairs whose files are missing: inspect reports and skips them.
+    expect(err).toMatch(/frames could not be read and were skipped/);
   });
 
   it('reads both clouds with intensity in [0, 1]', async () => {
