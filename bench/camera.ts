@@ -8,22 +8,9 @@ import {
 } from '../perception/camera.ts';
 import { SPACES } from '../perception/space.ts';
 import { invert, matrixToPose, multiply, poseToMatrix, x1ToX2 } from '../datasets/geometry/transforms.ts';
+import { timeIt } from './timing.ts';
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
-function timeIt(reps: number, f: () => void): number {
-  f(); // warm-up: JIT and caches
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    f();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
 
 /** The four OPV2V vehicle cameras (formats.md §1.5) with extrinsics as the OPV2V writer makes them. */
 function vehicleCameras(K: Float64Array): SplatCamera[] {

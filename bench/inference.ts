@@ -14,6 +14,7 @@ import { CollabPipeline, type AgentInput } from '../fusion/collab.ts';
 import { encodeMessage, gridForSpace, type FeatureDType } from '../fusion/messages.ts';
 import { cudaMissingReason, webgpuMissingReason, type Device } from '../models/runtime.ts';
 import { encodePcd } from '../datasets/pcd.ts';
+import { median } from './timing.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WORLD = path.join(here, '..', '.cache', 'bench-world');
@@ -35,7 +36,6 @@ async function world(): Promise<string> {
   return WORLD;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function run(): Promise<Record<string, number | string>> {
   const ds = await openDataset(await world());

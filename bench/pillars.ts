@@ -5,22 +5,9 @@
 
 import { pillarConfigForSpace, pillarize } from '../perception/pillars.ts';
 import { HEAL_SPACE, SMALL_SPACE, type SharedSpace } from '../perception/space.ts';
+import { timeIt } from './timing.ts';
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
-function timeIt(reps: number, f: () => void): number {
-  for (let i = 0; i < 10; i++) f(); // warm-up: V8 needs a dozen or so runs to settle on optimised code
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    f();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
 
 /** A deterministic 64-beam sweep: ground at z = −1.8 m, walls 20–80 m away, range noise. */
 function syntheticScan(numPoints: number, seed = 1): Float32Array {
@@ -88,8 +75,8 @@ export async function run(): Promise<Record<string, number | string>> {
     out[`${key}_pillars`] = result.numPillars;
     out[`${key}_points_in_range`] = result.pointsInRange;
     out[`${key}_points_kept`] = result.pointsKept;
-    out[`${key}_ms`] = timeIt(15, () => pillarize(points, cfg));
-    out[`${key}_map_reference_ms`] = timeIt(5, () => pillarizeWithMap(points, space, cfg.maxPointsPerPillar));
+    out[`${key}_ms`] = timeIt(15, () => pillarize(points, cfg), 10);
+    out[`${key}_map_reference_ms`] = timeIt(5, () => pillarizeWithMap(points, space, cfg.maxPointsPerPillar), 10);
   }
   // Worst case for the output size: points spread evenly, nearly one pillar per point, so the
   // [P, 32, 10] feature array itself (tens of MB) dominates.
@@ -99,6 +86,6 @@ export async function run(): Promise<Record<string, number | string>> {
   for (let i = 0; i < 100_000; i++) uniform.set([(rand() - 0.5) * 200, (rand() - 0.5) * 200, -1, 0.5], i * 4);
   const healCfg = pillarConfigForSpace(HEAL_SPACE, { maskEgo: true });
   out.heal_uniform_pillars = pillarize(uniform, healCfg).numPillars;
-  out.heal_uniform_ms = timeIt(5, () => pillarize(uniform, healCfg));
+  out.heal_uniform_ms = timeIt(5, () => pillarize(uniform, healCfg), 10);
   return out;
 }

@@ -8,22 +8,9 @@ import { VEHICLE_CAMERAS, cameraPose, renderCamera } from '../datasets/synthetic
 import { groundReflectivity, renderAgentFrame } from '../datasets/synthetic/render.ts';
 import { rngFor } from '../datasets/synthetic/rng.ts';
 import { encodePcd } from '../datasets/pcd.ts';
+import { timeIt } from './timing.ts';
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
-function timeIt(reps: number, f: () => void): number {
-  f(); // warm-up: JIT and caches
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    f();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
 
 export async function run(): Promise<Record<string, number | string>> {
   const out: Record<string, number | string> = {};

@@ -15,14 +15,16 @@ const BENCHES: Record<string, string> = {
 
 export async function run(args: string[]): Promise<number> {
   if (args.includes('--help')) {
-    console.log(`usage: heal bench [NAME ...] [--out FILE]\n\nbenchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)`);
+    console.log(`usage: heal bench [NAME ...] [--out FILE]\n\nWrites bench/results/latest.json (all) or bench/results/NAME.json (some).\nbenchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)`);
     return 0;
   }
   const outIdx = args.indexOf('--out');
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const out = outIdx >= 0 ? args[outIdx + 1] : path.join(here, '..', 'bench', 'results', 'latest.json');
   const names = args.filter((a, i) => !a.startsWith('--') && (outIdx < 0 || i !== outIdx + 1));
   const selected = names.length ? names : Object.keys(BENCHES);
+  // A partial run must not overwrite the full record: it gets a file named after what ran.
+  const defaultName = names.length ? `${selected.join('+')}.json` : 'latest.json';
+  const out = outIdx >= 0 ? args[outIdx + 1] : path.join(here, '..', 'bench', 'results', defaultName);
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     node: process.version,
