@@ -63,10 +63,7 @@ export async function run(args: string[]): Promise<number> {
 
   const ds = await openDataset(positionals[0]);
   const frames = pickFrames(ds.frames(), values.scenario, values.frame, limit);
-  const pipeline = await CollabPipeline.create({
-    space, registry, device, weightsFile: values.weights,
-    log: (line) => console.error(line),
-  });
+  const pipeline = await CollabPipeline.create({ space, registry, device, weightsFile: values.weights });
   console.log(`execution provider: ${pipeline.provider}${pipeline.fallbackReason ? ` (${pipeline.fallbackReason})` : ''}`);
   if (pipeline.randomWeights) console.log('weights: seeded random (no --weights): the whole path runs, but the boxes mean nothing');
 
