@@ -5,6 +5,11 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
   generate: { module: './generate.ts', summary: 'write a synthetic V2X world in OPV2V-H format' },
   inspect: { module: './inspect.ts', summary: 'summarize a dataset (OPV2V/OPV2V-H/V2XSet/DAIR-V2X-C), --json, --png' },
   detect: { module: './detect.ts', summary: 'collaborative perception on dataset frames: encode, message, warp, fuse, detect' },
+  eval: { module: './eval.ts', summary: 'evaluate a dataset: AP table, bandwidth, latency; JSON, HTML report, --mcap' },
+  view: { module: './view.ts', summary: 'three.js viewer of fused scenes in the browser' },
+  train: { module: './train.ts', summary: 'stage 1: train the base agent type with the pyramid fusion and head' },
+  align: { module: './align.ts', summary: 'stage 2: backward-align a new agent type to the frozen fusion and head' },
+  export: { module: './export.ts', summary: 'write ONNX files and a manifest from trained weights' },
   start: { module: './start.ts', summary: 'the default job (what `npm start` runs)' },
   bench: { module: './bench.ts', summary: 'benchmarks; figures go to bench/results/' },
 };
