@@ -43,7 +43,11 @@ export interface ApResultOptions {
  * IoU array, so an IoU that equals the threshold counts as a TP even when float64 rounding lands
  * just below it.
  */
-export function matchFrame(ious: ArrayLike<number>, numGt: number, order: readonly number[], iouThreshold: number): Uint8Array {
+export function matchFrame(
+  ious: ArrayLike<number>, numGt: number, order: readonly number[], iouThreshold: number,
+  /** When given (length order.length): the GT index each visited detection took, or -1 (the viewer colours misses with it). */
+  matchedGt?: Int32Array,
+): Uint8Array {
   const thr = Math.fround(iouThreshold);
   const taken = new Uint8Array(numGt);
   const tp = new Uint8Array(order.length);
@@ -55,6 +59,9 @@ export function matchFrame(ious: ArrayLike<number>, numGt: number, order: readon
     if (best >= 0 && Math.fround(bestIoU) >= thr) {
       tp[k] = 1;
       taken[best] = 1;
+      if (matchedGt) matchedGt[k] = best;
+    } else if (matchedGt) {
+      matchedGt[k] = -1;
     }
   });
   return tp;
