@@ -20,7 +20,7 @@ import { initWeights, loadWeights, pickWeights, type Weights } from '../models/w
 import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
 import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
-import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, type FeatureDType, type DecodedMessage } from './messages.ts';
+import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType, type DecodedMessage } from './messages.ts';
 import { warpGrids } from './warp.ts';
 import { boxToCorners, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
@@ -49,6 +49,11 @@ export interface AgentInput {
 export interface FrameOptions {
   mode: FusionMode;
   dtype?: FeatureDType;
+  /**
+   * Fraction of BEV cells each sender transmits in intermediate fusion, those with the strongest
+   * features (see strongestCellsMask); undefined or 1 sends the dense map.
+   */
+  keep?: number;
   scoreThreshold?: number;
   nmsThreshold?: number;
 }
@@ -185,8 +190,10 @@ export class CollabPipeline {
     return dets;
   }
 
-  private message(input: AgentInput, payload: { features?: Float32Array; detections?: Detection[] }, dtype: FeatureDType, times: StageTimes): Uint8Array {
+  private message(input: AgentInput, payload: { features?: Float32Array; detections?: Detection[] }, dtype: FeatureDType, times: StageTimes, keep?: number): Uint8Array {
     const t = now();
+    const grid = gridForSpace(this.opts.space);
+    const mask = payload.features && keep !== undefined && keep < 1 ? strongestCellsMask(payload.features, grid, keep) : undefined;
     const bytes = encodeMessage(
       {
         agentId: String(input.frame.agentId),
@@ -194,14 +201,14 @@ export class CollabPipeline {
         timestamp: input.frame.timestamp,
         sequence: this.sequence++,
         pose: input.frame.lidarPose,
-        grid: gridForSpace(this.opts.space),
+        grid,
         features: payload.features,
         detections: payload.detections && {
           boxes: Float32Array.from(payload.detections.flatMap((d) => d.box)),
           scores: Float32Array.from(payload.detections.map((d) => d.score)),
         },
       },
-      { dtype },
+      { dtype, mask },
     );
     addTime(times, 'serialize', now() - t);
     return bytes;
@@ -220,13 +227,13 @@ export class CollabPipeline {
    * The sender side: encodes one agent and returns the message it broadcasts. In late fusion the
    * message carries the agent's own detections instead of features.
    */
-  async send(input: AgentInput, mode: FusionMode, dtype: FeatureDType, times: StageTimes = {}): Promise<Uint8Array> {
+  async send(input: AgentInput, mode: FusionMode, dtype: FeatureDType, times: StageTimes = {}, keep?: number): Promise<Uint8Array> {
     const features = await this.encode(input, times);
     if (mode === 'late') {
       const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { mode }, times);
       return this.message(input, { detections }, dtype, times);
     }
-    return this.message(input, { features }, dtype, times);
+    return this.message(input, { features }, dtype, times, keep);
   }
 
   /**
@@ -251,7 +258,7 @@ export class CollabPipeline {
           skipped.push({ id: a.frame.agentId, reason: `out of communication range (${d.toFixed(1)} m > ${space.commRange} m)` });
           continue;
         }
-        const bytes = await this.send(a, opts.mode, dtype, times);
+        const bytes = await this.send(a, opts.mode, dtype, times, opts.keep);
         messageBytes.push({ id: a.frame.agentId, bytes: bytes.length });
         received.push(bytes);
       }

@@ -201,6 +201,33 @@ export function gridForSpace(space: SharedSpace): BevGrid {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+/**
+ * H×W mask keeping the `keep` fraction (0 < keep ≤ 1) of cells with the largest |feature| over
+ * channels: a foreground proxy that needs nothing but the features, so any sender can use it.
+ * Ties at the cut keep the lower cell index, so the mask is deterministic.
+ */
+export function strongestCellsMask(features: Float32Array, grid: BevGrid, keep: number): Uint8Array {
+  if (!(keep > 0 && keep <= 1)) throw new MessageError('mask', 'keep fraction must be in (0, 1]', keep);
+  const cells = grid.width * grid.height;
+  if (features.length !== grid.channels * cells) {
+    throw new MessageError('features.shape', `features have ${features.length} values, grid says ${grid.channels}×${grid.height}×${grid.width}`);
+  }
+  const score = new Float32Array(cells);
+  for (let c = 0; c < grid.channels; c++) {
+    const base = c * cells;
+    for (let i = 0; i < cells; i++) {
+      const a = Math.abs(features[base + i]);
+      if (a > score[i]) score[i] = a;
+    }
+  }
+  const k = Math.max(1, Math.round(keep * cells));
+  const order = Array.from({ length: cells }, (_, i) => i).sort((a, b) => score[b] - score[a] || a - b);
+  const mask = new Uint8Array(cells);
+  for (let j = 0; j < k; j++) mask[order[j]] = 1;
+  return mask;
+}
+
+
 function selectCells(msg: CollabMessage, opts: EncodeOptions, features: Float32Array): Uint8Array | undefined {
   const { width: W, height: H, channels: C } = msg.grid;
   const cells = W * H;
