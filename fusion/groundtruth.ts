@@ -1,0 +1,48 @@
+// The ground truth a detection is scored against: cooperative boxes (objects seen by any agent
+// within communication range of the ego), in the ego's ground-aligned LiDAR frame, whose centres
+// lie inside the shared space's x/y range. That is the frame and the area the pipeline's
+// detections live in, so evaluation, training targets and the viewer all use this one function.
+
+import type { AgentFrame, GtBox } from '../datasets/frame.ts';
+import type { Dataset, FrameRef } from '../datasets/dataset.ts';
+import type { SharedSpace } from '../perception/space.ts';
+import { alignToGround } from '../perception/ground.ts';
+import { invert, multiply, type Mat4 } from '../datasets/geometry/transforms.ts';
+import { boxToCorners, cornersToBox, transformCorners, type Box7 } from '../datasets/geometry/boxes.ts';
+
+export interface GroundTruthOptions {
+  /**
+   * Applied to each box in the aligned ego frame before the range test (training augmentation
+   * moves boxes in or out of range, so it must come first).
+   */
+  transform?: (box: Box7) => Box7;
+}
+
+function transformBox(box: ArrayLike<number>, m: Mat4): Box7 {
+  return cornersToBox(transformCorners(m, boxToCorners(box)));
+}
+
+/**
+ * `rawEgo` is the ego's frame as the dataset reader returned it (not yet ground-aligned): the
+ * readers give cooperative boxes in that raw LiDAR frame, and alignToGround tells how the
+ * encoders' frame differs from it.
+ */
+export async function egoGroundTruth(
+  ds: Dataset,
+  ref: FrameRef,
+  rawEgo: AgentFrame,
+  space: SharedSpace,
+  opts: GroundTruthOptions = {},
+): Promise<GtBox[]> {
+  const aligned = alignToGround(rawEgo);
+  const alignedFromRaw = multiply(invert(aligned.lidarPose), rawEgo.lidarPose);
+  const coop = await ds.cooperativeBoxes(ref, rawEgo.agentId, { commRange: space.commRange });
+  const r = space.range;
+  const out: GtBox[] = [];
+  for (const b of coop) {
+    let box = transformBox(b.box, alignedFromRaw);
+    if (opts.transform) box = opts.transform(box);
+    if (box[0] >= r[0] && box[0] <= r[3] && box[1] >= r[1] && box[1] <= r[4]) out.push({ ...b, box });
+  }
+  return out;
+}
