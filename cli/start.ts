@@ -1,5 +1,7 @@
-// `npm start`: the main job on an embedded default. For now: generate a small synthetic
-// OPV2V-H world (deterministic, cached after the first run), then inspect it and draw one frame.
+// `npm start`: the main job on an embedded default. Generates a small synthetic OPV2V-H world
+// (deterministic, cached after the first run) and evaluates its test split with the shipped
+// weights: AP per agent-type combination and fusion mode, bandwidth per dtype, latency per stage,
+// a self-contained HTML report, and the command that opens the run in the viewer.
 
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,16 +31,41 @@ export async function ensureDefaultWorld(): Promise<string> {
   return dir;
 }
 
+/** What `npm start` evaluates: small enough for about a minute on a 2-core CPU. */
+export const START_EVAL = {
+  combos: 'm1;m1,m2,m3,m4',
+  fusion: 'pyramid,late,none',
+  dtypes: 'float32,float16,int8',
+  sparsity: '1,0.25',
+};
+
 export async function run(args: string[]): Promise<number> {
-  if (args.includes('--help')) {
-    console.log('usage: heal start\n\nGenerates (once) a small synthetic world in .cache/default-world, inspects it and draws one frame.');
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(`usage: heal start
+
+Generates (once) a small synthetic world in .cache/default-world and evaluates its test split
+with the shipped weights (seeded random ones, with a warning, when none are shipped):
+  heal eval --data .cache/default-world --split test --combos "${START_EVAL.combos}" \\
+    --fusion ${START_EVAL.fusion} --dtypes ${START_EVAL.dtypes} --sparsity ${START_EVAL.sparsity}
+It prints the AP table and where the HTML report is, and how to open the run in the viewer.`);
     return 0;
   }
   const dir = await ensureDefaultWorld();
-  const inspect = await import('./inspect.ts');
-  const testSplit = path.join(dir, 'test');
-  const code = await inspect.run([testSplit]);
-  if (code) return code;
-  const png = path.join(dir, 'topdown.png');
-  return (await inspect.run([testSplit, '--png', png])) ?? 0;
+  const { parseEvalArgs, printSummary, shownPath } = await import('./eval.ts');
+  const { evaluate } = await import('../fusion/evaluate.ts');
+  const { progress } = await import('./progress.ts');
+  const parsed = parseEvalArgs([
+    '--data', dir, '--split', 'test', '--combos', START_EVAL.combos, '--fusion', START_EVAL.fusion,
+    '--dtypes', START_EVAL.dtypes, '--sparsity', START_EVAL.sparsity, ...args,
+  ]);
+  if (parsed === 'help') return 0;
+  if (parsed.randomWeightsReason) {
+    console.warn(`warning: no trained weights: running on seeded random weights (${parsed.randomWeightsReason}); the AP values mean nothing`);
+  }
+  const report = await evaluate({ ...parsed.options, log: (l) => console.error(l), progress: (n) => progress('eval', n) });
+  printSummary(report);
+  const runDir = shownPath(path.dirname(report.files.run));
+  console.log(`\nopen the report: ${shownPath(report.files.html)}`);
+  console.log(`open the viewer: npx heal view ${runDir}`);
+  return report.frames.evaluated > 0 ? 0 : 1;
 }
