@@ -1,0 +1,161 @@
+// The local web server of `heal view`: the page and its ES modules, three.js and protobufjs straight
+// from node_modules (no bundler), the scene schema, and the API the page reads:
+//   GET /api/index                               scenarios, frames, agents, meta (small JSON)
+//   GET /api/frame?scenario=SPLIT/NAME&ts=TS     one frame, protobuf healview.Frame
+//   GET /api/camera?scenario=..&ts=..&agent=ID&camera=NAME   the camera picture as stored
+
+import * as http from 'node:http';
+import { promises as fs, createReadStream } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { DataError } from '../datasets/io.ts';
+import { SceneSource, SCENE_PROTO_PATH, type ViewOptions } from './scene.ts';
+
+const VIEWER_DIR = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.proto': 'text/plain; charset=utf-8',
+  '.map': 'application/json',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+};
+
+/** URL prefix → folder served under it. Only these folders are reachable. */
+function staticRoots(): [string, string][] {
+  const threeBuild = path.dirname(require.resolve('three'));
+  const threeRoot = path.dirname(threeBuild);
+  const protobufRoot = path.dirname(require.resolve('protobufjs'));
+  return [
+    ['/vendor/three/', threeBuild],
+    ['/vendor/three-addons/', path.join(threeRoot, 'examples', 'jsm')],
+    ['/vendor/protobufjs/', path.join(protobufRoot, 'dist')],
+    ['/', VIEWER_DIR],
+  ];
+}
+
+export interface ViewServer {
+  url: string;
+  source: SceneSource;
+  close(): Promise<void>;
+}
+
+export interface ServeOptions extends ViewOptions {
+  port?: number;
+  host?: string;
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+function param(url: URL, name: string): string {
+  const v = url.searchParams.get(name);
+  if (v === null || v === '') throw new HttpError(400, `missing query parameter "${name}"`);
+  return v;
+}
+
+async function serveStatic(res: http.ServerResponse, roots: [string, string][], pathname: string): Promise<boolean> {
+  for (const [prefix, dir] of roots) {
+    if (!pathname.startsWith(prefix)) continue;
+    const rel = decodeURIComponent(pathname.slice(prefix.length)) || 'index.html';
+    const file = path.resolve(dir, rel);
+    // The page asks for files by URL; nothing outside the served folders may come back.
+    if (file !== dir && !file.startsWith(dir + path.sep)) throw new HttpError(403, `outside the served folders: ${pathname}`);
+    const ext = path.extname(file).toLowerCase();
+    const type = MIME[ext];
+    // viewer/ also holds the server's own TypeScript: serve only page assets.
+    if (!type || (dir === VIEWER_DIR && ext === '.ts')) continue;
+    const st = await fs.stat(file).catch(() => undefined);
+    if (!st?.isFile()) continue;
+    res.writeHead(200, { 'content-type': type, 'content-length': st.size, 'cache-control': 'no-cache' });
+    createReadStream(file).pipe(res);
+    return true;
+  }
+  return false;
+}
+
+export async function startServer(input: string, opts: ServeOptions = {}): Promise<ViewServer> {
+  const source = await SceneSource.open(input, opts);
+  const roots = staticRoots();
+  const log = opts.log ?? (() => {});
+  const indexJson = JSON.stringify(source.index);
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `method ${req.method} not allowed`);
+    if (url.pathname === '/api/index') {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache' });
+      res.end(indexJson);
+      return;
+    }
+    if (url.pathname === '/api/frame') {
+      const scenario = param(url, 'scenario');
+      const ts = param(url, 'ts');
+      const bytes = await source.frame(scenario, ts);
+      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': bytes.length, 'cache-control': 'no-cache' });
+      res.end(bytes);
+      // Playback asks for the next frame next; building it now hides most of the wait.
+      const frames = source.index.scenarios.find((s) => s.key === scenario)?.frames ?? [];
+      const i = frames.findIndex((f) => f.ts === ts);
+      if (i >= 0 && i + 1 < frames.length) source.prefetch(scenario, frames[i + 1].ts);
+      return;
+    }
+    if (url.pathname === '/api/camera') {
+      const agent = Number(param(url, 'agent'));
+      if (!Number.isInteger(agent)) throw new HttpError(400, `query parameter "agent" must be an integer (got "${url.searchParams.get('agent')}")`);
+      const { file, mime } = await source.camera(param(url, 'scenario'), param(url, 'ts'), agent, param(url, 'camera'));
+      const st = await fs.stat(file).catch(() => undefined);
+      if (!st?.isFile()) throw new HttpError(404, `camera picture missing: ${file}`);
+      res.writeHead(200, { 'content-type': mime, 'content-length': st.size, 'cache-control': 'max-age=3600' });
+      createReadStream(file).pipe(res);
+      return;
+    }
+    if (url.pathname === '/proto/scene.proto') {
+      res.writeHead(200, { 'content-type': MIME['.proto'], 'cache-control': 'no-cache' });
+      res.end(await fs.readFile(SCENE_PROTO_PATH));
+      return;
+    }
+    if (await serveStatic(res, roots, url.pathname)) return;
+    throw new HttpError(404, `not found: ${url.pathname}`);
+  };
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const status = err instanceof HttpError ? err.status : err instanceof DataError ? 404 : 500;
+      const message = err instanceof Error ? err.message : String(err);
+      if (status === 500) log(`heal view: ${req.url}: ${message}`);
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end(message);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') reject(new Error(`port ${opts.port ?? 8080} on ${opts.host ?? '127.0.0.1'} is in use (--port 0 picks a free one)`));
+      else reject(err);
+    });
+    server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1', () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    url: `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${addr.port}/`,
+    source,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
