@@ -227,6 +227,23 @@ function renderCameras() {
   for (const img of strip.querySelectorAll('img')) img.addEventListener('click', () => openLightbox(img.src, img.alt));
 }
 
+const STATUS_TEXT = { 1: 'true positive', 2: 'false positive', 3: 'matched', 4: 'missed' };
+
+function showTooltip(clientX, clientY) {
+  const tip = $('tooltip');
+  const hit = view.pick(clientX, clientY);
+  if (!hit) { tip.hidden = true; return; }
+  const [x, y, z, h, w, l, yaw] = hit.box.box;
+  const head = hit.kind === 'prediction'
+    ? `prediction · score ${hit.box.score.toFixed(3)} · ${STATUS_TEXT[hit.box.status] ?? '?'}`
+    : `GT · ${STATUS_TEXT[hit.box.status] ?? '?'}`;
+  tip.innerHTML = `<b>${head}</b><br>x ${x.toFixed(1)}  y ${y.toFixed(1)}  z ${z.toFixed(1)} m<br>l ${l.toFixed(2)}  w ${w.toFixed(2)}  h ${h.toFixed(2)} m · yaw ${(yaw * 180 / Math.PI).toFixed(0)}°`;
+  const r = $('viewport').getBoundingClientRect();
+  tip.style.left = `${clientX - r.left + 14}px`;
+  tip.style.top = `${clientY - r.top + 14}px`;
+  tip.hidden = false;
+}
+
 function openLightbox(src, alt) {
   $('lightbox-img').src = src;
   $('lightbox-img').alt = alt;
@@ -279,6 +296,12 @@ function wire() {
   $('fg-level').addEventListener('change', fg);
   $('fg-agent').addEventListener('change', fg);
   $('lightbox').addEventListener('click', () => { $('lightbox').hidden = true; });
+  let hover = 0;
+  $('viewport').addEventListener('pointermove', (e) => {
+    if (hover || e.buttons) return;
+    hover = requestAnimationFrame(() => { hover = 0; showTooltip(e.clientX, e.clientY); });
+  });
+  $('viewport').addEventListener('pointerleave', () => { $('tooltip').hidden = true; });
   window.addEventListener('keydown', (e) => {
     if (e.target instanceof HTMLInputElement && e.target.type !== 'range' && e.target.type !== 'checkbox') return;
     if (e.target instanceof HTMLSelectElement) return;

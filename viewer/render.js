@@ -465,6 +465,39 @@ export class SceneView {
     };
   }
 
+  /**
+   * The box under a screen position: the ray is cut with the ground plane and the footprint
+   * (corners 0..3) that contains that point wins, predictions before GT. Returns null when none.
+   */
+  pick(clientX, clientY) {
+    const f = this.frame;
+    if (!f) return null;
+    const rect = this.renderer.domElement.getBoundingClientRect();
+    const ndc = new THREE.Vector2(((clientX - rect.left) / rect.width) * 2 - 1, -((clientY - rect.top) / rect.height) * 2 + 1);
+    const ray = new THREE.Raycaster();
+    ray.setFromCamera(ndc, this.camera);
+    const hit = new THREE.Vector3();
+    if (!ray.ray.intersectPlane(new THREE.Plane(new THREE.Vector3(0, 0, 1), -this.groundZ), hit)) return null;
+    const x = hit.x, y = f.leftHanded ? -hit.y : hit.y;
+    const inside = (c) => {
+      let sign = 0;
+      for (let i = 0; i < 4; i++) {
+        const j = (i + 1) % 4;
+        const cross = (c[j * 3] - c[i * 3]) * (y - c[i * 3 + 1]) - (c[j * 3 + 1] - c[i * 3 + 1]) * (x - c[i * 3]);
+        if (cross !== 0) {
+          if (sign && Math.sign(cross) !== sign) return false;
+          sign = Math.sign(cross);
+        }
+      }
+      return true;
+    };
+    const visible = (layer) => this.layers[layer].visible;
+    const pred = visible('pred') ? f.predictions.find((b) => inside(b.corners)) : undefined;
+    if (pred) return { kind: 'prediction', box: pred };
+    const gt = visible('gt') ? f.gt.find((b) => inside(b.corners)) : undefined;
+    return gt ? { kind: 'gt', box: gt } : null;
+  }
+
   /** Centres the active camera on an agent. */
   focusOn(agentId) {
     const a = this.frame?.agents.find((x) => x.id === agentId);
