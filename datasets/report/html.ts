@@ -67,10 +67,12 @@ function prPlots(rows: ReportRow[]): string {
   return [0.3, 0.5, 0.7].map((iou) => {
     const series: Series[] = shown.map((r, i) => {
       const pr = r.pr.find((p) => Math.abs(p.iou - iou) < 1e-9);
-      return { name: r.label, color: PALETTE[i], points: pr ? pr.recall.map((rc, k) => [rc, pr.precision[k]] as [number, number]) : [] };
+      const points = pr ? pr.recall.map((rc, k) => [rc, pr.precision[k]] as [number, number]) : [];
+      // A one-detection curve is a point: draw it as one.
+      return { name: points.length ? r.label : `${r.label} (no detections)`, color: PALETTE[i], points, markers: points.length === 1 ? 'circle' as const : undefined };
     });
     return figure(
-      linePlot({ title: `Precision–recall, IoU ${iou}`, xLabel: 'recall', yLabel: 'precision', x: [0, 1], y: [0, 1], series, empty: 'no detections above the score threshold', width: 340, height: 280 }),
+      linePlot({ title: `Precision–recall, IoU ${iou}`, xLabel: 'recall', yLabel: 'precision', x: [0, 1], y: [0, 1], series, empty: 'no detections above the score threshold', width: 290, height: 280 }),
       `Raw precision after each ranked detection (all frames, global score order); AP is the VOC all-point area under the interpolated curve.${rows.length > shown.length ? ` First ${shown.length} configurations.` : ''}`,
     );
   }).join('');

@@ -33,7 +33,7 @@ interface Frame {
 }
 
 const MARGIN = { left: 52, right: 16, top: 30, bottom: 42 };
-const LEGEND_W = 215;
+const LEGEND_W = 250;
 
 function axes(o: { title: string; xLabel: string; yLabel: string; x: [number, number]; y: [number, number]; width?: number; height?: number; xTicks?: number[]; legend?: boolean }): Frame {
   const width = (o.width ?? 460) + (o.legend ? LEGEND_W : 0), height = o.height ?? 300;
@@ -62,7 +62,7 @@ function finish(fr: Frame, legend: { name: string; color: string; dash?: boolean
   const items = legend.map((l, i) => {
     const ly = MARGIN.top + 10 + i * 15;
     return `<line x1="${lx}" x2="${lx + 16}" y1="${ly - 4}" y2="${ly - 4}" stroke="${l.color}" stroke-width="3"${l.dash ? ' stroke-dasharray="4 3"' : ''}/>` +
-      `<text x="${lx + 21}" y="${ly}" class="lg">${esc(l.name.length > 30 ? l.name.slice(0, 29) + '…' : l.name)}</text>`;
+      `<text x="${lx + 21}" y="${ly}" class="lg">${esc(l.name.length > 38 ? l.name.slice(0, 37) + '…' : l.name)}</text>`;
   });
   return `<svg viewBox="0 0 ${fr.width} ${fr.height}" width="${fr.width}" height="${fr.height}" role="img">${fr.parts.join('')}${items.join('')}</svg>`;
 }
@@ -105,7 +105,7 @@ export function linePlot(o: { title: string; xLabel: string; yLabel: string; x: 
       });
     }
   }
-  return finish(fr, o.series.filter((s) => s.points.length));
+  return finish(fr, o.series);
 }
 
 /**
@@ -146,6 +146,8 @@ export function hbarChart(o: {
       acc += v;
       const x1 = o.stacked ? x(acc) : x(v);
       parts.push(`<rect x="${f(x0)}" y="${y}" width="${f(Math.max(0.5, x1 - x0))}" height="${barH - 1}" fill="${s.color}"><title>${esc(`${cat}, ${s.name}: ${v.toFixed(3)}`)}</title></rect>`);
+      // Grouped bars carry their value, so a zero reads as zero rather than as a missing bar.
+      if (!o.stacked) parts.push(`<text x="${f(x1 + 3)}" y="${y + barH - 2}" class="pl">${v.toFixed(3)}</text>`);
     });
     const m = o.marks?.[c];
     if (m) {
