@@ -246,7 +246,8 @@ function runNode(node: Node, args: Value[], training: boolean, vars: (tf.Variabl
     case 'gather': {
       const data = logical(args[0]).t;
       const idx = logical(args[1]).t;
-      return { t: tf.gather(data, idx, node.axis), nhwc: false };
+      const axis = node.axis < 0 ? node.axis + data.rank : node.axis;
+      return { t: axis === 0 && idx.rank === 1 ? gatherRows(data, idx) : tf.gather(data, idx, node.axis), nhwc: false };
     }
     case 'maxPool': {
       const x = toNhwc(args[0], where);
@@ -255,6 +256,28 @@ function runNode(node: Node, args: Value[], training: boolean, vars: (tf.Variabl
     case 'gridSample':
       return { t: gridSampleNhwc(toNhwc(args[0], where), logical(args[1]).t as tf.Tensor4D, where), nhwc: true };
   }
+}
+
+/**
+ * tf.gather(x, idx, 0) for 1-D indices, with its gradient as one scatterND (which sums repeated
+ * indices). tfjs's own gather gradient goes through UnsortedSegmentSum, which on the cpu backend
+ * costs rows × indices: 351 s for a 2001-row table gathered 65,536 times, against 0.33 s here.
+ */
+export function gatherRows(x: tf.Tensor, idx: tf.Tensor): tf.Tensor {
+  const shape = x.shape;
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xv, iv, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    save([iv]);
+    return {
+      value: tf.gather(xv, iv, 0),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
+        tf.scatterND(tf.expandDims(saved[0], 1), dy, shape),
+        // Indices get no gradient; customGrad still wants one tensor per input.
+        tf.zerosLike(saved[0]),
+      ],
+    };
+  });
+  return f(x, idx) as tf.Tensor;
 }
 
 /** Applies `f` (which works on the last axis) along `axis`, by swapping that axis to the end. */
@@ -303,7 +326,7 @@ function gridSampleNhwc(x: tf.Tensor4D, grid: tf.Tensor4D, where: string): tf.Te
     const cx = tf.cast(tf.clipByValue(xc, 0, w - 1), 'int32');
     const cy = tf.cast(tf.clipByValue(yc, 0, h - 1), 'int32');
     const idx = tf.add(baseT, tf.add(tf.mul(cy, tf.scalar(w, 'int32')), cx));
-    const term = tf.mul(tf.gather(flat, idx, 0), tf.reshape(weight, [n * m, 1]));
+    const term = tf.mul(gatherRows(flat, idx), tf.reshape(weight, [n * m, 1]));
     out = out ? tf.add(out, term) : term;
   }
   return tf.reshape(out!, [n, ho, wo, c]);

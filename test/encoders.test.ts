@@ -439,8 +439,8 @@ describe('built-in types and configs', () => {
     const pp = m1.encoder as PointPillarsConfig;
     const check = (cfg: AgentNetworkConfig) => () => agentNetwork(cfg, SMALL_SPACE);
     expect(check({ ...m1, encoder: { ...pp, pillarSize: [0.3, 0.3] } })).toThrow(/agent type "m1": field "encoder.pillarSize": must divide the space/);
-    expect(check({ ...m1, encoder: { ...pp, pillarSize: [0.8, 0.8] } })).toThrow(/field "encoder.backbone.layerStrides": multiply to 4, but the 128×128 pillar grid needs stride 2/);
-    expect(check({ ...m1, encoder: { ...pp, backbone: { ...pp.backbone, numFilters: [32] } } })).toThrow(/encoder.backbone.numFilters/);
+    expect(check({ ...m1, encoder: { ...pp, pillarSize: [0.4, 0.4] } })).toThrow(/field "encoder.backbone.layerStrides": multiply to 2, but the 256×256 pillar grid needs stride 4/);
+    expect(check({ ...m1, encoder: { ...pp, backbone: { ...pp.backbone, numFilters: [32, 32] } } })).toThrow(/encoder.backbone.numFilters/);
     expect(check({ ...m1, aligner: { ...m1.aligner, inChannels: 16 } })).toThrow(/field "aligner.inChannels": must equal the encoder's output channels \(32\)/);
     expect(check({ ...m1, aligner: { ...m1.aligner, channels: 64 } })).toThrow(/aligner.channels.*space "small" \(32\)/);
     expect(check({ ...m1, encoder: { ...pp, arch: 'voxelnet' } as unknown as PointPillarsConfig })).toThrow(/encoder.arch/);

@@ -26,9 +26,9 @@ export const SMALL_BACKBONE: BackboneConfig = {
   inChannels: 32,
   layerNums: [1, 1, 1],
   layerStrides: [1, 2, 2],
-  numFilters: [32, 64, 128],
+  numFilters: [32, 48, 64],
   upsampleStrides: [1, 2, 4],
-  numUpsampleFilters: [32, 32, 32],
+  numUpsampleFilters: [16, 16, 16],
   batchNorm: true,
 };
 

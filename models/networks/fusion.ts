@@ -18,7 +18,7 @@ export interface PyramidFusionConfig {
   shrinkChannels: number;
 }
 
-export const SMALL_FUSION: PyramidFusionConfig = { backbone: SMALL_BACKBONE, height: 64, width: 64, shrinkChannels: 64 };
+export const SMALL_FUSION: PyramidFusionConfig = { backbone: SMALL_BACKBONE, height: 64, width: 64, shrinkChannels: 32 };
 export const HEAL_FUSION: PyramidFusionConfig = { backbone: HEAL_BACKBONE, height: 256, width: 256, shrinkChannels: 256 };
 
 /** Keeps a cell's weight finite when no agent covers it (then every weight is 0/ε = 0). */
