@@ -12,6 +12,7 @@ import { CollabPipeline, type AgentInput, type FusionMode, type FrameResult } fr
 import type { FeatureDType } from '../fusion/messages.ts';
 import { DEVICES, type Device } from '../models/runtime.ts';
 import { progress } from './progress.ts';
+import { shippedWeights } from '../models/shipped.ts';
 
 const USAGE = `usage: heal detect DIR [options]
 
@@ -29,7 +30,8 @@ options:
   --dtype T           feature dtype on the wire: float32 (default) | float16 | int8
   --device D          auto (default) | cuda | webgpu | cpu
   --profile P         shared-space profile: small (default) | heal
-  --weights FILE      weight file (default: seeded random weights; the boxes then mean nothing)
+  --weights FILE      weight file (default: the shipped weights of --profile, else seeded random
+                      weights, and then the boxes mean nothing)
   --types-dir DIR     extra agent-type declarations (*.json)
   --json FILE         write every frame's result as JSON
   -h, --help          this text`;
@@ -63,7 +65,7 @@ export async function run(args: string[]): Promise<number> {
 
   const ds = await openDataset(positionals[0]);
   const frames = pickFrames(ds.frames(), values.scenario, values.frame, limit);
-  const pipeline = await CollabPipeline.create({ space, registry, device, weightsFile: values.weights });
+  const pipeline = await CollabPipeline.create({ space, registry, device, weightsFile: values.weights ?? shippedWeights(space.name) });
   console.log(`execution provider: ${pipeline.provider}${pipeline.fallbackReason ? ` (${pipeline.fallbackReason})` : ''}`);
   if (pipeline.randomWeights) console.log('weights: seeded random (no --weights): the whole path runs, but the boxes mean nothing');
 
