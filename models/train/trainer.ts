@@ -210,7 +210,8 @@ export class AlignNet implements TrainNet {
   }
 
   async readWeights(): Promise<Weights> {
-    return new Map([...this.base, ...(await this.agent.readWeights())]);
+    // The live fusion and head, not the base's copy: a checkpoint then shows whether they stayed frozen.
+    return new Map([...this.base, ...(await this.ego.readWeights()), ...(await this.agent.readWeights())]);
   }
 
   dispose(): void {
