@@ -106,7 +106,15 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
   const backend = await selectTrainingBackend(backendPref, (l) => console.log(l));
   const out = path.resolve(values.out);
   const t0 = Date.now();
+  const log = (l: string) => { if (bar) process.stderr.write('\n'); console.log(l); };
   let bar: ReturnType<typeof progress> | undefined;
+  const recordFile = path.join(out, `${command}.json`);
+  if (!values.resume) {
+    // Written first, so that a run stopped before its end still says how it was started.
+    await fs.mkdir(out, { recursive: true });
+    const start = { command: `heal ${command} ${args.join(' ')}`, data: path.resolve(values.data), seed: int('seed', values.seed, 0), backend: backend.backend, startedAt: new Date(t0).toISOString(), finished: false };
+    await writeFileAtomic(recordFile, JSON.stringify(start, null, 2) + '\n');
+  }
   let first = 0;
   const result = await train({
     data: values.data,
@@ -121,7 +129,7 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
     valFrames: int('val-frames', values['val-frames'], 20, 1),
     checkpointEvery: int('checkpoint-every', values['checkpoint-every'], 50, 1),
     align,
-    log: (l) => { if (bar) process.stderr.write('\n'); console.log(l); },
+    log,
     onStep: (info) => {
       if (!bar) { first = info.step - 1; bar = progress(command, steps - first); }
       bar.tick(1, { loss: info.loss.toFixed(3), ...Object.fromEntries(Object.entries(info.parts).map(([k, v]) => [k, v.toFixed(3)])), step_s: (info.ms / 1000).toFixed(1), agents: info.agents });
@@ -139,9 +147,22 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
     resumedFrom: first,
     validations: result.validations,
     finishedAt: new Date().toISOString(),
+    finished: true,
   };
   if (align) Object.assign(record, await alignmentCost(align, record.wallSeconds as number, result.step));
-  await writeFileAtomic(path.join(out, `${command}.json`), JSON.stringify(record, null, 2) + '\n');
+  // A resumed run keeps the records of its earlier segments (their commands, e.g. another --lr,
+  // and wall times), so the record says how the weights were really made.
+  if (values.resume) {
+    try {
+      const before = JSON.parse(await fs.readFile(recordFile, 'utf8')) as Record<string, unknown>;
+      const earlier = (before.segments as unknown[] | undefined) ?? [{ ...before, validations: undefined }];
+      record.segments = [...earlier, { command: record.command, resumedFrom: first, steps: result.step, wallSeconds: record.wallSeconds, backend: backend.backend }];
+      record.totalWallSeconds = (record.segments as { wallSeconds: number }[]).reduce((s, g) => s + g.wallSeconds, 0);
+    } catch {
+      log(`no earlier ${command}.json in ${out}: this record covers only the resumed part`);
+    }
+  }
+  await writeFileAtomic(recordFile, JSON.stringify(record, null, 2) + '\n');
   console.log(`heal ${command}: ${result.step} steps in ${(record.wallSeconds as number).toFixed(0)} s on ${backend.backend}; weights in ${result.checkpoint}`);
   if (align) {
     const c = record as unknown as Awaited<ReturnType<typeof alignmentCost>>;
