@@ -227,10 +227,11 @@ export class CollabPipeline {
    * The sender side: encodes one agent and returns the message it broadcasts. In late fusion the
    * message carries the agent's own detections instead of features.
    */
-  async send(input: AgentInput, mode: FusionMode, dtype: FeatureDType, times: StageTimes = {}, keep?: number): Promise<Uint8Array> {
+  async send(input: AgentInput, mode: FusionMode, dtype: FeatureDType, times: StageTimes = {}, keep?: number, scoreThreshold?: number): Promise<Uint8Array> {
     const features = await this.encode(input, times);
     if (mode === 'late') {
-      const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { mode }, times);
+      // Senders keep boxes at the ego's score threshold, so late fusion is scored like the others.
+      const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { mode, scoreThreshold }, times);
       return this.message(input, { detections }, dtype, times);
     }
     return this.message(input, { features }, dtype, times, keep);
@@ -258,7 +259,7 @@ export class CollabPipeline {
           skipped.push({ id: a.frame.agentId, reason: `out of communication range (${d.toFixed(1)} m > ${space.commRange} m)` });
           continue;
         }
-        const bytes = await this.send(a, opts.mode, dtype, times, opts.keep);
+        const bytes = await this.send(a, opts.mode, dtype, times, opts.keep, opts.scoreThreshold);
         messageBytes.push({ id: a.frame.agentId, bytes: bytes.length });
         received.push(bytes);
       }
