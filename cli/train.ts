@@ -25,21 +25,23 @@ async function alignmentCost(align: { type: string; base: string; typesDirs: str
   const trainableParams = count([align.type]);
   const fusionParams = egoNetworkFor(space).params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
   const endToEndParams = count(types) + fusionParams;
-  let base: { wallSeconds?: number; steps?: number } = {};
+  let base: { wallSeconds?: number; totalWallSeconds?: number; steps?: number } = {};
   try {
     base = JSON.parse(await fs.readFile(path.join(path.dirname(align.base), 'train.json'), 'utf8'));
   } catch {
     // No stage-1 record beside the base weights (e.g. shipped weights): no time comparison.
   }
+  // A resumed stage-1 run's own wallSeconds covers only its last segment; steps count them all.
+  const baseWall = base.totalWallSeconds ?? base.wallSeconds;
   return {
     trainableParams,
     endToEndParams,
     endToEndTypes: types,
     trainableFraction: trainableParams / endToEndParams,
     alignStepSeconds: wallSeconds / Math.max(1, steps),
-    baseStepSeconds: base.wallSeconds && base.steps ? base.wallSeconds / base.steps : undefined,
+    baseStepSeconds: baseWall && base.steps ? baseWall / base.steps : undefined,
     baseSteps: base.steps,
-    baseWallSeconds: base.wallSeconds,
+    baseWallSeconds: baseWall,
   };
 }
 
