@@ -105,7 +105,14 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
     const rec = await readJson(r, 'a training record');
     training.push({ ...rec, datasetSeed: await datasetSeed(rec.data), record: path.basename(r) });
   }
-  const evaluation = opts.evalReport ? await readJson(opts.evalReport, 'an eval report') : undefined;
+  // The AP table only: PR curves and per-frame detail stay in the eval run's own folder.
+  const report = opts.evalReport ? await readJson(opts.evalReport, 'an eval report') : undefined;
+  const evaluation = report && {
+    report: opts.evalReport,
+    run: report.run,
+    provider: report.provider,
+    rows: ((report.rows as Record<string, unknown>[] | undefined) ?? []).map((r) => ({ label: r.label, combo: r.combo, fusion: r.fusion, dtype: r.dtype, keep: r.keep, frames: r.frames, ap: r.ap, bytes: r.bytes })),
+  };
   const manifest = {
     version: 1,
     createdAt: new Date().toISOString(),
