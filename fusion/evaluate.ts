@@ -85,6 +85,8 @@ export interface RunJson {
   latency: number;
   drop: number;
   seed: number;
+  /** Detections below this score are dropped before matching (HEAL's protocol: 0.2). */
+  scoreThreshold: number;
   createdAt: string;
 }
 
@@ -426,6 +428,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     latency: o.latency,
     drop: o.drop,
     seed: o.seed,
+    scoreThreshold: o.scoreThreshold ?? 0.2,
     createdAt: new Date().toISOString(),
   };
   await writeFileAtomic(files.run, JSON.stringify(run, null, 2) + '\n');

@@ -129,6 +129,7 @@ export function renderReport(report: EvalReport): string {
     ['fusion', esc(r.fusion.join(', '))],
     ['feature dtypes', esc(r.dtypes.join(', '))],
     ['kept BEV cells', esc(r.keep.map((k) => `${Math.round(k * 100)}%`).join(', '))],
+    ['score threshold', r.scoreThreshold === undefined || r.scoreThreshold === 0.2 ? '0.2 (HEAL\'s)' : `<b>${r.scoreThreshold}</b> (not HEAL's 0.2)`],
     ['time', `${report.seconds.toFixed(1)} s, ${report.msPerFrame.toFixed(0)} ms per collaborative pass; started ${esc(r.createdAt)}`],
   ];
   const robust: [string, string][] = [
