@@ -4,7 +4,8 @@
 // bevFromCorners in geometry/boxes.ts) in the ego LiDAR frame, so the IoU is the rotated BEV IoU
 // that OpenCOOD and HEAL compute with shapely. Height is ignored, as there.
 
-import { prepareFootprints, preparedIoU } from './geometry/polygon.ts';
+import { bevIoUMatrix, prepareFootprints, preparedIoU } from './geometry/polygon.ts';
+import { bevCorners } from './geometry/boxes.ts';
 
 /** The thresholds OpenCOOD/HEAL report as AP@0.3, AP@0.5 and AP@0.7. */
 export const DEFAULT_IOU_THRESHOLDS: readonly number[] = [0.3, 0.5, 0.7];
@@ -65,6 +66,25 @@ export function matchFrame(
     }
   });
   return tp;
+}
+
+/**
+ * One frame's detections scored for display: greedy matching at `iouThreshold` in score order (as
+ * matchFrame does for AP), giving a TP flag per detection (in the order given) and a matched flag
+ * per GT box, so a viewer or a log can colour true positives, false positives and misses.
+ */
+export function matchDetections(dets: readonly { box: ArrayLike<number>; score: number }[], gt: readonly ArrayLike<number>[], iouThreshold: number): { tp: boolean[]; matched: boolean[] } {
+  const ious = bevIoUMatrix(dets.map((d) => bevCorners(d.box)), gt.map((g) => bevCorners(g)));
+  const order = dets.map((_, i) => i).sort((a, b) => dets[b].score - dets[a].score || a - b);
+  const took = new Int32Array(order.length);
+  const flags = matchFrame(ious, gt.length, order, iouThreshold, took);
+  const tp = dets.map(() => false);
+  const matched = gt.map(() => false);
+  order.forEach((d, k) => {
+    tp[d] = flags[k] === 1;
+    if (took[k] >= 0) matched[took[k]] = true;
+  });
+  return { tp, matched };
 }
 
 /**

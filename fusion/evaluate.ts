@@ -12,9 +12,9 @@ import { openDataset } from '../datasets/open.ts';
 import type { Dataset, FrameRef } from '../datasets/dataset.ts';
 import type { AgentFrame, GtBox } from '../datasets/frame.ts';
 import { DataError, writeFileAtomic } from '../datasets/io.ts';
-import { ApAccumulator, matchFrame, DEFAULT_IOU_THRESHOLDS } from '../datasets/metrics.ts';
+import { ApAccumulator, matchDetections, DEFAULT_IOU_THRESHOLDS } from '../datasets/metrics.ts';
+import { rngFor } from '../datasets/synthetic/rng.ts';
 import { bevCorners, type Box7 } from '../datasets/geometry/boxes.ts';
-import { bevIoUMatrix } from '../datasets/geometry/polygon.ts';
 import type { Mat4 } from '../datasets/geometry/transforms.ts';
 import { loadRegistry, type Registry } from '../perception/registry.ts';
 import { spaceByName, type SharedSpace } from '../perception/space.ts';
@@ -194,24 +194,9 @@ export function rowLabel(combo: string[], v: Variant): string {
 // Seeded randomness: every draw depends on (seed, what, scenario, timestamp, agent), so pose noise
 // and drops are the same for every combination and mode of a run, and do not depend on order.
 
-function hash32(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
 function rng(key: string): () => number {
-  let state = hash32(key);
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = rngFor('heal-eval', key);
+  return () => r.next();
 }
 
 function gaussian(next: () => number): number {
@@ -321,17 +306,7 @@ class RowStats {
 
 /** Scores one frame's detections at LINE_IOU for frames.jsonl (the AP itself uses ApAccumulator). */
 export function markMatches(det: { box: Box7; score: number }[], gt: GtBox[]): { tp: boolean[]; matched: boolean[] } {
-  const ious = bevIoUMatrix(det.map((d) => bevCorners(d.box)), gt.map((g) => bevCorners(g.box)));
-  const order = det.map((_, i) => i).sort((a, b) => det[b].score - det[a].score || a - b);
-  const took = new Int32Array(order.length);
-  const flags = matchFrame(ious, gt.length, order, LINE_IOU, took);
-  const tp = det.map(() => false);
-  const matched = gt.map(() => false);
-  order.forEach((d, k) => {
-    tp[d] = flags[k] === 1;
-    if (took[k] >= 0) matched[took[k]] = true;
-  });
-  return { tp, matched };
+  return matchDetections(det, gt.map((g) => g.box), LINE_IOU);
 }
 
 function round(v: number, digits = 4): number {

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import YAML from 'yaml';
 import { promises as fs } from 'node:fs';
 import { exportOnnx } from './onnx.ts';
-import { loadWeights, type Weights } from './weights.ts';
+import { loadWeights, pickWeights } from './weights.ts';
 import { agentNetwork } from './networks/agent.ts';
 import type { GraphDesc } from './graph.ts';
 import { DataError, writeFileAtomic } from '../datasets/io.ts';
@@ -33,16 +33,6 @@ export interface ExportResult {
 
 function paramCount(desc: GraphDesc): number {
   return desc.params.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
-}
-
-function pick(desc: GraphDesc, w: Weights, file: string): Weights {
-  const out: Weights = new Map();
-  for (const p of desc.params) {
-    const t = w.get(p.name);
-    if (!t) throw new DataError(file, p.name, `is missing: the weights do not hold this network (train or align it first)`);
-    out.set(p.name, t);
-  }
-  return out;
 }
 
 async function readJson(file: string, what: string): Promise<Record<string, unknown>> {
@@ -93,11 +83,11 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
     const network = opts.registry.profile(name, opts.space.name).network;
     const desc = agentNetwork(network, opts.space);
     const file = `${name}.onnx`;
-    await write(file, exportOnnx(desc, pick(desc, weights, opts.weightsFile)));
+    await write(file, exportOnnx(desc, pickWeights(desc, weights, opts.weightsFile)));
     types.push({ name, description: t.description, modality: t.modality, sensor: t.sensor, onnx: file, parameters: paramCount(desc), network });
   }
   const egoDesc = egoNetworkFor(opts.space);
-  await write('ego.onnx', exportOnnx(egoDesc, pick(egoDesc, weights, opts.weightsFile)));
+  await write('ego.onnx', exportOnnx(egoDesc, pickWeights(egoDesc, weights, opts.weightsFile)));
   if (path.resolve(opts.weightsFile) !== path.resolve(opts.out, 'weights.bin')) await write('weights.bin', await fs.readFile(opts.weightsFile));
 
   const training = [];

@@ -11,9 +11,8 @@ import type { Dataset, FrameRef, ScenarioInfo } from '../datasets/dataset.ts';
 import type { AgentFrame } from '../datasets/frame.ts';
 import { DataError } from '../datasets/io.ts';
 import { invert, multiply, transformPoint } from '../datasets/geometry/transforms.ts';
-import { boxToCorners, bevCorners, type Box7 } from '../datasets/geometry/boxes.ts';
-import { bevIoUMatrix } from '../datasets/geometry/polygon.ts';
-import { matchFrame } from '../datasets/metrics.ts';
+import { boxToCorners, type Box7 } from '../datasets/geometry/boxes.ts';
+import { matchDetections } from '../datasets/metrics.ts';
 import { alignToGround } from '../perception/ground.ts';
 import { loadRegistry, type Registry } from '../perception/registry.ts';
 import { spaceByName, type SharedSpace } from '../perception/space.ts';
@@ -78,17 +77,7 @@ export const SCENE_PROTO_PATH = fileURLToPath(new URL('../proto/scene.proto', im
 
 /** Greedy matching at VIEW_IOU: a TP flag per detection (given best first) and a matched flag per GT box. */
 export function matchBoxes(dets: { box: ArrayLike<number>; score: number }[], gt: ArrayLike<number>[], iou = VIEW_IOU): { tp: boolean[]; matched: boolean[] } {
-  const ious = bevIoUMatrix(dets.map((d) => bevCorners(d.box)), gt.map((g) => bevCorners(g)));
-  const order = dets.map((_, i) => i).sort((a, b) => dets[b].score - dets[a].score || a - b);
-  const taken = new Int32Array(order.length);
-  const flags = matchFrame(ious, gt.length, order, iou, taken);
-  const tp = dets.map(() => false);
-  const matched = gt.map(() => false);
-  order.forEach((d, k) => {
-    tp[d] = flags[k] === 1;
-    if (taken[k] >= 0 && flags[k]) matched[taken[k]] = true;
-  });
-  return { tp, matched };
+  return matchDetections(dets, gt, iou);
 }
 
 function sigmoidBytes(logits: ArrayLike<number>): Uint8Array {

@@ -14,7 +14,7 @@ import { ApAccumulator } from '../../datasets/metrics.ts';
 import { bevFromCorners, boxToCorners } from '../../datasets/geometry/boxes.ts';
 import type { GraphDesc, HostTensor } from '../graph.ts';
 import { buildTfModel, type TfModel } from '../tfjs.ts';
-import { initWeights, loadWeights, saveWeights, type Weights } from '../weights.ts';
+import { initWeights, loadWeights, pickWeights, saveWeights, type Weights } from '../weights.ts';
 import { agentNetwork, type AgentNetworkConfig } from '../networks/agent.ts';
 import { featureGrid, SMALL_SPACE, type SharedSpace } from '../../perception/space.ts';
 import { builtinAgentConfig } from '../../perception/registry.ts';
@@ -192,8 +192,8 @@ export class AlignNet implements TrainNet {
 
   constructor(readonly models: StageOneModels, readonly base: Weights, typeWeights: Weights) {
     const agentDesc = agentNetwork(models.network, models.space);
-    this.agent = buildTfModel(agentDesc, pick(agentDesc, typeWeights), `agent type ${models.network.type}`);
-    this.ego = buildTfModel(models.ego, pick(models.ego, base), 'the base model');
+    this.agent = buildTfModel(agentDesc, pickWeights(agentDesc, typeWeights, `agent type ${models.network.type}`), `agent type ${models.network.type}`);
+    this.ego = buildTfModel(models.ego, pickWeights(models.ego, base, 'the base model'), 'the base model');
     this.anchors = makeAnchors(models.space);
     this.levels = levelsOf(models.ego);
   }
@@ -229,8 +229,8 @@ export class StageOne implements TrainNet {
 
   constructor(readonly models: StageOneModels, weights: Weights) {
     const agentDesc = agentNetwork(models.network, models.space);
-    this.agent = buildTfModel(agentDesc, pick(agentDesc, weights));
-    this.ego = buildTfModel(models.ego, pick(models.ego, weights));
+    this.agent = buildTfModel(agentDesc, pickWeights(agentDesc, weights));
+    this.ego = buildTfModel(models.ego, pickWeights(models.ego, weights));
     this.anchors = makeAnchors(models.space);
     this.levels = levelsOf(models.ego);
   }
@@ -261,15 +261,6 @@ export class StageOne implements TrainNet {
     this.agent.dispose();
     this.ego.dispose();
   }
-}
-
-function pick(desc: GraphDesc, w: Weights): Weights {
-  const out: Weights = new Map();
-  for (const p of desc.params) {
-    const t = w.get(p.name);
-    if (t) out.set(p.name, t);
-  }
-  return out;
 }
 
 /** One optimisation step: loss value and its parts. */

@@ -1,0 +1,42 @@
+import { describe, it, expect } from 'vitest';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { exportModels } from '../models/export.ts';
+import { initWeights, saveWeights, type Weights } from '../models/weights.ts';
+import { agentNetwork } from '../models/networks/agent.ts';
+import { loadRegistry } from '../perception/registry.ts';
+import { SMALL_SPACE } from '../perception/space.ts';
+import { egoNetworkFor } from '../fusion/collab.ts';
+
+describe('heal export', () => {
+  it('writes per-type and ego ONNX files that onnxruntime loads, and a manifest with the records', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'heal-export-'));
+    try {
+      const registry = await loadRegistry();
+      const weights: Weights = new Map(initWeights(egoNetworkFor(SMALL_SPACE), 1));
+      for (const t of ['m1', 'm3']) for (const [k, v] of initWeights(agentNetwork(registry.profile(t, 'small').network, SMALL_SPACE), 2)) weights.set(k, v);
+      const wfile = path.join(dir, 'w.bin');
+      await saveWeights(wfile, weights, { step: 7 });
+      const record = path.join(dir, 'train.json');
+      await writeFile(record, JSON.stringify({ command: 'heal train --steps 7', seed: 3, steps: 7, wallSeconds: 1.5 }));
+      const out = path.join(dir, 'out');
+      const r = await exportModels({ weightsFile: wfile, out, space: SMALL_SPACE, registry, types: ['m1', 'm3'], records: [record] });
+      expect(r.files.map((f) => f.file).sort()).toEqual(['ego.onnx', 'm1.onnx', 'm3.onnx', 'weights.bin']);
+      const manifest = JSON.parse(await readFile(r.manifest, 'utf8'));
+      expect(manifest.types.map((t: { name: string }) => t.name)).toEqual(['m1', 'm3']);
+      expect(manifest.space.name).toBe('small');
+      expect(manifest.training[0]).toMatchObject({ command: 'heal train --steps 7', seed: 3, steps: 7, record: 'train.json' });
+      expect(manifest.weights.meta.step).toBe(7);
+      for (const f of ['m1.onnx', 'm3.onnx', 'ego.onnx']) {
+        const s = await ort.InferenceSession.create(path.join(out, f));
+        expect(s.outputNames.length).toBeGreaterThan(0);
+      }
+      // A type whose weights are not in the file is an error naming the file and the parameter.
+      await expect(exportModels({ weightsFile: wfile, out, space: SMALL_SPACE, registry, types: ['m2'], records: [] })).rejects.toThrow(/w\.bin.*encoder\.m2\./s);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
