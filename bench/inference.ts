@@ -23,7 +23,7 @@ const SEED = 2;
 const REPEATS = 3;
 const TYPES = ['m1', 'm2', 'm3', 'm4'];
 
-async function world(): Promise<string> {
+export async function world(): Promise<string> {
   const stamp = path.join(WORLD, '.bench-stamp');
   if (!(await exists(stamp))) {
     await fs.rm(WORLD, { recursive: true, force: true });

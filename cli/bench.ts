@@ -11,6 +11,7 @@ const BENCHES: Record<string, string> = {
   pillars: '../bench/pillars.ts',
   camera: '../bench/camera.ts',
   inference: '../bench/inference.ts',
+  train: '../bench/train.ts',
 };
 
 export async function run(args: string[]): Promise<number> {

@@ -3,7 +3,7 @@
 
 import { parseArgs } from 'node:util';
 import * as path from 'node:path';
-import { selectTrainingBackend, type TrainingBackendPref } from '../models/train/backend.ts';
+import { selectTrainingBackend, TRAINING_BACKENDS, type TrainingBackendPref } from '../models/train/backend.ts';
 import { train } from '../models/train/trainer.ts';
 import { writeFileAtomic } from '../datasets/io.ts';
 import { progress } from './progress.ts';
@@ -68,7 +68,7 @@ options:
   --val-frames N      validate frames used (default 20)
   --checkpoint-every N  (default 50)
   --resume            continue RUNDIR's run from its last checkpoint
-  --backend B         auto (default) | tfjs-node-gpu | webgpu | cpu
+  --backend B         auto (default) | tfjs-node-gpu | webgpu | wasm | cpu
   -h, --help          this text`;
 
 export function run(args: string[]): Promise<number> {
@@ -103,7 +103,7 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
   const lr = values.lr === undefined ? undefined : Number(values.lr);
   if (lr !== undefined && !(lr > 0)) throw new Error(`--lr must be a positive number (got "${values.lr}")`);
   const backendPref = (values.backend ?? 'auto') as TrainingBackendPref;
-  if (!['auto', 'tfjs-node-gpu', 'webgpu', 'cpu'].includes(backendPref)) throw new Error(`--backend must be auto, tfjs-node-gpu, webgpu or cpu (got "${values.backend}")`);
+  if (backendPref !== 'auto' && !TRAINING_BACKENDS.includes(backendPref)) throw new Error(`--backend must be auto, ${TRAINING_BACKENDS.join(', ')} (got "${values.backend}")`);
 
   const backend = await selectTrainingBackend(backendPref, (l) => console.log(l));
   const out = path.resolve(values.out);
