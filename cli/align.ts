@@ -10,7 +10,9 @@ Stage 2, backward alignment: trains only agent type NEW's encoder and aligner, o
 single-agent frames of DIR's train split (its own sensor, its own visible GT), against the
 frozen pyramid fusion and detection head in WEIGHTS (a stage-1 checkpoint.bin, or any weight
 file holding fusion.* and head.*). RUNDIR/checkpoint.bin holds WEIGHTS plus NEW's parameters,
-so it serves every type at once; align more types by passing it as the next --base.
+so it serves every type at once. Align more types either one after another (pass it as the
+next --base) or in parallel from the same base, then give every checkpoint to heal export
+(--weights repeated), which merges them.
 Prints the parameters trained against end-to-end training of all types, and the time per step.
 
 options:

@@ -6,7 +6,7 @@ import { exportModels } from '../models/export.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { spaceByName } from '../perception/space.ts';
 
-const USAGE = `usage: heal export --weights FILE --out DIR [options]
+const USAGE = `usage: heal export --weights FILE [--weights FILE ...] --out DIR [options]
 
 Writes DIR/<type>.onnx (each agent type's encoder and aligner; a type declaration's "model"
 can point at it), DIR/ego.onnx (pyramid fusion and detection head), DIR/weights.bin and
@@ -14,7 +14,8 @@ DIR/manifest.json: agent types, the shared space, the training commands, seeds a
 seeds, step counts, wall times and validation metrics.
 
 options:
-  --weights FILE      a checkpoint.bin of heal train / heal align
+  --weights FILE      a checkpoint.bin of heal train / heal align; repeat it to merge alignments
+                      run in parallel from one base (shared parameters must be identical)
   --out DIR           output folder (models/shipped/small is what npm start uses)
   --types LIST        agent types to export (default m1,m2,m3,m4)
   --profile P         shared-space profile (default small)
@@ -27,17 +28,17 @@ export async function run(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      weights: { type: 'string' }, out: { type: 'string' }, types: { type: 'string' }, profile: { type: 'string' },
+      weights: { type: 'string', multiple: true }, out: { type: 'string' }, types: { type: 'string' }, profile: { type: 'string' },
       record: { type: 'string', multiple: true }, eval: { type: 'string' }, 'types-dir': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) { console.log(USAGE); return 0; }
-  if (!values.weights || !values.out) { console.error(USAGE); return 2; }
+  if (!values.weights?.length || !values.out) { console.error(USAGE); return 2; }
   const registry = await loadRegistry(values['types-dir'] ?? []);
   const types = (values.types ?? 'm1,m2,m3,m4').split(',').map((s) => s.trim()).filter(Boolean);
   const result = await exportModels({
-    weightsFile: path.resolve(values.weights),
+    weightsFiles: values.weights.map((w) => path.resolve(w)),
     out: path.resolve(values.out),
     space: spaceByName(values.profile ?? 'small'),
     registry,

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import YAML from 'yaml';
 import { promises as fs } from 'node:fs';
 import { exportOnnx } from './onnx.ts';
-import { loadWeights, pickWeights } from './weights.ts';
+import { encodeWeights, mergeWeightFiles, pickWeights } from './weights.ts';
 import { agentNetwork } from './networks/agent.ts';
 import type { GraphDesc } from './graph.ts';
 import { DataError, writeFileAtomic } from '../datasets/io.ts';
@@ -15,7 +15,8 @@ import type { SharedSpace } from '../perception/space.ts';
 import { egoNetworkFor } from '../fusion/collab.ts';
 
 export interface ExportOptions {
-  weightsFile: string;
+  /** One checkpoint, or several (parallel alignments from one base) merged by mergeWeightFiles. */
+  weightsFiles: string[];
   out: string;
   space: SharedSpace;
   registry: Registry;
@@ -69,7 +70,8 @@ async function datasetSeed(dataDir: unknown): Promise<unknown> {
 }
 
 export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
-  const { weights, meta } = await loadWeights(opts.weightsFile);
+  const { weights, meta } = await mergeWeightFiles(opts.weightsFiles);
+  const source = opts.weightsFiles.join(' + ');
   await fs.mkdir(opts.out, { recursive: true });
   const files: ExportResult['files'] = [];
   const write = async (name: string, bytes: Uint8Array) => {
@@ -83,12 +85,12 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
     const network = opts.registry.profile(name, opts.space.name).network;
     const desc = agentNetwork(network, opts.space);
     const file = `${name}.onnx`;
-    await write(file, exportOnnx(desc, pickWeights(desc, weights, opts.weightsFile)));
+    await write(file, exportOnnx(desc, pickWeights(desc, weights, source)));
     types.push({ name, description: t.description, modality: t.modality, sensor: t.sensor, onnx: file, parameters: paramCount(desc), network });
   }
   const egoDesc = egoNetworkFor(opts.space);
-  await write('ego.onnx', exportOnnx(egoDesc, pickWeights(egoDesc, weights, opts.weightsFile)));
-  if (path.resolve(opts.weightsFile) !== path.resolve(opts.out, 'weights.bin')) await write('weights.bin', await fs.readFile(opts.weightsFile));
+  await write('ego.onnx', exportOnnx(egoDesc, pickWeights(egoDesc, weights, source)));
+  await write('weights.bin', encodeWeights(weights, meta));
 
   const training = [];
   for (const r of opts.records) {

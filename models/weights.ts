@@ -163,3 +163,28 @@ export async function saveWeights(file: string, weights: Weights, meta: WeightsM
 export async function loadWeights(file: string): Promise<{ weights: Weights; meta: WeightsMeta }> {
   return decodeWeights(await readFileChecked(file, 'weight file'), file);
 }
+
+/**
+ * Several weight files as one: backward alignments run in parallel from the same base each hold
+ * the base plus their own type. A parameter present in more than one file must be identical in
+ * all (the frozen base is), else the later file and the parameter are named.
+ */
+export async function mergeWeightFiles(files: string[]): Promise<{ weights: Weights; meta: WeightsMeta }> {
+  if (files.length === 0) throw new Error('mergeWeightFiles: no weight files');
+  const first = await loadWeights(files[0]);
+  if (files.length === 1) return first;
+  const merged: Weights = new Map(first.weights);
+  for (const file of files.slice(1)) {
+    const { weights } = await loadWeights(file);
+    for (const [name, w] of weights) {
+      const have = merged.get(name);
+      if (!have) {
+        merged.set(name, w);
+        continue;
+      }
+      const same = have.shape.length === w.shape.length && have.shape.every((d, i) => d === w.shape[i]) && have.data.every((v, i) => v === w.data[i]);
+      if (!same) throw new DataError(file, name, `differs from the same parameter in ${files[0]} (not trained from the same base?)`);
+    }
+  }
+  return { weights: merged, meta: { ...first.meta, mergedFrom: files } };
+}

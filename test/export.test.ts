@@ -22,7 +22,7 @@ describe('heal export', () => {
       const record = path.join(dir, 'train.json');
       await writeFile(record, JSON.stringify({ command: 'heal train --steps 7', seed: 3, steps: 7, wallSeconds: 1.5 }));
       const out = path.join(dir, 'out');
-      const r = await exportModels({ weightsFile: wfile, out, space: SMALL_SPACE, registry, types: ['m1', 'm3'], records: [record] });
+      const r = await exportModels({ weightsFiles: [wfile], out, space: SMALL_SPACE, registry, types: ['m1', 'm3'], records: [record] });
       expect(r.files.map((f) => f.file).sort()).toEqual(['ego.onnx', 'm1.onnx', 'm3.onnx', 'weights.bin']);
       const manifest = JSON.parse(await readFile(r.manifest, 'utf8'));
       expect(manifest.types.map((t: { name: string }) => t.name)).toEqual(['m1', 'm3']);
@@ -34,7 +34,39 @@ describe('heal export', () => {
         expect(s.outputNames.length).toBeGreaterThan(0);
       }
       // A type whose weights are not in the file is an error naming the file and the parameter.
-      await expect(exportModels({ weightsFile: wfile, out, space: SMALL_SPACE, registry, types: ['m2'], records: [] })).rejects.toThrow(/w\.bin.*encoder\.m2\./s);
+      await expect(exportModels({ weightsFiles: [wfile], out, space: SMALL_SPACE, registry, types: ['m2'], records: [] })).rejects.toThrow(/w\.bin.*encoder\.m2\./s);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('merges alignments run in parallel from one base, and refuses files whose shared parameters differ', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'heal-export-merge-'));
+    try {
+      const registry = await loadRegistry();
+      const base: Weights = new Map(initWeights(egoNetworkFor(SMALL_SPACE), 1));
+      for (const [k, v] of initWeights(agentNetwork(registry.profile('m1', 'small').network, SMALL_SPACE), 2)) base.set(k, v);
+      const withType = (t: string, seed: number): Weights => {
+        const w: Weights = new Map(base);
+        for (const [k, v] of initWeights(agentNetwork(registry.profile(t, 'small').network, SMALL_SPACE), seed)) w.set(k, v);
+        return w;
+      };
+      const a = path.join(dir, 'align-m2.bin');
+      const b = path.join(dir, 'align-m3.bin');
+      await saveWeights(a, withType('m2', 3), { step: 5 });
+      await saveWeights(b, withType('m3', 4), { step: 6 });
+      const out = path.join(dir, 'out');
+      const r = await exportModels({ weightsFiles: [a, b], out, space: SMALL_SPACE, registry, types: ['m1', 'm2', 'm3'], records: [] });
+      expect(r.files.map((f) => f.file).sort()).toEqual(['ego.onnx', 'm1.onnx', 'm2.onnx', 'm3.onnx', 'weights.bin']);
+      const manifest = JSON.parse(await readFile(r.manifest, 'utf8'));
+      expect(manifest.weights.meta.mergedFrom).toEqual([a, b]);
+
+      const drifted = withType('m3', 4);
+      const [name, w] = [...drifted].find(([k]) => k.startsWith('fusion') || k.startsWith('head'))!;
+      drifted.set(name, { shape: w.shape, data: w.data.map((v) => v + 1) });
+      const c = path.join(dir, 'drifted.bin');
+      await saveWeights(c, drifted);
+      await expect(exportModels({ weightsFiles: [a, c], out, space: SMALL_SPACE, registry, types: ['m1'], records: [] })).rejects.toThrow(/drifted\.bin.*differs/s);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
