@@ -151,7 +151,8 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
     finishedAt: new Date().toISOString(),
     finished: true,
   };
-  if (align) Object.assign(record, await alignmentCost(align, record.wallSeconds as number, result.step));
+  // This segment's time over this segment's steps: a resumed alignment's wallSeconds covers only the resumed part.
+  if (align) Object.assign(record, await alignmentCost(align, record.wallSeconds as number, result.step - first));
   // A resumed run keeps the records of its earlier segments (their commands, e.g. another --lr,
   // and wall times), so the record says how the weights were really made.
   if (values.resume) {
