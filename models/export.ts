@@ -51,16 +51,17 @@ async function readJson(file: string, what: string): Promise<Record<string, unkn
 }
 
 /**
- * The seed a generated dataset was made with (`heal generate` writes it into every scenario's
- * data_protocol.yaml), from the data path recorded in a training record; undefined otherwise.
+ * The seed a dataset of heal generate was made with (world.seed of every scenario's
+ * data_protocol.yaml; in OPV2V that field is CARLA's, so only heal's own worlds count), from the
+ * data path recorded in a training record; undefined otherwise.
  */
 async function datasetSeed(dataDir: unknown): Promise<unknown> {
   if (typeof dataDir !== 'string') return undefined;
   try {
     for (const split of (await fs.readdir(dataDir)).sort()) {
       for (const scenario of (await fs.readdir(path.join(dataDir, split))).sort()) {
-        const doc = YAML.parse(await fs.readFile(path.join(dataDir, split, scenario, 'data_protocol.yaml'), 'utf8')) as { synthetic?: { seed?: unknown } };
-        return doc?.synthetic?.seed;
+        const doc = YAML.parse(await fs.readFile(path.join(dataDir, split, scenario, 'data_protocol.yaml'), 'utf8')) as { synthetic?: { generator?: string }; world?: { seed?: unknown } };
+        return doc?.synthetic?.generator === 'heal generate' ? doc.world?.seed : undefined;
       }
     }
   } catch {

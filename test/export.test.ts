@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -20,14 +20,18 @@ describe('heal export', () => {
       const wfile = path.join(dir, 'w.bin');
       await saveWeights(wfile, weights, { step: 7 });
       const record = path.join(dir, 'train.json');
-      await writeFile(record, JSON.stringify({ command: 'heal train --steps 7', seed: 3, steps: 7, wallSeconds: 1.5 }));
+      // The dataset seed comes from the world.seed that heal generate writes in data_protocol.yaml.
+      const data = path.join(dir, 'data');
+      await mkdir(path.join(data, 'train', 's0'), { recursive: true });
+      await writeFile(path.join(data, 'train', 's0', 'data_protocol.yaml'), 'synthetic:\n  generator: heal generate\nworld:\n  seed: 11\n');
+      await writeFile(record, JSON.stringify({ command: 'heal train --steps 7', seed: 3, steps: 7, wallSeconds: 1.5, data }));
       const out = path.join(dir, 'out');
       const r = await exportModels({ weightsFiles: [wfile], out, space: SMALL_SPACE, registry, types: ['m1', 'm3'], records: [record] });
       expect(r.files.map((f) => f.file).sort()).toEqual(['ego.onnx', 'm1.onnx', 'm3.onnx', 'weights.bin']);
       const manifest = JSON.parse(await readFile(r.manifest, 'utf8'));
       expect(manifest.types.map((t: { name: string }) => t.name)).toEqual(['m1', 'm3']);
       expect(manifest.space.name).toBe('small');
-      expect(manifest.training[0]).toMatchObject({ command: 'heal train --steps 7', seed: 3, steps: 7, record: 'train.json' });
+      expect(manifest.training[0]).toMatchObject({ command: 'heal train --steps 7', seed: 3, steps: 7, record: 'train.json', datasetSeed: 11 });
       expect(manifest.weights.meta.step).toBe(7);
       for (const f of ['m1.onnx', 'm3.onnx', 'ego.onnx']) {
         const s = await ort.InferenceSession.create(path.join(out, f));
