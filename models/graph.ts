@@ -506,7 +506,7 @@ export function normAxis(axis: number, rank: number, where: string): number {
   return a;
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 

@@ -11,7 +11,7 @@
 
 import * as os from 'node:os';
 import type { GraphDesc, ParamSpec } from './graph.ts';
-import { sizeOf } from './graph.ts';
+import { sameShape, sizeOf } from './graph.ts';
 import { DataError, readFileChecked, writeFileAtomic } from '../datasets/io.ts';
 import { rngFor } from '../datasets/synthetic/rng.ts';
 
@@ -75,7 +75,7 @@ export function checkWeights(desc: GraphDesc, weights: Weights, source = 'weight
   for (const p of desc.params) {
     const w = weights.get(p.name);
     if (!w) throw new DataError(source, p.name, `missing parameter of network "${desc.name}"`);
-    if (w.shape.length !== p.shape.length || w.shape.some((d, i) => d !== p.shape[i])) {
+    if (!sameShape(w.shape, p.shape)) {
       throw new DataError(source, p.name, `shape does not match network "${desc.name}" [${p.shape.join(', ')}]`, w.shape);
     }
     if (w.data.length !== sizeOf(p.shape)) {
@@ -174,16 +174,18 @@ export async function mergeWeightFiles(files: string[]): Promise<{ weights: Weig
   const first = await loadWeights(files[0]);
   if (files.length === 1) return first;
   const merged: Weights = new Map(first.weights);
+  const origin = new Map([...first.weights.keys()].map((name) => [name, files[0]]));
   for (const file of files.slice(1)) {
     const { weights } = await loadWeights(file);
     for (const [name, w] of weights) {
       const have = merged.get(name);
       if (!have) {
         merged.set(name, w);
+        origin.set(name, file);
         continue;
       }
-      const same = have.shape.length === w.shape.length && have.shape.every((d, i) => d === w.shape[i]) && have.data.every((v, i) => v === w.data[i]);
-      if (!same) throw new DataError(file, name, `differs from the same parameter in ${files[0]} (not trained from the same base?)`);
+      const same = sameShape(have.shape, w.shape) && have.data.every((v, i) => v === w.data[i]);
+      if (!same) throw new DataError(file, name, `differs from the same parameter in ${origin.get(name)} (not trained from the same base?)`);
     }
   }
   return { weights: merged, meta: { ...first.meta, mergedFrom: files } };

@@ -71,6 +71,10 @@ describe('heal export', () => {
       const c = path.join(dir, 'drifted.bin');
       await saveWeights(c, drifted);
       await expect(exportModels({ weightsFiles: [a, c], out, space: SMALL_SPACE, registry, types: ['m1'], records: [] })).rejects.toThrow(/drifted\.bin.*differs/s);
+      // Two alignments of the same type clash: the error names the file the first one came from.
+      const again = path.join(dir, 'align-m3-again.bin');
+      await saveWeights(again, withType('m3', 5));
+      await expect(exportModels({ weightsFiles: [a, b, again], out, space: SMALL_SPACE, registry, types: ['m1'], records: [] })).rejects.toThrow(/align-m3-again\.bin.*encoder\.m3\..*differs.*align-m3\.bin/s);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
