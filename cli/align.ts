@@ -19,6 +19,8 @@ options:
   --type NEW          agent type to align (built-in m1..m4 or one declared in --types-dir)
   --base WEIGHTS      weight file with the frozen fusion and head
   --types-dir DIR     extra agent-type declarations (*.json)
+  --depth-weight W    camera types: weight of the depth supervision from the dataset's depth maps
+                      (<ts>_depth<i>.png, OPV2V-H); default 1, 0 turns it off
   --data, --out, --steps (default 200), --lr, --seed, --no-augment, --val-every, --val-frames,
   --checkpoint-every, --resume, --backend: as for heal train
   -h, --help          this text`;

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import * as path from 'node:path';
 import { selectTrainingBackend, TRAINING_BACKENDS, type TrainingBackendPref } from '../models/train/backend.ts';
 import { train } from '../models/train/trainer.ts';
+import { DEFAULT_LOSS_WEIGHTS } from '../models/train/losses.ts';
 import { writeFileAtomic } from '../datasets/io.ts';
 import { progress } from './progress.ts';
 import { promises as fs } from 'node:fs';
@@ -84,7 +85,7 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
       seed: { type: 'string' }, 'max-agents': { type: 'string' }, 'no-augment': { type: 'boolean' },
       'val-every': { type: 'string' }, 'val-frames': { type: 'string' }, 'checkpoint-every': { type: 'string' },
       resume: { type: 'boolean' }, backend: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      ...(command === 'align' ? { type: { type: 'string' }, base: { type: 'string' }, 'types-dir': { type: 'string', multiple: true } } as const : {}),
+      ...(command === 'align' ? { type: { type: 'string' }, base: { type: 'string' }, 'types-dir': { type: 'string', multiple: true }, 'depth-weight': { type: 'string' } } as const : {}),
     },
   });
   if (values.help) { console.log(usage); return 0; }
@@ -102,6 +103,9 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
   const steps = int('steps', values.steps, command === 'align' ? 200 : 400, 1);
   const lr = values.lr === undefined ? undefined : Number(values.lr);
   if (lr !== undefined && !(lr > 0)) throw new Error(`--lr must be a positive number (got "${values.lr}")`);
+  const depthArg = (values as { 'depth-weight'?: string })['depth-weight'];
+  const depthWeight = depthArg === undefined ? DEFAULT_LOSS_WEIGHTS.depth : Number(depthArg);
+  if (!(depthWeight >= 0)) throw new Error(`--depth-weight must be a number >= 0 (got "${depthArg}")`);
   const backendPref = (values.backend ?? 'auto') as TrainingBackendPref;
   if (backendPref !== 'auto' && !TRAINING_BACKENDS.includes(backendPref)) throw new Error(`--backend must be auto, ${TRAINING_BACKENDS.join(', ')} (got "${values.backend}")`);
 
@@ -131,6 +135,7 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
     valFrames: int('val-frames', values['val-frames'], 20, 1),
     checkpointEvery: int('checkpoint-every', values['checkpoint-every'], 50, 1),
     align,
+    lossWeights: { ...DEFAULT_LOSS_WEIGHTS, depth: depthWeight },
     log,
     onStep: (info) => {
       if (!bar) { first = info.step - 1; bar = progress(command, steps - first); }

@@ -201,6 +201,35 @@ export function depthBinIndex(mode: DepthMode, dmin: number, dmax: number, n: nu
   return Math.min(n - 1, Math.floor(t));
 }
 
+/** Depth-map value for "no surface within 255 m" (sky): OPV2V-H clamps depth to 8 bits. */
+export const DEPTH_NO_HIT = 255;
+
+/**
+ * Depth-bin targets for supervising an LSS depth distribution: one bin per feature pixel, row-major
+ * [fH·fW], from an OPV2V-H depth map (one byte per pixel, planar depth in meters) of the whole,
+ * uncropped camera image. Feature pixel (u, v) sees source pixels [u·W/fW, (u+1)·W/fW) ×
+ * [v·H/fH, (v+1)·H/fH); its target is the nearest depth there, as BEVDepth takes it, because the
+ * nearest surface is what the pixel's feature shows. −1 (ignored) where that depth is outside
+ * [dmin, dmax) or the whole patch is sky.
+ */
+export function depthTargets(depth: { width: number; height: number; data: Uint8Array }, featureSize: [number, number], mode: DepthMode, dmin: number, dmax: number, n: number): Int32Array {
+  const [fW, fH] = featureSize;
+  const { width: W, height: H, data } = depth;
+  if (data.length !== W * H) throw new Error(`depthTargets: a ${W}×${H} depth map needs ${W * H} bytes, got ${data.length}`);
+  if (W < fW || H < fH) throw new Error(`depthTargets: the ${W}×${H} depth map is smaller than the ${fW}×${fH} feature map`);
+  const out = new Int32Array(fW * fH);
+  for (let v = 0; v < fH; v++) {
+    const y0 = Math.floor((v * H) / fH), y1 = Math.floor(((v + 1) * H) / fH);
+    for (let u = 0; u < fW; u++) {
+      const x0 = Math.floor((u * W) / fW), x1 = Math.floor(((u + 1) * W) / fW);
+      let nearest = DEPTH_NO_HIT;
+      for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) nearest = Math.min(nearest, data[y * W + x]);
+      out[v * fW + u] = nearest === DEPTH_NO_HIT ? -1 : depthBinIndex(mode, dmin, dmax, n, nearest);
+    }
+  }
+  return out;
+}
+
 /** One camera as the splat needs it: K of the network input and T_{cam←lidar}. */
 export interface SplatCamera {
   /** 3×3 row-major K of the preprocessed (network-input) image. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  CV_TO_UE4, adjustIntrinsics, bevCell, depthBinIndex, depthBins, frustumPoints, frustumToBev, preprocessImage,
+  CV_TO_UE4, adjustIntrinsics, bevCell, depthBinIndex, depthBins, depthTargets, DEPTH_NO_HIT, frustumPoints, frustumToBev, preprocessImage,
   splatByCumsum, splatCamera, splatReference, type SplatCamera, type SplatIndex,
 } from '../perception/camera.ts';
 import { HEAL_SPACE, SMALL_SPACE, featureGrid } from '../perception/space.ts';
@@ -59,6 +59,26 @@ describe('depth bins', () => {
       expect(c[i]).toBeCloseTo(2.5 + i, 5);
       expect(depthBinIndex('UD', 2, 50, 48, c[i])).toBe(i);
     }
+  });
+
+  it('depthTargets: each feature pixel takes the bin of the nearest depth in its patch; sky, too near or too far is −1', () => {
+    // An 8×4 depth map onto a 4×2 feature map: 2×2 patches.
+    const S = DEPTH_NO_HIT;
+    const rows = [
+      [10, S, 1, 30, S, S, 60, 70],
+      [30, 12, 30, 40, S, S, 80, 49],
+      [5, 5, 20, 20, 2, S, 49, 49],
+      [5, 5, 20, 3, S, S, 49, 49],
+    ];
+    const data = Uint8Array.from(rows.flat());
+    const t = depthTargets({ width: 8, height: 4, data }, [4, 2], 'LID', 2, 50, 24);
+    const bin = (d: number) => depthBinIndex('LID', 2, 50, 24, d);
+    expect([...t]).toEqual([bin(10), -1, -1, bin(49), bin(5), bin(3), bin(2), bin(49)]);
+    expect(bin(10)).toBeGreaterThan(bin(5));
+    // Patch (1, 0) is [1, 30, 30, 40]: its nearest surface (1 m) is inside dmin, so it is not labelled
+    // with 30 m; patch (2, 0) is all sky; patch (3, 0)'s nearest is 49 m.
+    expect(() => depthTargets({ width: 8, height: 4, data: data.subarray(1) }, [4, 2], 'LID', 2, 50, 24)).toThrow(/32 bytes/);
+    expect(() => depthTargets({ width: 2, height: 2, data: new Uint8Array(4) }, [4, 2], 'LID', 2, 50, 24)).toThrow(/smaller/);
   });
 
   it('rejects bad arguments', () => {

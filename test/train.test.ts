@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import {
-  detectionLoss, disposeTargets, focalLossSum, perAnchor, rasterizeFootprints, smoothL1, targetTensors, SMOOTH_L1_BETA, DEFAULT_LOSS_WEIGHTS,
+  depthLoss, detectionLoss, disposeTargets, focalLossSum, perAnchor, rasterizeFootprints, smoothL1, targetTensors, SMOOTH_L1_BETA, DEFAULT_LOSS_WEIGHTS,
 } from '../models/train/losses.ts';
 import { augmentationMatrix, augmentBox, augmentedInputs, padPillars, PILLAR_BUCKET, type Augmentation } from '../models/train/batch.ts';
 import { CHECKPOINT_FILE, NamedAdam, OPTIMIZER_FILE, train, type StageOneModels } from '../models/train/trainer.ts';
@@ -20,7 +20,7 @@ import { egoNetworkFor } from '../fusion/collab.ts';
 import { egoNetwork } from '../models/networks/ego.ts';
 import { agentInputs, agentNetwork, type AgentNetworkConfig } from '../models/networks/agent.ts';
 import { buildTfModel } from '../models/tfjs.ts';
-import { initWeights, loadWeights, type Weights } from '../models/weights.ts';
+import { initWeights, loadWeights, saveWeights, type Weights } from '../models/weights.ts';
 import type { HostTensor } from '../models/graph.ts';
 import { SMALL_SPACE, type SharedSpace } from '../perception/space.ts';
 import { generateDataset } from '../datasets/synthetic/generate.ts';
@@ -105,6 +105,21 @@ describe('losses', () => {
     const hit = focalLossSum(tf.tensor1d([5]), tf.tensor1d([1]), tf.tensor1d([1])).arraySync() as number;
     const miss = focalLossSum(tf.tensor1d([-5]), tf.tensor1d([1]), tf.tensor1d([1])).arraySync() as number;
     expect(miss).toBeGreaterThan(1000 * hit);
+  });
+
+  it('depthLoss is the mean −log p(target bin) over labelled pixels; its gradient reaches only those', () => {
+    // 2 cameras, 3 bins, a 1×2 feature map: prob[c, d, 0, x] at ((c·3 + d)·2 + x).
+    const p = Float32Array.from([0.2, 0.5, 0.3, 0.25, 0.5, 0.25, 0.1, 0.6, 0.7, 0.3, 0.2, 0.1]);
+    const target = { bins: Int32Array.from([2, -1, 0, 1]), shape: [2, 3, 1, 2] };
+    const prob = tf.tensor(p, [2, 3, 1, 2]);
+    const want = -(Math.log(p[4] + 1e-6) + Math.log(p[6] + 1e-6) + Math.log(p[9] + 1e-6)) / 3;
+    expect(depthLoss(prob, target).arraySync()).toBeCloseTo(want, 5);
+    const g = tf.grad((x: tf.Tensor) => depthLoss(x, target))(prob).dataSync();
+    const touched = [...g].map((v, i) => (v !== 0 ? i : -1)).filter((i) => i >= 0);
+    expect(touched).toEqual([4, 6, 9]);
+    expect(g[4]).toBeCloseTo(-1 / (3 * (p[4] + 1e-6)), 4);
+    expect(() => depthLoss(prob, { bins: target.bins, shape: [2, 3, 2, 1] })).toThrow(/\[2,3,1,2\]/);
+    expect(() => depthLoss(prob, { bins: Int32Array.from([3, 0, 0, 0]), shape: [2, 3, 1, 2] })).toThrow(/outside the 3 bins/);
   });
 
   it('smoothL1 is 0.5·d²/β below β = 1/9 and |d| − β/2 above, with the matching gradient', () => {
@@ -512,6 +527,74 @@ describe('training end to end (tiny)', () => {
     expect(trained.some((p) => p.name.startsWith('encoder.tinylidar32.')) && trained.some((p) => p.name.startsWith('aligner.tinylidar32.'))).toBe(true);
     for (const p of trained) expect(maxAbsDiff(a.weights.get(p.name)!.data, init.get(p.name)!.data), p.name).toBeGreaterThan(1e-5);
     expect(a.weights.size).toBe(b.weights.size + desc.params.length);
+  });
+});
+
+describe('camera alignment with depth supervision (tiny)', () => {
+  let root: string;
+  let data: string;
+  let base: string;
+  const typesDir = () => path.join(root, 'types');
+  // A camera type scaled to the tiny space: 32×24 input, 4×3 feature map, 8 depth bins.
+  const tinyCamera = {
+    name: 'tinycam', description: 'cameras, tiny Lift-Splat (test)', modality: 'camera', sensor: { cameras: ['camera0', 'camera1', 'camera2', 'camera3'] },
+    profiles: {
+      tiny: {
+        encoder: {
+          arch: 'lss', imageSize: [32, 24], downsample: 8, depthBins: { mode: 'LID', min: 2, max: 50, count: 8 },
+          imageBackbone: { kind: 'resnet', stem: { channels: 8, stride: 2 }, stages: [{ channels: 8, blocks: 1, stride: 2 }, { channels: 8, blocks: 1, stride: 2 }] },
+          contextChannels: 8, bev: { channels: 8, blocks: 1 },
+        },
+        aligner: { inChannels: 8, channels: 8, blocks: 1, batchNorm: true },
+      },
+    },
+  };
+  const run = async (out: string, depth: number, dataDir = data) => {
+    const parts: Record<string, number>[] = [];
+    const logs: string[] = [];
+    const r = await train({
+      data: dataDir, out: path.join(root, out), models: TINY_MODELS, seed: 3, steps: 2, valFrames: 1, augment: false,
+      align: { type: 'tinycam', base, typesDirs: [typesDir()] }, lossWeights: { ...DEFAULT_LOSS_WEIGHTS, depth },
+      log: (l) => logs.push(l), onStep: (i) => parts.push(i.parts),
+    });
+    return { r, parts, logs, weights: (await loadWeights(r.checkpoint)).weights };
+  };
+
+  beforeAll(async () => {
+    root = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-camalign-'));
+    data = path.join(root, 'data');
+    await generateDataset({
+      out: data, scenarios: 1, frames: 2, seed: 5, camera: { width: 64, height: 48 }, splits: ['train'], jobs: 1, pcdFormat: 'binary_compressed', shadows: false,
+    });
+    await fs.mkdir(typesDir());
+    await fs.writeFile(path.join(typesDir(), 'tinycam.json'), JSON.stringify(tinyCamera));
+    base = path.join(root, 'base.bin');
+    await saveWeights(base, new Map([...initWeights(agentNetwork(TINY_MODELS.network, TINY_SPACE), 1), ...initWeights(TINY_EGO, 2)]), {});
+  });
+  afterAll(async () => {
+    if (root) await fs.rm(root, { recursive: true, force: true });
+  });
+
+  it('adds a depth term from the depth maps, which trains the depth layer; weight 0 leaves it out', async () => {
+    const on = await run('depth-on', 1);
+    const off = await run('depth-off', 0);
+    expect(on.logs.join('\n')).toMatch(/depth distribution is supervised by the dataset's depth maps/);
+    for (const p of on.parts) expect(p.depth > 0 && Number.isFinite(p.depth)).toBe(true);
+    for (const p of off.parts) expect(p.depth).toBeUndefined();
+    // The first step's detection parts are the same (same seed, same frame); the depth term is on top.
+    expect(on.r.losses[0]).toBeGreaterThan(off.r.losses[0]);
+    expect(on.parts[0].cls).toBeCloseTo(off.parts[0].cls, 5);
+    const name = 'encoder.tinycam.depth.weight';
+    expect(maxAbsDiff(on.weights.get(name)!.data, off.weights.get(name)!.data)).toBeGreaterThan(1e-5);
+  });
+
+  it('frames without depth maps train without the depth term, and say so once', async () => {
+    const bare = path.join(root, 'no-depth');
+    await fs.cp(data, bare, { recursive: true });
+    for (const f of await fs.readdir(bare, { recursive: true })) if (/_depth\d\.png$/.test(f)) await fs.rm(path.join(bare, f));
+    const r = await run('no-depth-run', 1, bare);
+    for (const p of r.parts) expect(p.depth).toBeUndefined();
+    expect(r.logs.filter((l) => /has no depth map for every camera/.test(l))).toHaveLength(1);
   });
 });
 

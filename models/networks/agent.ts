@@ -148,7 +148,8 @@ export function agentInputs(cfg: AgentNetworkConfig, space: SharedSpace, data: S
   };
 }
 
-function selectCameras(enc: LssConfig, cameras: CameraRecord[], src: string): CameraRecord[] {
+/** The camera records an LSS type reads, in its input order. */
+export function selectCameras(enc: LssConfig, cameras: CameraRecord[], src: string): CameraRecord[] {
   if (!enc.cameras) {
     if (cameras.length === 0) throw new DataError(src, 'cameras', 'a camera (lss) type needs camera records, the sensor data has none');
     return cameras;

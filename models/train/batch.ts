@@ -12,7 +12,9 @@ import type { AgentFrame } from '../../datasets/frame.ts';
 import type { Dataset, FrameRef } from '../../datasets/dataset.ts';
 import type { HostTensor } from '../graph.ts';
 import type { AgentNetworkConfig } from '../networks/agent.ts';
-import { agentInputs, type SensorData } from '../networks/agent.ts';
+import { agentInputs, selectCameras, type SensorData } from '../networks/agent.ts';
+import { readDepthPng } from '../../datasets/png.ts';
+import { depthTargets } from '../../perception/camera.ts';
 import { EGO_BODY } from '../../perception/pillars.ts';
 import { alignToGround } from '../../perception/ground.ts';
 import type { SharedSpace } from '../../perception/space.ts';
@@ -142,6 +144,11 @@ export interface TrainSample {
   targets: Targets;
   /** Foreground target per pyramid level, [h_l·w_l] each. */
   occTargets: Float32Array[];
+  /**
+   * Depth-bin target of every feature pixel of a camera type's single agent (−1: ignored), for
+   * the depth distribution [cameras, D, fH, fW]; absent when not asked for or a camera has no depth map.
+   */
+  depth?: { bins: Int32Array; shape: [number, number, number, number] };
 }
 
 export interface SampleOptions {
@@ -161,6 +168,8 @@ export interface SampleOptions {
   /** Sensor each agent reads: 64/32/16-beam LiDAR, or cameras. */
   lidar?: 64 | 32 | 16;
   images?: boolean;
+  /** Load depth-bin targets for a camera type's depth supervision (single-agent samples). */
+  depth?: boolean;
 }
 
 function egoCandidates(ds: Dataset, ref: FrameRef): number[] {
@@ -210,6 +219,21 @@ export async function loadSample(ds: Dataset, ref: FrameRef, opts: SampleOptions
   };
 }
 
+/** The depth-bin targets of an LSS type's cameras, or undefined if it is not one or a depth map is missing. */
+async function loadDepthTargets(network: AgentNetworkConfig, frame: AgentFrame): Promise<TrainSample['depth']> {
+  const enc = network.encoder;
+  if (enc.arch !== 'lss') return undefined;
+  const cameras = selectCameras(enc, frame.cameras, `agent type "${network.type}"`);
+  if (cameras.some((c) => !c.depthPath)) return undefined;
+  const fW = enc.imageSize[0] / enc.downsample, fH = enc.imageSize[1] / enc.downsample;
+  const b = enc.depthBins;
+  const bins = new Int32Array(cameras.length * fW * fH);
+  for (let i = 0; i < cameras.length; i++) {
+    bins.set(depthTargets(await readDepthPng(cameras[i].depthPath!), [fW, fH], b.mode, b.min, b.max, b.count), i * fW * fH);
+  }
+  return { bins, shape: [cameras.length, b.count, fH, fW] };
+}
+
 /**
  * One agent alone, for backward alignment: the agent is its own ego, and its GT is the boxes its
  * own sensor sees (a lone agent cannot be asked for objects only others see).
@@ -233,5 +257,6 @@ export async function loadSingleAgentSample(ds: Dataset, ref: FrameRef, agentId:
     gt,
     targets: assignTargets(opts.anchors, gt, 0.6, 0.45),
     occTargets: opts.levels.map(([h, w]) => rasterizeFootprints(gt, r, h, w)),
+    depth: opts.depth ? await loadDepthTargets(opts.network, frame) : undefined,
   };
 }

@@ -14,10 +14,12 @@ export interface LossWeights {
   dir: number;
   /** Foreground (occupancy) loss weight per pyramid level, finest first. */
   occ: number[];
+  /** Depth supervision of a camera type's depth distribution (alignment only; 0 turns it off). */
+  depth: number;
 }
 
-/** HEAL's pyramid-fusion weights: cls 1, reg 2, dir 0.2, foreground 0.4/0.2/0.1. */
-export const DEFAULT_LOSS_WEIGHTS: LossWeights = { cls: 1, reg: 2, dir: 0.2, occ: [0.4, 0.2, 0.1] };
+/** HEAL's pyramid-fusion weights: cls 1, reg 2, dir 0.2, foreground 0.4/0.2/0.1; depth 1. */
+export const DEFAULT_LOSS_WEIGHTS: LossWeights = { cls: 1, reg: 2, dir: 0.2, occ: [0.4, 0.2, 0.1], depth: 1 };
 
 export const FOCAL_ALPHA = 0.25;
 export const FOCAL_GAMMA = 2;
@@ -191,4 +193,27 @@ export function occupancyLoss(occ: tf.Tensor[], targets: Float32Array[], weights
     });
     return (terms.length ? tf.addN(terms) : tf.scalar(0)) as tf.Scalar;
   });
+}
+
+/**
+ * Depth supervision of an LSS encoder: the mean over labelled feature pixels of −log p(target bin),
+ * with `prob` the softmaxed depth distribution [cameras, D, fH, fW] and `target.bins` one bin per
+ * pixel of each camera ([cameras·fH·fW], −1 ignored; batch.ts loadDepthTargets).
+ */
+export function depthLoss(prob: tf.Tensor, target: { bins: Int32Array; shape: number[] }): tf.Scalar {
+  const [n, d, h, w] = target.shape;
+  if (prob.shape.join() !== target.shape.join()) throw new Error(`depthLoss: depth output is [${prob.shape}], targets are for [${target.shape}]`);
+  const plane = h * w;
+  const onehot = new Float32Array(n * d * plane);
+  let labelled = 0;
+  for (let c = 0; c < n; c++) {
+    for (let p = 0; p < plane; p++) {
+      const bin = target.bins[c * plane + p];
+      if (bin < 0) continue;
+      if (bin >= d) throw new Error(`depthLoss: target bin ${bin} of camera ${c} is outside the ${d} bins`);
+      onehot[(c * d + bin) * plane + p] = 1;
+      labelled++;
+    }
+  }
+  return tf.tidy(() => tf.div(tf.neg(tf.sum(tf.mul(tf.tensor(onehot, target.shape), tf.log(tf.add(prob, 1e-6))))), Math.max(1, labelled)) as tf.Scalar);
 }

@@ -24,7 +24,7 @@ import { decodeDetections } from '../../fusion/detect.ts';
 import { warpGrids } from '../../fusion/warp.ts';
 import { loadSample, loadSingleAgentSample, TrainRng, type TrainSample } from './batch.ts';
 import { loadRegistry } from '../../perception/registry.ts';
-import { DEFAULT_LOSS_WEIGHTS, detectionLoss, disposeTargets, occupancyLoss, targetTensors, type LossWeights } from './losses.ts';
+import { DEFAULT_LOSS_WEIGHTS, depthLoss, detectionLoss, disposeTargets, occupancyLoss, targetTensors, type LossWeights } from './losses.ts';
 
 export interface StageOneModels {
   space: SharedSpace;
@@ -190,8 +190,9 @@ export class AlignNet implements TrainNet {
   readonly anchors: Anchors;
   readonly levels: [number, number][];
 
-  constructor(readonly models: StageOneModels, readonly base: Weights, typeWeights: Weights) {
-    const agentDesc = agentNetwork(models.network, models.space);
+  /** `depthOutput`: the agent network also outputs its depth distribution, for depth supervision. */
+  constructor(readonly models: StageOneModels, readonly base: Weights, typeWeights: Weights, depthOutput = false) {
+    const agentDesc = agentNetwork(models.network, models.space, { depthOutput });
     this.agent = buildTfModel(agentDesc, pickWeights(agentDesc, typeWeights, `agent type ${models.network.type}`), `agent type ${models.network.type}`);
     this.ego = buildTfModel(models.ego, pickWeights(models.ego, base, 'the base model'), 'the base model');
     this.anchors = makeAnchors(models.space);
@@ -204,9 +205,11 @@ export class AlignNet implements TrainNet {
     return out;
   }
 
+  /** The head's outputs, and "depth", the first agent's depth distribution, when the network has it. */
   forward(sample: TrainSample, training: boolean): Record<string, tf.Tensor> {
-    const bevs = sample.inputs.map((inp) => this.agent.apply(Object.fromEntries(Object.entries(inp).map(([k, v]) => [k, toTensor(v)])), { training }).bev);
-    return this.ego.apply(egoInputs(this.models.space, bevs, sample.poses), { training: false });
+    const outs = sample.inputs.map((inp) => this.agent.apply(Object.fromEntries(Object.entries(inp).map(([k, v]) => [k, toTensor(v)])), { training }));
+    const head = this.ego.apply(egoInputs(this.models.space, outs.map((o) => o.bev), sample.poses), { training: false });
+    return outs[0].depth ? { ...head, depth: outs[0].depth } : head;
   }
 
   async readWeights(): Promise<Weights> {
@@ -274,8 +277,14 @@ export function trainStep(net: TrainNet, opt: NamedAdam, sample: TrainSample, lo
       const det = detectionLoss({ cls: out.cls, reg: out.reg, dir: out.dir }, targets, lossWeights);
       const occOut = net.levels.map((_, l) => out[`occ${l}`]);
       const occ = occupancyLoss(occOut, sample.occTargets, lossWeights.occ);
-      for (const [k, t] of Object.entries({ cls: det.cls, reg: det.reg, dir: det.dir, occ })) parts[k] = tf.keep(t);
-      return tf.add(det.total, occ) as tf.Scalar;
+      const terms: Record<string, tf.Scalar> = { cls: det.cls, reg: det.reg, dir: det.dir, occ };
+      let total = tf.add(det.total, occ) as tf.Scalar;
+      if (out.depth && sample.depth && lossWeights.depth > 0) {
+        terms.depth = depthLoss(out.depth, sample.depth);
+        total = tf.add(total, tf.mul(terms.depth, lossWeights.depth)) as tf.Scalar;
+      }
+      for (const [k, t] of Object.entries(terms)) parts[k] = tf.keep(t);
+      return total;
     }, [...params.values()]);
     const byName = new Map<string, tf.Tensor>();
     const nameOf = new Map([...params].map(([n, v]) => [v.name, n]));
@@ -335,13 +344,16 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => console.error(l));
   let models = opts.models ?? defaultStageOneModels();
   let sensor: { lidar: 64 | 32 | 16; images: boolean } = { lidar: 64, images: false };
+  const lossWeights = opts.lossWeights ?? DEFAULT_LOSS_WEIGHTS;
   if (opts.align) {
     const registry = await loadRegistry(opts.align.typesDirs ?? []);
     const type = registry.get(opts.align.type);
     models = { ...models, network: registry.profile(type.name, models.space.name).network };
     sensor = { lidar: type.sensor.lidar ?? 64, images: type.modality === 'camera' };
   }
-  const lossWeights = opts.lossWeights ?? DEFAULT_LOSS_WEIGHTS;
+  // A camera type's depth distribution learns from the dataset's depth maps (HEAL's camera models
+  // are depth-supervised too); without them Lift-Splat has only the detection loss to place features.
+  const depthSupervised = !!opts.align && sensor.images && lossWeights.depth > 0;
   const valEvery = opts.valEvery ?? 0;
   const checkpointEvery = opts.checkpointEvery ?? 100;
   const ds = await openDataset(opts.data);
@@ -357,7 +369,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   if (opts.resume) {
     const { weights, meta: raw } = await loadWeights(ckpt);
     meta = checkMeta(ckpt, raw);
-    net = opts.align ? new AlignNet(models, weights, weights) : new StageOne(models, weights);
+    net = opts.align ? new AlignNet(models, weights, weights, depthSupervised) : new StageOne(models, weights);
     opt = new NamedAdam(opts.lr ?? meta.lr, meta.step);
     const optState = await loadWeights(path.join(opts.out, OPTIMIZER_FILE));
     if (optState.meta.step !== meta.step) {
@@ -369,7 +381,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     const seed = opts.seed ?? 0;
     if (opts.align) {
       const base = (await loadWeights(opts.align.base)).weights;
-      net = new AlignNet(models, base, initWeights(agentNetwork(models.network, models.space), seed));
+      net = new AlignNet(models, base, initWeights(agentNetwork(models.network, models.space), seed), depthSupervised);
     } else {
       net = StageOne.initial(models, seed);
     }
@@ -380,15 +392,21 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const losses = [...meta.losses];
   const validations: ValidationResult[] = [];
   let step = meta.step;
+  let warnedNoDepth = false;
+  if (depthSupervised) log(`heal align: ${opts.align!.type}'s depth distribution is supervised by the dataset's depth maps (weight ${lossWeights.depth})`);
   const save = () => saveCheckpoint(opts.out, net, opt, { ...meta, step, rngState: rng.state, lr: opt.lr, losses });
   try {
     while (step < opts.steps) {
       const t0 = performance.now();
       const ref = trainRefs[rng.int(trainRefs.length)];
-      const sampleOpts = { space: models.space, network: models.network, anchors: net.anchors, levels: net.levels, rng, augment: opts.augment ?? true, maxAgents: opts.maxAgents ?? 3, ...sensor };
+      const sampleOpts = { space: models.space, network: models.network, anchors: net.anchors, levels: net.levels, rng, augment: opts.augment ?? true, maxAgents: opts.maxAgents ?? 3, depth: depthSupervised, ...sensor };
       const sample = opts.align
         ? await loadSingleAgentSample(ds, ref, ref.agentIds[rng.int(ref.agentIds.length)], sampleOpts)
         : await loadSample(ds, ref, sampleOpts);
+      if (depthSupervised && !sample.depth && !warnedNoDepth) {
+        warnedNoDepth = true;
+        log(`heal align: ${ref.split}/${ref.scenario}/${ref.timestamp} agent ${sample.egoId} has no depth map for every camera; such frames train without depth supervision`);
+      }
       const { loss, parts } = trainStep(net, opt, sample, lossWeights);
       const value = (await loss.data())[0];
       const partValues: Record<string, number> = {};
