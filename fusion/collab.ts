@@ -161,18 +161,29 @@ export class CollabPipeline {
     return out.bev.data as Float32Array;
   }
 
-  /** Runs the ego network on agents' features (ego first) given with their T_world←lidar. */
-  async fuse(features: Float32Array[], poses: Float64Array[], times: StageTimes = {}): Promise<Record<string, HostTensor>> {
+  /**
+   * Runs the ego network on agents' features (ego first) given with their T_world←lidar.
+   * `sent[i]`, when given, is agent i's H×W mask of transmitted cells (a sparse message): the
+   * cells it did not send are left out of the fusion instead of being fused as zero features,
+   * which would pull every such cell towards "nothing here".
+   */
+  async fuse(features: Float32Array[], poses: Float64Array[], times: StageTimes = {}, sent: (Uint8Array | undefined)[] = []): Promise<Record<string, HostTensor>> {
     const { space } = this.opts;
     const [W, H] = featureGrid(space);
     const C = space.channels;
     const A = features.length;
     const stacked = new Float32Array(A * C * H * W);
     features.forEach((f, i) => stacked.set(f, i * C * H * W));
+    const valid = new Float32Array(A * H * W).fill(1);
+    sent.forEach((m, i) => {
+      if (!m) return;
+      if (m.length !== H * W) throw new Error(`fuse: agent ${i}'s mask of sent cells has ${m.length} entries, the grid has ${H}×${W}`);
+      for (let c = 0; c < H * W; c++) valid[i * H * W + c] = m[c];
+    });
     const t = now();
     const out = await runSession(this.ego.session, {
       features: { data: stacked, shape: [A, C, H, W] },
-      valid: { data: new Float32Array(A * H * W).fill(1), shape: [A, 1, H, W] },
+      valid: { data: valid, shape: [A, 1, H, W] },
       grid: { data: warpGrids(poses[0], poses, space, H, W), shape: [A, H, W, 2] },
     });
     addTime(times, 'warp+fuse+head', now() - t);
@@ -310,6 +321,7 @@ export class CollabPipeline {
     } else {
       const features = [egoFeatures];
       const poses = [ego.frame.lidarPose];
+      const sent: (Uint8Array | undefined)[] = [undefined];
       for (const msg of messages) {
         if (!msg.features) {
           skipped.push({ id: Number(msg.agentId), reason: 'message has no features (intermediate fusion needs them)' });
@@ -317,9 +329,10 @@ export class CollabPipeline {
         }
         features.push(msg.features);
         poses.push(msg.pose);
+        sent.push(msg.mask);
         used.push({ id: Number(msg.agentId), type: msg.agentType });
       }
-      const out = await this.fuse(features, poses, times);
+      const out = await this.fuse(features, poses, times, sent);
       occupancy = Object.keys(out).filter((k) => /^occ\d+$/.test(k)).sort().map((k) => out[k]);
       detections = this.decode(out, opts, times);
     }

@@ -89,6 +89,31 @@ describe('collaborative pass', () => {
     expect(late.detections.length).toBeGreaterThanOrEqual(none.detections.length);
   });
 
+  it('cells a sparse message did not send are left out of the fusion, not fused as zeros', async () => {
+    const ego = agents[0];
+    const [W, H] = featureGrid(SMALL_SPACE);
+    const egoFeatures = await pipeline.encode(ego);
+    const partner = await pipeline.encode(agents[1]);
+    const pose = agents[1].frame.lidarPose;
+    const alone = await pipeline.fuse([egoFeatures], [ego.frame.lidarPose]);
+    // A partner that sent no cell at all changes nothing; the same zeros fused as features would.
+    const nothing = new Float32Array(partner.length);
+    const none = new Uint8Array(W * H);
+    const skipped = await pipeline.fuse([egoFeatures, nothing], [ego.frame.lidarPose, pose], {}, [undefined, none]);
+    const diluted = await pipeline.fuse([egoFeatures, nothing], [ego.frame.lidarPose, pose]);
+    const diff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+    const cls = (o: Record<string, { data: unknown }>) => o.cls.data as Float32Array;
+    expect(diff(cls(skipped), cls(alone))).toBeLessThan(1e-5);
+    expect(diff(cls(diluted), cls(alone))).toBeGreaterThan(1e-3);
+    // Every other cell sent: the fusion differs from both the dense partner and no partner.
+    const half = Uint8Array.from({ length: W * H }, (_, i) => (i + Math.floor(i / W)) % 2);
+    const sparse = await pipeline.fuse([egoFeatures, partner], [ego.frame.lidarPose, pose], {}, [undefined, half]);
+    const dense = await pipeline.fuse([egoFeatures, partner], [ego.frame.lidarPose, pose]);
+    expect(diff(cls(sparse), cls(dense))).toBeGreaterThan(1e-4);
+    expect(diff(cls(sparse), cls(alone))).toBeGreaterThan(1e-4);
+    await expect(pipeline.fuse([egoFeatures, partner], [ego.frame.lidarPose, pose], {}, [undefined, new Uint8Array(3)])).rejects.toThrow(/3 entries/);
+  });
+
   it('rejects corrupted and hostile messages and still detects with the rest', async () => {
     const egoId = ref.agentIds[0];
     const [W, H] = featureGrid(SMALL_SPACE);
