@@ -22,7 +22,7 @@ import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
 import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType, type DecodedMessage } from './messages.ts';
 import { warpGrids } from './warp.ts';
-import { boxToCorners, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
+import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
 import { invert, multiply } from '../datasets/geometry/transforms.ts';
 import { readFileChecked } from '../datasets/io.ts';
@@ -311,7 +311,9 @@ export class CollabPipeline {
         const boxes = msg.detections?.boxes ?? new Float32Array(0);
         const scores = msg.detections?.scores ?? new Float32Array(0);
         for (let i = 0; i < scores.length; i++) {
-          all.push({ box: transformBox(Array.from(boxes.subarray(i * 7, i * 7 + 7)) as Box7, egoFromAgent), score: scores[i] });
+          const box = transformBox(Array.from(boxes.subarray(i * 7, i * 7 + 7)) as Box7, egoFromAgent);
+          // The ego's own boxes were kept inside its range when decoded; a partner's are kept by the same rule.
+          if (cornersInRange(boxToCorners(box), this.opts.space.range)) all.push({ box, score: scores[i] });
         }
       }
       const t = now();

@@ -87,6 +87,8 @@ describe('collaborative pass', () => {
     // Box-only messages are far smaller than feature maps.
     for (const m of late.messageBytes) expect(m.bytes).toBeLessThan(64 * 1024);
     expect(late.detections.length).toBeGreaterThanOrEqual(none.detections.length);
+    // Partners' boxes outside the ego's range are dropped, as the ego's own are when decoded.
+    for (const d of late.detections) expect(cornersInRange(boxToCorners(d.box), SMALL_SPACE.range)).toBe(true);
   });
 
   it('cells a sparse message did not send are left out of the fusion, not fused as zeros', async () => {
