@@ -10,7 +10,7 @@ import type { AgentFrame } from '../datasets/frame.ts';
 import type { SharedSpace } from '../perception/space.ts';
 import { featureGrid } from '../perception/space.ts';
 import type { Registry } from '../perception/registry.ts';
-import { alignToGround } from '../perception/ground.ts';
+import { alignToGround, groundAlignedPose } from '../perception/ground.ts';
 import { agentNetwork, agentInputs } from '../models/networks/agent.ts';
 import { egoNetwork } from '../models/networks/ego.ts';
 import { SMALL_FUSION, HEAL_FUSION, type PyramidFusionConfig } from '../models/networks/fusion.ts';
@@ -211,7 +211,8 @@ export class CollabPipeline {
         agentType: input.type,
         timestamp: input.frame.timestamp,
         sequence: this.sequence++,
-        pose: input.frame.lidarPose,
+        // The pose of the ground-aligned frame the features and boxes were computed in.
+        pose: groundAlignedPose(input.frame),
         grid,
         features: payload.features,
         detections: payload.detections && {
@@ -300,11 +301,12 @@ export class CollabPipeline {
       }
     }
     const egoFeatures = await this.encode(ego, times);
+    const egoPose = groundAlignedPose(ego.frame);
     let detections: Detection[];
     let occupancy: HostTensor[] = [];
     if (opts.mode === 'late') {
-      const all = this.decode(await this.fuse([egoFeatures], [ego.frame.lidarPose], times), opts, times);
-      const egoFromWorld = invert(ego.frame.lidarPose);
+      const all = this.decode(await this.fuse([egoFeatures], [egoPose], times), opts, times);
+      const egoFromWorld = invert(egoPose);
       for (const msg of messages) {
         used.push({ id: Number(msg.agentId), type: msg.agentType });
         const egoFromAgent = multiply(egoFromWorld, msg.pose);
@@ -322,7 +324,7 @@ export class CollabPipeline {
       addTime(times, 'decode+nms', now() - t);
     } else {
       const features = [egoFeatures];
-      const poses = [ego.frame.lidarPose];
+      const poses = [egoPose];
       const sent: (Uint8Array | undefined)[] = [undefined];
       for (const msg of messages) {
         if (!msg.features) {

@@ -18,10 +18,7 @@ export function alignToGround(frame: AgentFrame): AgentFrame {
   const h = frame.lidarHeight;
   if (h === undefined || Math.abs(h - REFERENCE_LIDAR_HEIGHT) < 1e-6) return frame;
   const dz = h - REFERENCE_LIDAR_HEIGHT;
-  // new frame L' sits dz below L: p_L' = p_L + (0, 0, dz).
-  const newFromOld: Mat4 = identity4();
-  newFromOld[11] = dz;
-  const oldFromNew = invert(newFromOld);
+  const oldFromNew = alignedFromRawInverse(dz);
   const points = new Float32Array(frame.points);
   for (let i = 2; i < points.length; i += 4) points[i] += dz;
   return {
@@ -32,4 +29,21 @@ export function alignToGround(frame: AgentFrame): AgentFrame {
     cameras: frame.cameras.map((c) => ({ ...c, extrinsic: multiply(c.extrinsic, oldFromNew) })),
     boxes: frame.boxes.map((b) => ({ ...b, box: [b.box[0], b.box[1], b.box[2] + dz, b.box[3], b.box[4], b.box[5], b.box[6]] })),
   };
+}
+
+/** T_{L←L'}: the ground-aligned frame L' sits dz below L, p_L' = p_L + (0, 0, dz). */
+function alignedFromRawInverse(dz: number): Mat4 {
+  const newFromOld: Mat4 = identity4();
+  newFromOld[11] = dz;
+  return invert(newFromOld);
+}
+
+/**
+ * T_world←lidar of the ground-aligned frame alignToGround gives, without copying the points: the
+ * pose that goes with anything computed from an aligned frame (features, boxes).
+ */
+export function groundAlignedPose(frame: Pick<AgentFrame, 'lidarHeight' | 'lidarPose'>): Mat4 {
+  const h = frame.lidarHeight;
+  if (h === undefined || Math.abs(h - REFERENCE_LIDAR_HEIGHT) < 1e-6) return frame.lidarPose;
+  return multiply(frame.lidarPose, alignedFromRawInverse(h - REFERENCE_LIDAR_HEIGHT));
 }

@@ -12,7 +12,8 @@ import type { Dataset, FrameRef } from '../datasets/dataset.ts';
 import { loadRegistry, type Registry } from '../perception/registry.ts';
 import { SMALL_SPACE, featureGrid } from '../perception/space.ts';
 import { CollabPipeline, type AgentInput } from '../fusion/collab.ts';
-import { encodeMessage, gridForSpace } from '../fusion/messages.ts';
+import { decodeMessage, encodeMessage, gridForSpace } from '../fusion/messages.ts';
+import { alignToGround, groundAlignedPose } from '../perception/ground.ts';
 import { webgpuMissingReason } from '../models/runtime.ts';
 import { cornersInRange, boxToCorners } from '../datasets/geometry/boxes.ts';
 
@@ -114,6 +115,21 @@ describe('collaborative pass', () => {
     expect(diff(cls(sparse), cls(dense))).toBeGreaterThan(1e-4);
     expect(diff(cls(sparse), cls(alone))).toBeGreaterThan(1e-4);
     await expect(pipeline.fuse([egoFeatures, partner], [ego.frame.lidarPose, pose], {}, [undefined, new Uint8Array(3)])).rejects.toThrow(/3 entries/);
+  });
+
+  it('a message carries the pose of the ground-aligned frame its features and boxes are in', async () => {
+    // A sender whose LiDAR sits 5 m up (a roadside mast): its frame is moved down 3.1 m for encoding.
+    const mast: AgentInput = { ...agents[2], frame: { ...agents[2].frame, lidarHeight: 5 } };
+    const raw = mast.frame.lidarPose;
+    const aligned = groundAlignedPose(mast.frame);
+    expect(Array.from(aligned)).toEqual(Array.from(alignToGround(mast.frame).lidarPose));
+    // Its origin moves 3.1 m along the LiDAR's own z axis (third column of the rotation).
+    for (const k of [3, 7, 11]) expect(aligned[k]).toBeCloseTo(raw[k] - 3.1 * raw[k - 1], 6);
+    for (const mode of ['intermediate', 'late'] as const) {
+      const msg = decodeMessage(await pipeline.send(mast, mode, 'float32', {}, undefined, 0.2));
+      for (let k = 0; k < 16; k++) expect(msg.pose[k]).toBeCloseTo(aligned[k], 6);
+    }
+    expect(groundAlignedPose({ lidarPose: raw, lidarHeight: undefined })).toBe(raw);
   });
 
   it('rejects corrupted and hostile messages and still detects with the rest', async () => {
