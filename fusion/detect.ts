@@ -1,7 +1,7 @@
 // Detection decoding: head outputs → scored boxes in the ego LiDAR frame (formats.md §4.7).
 
 import { type Anchors, decodeBox, applyDirection } from './anchors.ts';
-import { boxToCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
+import { boxToCorners, bevFromCorners, cornersInRange, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
 
 export interface Detection {
@@ -57,13 +57,11 @@ export function decodeDetections(
   for (const d of candidates) {
     const c = boxToCorners(d.box);
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-    let inRange = true;
     for (let k = 0; k < 8; k++) {
-      const x = c[k * 3], y = c[k * 3 + 1], z = c[k * 3 + 2];
+      const x = c[k * 3], y = c[k * 3 + 1];
       x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
-      if (range && (x < range[0] || x > range[3] || y < range[1] || y > range[4] || z < range[2] || z > range[5])) inRange = false;
     }
-    if (!inRange || x1 - x0 > maxSize || y1 - y0 > maxSize) continue;
+    if ((range && !cornersInRange(c, range)) || x1 - x0 > maxSize || y1 - y0 > maxSize) continue;
     kept.push(d);
     footprints.push(bevFromCorners(c));
   }

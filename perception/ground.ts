@@ -4,7 +4,7 @@
 // unaffected; only what the encoders see changes.
 
 import type { AgentFrame } from '../datasets/frame.ts';
-import { type Mat4, identity4, multiply, invert } from '../datasets/geometry/transforms.ts';
+import { type Mat4, identity4, multiply } from '../datasets/geometry/transforms.ts';
 
 /** OPV2V's vehicle LiDAR height above the ground, the height every agent is moved to. */
 export const REFERENCE_LIDAR_HEIGHT = 1.9;
@@ -15,12 +15,12 @@ export const REFERENCE_LIDAR_HEIGHT = 1.9;
  * Frames whose dataset does not give the height, or that are already there, come back as they are.
  */
 export function alignToGround(frame: AgentFrame): AgentFrame {
-  const h = frame.lidarHeight;
-  if (h === undefined || Math.abs(h - REFERENCE_LIDAR_HEIGHT) < 1e-6) return frame;
-  const dz = h - REFERENCE_LIDAR_HEIGHT;
-  const oldFromNew = alignedFromRawInverse(dz);
+  const dz = heightAboveReference(frame);
+  if (dz === 0) return frame;
   const points = new Float32Array(frame.points);
   for (let i = 2; i < points.length; i += 4) points[i] += dz;
+  // The aligned frame L' sits dz below L: p_L' = p_L + (0, 0, dz), so T_{L←L'} moves z by −dz.
+  const oldFromNew = rawFromAligned(dz);
   return {
     ...frame,
     lidarHeight: REFERENCE_LIDAR_HEIGHT,
@@ -31,19 +31,23 @@ export function alignToGround(frame: AgentFrame): AgentFrame {
   };
 }
 
-/** T_{L←L'}: the ground-aligned frame L' sits dz below L, p_L' = p_L + (0, 0, dz). */
-function alignedFromRawInverse(dz: number): Mat4 {
-  const newFromOld: Mat4 = identity4();
-  newFromOld[11] = dz;
-  return invert(newFromOld);
-}
-
 /**
  * T_world←lidar of the ground-aligned frame alignToGround gives, without copying the points: the
  * pose that goes with anything computed from an aligned frame (features, boxes).
  */
 export function groundAlignedPose(frame: Pick<AgentFrame, 'lidarHeight' | 'lidarPose'>): Mat4 {
+  const dz = heightAboveReference(frame);
+  return dz === 0 ? frame.lidarPose : multiply(frame.lidarPose, rawFromAligned(dz));
+}
+
+/** How far the LiDAR sits above REFERENCE_LIDAR_HEIGHT; 0 when unknown or already there. */
+function heightAboveReference(frame: Pick<AgentFrame, 'lidarHeight'>): number {
   const h = frame.lidarHeight;
-  if (h === undefined || Math.abs(h - REFERENCE_LIDAR_HEIGHT) < 1e-6) return frame.lidarPose;
-  return multiply(frame.lidarPose, alignedFromRawInverse(h - REFERENCE_LIDAR_HEIGHT));
+  return h === undefined || Math.abs(h - REFERENCE_LIDAR_HEIGHT) < 1e-6 ? 0 : h - REFERENCE_LIDAR_HEIGHT;
+}
+
+function rawFromAligned(dz: number): Mat4 {
+  const m = identity4();
+  m[11] = -dz;
+  return m;
 }
