@@ -8,6 +8,7 @@ import { shippedWeights } from '../models/shipped.ts';
 import type { FeatureDType } from '../fusion/messages.ts';
 import { evaluate, defaultRunDir, formatTable, formatLatency, type EvalFusion, type EvalOptions, type EvalReport } from '../fusion/evaluate.ts';
 import { progress } from './progress.ts';
+import { formatTrust, parseTrust } from '../fusion/trust.ts';
 
 const USAGE = `usage: heal eval --data DIR [options]
 
@@ -28,6 +29,8 @@ options:
   --profile P           shared-space profile: small (default) | heal
   --weights FILE        weight file (default: the shipped weights of the profile, else seeded random ones)
   --random-weights      use seeded random weights even when weights are shipped
+  --trust T             fusion trust per type over the weight file's (heal calibrate fits them), e.g.
+                        m2=0.3,m4=0.3; "none" is HEAL's rule (every type 1)
   --types-dir DIR       extra agent-type declarations (*.json)
   --pose-noise SX,SY,SYAW  Gaussian noise on senders' poses: σx m, σy m, σyaw degrees (e.g. 0.2,0.2,0.2)
   --latency N           collaborators' messages come from frame t−N of the same scenario (default 0)
@@ -58,7 +61,7 @@ export function parseEvalArgs(args: string[]): { options: Omit<EvalOptions, 'log
     options: {
       data: { type: 'string' }, split: { type: 'string' }, types: { type: 'string' }, combos: { type: 'string' },
       fusion: { type: 'string' }, dtype: { type: 'string' }, dtypes: { type: 'string' }, sparsity: { type: 'string' },
-      device: { type: 'string' }, profile: { type: 'string' }, weights: { type: 'string' }, 'random-weights': { type: 'boolean' },
+      device: { type: 'string' }, profile: { type: 'string' }, weights: { type: 'string' }, 'random-weights': { type: 'boolean' }, trust: { type: 'string' },
       'types-dir': { type: 'string', multiple: true }, 'pose-noise': { type: 'string' }, latency: { type: 'string' },
       drop: { type: 'string' }, seed: { type: 'string' }, 'score-threshold': { type: 'string' }, limit: { type: 'string' },
       out: { type: 'string' }, mcap: { type: 'string' }, help: { type: 'boolean', short: 'h' },
@@ -114,6 +117,7 @@ export function parseEvalArgs(args: string[]): { options: Omit<EvalOptions, 'log
       device,
       profile,
       weights,
+      trust: values.trust === undefined ? undefined : parseTrust(values.trust),
       typesDirs: values['types-dir'] ?? [],
       poseNoise: poseNoise as [number, number, number] | null,
       latency: int(values.latency, '--latency', 0),
@@ -142,6 +146,7 @@ export function printSummary(report: EvalReport): void {
   for (const f of report.failures) console.log(`  skipped ${f.split}/${f.scenario} ${f.timestamp}: ${f.reason}`);
   console.log(`execution provider: ${report.provider}${report.fallbackReason ? ` (${report.fallbackReason})` : ''}`);
   console.log(`weights: ${report.run.weights ?? 'seeded random (the AP values mean nothing)'}`);
+  console.log(`fusion trust: ${formatTrust(report.run.fusionTrust ?? {})}`);
   console.log(`report: ${report.files.html}`);
   console.log(`run folder: ${path.dirname(report.files.run)} (run.json, frames.jsonl, report.json)`);
   if (report.files.mcap) console.log(`MCAP: ${report.files.mcap} (open it in Foxglove)`);

@@ -26,6 +26,7 @@ import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCo
 import { nmsRotated } from '../datasets/geometry/nms.ts';
 import { invert, multiply } from '../datasets/geometry/transforms.ts';
 import { readFileChecked } from '../datasets/io.ts';
+import { trustFromWeights, type Trust } from './trust.ts';
 
 export type FusionMode = 'intermediate' | 'late' | 'none';
 
@@ -37,6 +38,11 @@ export interface PipelineOptions {
   weightsFile?: string;
   /** Seed of the random weights used when no weight file is given. */
   seed?: number;
+  /**
+   * Per-type fusion trust (fusion/trust.ts) over the weight file's own; null for HEAL's rule (every
+   * type 1, whatever the weight file carries).
+   */
+  trust?: Trust | null;
   log?: (line: string) => void;
 }
 
@@ -92,6 +98,11 @@ export function egoNetworkFor(space: SharedSpace): GraphDesc {
 const now = () => performance.now();
 const addTime = (t: StageTimes, k: string, ms: number) => { t[k] = (t[k] ?? 0) + ms; };
 
+/** Horizontal distance between two agents' sensors: what communication range is checked against. */
+function distance(a: AgentInput, b: AgentInput): number {
+  return Math.hypot(a.frame.lidarPose[3] - b.frame.lidarPose[3], a.frame.lidarPose[7] - b.frame.lidarPose[7]);
+}
+
 function transformBox(box: Box7, m: Float64Array): Box7 {
   return cornersToBox(transformCorners(m, boxToCorners(box)));
 }
@@ -107,6 +118,8 @@ export class CollabPipeline {
     private readonly weights: Weights | undefined,
     /** True when the networks run on seeded random weights: the boxes mean nothing. */
     readonly randomWeights: boolean,
+    /** The fusion trust of each type that has one; every other type is trusted 1. */
+    readonly trust: Trust,
   ) {
     this.anchors = makeAnchors(opts.space);
   }
@@ -126,7 +139,13 @@ export class CollabPipeline {
     // Why a better provider was skipped comes back as fallbackReason; callers print it once.
     const ego = await createSession(exportOnnx(desc, w), { device: opts.device ?? 'auto', log: () => {} });
     if (!weights) opts.log?.('heal: no weight file given: the networks run on seeded random weights, so detections mean nothing');
-    return new CollabPipeline(opts, ego, weights, !weights);
+    for (const type of Object.keys(opts.trust ?? {})) opts.registry.get(type);
+    const trust = opts.trust === null ? {} : { ...(weights ? trustFromWeights(weights, opts.weightsFile) : {}), ...opts.trust };
+    return new CollabPipeline(opts, ego, weights, !weights, trust);
+  }
+
+  trustOf(type: string): number {
+    return this.trust[type] ?? 1;
   }
 
   private async typeSession(type: string): Promise<SessionInfo> {
@@ -165,9 +184,10 @@ export class CollabPipeline {
    * Runs the ego network on agents' features (ego first) given with their T_world←lidar.
    * `sent[i]`, when given, is agent i's H×W mask of transmitted cells (a sparse message): the
    * cells it did not send are left out of the fusion instead of being fused as zero features,
-   * which would pull every such cell towards "nothing here".
+   * which would pull every such cell towards "nothing here". `trust[i]` (default 1) multiplies
+   * agent i's fusion weight (fusion/trust.ts).
    */
-  async fuse(features: Float32Array[], poses: Float64Array[], times: StageTimes = {}, sent: (Uint8Array | undefined)[] = []): Promise<Record<string, HostTensor>> {
+  async fuse(features: Float32Array[], poses: Float64Array[], times: StageTimes = {}, sent: (Uint8Array | undefined)[] = [], trust: number[] = []): Promise<Record<string, HostTensor>> {
     const { space } = this.opts;
     const [W, H] = featureGrid(space);
     const C = space.channels;
@@ -180,6 +200,11 @@ export class CollabPipeline {
       if (m.length !== H * W) throw new Error(`fuse: agent ${i}'s mask of sent cells has ${m.length} entries, the grid has ${H}×${W}`);
       for (let c = 0; c < H * W; c++) valid[i * H * W + c] = m[c];
     });
+    // The validity map scales the agent's softmax weight cell by cell, so trust scales it too.
+    trust.forEach((t, i) => {
+      if (t === 1) return;
+      for (let c = 0; c < H * W; c++) valid[i * H * W + c] *= t;
+    });
     const t = now();
     const out = await runSession(this.ego.session, {
       features: { data: stacked, shape: [A, C, H, W] },
@@ -190,7 +215,8 @@ export class CollabPipeline {
     return out;
   }
 
-  private decode(out: Record<string, HostTensor>, opts: FrameOptions, times: StageTimes): Detection[] {
+  /** The ego network's outputs → detections in the ego's frame (score threshold, NMS, range). */
+  decode(out: Record<string, HostTensor>, opts: Pick<FrameOptions, 'scoreThreshold' | 'nmsThreshold'>, times: StageTimes = {}): Detection[] {
     const t = now();
     const dets = decodeDetections(this.anchors, out.cls.data as Float32Array, out.reg.data as Float32Array, out.dir.data as Float32Array, {
       scoreThreshold: opts.scoreThreshold,
@@ -243,7 +269,7 @@ export class CollabPipeline {
     const features = await this.encode(input, times);
     if (mode === 'late') {
       // Senders keep boxes at the ego's score threshold, so late fusion is scored like the others.
-      const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { mode, scoreThreshold }, times);
+      const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { scoreThreshold }, times);
       return this.message(input, { detections }, dtype, times);
     }
     return this.message(input, { features }, dtype, times, keep);
@@ -266,7 +292,7 @@ export class CollabPipeline {
     if (opts.mode !== 'none') {
       for (const a of agents) {
         if (a === ego) continue;
-        const d = Math.hypot(a.frame.lidarPose[3] - ego.frame.lidarPose[3], a.frame.lidarPose[7] - ego.frame.lidarPose[7]);
+        const d = distance(ego, a);
         if (d > space.commRange) {
           skipped.push({ id: a.frame.agentId, reason: `out of communication range (${d.toFixed(1)} m > ${space.commRange} m)` });
           continue;
@@ -278,6 +304,20 @@ export class CollabPipeline {
       received.push(...extraMessages);
     }
     return this.egoPass(ego, received, opts, { times, skipped, messageBytes });
+  }
+
+  /**
+   * What the ego fuses in a dense float32 frame, without the wire (whose float32 encoding is
+   * lossless): the ego's and its in-range partners' features, ego first, with the poses and types
+   * that go with them. heal calibrate encodes each scene once and fuses it under many trusts.
+   */
+  async encodeScene(agents: AgentInput[], egoId: number): Promise<{ features: Float32Array[]; poses: Float64Array[]; types: string[] }> {
+    const ego = agents.find((a) => a.frame.agentId === egoId);
+    if (!ego) throw new Error(`encodeScene: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
+    const used = [ego, ...agents.filter((a) => a !== ego && distance(ego, a) <= this.opts.space.commRange)];
+    const features: Float32Array[] = [];
+    for (const a of used) features.push(await this.encode(a));
+    return { features, poses: used.map((a) => groundAlignedPose(a.frame)), types: used.map((a) => a.type) };
   }
 
   /** The ego side: decode and validate what was received, then fuse (or merge boxes) and detect. */
@@ -326,6 +366,7 @@ export class CollabPipeline {
       const features = [egoFeatures];
       const poses = [egoPose];
       const sent: (Uint8Array | undefined)[] = [undefined];
+      const trust = [this.trustOf(ego.type)];
       for (const msg of messages) {
         if (!msg.features) {
           skipped.push({ id: Number(msg.agentId), reason: 'message has no features (intermediate fusion needs them)' });
@@ -334,9 +375,10 @@ export class CollabPipeline {
         features.push(msg.features);
         poses.push(msg.pose);
         sent.push(msg.mask);
+        trust.push(this.trustOf(msg.agentType));
         used.push({ id: Number(msg.agentId), type: msg.agentType });
       }
-      const out = await this.fuse(features, poses, times, sent);
+      const out = await this.fuse(features, poses, times, sent, trust);
       occupancy = Object.keys(out).filter((k) => /^occ\d+$/.test(k)).sort().map((k) => out[k]);
       detections = this.decode(out, opts, times);
     }

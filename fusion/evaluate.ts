@@ -22,6 +22,7 @@ import { CollabPipeline, type AgentInput, type FusionMode, type FrameResult } fr
 import type { FeatureDType } from './messages.ts';
 import { egoGroundTruth } from './groundtruth.ts';
 import type { Device, Provider } from '../models/runtime.ts';
+import type { Trust } from './trust.ts';
 
 export type EvalFusion = 'pyramid' | 'late' | 'none';
 export const EVAL_FUSIONS: readonly EvalFusion[] = ['pyramid', 'late', 'none'];
@@ -46,6 +47,8 @@ export interface EvalOptions {
   profile: string;
   /** Weight file, or null for seeded random weights. */
   weights: string | null;
+  /** Fusion trust over the weight file's (fusion/trust.ts); null for HEAL's rule. */
+  trust?: Trust | null;
   typesDirs?: string[];
   /** [σx m, σy m, σyaw degrees] of the Gaussian noise on senders' poses, or null. */
   poseNoise: [number, number, number] | null;
@@ -81,6 +84,8 @@ export interface RunJson {
   device: Device;
   provider: Provider;
   weights: string | null;
+  /** The fusion trust of each type that has one (others 1); {} is HEAL's rule. */
+  fusionTrust?: Trust;
   poseNoise: [number, number, number] | null;
   latency: number;
   drop: number;
@@ -243,7 +248,7 @@ export function median(values: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function apOf(acc: ApAccumulator): ApByThreshold {
+export function apOf(acc: ApAccumulator): ApByThreshold {
   const r = acc.result({ maxCurvePoints: 2 });
   const at = (t: number) => r.find((x) => Math.abs(x.iouThreshold - t) < 1e-9)?.ap ?? 0;
   return { '0.3': at(0.3), '0.5': at(0.5), '0.7': at(0.7) };
@@ -344,7 +349,7 @@ export function checkEvalOptions(o: EvalOptions, registry: Registry, space: Shar
   if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 1)) throw new Error(`--limit: must be a positive integer (got ${o.limit})`);
 }
 
-function selectFrames(ds: Dataset, split: string, limit?: number): FrameRef[] {
+export function selectFrames(ds: Dataset, split: string, limit?: number): FrameRef[] {
   const all = ds.frames();
   const splits = [...new Set(all.map((f) => f.split))];
   const frames = split === 'all' ? all : all.filter((f) => f.split === split);
@@ -373,7 +378,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   const refsByKey = new Map(ds.frames().map((f) => [`${f.split}\u0000${f.scenario}\u0000${f.timestamp}`, f]));
 
   const pipeline = await CollabPipeline.create({
-    space, registry, device: o.device, weightsFile: o.weights ?? undefined, seed: o.seed,
+    space, registry, device: o.device, weightsFile: o.weights ?? undefined, seed: o.seed, trust: o.trust,
   });
 
   const outDir = path.resolve(o.out);
@@ -399,6 +404,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     device: o.device,
     provider: pipeline.provider,
     weights: o.weights ? path.resolve(o.weights) : null,
+    fusionTrust: pipeline.trust,
     poseNoise: o.poseNoise,
     latency: o.latency,
     drop: o.drop,

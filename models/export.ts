@@ -13,6 +13,7 @@ import { DataError, writeFileAtomic } from '../datasets/io.ts';
 import type { Registry } from '../perception/registry.ts';
 import type { SharedSpace } from '../perception/space.ts';
 import { egoNetworkFor } from '../fusion/collab.ts';
+import { trustFromWeights } from '../fusion/trust.ts';
 
 export interface ExportOptions {
   /** One checkpoint, or several (parallel alignments from one base) merged by mergeWeightFiles. */
@@ -73,6 +74,7 @@ async function datasetSeed(dataDir: unknown): Promise<unknown> {
 export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
   const { weights, meta } = await mergeWeightFiles(opts.weightsFiles);
   const source = opts.weightsFiles.join(' + ');
+  const trust = trustFromWeights(weights, source);
   await fs.mkdir(opts.out, { recursive: true });
   const files: ExportResult['files'] = [];
   const write = async (name: string, bytes: Uint8Array) => {
@@ -87,7 +89,8 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
     const desc = agentNetwork(network, opts.space);
     const file = `${name}.onnx`;
     await write(file, exportOnnx(desc, pickWeights(desc, weights, source)));
-    types.push({ name, description: t.description, modality: t.modality, sensor: t.sensor, onnx: file, parameters: paramCount(desc), network });
+    // The ego scales this type's fusion weight by fusionTrust (fusion/trust.ts; 1 is HEAL's rule).
+    types.push({ name, description: t.description, modality: t.modality, sensor: t.sensor, onnx: file, parameters: paramCount(desc), fusionTrust: trust[name] ?? 1, network });
   }
   const egoDesc = egoNetworkFor(opts.space);
   await write('ego.onnx', exportOnnx(egoDesc, pickWeights(egoDesc, weights, source)));

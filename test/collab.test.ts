@@ -117,6 +117,38 @@ describe('collaborative pass', () => {
     await expect(pipeline.fuse([egoFeatures, partner], [ego.frame.lidarPose, pose], {}, [undefined, new Uint8Array(3)])).rejects.toThrow(/3 entries/);
   });
 
+  it('a fusion trust scales an agent\'s weight: 0 leaves it out, equal trusts cancel, 1 is HEAL\'s rule', async () => {
+    const ego = agents[0];
+    const egoFeatures = await pipeline.encode(ego);
+    const partner = await pipeline.encode(agents[1]);
+    const poses = [ego.frame.lidarPose, agents[1].frame.lidarPose];
+    const cls = (o: Record<string, { data: unknown }>) => o.cls.data as Float32Array;
+    const diff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+    const alone = cls(await pipeline.fuse([egoFeatures], [poses[0]]));
+    const heal = cls(await pipeline.fuse([egoFeatures, partner], poses));
+    expect(diff(cls(await pipeline.fuse([egoFeatures, partner], poses, {}, [], [1, 0])), alone)).toBeLessThan(1e-5);
+    expect(diff(cls(await pipeline.fuse([egoFeatures, partner], poses, {}, [], [1, 1])), heal)).toBe(0);
+    expect(diff(cls(await pipeline.fuse([egoFeatures, partner], poses, {}, [], [0.4, 0.4])), heal)).toBeLessThan(1e-4);
+    const damped = cls(await pipeline.fuse([egoFeatures, partner], poses, {}, [], [1, 0.3]));
+    expect(diff(damped, heal)).toBeGreaterThan(1e-3);
+    expect(diff(damped, alone)).toBeGreaterThan(1e-3);
+
+    // Through messages: a pipeline trusting m2 0 detects what the scene without its m2 agents gives.
+    expect(pipeline.trust).toEqual({});
+    const distrust = await CollabPipeline.create({ space: SMALL_SPACE, registry, device: 'cpu', seed: 3, trust: { m2: 0 } });
+    expect(distrust.trustOf('m2')).toBe(0);
+    expect(distrust.trustOf('m3')).toBe(1);
+    const opts = { mode: 'intermediate', scoreThreshold: 0.005 } as const;
+    const egoId = ref.agentIds[0];
+    const withM2 = await distrust.runFrame(agents, egoId, opts);
+    const withoutM2 = await pipeline.runFrame(agents.filter((a) => a.type !== 'm2'), egoId, opts);
+    expect(withM2.used.some((u) => u.type === 'm2')).toBe(true);
+    expect(withM2.detections.length).toBeGreaterThan(0);
+    expect(withM2.detections.length).toBe(withoutM2.detections.length);
+    withM2.detections.forEach((d, i) => expect(Math.abs(d.score - withoutM2.detections[i].score)).toBeLessThan(1e-5));
+    await expect(CollabPipeline.create({ space: SMALL_SPACE, registry, device: 'cpu', trust: { m9: 0.5 } })).rejects.toThrow(/unknown agent type "m9"/);
+  });
+
   it('a message carries the pose of the ground-aligned frame its features and boxes are in', async () => {
     // A sender whose LiDAR sits 5 m up (a roadside mast): its frame is moved down 3.1 m for encoding.
     const mast: AgentInput = { ...agents[2], frame: { ...agents[2].frame, lidarHeight: 5 } };

@@ -101,7 +101,7 @@ describe('heal eval', () => {
     const run = JSON.parse(await fs.readFile(path.join(dir, 'run', 'run.json'), 'utf8'));
     expect(run).toMatchObject({
       version: 1, data: path.resolve(data), split: 'test', profile: 'small', types: ['m1'], combos: COMBOS,
-      fusion: [...FUSION], dtype: 'float32', device: 'cpu', provider: 'cpu', weights: null,
+      fusion: [...FUSION], dtype: 'float32', device: 'cpu', provider: 'cpu', weights: null, fusionTrust: {},
       poseNoise: [0.2, 0.2, 0.2], latency: 1, drop: 0.3, seed: 4,
     });
     expect(path.isAbsolute(run.data)).toBe(true);
@@ -206,6 +206,11 @@ describe('eval pieces', () => {
     expect(() => parseEvalArgs(['--data', 'x', '--pose-noise', '0.2,a,1'])).toThrow(/--pose-noise: "a" is not a number/);
     expect(() => parseEvalArgs(['--data', 'x', '--pose-noise', '0.2,0.1'])).toThrow(/three values/);
     expect(() => parseEvalArgs([])).toThrow(/--data DIR is required/);
+    const trusted = parseEvalArgs(['--data', 'x', '--trust', 'm2=0.3']);
+    expect(trusted !== 'help' && trusted.options.trust).toEqual({ m2: 0.3 });
+    const heal = parseEvalArgs(['--data', 'x', '--trust', 'none']);
+    expect(heal !== 'help' && heal.options.trust).toBeNull();
+    expect(() => parseEvalArgs(['--data', 'x', '--trust', 'm2=a'])).toThrow(/--trust: expected TYPE=T/);
     expect(() => parseEvalArgs(['--data', 'x', '--latency', '1.5'])).toThrow(/--latency: must be an integer/);
   });
 });

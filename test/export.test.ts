@@ -17,6 +17,7 @@ describe('heal export', () => {
       const registry = await loadRegistry();
       const weights: Weights = new Map(initWeights(egoNetworkFor(SMALL_SPACE), 1));
       for (const t of ['m1', 'm3']) for (const [k, v] of initWeights(agentNetwork(registry.profile(t, 'small').network, SMALL_SPACE), 2)) weights.set(k, v);
+      weights.set('trust.m3', { shape: [1], data: Float32Array.of(0.5) });
       const wfile = path.join(dir, 'w.bin');
       await saveWeights(wfile, weights, { step: 7 });
       const record = path.join(dir, 'train.json');
@@ -29,7 +30,7 @@ describe('heal export', () => {
       const r = await exportModels({ weightsFiles: [wfile], out, space: SMALL_SPACE, registry, types: ['m1', 'm3'], records: [record] });
       expect(r.files.map((f) => f.file).sort()).toEqual(['ego.onnx', 'm1.onnx', 'm3.onnx', 'weights.bin']);
       const manifest = JSON.parse(await readFile(r.manifest, 'utf8'));
-      expect(manifest.types.map((t: { name: string }) => t.name)).toEqual(['m1', 'm3']);
+      expect(manifest.types.map((t: { name: string; fusionTrust: number }) => [t.name, t.fusionTrust])).toEqual([['m1', 1], ['m3', 0.5]]);
       expect(manifest.space.name).toBe('small');
       expect(manifest.training[0]).toMatchObject({ command: 'heal train --steps 7', seed: 3, steps: 7, record: 'train.json', datasetSeed: 11 });
       expect(manifest.weights.meta.step).toBe(7);

@@ -3,6 +3,7 @@
 
 import type { EvalReport, ReportRow } from '../../fusion/evaluate.ts';
 import { formatBytes } from '../../fusion/evaluate.ts';
+import { formatTrust } from '../../fusion/trust.ts';
 import { PALETTE, esc, linePlot, hbarChart, type Series } from './svg.ts';
 
 const CSS = `
@@ -127,6 +128,7 @@ export function renderReport(report: EvalReport): string {
     ['weights', r.weights ? `<code>${esc(r.weights)}</code>` : 'seeded random (no weight file)'],
     ['combinations', r.combos.map((c) => esc(c.join(', '))).join(' ; ')],
     ['fusion', esc(r.fusion.join(', '))],
+    ['fusion trust', esc(formatTrust(r.fusionTrust ?? {}))],
     ['feature dtypes', esc(r.dtypes.join(', '))],
     ['kept BEV cells', esc(r.keep.map((k) => `${Math.round(k * 100)}%`).join(', '))],
     ['score threshold', r.scoreThreshold === undefined || r.scoreThreshold === 0.2 ? '0.2 (HEAL\'s)' : `<b>${r.scoreThreshold}</b> (not HEAL's 0.2)`],
