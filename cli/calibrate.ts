@@ -15,8 +15,8 @@ car outweigh one that sees nothing by at most e : 1, so weak partners dilute wha
 a trust below 1 stops that. Nothing else changes: encoders, fusion and head stay frozen.
 For each type T, every scene of the split is run with a BASE ego and T partners under each trust
 of the grid; T gets the trust with the best AP@0.5 (ties: the larger). Writes RUNDIR/weights.bin
-(the weights with the trusts; give it to heal export) and RUNDIR/calibrate.json (every AP, for
-heal export --record).
+(the weights with the trusts; give it to heal export), RUNDIR/calibrate.json (every AP, for
+heal export --record) and RUNDIR/calibrate.html (AP@0.5 against trust, per type).
 
 options:
   --data DIR          dataset folder (required)
@@ -78,7 +78,7 @@ export function parseCalibrateArgs(args: string[]): Omit<CalibrateOptions, 'log'
 export async function run(args: string[]): Promise<number> {
   const parsed = parseCalibrateArgs(args);
   if (parsed === 'help') { console.log(USAGE); return 0; }
-  const { record, weightsFile, recordFile } = await calibrate({
+  const { record, weightsFile, recordFile, pageFile } = await calibrate({
     ...parsed,
     log: (line) => console.error(line),
     progress: (total) => progress('calibrate', total),
@@ -90,5 +90,6 @@ export async function run(args: string[]): Promise<number> {
   console.log(`execution provider: ${record.provider}; ${record.wallSeconds.toFixed(0)} s`);
   console.log(`weights: ${weightsFile}`);
   console.log(`record: ${recordFile}`);
+  console.log(`plot: ${pageFile}`);
   return 0;
 }

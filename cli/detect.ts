@@ -11,6 +11,7 @@ import { spaceByName } from '../perception/space.ts';
 import { CollabPipeline, type AgentInput, type FusionMode, type FrameResult } from '../fusion/collab.ts';
 import type { FeatureDType } from '../fusion/messages.ts';
 import { DEVICES, type Device } from '../models/runtime.ts';
+import { formatTrust } from '../fusion/trust.ts';
 import { progress } from './progress.ts';
 import { shippedWeights } from '../models/shipped.ts';
 
@@ -68,6 +69,7 @@ export async function run(args: string[]): Promise<number> {
   const pipeline = await CollabPipeline.create({ space, registry, device, weightsFile: values.weights ?? shippedWeights(space.name) });
   console.log(`execution provider: ${pipeline.provider}${pipeline.fallbackReason ? ` (${pipeline.fallbackReason})` : ''}`);
   if (pipeline.randomWeights) console.log('weights: seeded random (no --weights): the whole path runs, but the boxes mean nothing');
+  else console.log(`fusion trust: ${formatTrust(pipeline.trust)}`);
 
   const results: (FrameResult & { scenario: string; timestamp: string })[] = [];
   const bar = frames.length > 1 ? progress('detect', frames.length) : undefined;

@@ -2,7 +2,8 @@
 // frozen; for every type T, the scenes of a split (train by default: held-out splits stay held out)
 // are run with a base-type ego and T partners, each scene encoded once and fused under every trust
 // of a grid. T's trust is the grid value with the best AP@0.5; ties go to the larger trust, the one
-// nearer HEAL's rule. Writes the weights with the trusts in them, and a record for heal export.
+// nearer HEAL's rule. Writes the weights with the trusts in them, a record for heal export, and a
+// page with AP against trust.
 
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
@@ -82,7 +83,7 @@ export function chooseTrust(rows: { trust: number; ap: ApByThreshold }[]): numbe
   return best.trust;
 }
 
-export async function calibrate(o: CalibrateOptions): Promise<{ record: CalibrateRecord; weightsFile: string; recordFile: string }> {
+export async function calibrate(o: CalibrateOptions): Promise<{ record: CalibrateRecord; weightsFile: string; recordFile: string; pageFile: string }> {
   checkCalibrateOptions(o);
   const t0 = performance.now();
   const log = o.log ?? (() => {});
@@ -171,7 +172,10 @@ export async function calibrate(o: CalibrateOptions): Promise<{ record: Calibrat
     finishedAt: new Date().toISOString(),
   };
   await writeFileAtomic(recordFile, JSON.stringify(record, null, 2) + '\n');
-  return { record, weightsFile, recordFile };
+  const { renderCalibration } = await import('../datasets/report/html.ts');
+  const pageFile = path.join(path.resolve(o.out), 'calibrate.html');
+  await writeFileAtomic(pageFile, renderCalibration(record));
+  return { record, weightsFile, recordFile, pageFile };
 }
 
 /** The AP@0.5 table a user reads: one row per trust, one column per type, the choices marked. */

@@ -23,7 +23,7 @@ let dir = '';
 let data = '';
 let weightsFile = '';
 let badFile = '';
-let result: { record: CalibrateRecord; weightsFile: string; recordFile: string };
+let result: Awaited<ReturnType<typeof calibrate>>;
 let report: EvalReport;
 const SCORE = 0.005;
 const GRID = [0, 1, 0.5];
@@ -64,7 +64,7 @@ afterAll(async () => {
 });
 
 describe('heal calibrate', () => {
-  it('scores every trust of the grid on the same frames as heal eval, skipping the corrupted one', () => {
+  it('scores every trust of the grid on the same frames as heal eval, skipping the corrupted one', async () => {
     const { record } = result;
     expect(record.frames).toEqual({ total: 3, evaluated: 2, failed: 1 });
     expect(record.failures[0].file).toBe(badFile);
@@ -84,6 +84,9 @@ describe('heal calibrate', () => {
     // The random partner does change the boxes, so the rows above can tell trust 1 from trust 0.
     expect(pyramid.detections).not.toBe(alone.detections);
     expect(formatCalibration(record)).toMatch(/m1\+m3/);
+    const page = await fs.readFile(result.pageFile, 'utf8');
+    expect(page).toMatch(/<svg[^>]*>/);
+    expect(page).toContain('m1 ego + m3 partners');
   });
 
   it('writes the chosen trust into the weights, and every command that loads them uses it', async () => {

@@ -4,6 +4,7 @@
 import type { EvalReport, ReportRow } from '../../fusion/evaluate.ts';
 import { formatBytes } from '../../fusion/evaluate.ts';
 import { formatTrust } from '../../fusion/trust.ts';
+import type { CalibrateRecord } from '../../fusion/calibrate.ts';
 import { PALETTE, esc, linePlot, hbarChart, type Series } from './svg.ts';
 
 const CSS = `
@@ -167,6 +168,40 @@ ${usedTypesTable(report.rows)}
 ${latencyTable(report.rows)}
 <h2>Skipped frames</h2>
 ${failures}
+</body></html>
+`;
+}
+
+/** heal calibrate's page: AP@0.5 against trust per type (the picture), then the table. */
+export function renderCalibration(record: CalibrateRecord): string {
+  const types = Object.keys(record.types);
+  const ys = types.flatMap((t) => record.types[t].rows.map((r) => r.ap['0.5']));
+  const series: Series[] = types.map((t, i) => ({
+    name: `${record.base} ego + ${t} partners (chosen ${record.types[t].trust})`,
+    color: PALETTE[i % PALETTE.length],
+    points: record.types[t].rows.map((r) => [r.trust, r.ap['0.5']] as [number, number]),
+    markers: 'circle',
+    line: true,
+  }));
+  const hi = Math.min(1, Math.ceil((Math.max(0.1, ...ys) + 0.05) * 10) / 10);
+  const plot = linePlot({
+    title: `AP@0.5 against fusion trust, split ${record.split}`, xLabel: 'trust (1 = HEAL\'s rule, 0 = left out)', yLabel: 'AP@0.5',
+    x: [0, Math.max(1, ...record.grid)], y: [0, hi], series, width: 560, height: 340,
+  });
+  const head = `<tr><th>trust</th>${types.map((t) => `<th>${esc(`${record.base}+${t}`)} AP@0.3 / 0.5 / 0.7</th>`).join('')}</tr>`;
+  const rows = record.grid.map((trust, k) => `<tr><td class="n">${trust}</td>${types.map((t) => {
+    const r = record.types[t].rows[k];
+    const cell = `${r.ap['0.3'].toFixed(3)} / ${r.ap['0.5'].toFixed(3)} / ${r.ap['0.7'].toFixed(3)}`;
+    return `<td class="n">${r.trust === record.types[t].trust ? `<b>${cell}</b>` : cell}</td>`;
+  }).join('')}</tr>`).join('');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>heal calibrate: ${esc(record.data)}</title><style>${CSS}</style></head>
+<body>
+<h1>heal calibrate</h1>
+<p>${record.frames.evaluated} frames of split <b>${esc(record.split)}</b> of <code>${esc(record.data)}</code>${record.frames.failed ? `, ${record.frames.failed} skipped` : ''}; provider ${esc(record.provider)}; ${record.wallSeconds.toFixed(0)} s.
+Each type's trust multiplies its weight in the pyramid's softmax over agents; the chosen one (bold) has the best AP@0.5, ties going to the larger.</p>
+<div class="plots">${figure(plot, 'One curve per type; 0 is the ego without that type\'s partners.')}</div>
+<table>${head}${rows}</table>
 </body></html>
 `;
 }
