@@ -27,7 +27,8 @@ export function trustFromWeights(weights: Weights, file = 'weights'): Trust {
     if (!name.startsWith(PREFIX)) continue;
     if (w.data.length !== 1) throw new DataError(file, name, `a fusion trust is one number (got shape [${w.shape}])`);
     checkValue(w.data[0], file, name);
-    out[name.slice(PREFIX.length)] = w.data[0];
+    // Float32 keeps 7 significant digits: 0.3 is stored as 0.30000001192…, and is read back as 0.3.
+    out[name.slice(PREFIX.length)] = Number(w.data[0].toPrecision(7));
   }
   return out;
 }
