@@ -91,6 +91,9 @@ export async function calibrate(o: CalibrateOptions): Promise<{ record: Calibrat
   const registry = await loadRegistry(o.typesDirs ?? []);
   for (const t of [o.base, ...o.types]) registry.profile(t, space.name);
   const grid = [...new Set(o.grid)].sort((a, b) => b - a);
+  // The data is checked before anything is written.
+  const ds = await openDataset(o.data);
+  const frames = selectFrames(ds, o.split, o.limit);
   const { weights, meta } = await mergeWeightFiles(o.weightsFiles);
   await fs.mkdir(o.out, { recursive: true });
   const weightsFile = path.join(path.resolve(o.out), 'weights.bin');
@@ -101,8 +104,6 @@ export async function calibrate(o: CalibrateOptions): Promise<{ record: Calibrat
   await writeFileAtomic(weightsFile, encodeWeights(withTrust(weights, reset), meta));
   const pipeline = await CollabPipeline.create({ space, registry, device: o.device, weightsFile });
 
-  const ds = await openDataset(o.data);
-  const frames = selectFrames(ds, o.split, o.limit);
   const acc = new Map(o.types.map((t) => [t, grid.map(() => new ApAccumulator(DEFAULT_IOU_THRESHOLDS))]));
   const failures: CalibrateRecord['failures'] = [];
   let evaluated = 0;
