@@ -2,8 +2,10 @@
 // warped into the ego frame, go through a shared multi-scale backbone. At every level a 1×1
 // "foreground" head scores each agent's cells; each cell is then the weighted sum over agents
 // with weights softmax_agents(sigmoid(logit) + 1e-4), where an agent whose warped map does not
-// cover the cell is masked out (weight 0) rather than averaged in. The fused levels are decoded
-// to one resolution, concatenated and shrunk by a 3×3 conv.
+// cover the cell is masked out (weight 0) rather than averaged in. The mask multiplies exp(score),
+// so values between 0 and 1 scale an agent's weight: the ego uses that for per-type trust
+// (fusion/trust.ts). The fused levels are decoded to one resolution, concatenated and shrunk by a
+// 3×3 conv.
 
 import { GraphBuilder, type GraphDesc, type TensorRef } from '../graph.ts';
 import { type BackboneConfig, SMALL_BACKBONE, HEAL_BACKBONE, backboneLevel, decodeLevels, backboneOutChannels, checkBackboneConfig } from './backbone.ts';
