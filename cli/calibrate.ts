@@ -6,6 +6,7 @@ import { DEVICES, type Device } from '../models/runtime.ts';
 import { calibrate, formatCalibration, DEFAULT_TRUST_GRID, type CalibrateOptions } from '../fusion/calibrate.ts';
 import { formatTrust } from '../fusion/trust.ts';
 import { progress } from './progress.ts';
+import { list, numberList } from './eval.ts';
 
 const USAGE = `usage: heal calibrate --data DIR --weights FILE [--weights FILE ...] --out RUNDIR [options]
 
@@ -32,10 +33,6 @@ options:
   --types-dir DIR     extra agent-type declarations (*.json)
   --score-threshold S detection score threshold (default 0.2, HEAL's)
   -h, --help          this text`;
-
-function list(text: string): string[] {
-  return text.split(',').map((s) => s.trim()).filter(Boolean);
-}
 
 export function parseCalibrateArgs(args: string[]): Omit<CalibrateOptions, 'log' | 'progress'> | 'help' {
   const { values } = parseArgs({
@@ -65,7 +62,7 @@ export function parseCalibrateArgs(args: string[]): Omit<CalibrateOptions, 'log'
     types: list(values.types ?? 'm2,m3,m4'),
     base: values.base ?? 'm1',
     split: values.split ?? 'train',
-    grid: values.grid ? list(values.grid).map((g) => num(g, '--grid')) : DEFAULT_TRUST_GRID,
+    grid: values.grid ? numberList(values.grid, '--grid') : DEFAULT_TRUST_GRID,
     limit: values.limit === undefined ? undefined : num(values.limit, '--limit'),
     device,
     profile: values.profile ?? 'small',

@@ -42,7 +42,7 @@ options:
   --mcap FILE           also write the scenes as MCAP (Foxglove schemas), openable in Foxglove
   -h, --help            this text`;
 
-function numberList(text: string, flag: string): number[] {
+export function numberList(text: string, flag: string): number[] {
   return text.split(',').map((s) => {
     const v = Number(s.trim());
     if (s.trim() === '' || !Number.isFinite(v)) throw new Error(`${flag}: "${s}" is not a number (in "${text}")`);
@@ -50,7 +50,7 @@ function numberList(text: string, flag: string): number[] {
   });
 }
 
-function list(text: string): string[] {
+export function list(text: string): string[] {
   return text.split(',').map((s) => s.trim()).filter(Boolean);
 }
 

@@ -19,7 +19,7 @@ import type { Device, Provider } from '../models/runtime.ts';
 import { CollabPipeline, type AgentInput } from './collab.ts';
 import type { Detection } from './detect.ts';
 import { egoGroundTruth } from './groundtruth.ts';
-import { apOf, selectFrames, type ApByThreshold } from './evaluate.ts';
+import { apOf, describeError, selectFrames, type ApByThreshold, type FrameFailure } from './evaluate.ts';
 import { withTrust, type Trust } from './trust.ts';
 
 export const DEFAULT_TRUST_GRID = [1, 0.5, 0.3, 0.2, 0.1, 0.05, 0];
@@ -56,7 +56,7 @@ export interface CalibrateRecord {
   weightsFrom: string[];
   provider: Provider;
   frames: { total: number; evaluated: number; failed: number };
-  failures: { scenario: string; timestamp: string; file: string; reason: string }[];
+  failures: FrameFailure[];
   /** Per type: AP of a base-type ego with that type's partners under each trust, and the choice. */
   types: Record<string, { rows: { trust: number; ap: ApByThreshold; detections: number }[]; trust: number }>;
   /** Every type's trust (the chosen ones), as the weight file now carries them. */
@@ -91,18 +91,12 @@ export async function calibrate(o: CalibrateOptions): Promise<{ record: Calibrat
   const registry = await loadRegistry(o.typesDirs ?? []);
   for (const t of [o.base, ...o.types]) registry.profile(t, space.name);
   const grid = [...new Set(o.grid)].sort((a, b) => b - a);
-  // The data is checked before anything is written.
+  // A bad dataset or split fails before the networks load.
   const ds = await openDataset(o.data);
   const frames = selectFrames(ds, o.split, o.limit);
   const { weights, meta } = await mergeWeightFiles(o.weightsFiles);
-  await fs.mkdir(o.out, { recursive: true });
-  const weightsFile = path.join(path.resolve(o.out), 'weights.bin');
-  const recordFile = path.join(path.resolve(o.out), 'calibrate.json');
-  // The pipeline loads the merged weights from disk like every other command: written once now
-  // (with HEAL's rule for the types being calibrated), rewritten with the chosen trusts at the end.
-  const reset = Object.fromEntries(o.types.map((t) => [t, 1]));
-  await writeFileAtomic(weightsFile, encodeWeights(withTrust(weights, reset), meta));
-  const pipeline = await CollabPipeline.create({ space, registry, device: o.device, weightsFile });
+  // The partners get each trust of the grid in turn; the ego keeps the one its type has.
+  const pipeline = await CollabPipeline.create({ space, registry, device: o.device, weights, weightsFile: o.weightsFiles.join(' + ') });
 
   const acc = new Map(o.types.map((t) => [t, grid.map(() => new ApAccumulator(DEFAULT_IOU_THRESHOLDS))]));
   const failures: CalibrateRecord['failures'] = [];
@@ -132,9 +126,8 @@ export async function calibrate(o: CalibrateOptions): Promise<{ record: Calibrat
         }
       }
     } catch (err) {
-      const file = err instanceof DataError ? err.file : '';
-      const reason = err instanceof Error ? err.message : String(err);
-      failures.push({ scenario: ref.scenario, timestamp: ref.timestamp, file, reason });
+      const { file, reason } = describeError(err);
+      failures.push({ scenario: ref.scenario, split: ref.split, timestamp: ref.timestamp, file, reason });
       log(`skipped ${ref.split}/${ref.scenario} ${ref.timestamp}: ${reason}`);
       bar?.tick(1, { failed: failures.length });
       continue;
@@ -156,6 +149,10 @@ export async function calibrate(o: CalibrateOptions): Promise<{ record: Calibrat
     types[type] = { rows, trust: chosen[type] };
   }
   const fusionTrust = { ...pipeline.trust, ...chosen };
+  // Written only now, so a calibration that dies leaves no weights that look calibrated.
+  await fs.mkdir(o.out, { recursive: true });
+  const weightsFile = path.join(path.resolve(o.out), 'weights.bin');
+  const recordFile = path.join(path.resolve(o.out), 'calibrate.json');
   await writeFileAtomic(weightsFile, encodeWeights(withTrust(weights, fusionTrust), { ...meta, calibrated: { split: o.split, base: o.base, fusionTrust } }));
   const record: CalibrateRecord = {
     command: o.command,

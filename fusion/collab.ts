@@ -36,6 +36,8 @@ export interface PipelineOptions {
   device?: Device;
   /** One weight file holding every parameter (encoder.*, aligner.*, fusion.*, head.*). */
   weightsFile?: string;
+  /** The same in memory (e.g. merged alignments), instead of weightsFile; that then only names them in errors. */
+  weights?: Weights;
   /** Seed of the random weights used when no weight file is given. */
   seed?: number;
   /**
@@ -133,7 +135,7 @@ export class CollabPipeline {
   }
 
   static async create(opts: PipelineOptions): Promise<CollabPipeline> {
-    const weights = opts.weightsFile ? (await loadWeights(opts.weightsFile)).weights : undefined;
+    const weights = opts.weights ?? (opts.weightsFile ? (await loadWeights(opts.weightsFile)).weights : undefined);
     const desc = egoNetworkFor(opts.space);
     const w = weights ? pickWeights(desc, weights, opts.weightsFile) : initWeights(desc, opts.seed ?? 0);
     // Why a better provider was skipped comes back as fallbackReason; callers print it once.

@@ -319,7 +319,7 @@ function round(v: number, digits = 4): number {
   return Math.round(v * f) / f;
 }
 
-function describeError(err: unknown): { file: string; reason: string } {
+export function describeError(err: unknown): { file: string; reason: string } {
   if (err instanceof DataError) return { file: err.file, reason: err.message };
   return { file: '', reason: err instanceof Error ? err.message : String(err) };
 }

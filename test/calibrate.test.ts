@@ -108,6 +108,14 @@ describe('heal calibrate', () => {
     const over = await CollabPipeline.create({ space: SMALL_SPACE, registry, device: 'cpu', weightsFile: result.weightsFile, trust: { m3: 0.25 } });
     expect(over.trustOf('m3')).toBe(0.25);
   });
+
+  it('writes nothing when it cannot calibrate', async () => {
+    const out = path.join(dir, 'cal-none');
+    await expect(calibrate({
+      data, weightsFiles: [weightsFile], types: ['m3'], base: 'm1', split: 'train', grid: GRID, device: 'cpu', profile: 'small', out,
+    })).rejects.toThrow(/no frames in split "train"/);
+    await expect(fs.stat(out)).rejects.toThrow(/ENOENT/);
+  });
 });
 
 describe('fusion trust', () => {
