@@ -10,7 +10,7 @@ import { openDataset } from '../datasets/open.ts';
 import { exists } from '../datasets/io.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { SMALL_SPACE } from '../perception/space.ts';
-import { CollabPipeline, type AgentInput } from '../fusion/collab.ts';
+import { CollabPipeline, type AgentInput } from '../fusion/pipeline.ts';
 import { encodeMessage, gridForSpace, type FeatureDType } from '../fusion/messages.ts';
 import { cudaMissingReason, webgpuMissingReason, type Device } from '../models/runtime.ts';
 import { encodePcd } from '../datasets/pcd.ts';

@@ -6,7 +6,7 @@ import { Scene } from '../datasets/synthetic/raycast.ts';
 import { LIDAR_CONFIGS, type LidarBeams, scanLidar } from '../datasets/synthetic/lidar.ts';
 import { VEHICLE_CAMERAS, cameraPose, renderCamera } from '../datasets/synthetic/camera.ts';
 import { groundReflectivity, renderAgentFrame } from '../datasets/synthetic/render.ts';
-import { rngFor } from '../datasets/synthetic/rng.ts';
+import { rngFor } from '../datasets/rng.ts';
 import { encodePcd } from '../datasets/pcd.ts';
 import { timeIt } from './timing.ts';
 

@@ -5,9 +5,9 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { openDataset } from '../datasets/open.ts';
-import { selectTrainingBackend, type TrainingBackend } from '../models/train/backend.ts';
-import { StageOne, NamedAdam, trainStep, defaultStageOneModels } from '../models/train/trainer.ts';
-import { loadSample, TrainRng, type TrainSample } from '../models/train/batch.ts';
+import { selectTrainingBackend, type TrainingBackend } from '../train/backend.ts';
+import { StageOne, NamedAdam, trainStep, defaultStageOneModels } from '../train/trainer.ts';
+import { loadSample, TrainRng, type TrainSample } from '../train/batch.ts';
 import { world } from './inference.ts';
 import { median } from './timing.ts';
 

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import * as path from 'node:path';
 import { DEVICES, type Device } from '../models/runtime.ts';
-import { calibrate, formatCalibration, DEFAULT_TRUST_GRID, type CalibrateOptions } from '../fusion/calibrate.ts';
+import { calibrate, formatCalibration, DEFAULT_TRUST_GRID, type CalibrateOptions } from '../train/calibrate.ts';
 import { formatTrust } from '../fusion/trust.ts';
 import { progress } from './progress.ts';
 import { list, numberList } from './eval.ts';

@@ -8,7 +8,7 @@ import type { FrameRef } from '../datasets/dataset.ts';
 import { writeFileAtomic } from '../datasets/io.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { spaceByName } from '../perception/space.ts';
-import { CollabPipeline, type AgentInput, type FusionMode, type FrameResult } from '../fusion/collab.ts';
+import { CollabPipeline, type AgentInput, type FusionMode, type FrameResult } from '../fusion/pipeline.ts';
 import type { FeatureDType } from '../fusion/messages.ts';
 import { DEVICES, type Device } from '../models/runtime.ts';
 import { formatTrust } from '../fusion/trust.ts';

@@ -6,7 +6,9 @@ import * as path from 'node:path';
 import { DEVICES, type Device } from '../models/runtime.ts';
 import { shippedWeights } from '../models/shipped.ts';
 import type { FeatureDType } from '../fusion/messages.ts';
-import { evaluate, defaultRunDir, formatTable, formatLatency, type EvalFusion, type EvalOptions, type EvalReport } from '../fusion/evaluate.ts';
+import { evaluate } from '../eval/evaluate.ts';
+import { defaultRunDir, type EvalFusion, type EvalOptions, type EvalReport } from '../eval/contracts.ts';
+import { formatTable, formatLatency } from '../eval/table.ts';
 import { progress } from './progress.ts';
 import { formatTrust, parseTrust } from '../fusion/trust.ts';
 

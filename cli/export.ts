@@ -2,7 +2,7 @@
 
 import { parseArgs } from 'node:util';
 import * as path from 'node:path';
-import { exportModels } from '../models/export.ts';
+import { exportModels } from '../train/export.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { spaceByName } from '../perception/space.ts';
 

@@ -7,7 +7,7 @@ import type { AgentInfo, Dataset, FrameRef, LidarBeams } from '../datasets/datas
 import type { AgentFrame } from '../datasets/frame.ts';
 import { DataError } from '../datasets/io.ts';
 import { datasetWarnings, openDataset } from '../datasets/open.ts';
-import { writeTopDown } from '../datasets/topdown.ts';
+import { writeTopDown } from '../viewer/topdown.ts';
 import { mat4ToRows } from '../datasets/geometry/transforms.ts';
 import { type Progress, progress } from './progress.ts';
 

@@ -52,7 +52,7 @@ It prints the AP table and where the HTML report is, and how to open the run in 
   }
   const dir = await ensureDefaultWorld();
   const { parseEvalArgs, printSummary, shownPath } = await import('./eval.ts');
-  const { evaluate } = await import('../fusion/evaluate.ts');
+  const { evaluate } = await import('../eval/evaluate.ts');
   const { progress } = await import('./progress.ts');
   const parsed = parseEvalArgs([
     '--data', dir, '--split', 'test', '--combos', START_EVAL.combos, '--fusion', START_EVAL.fusion,

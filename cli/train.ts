@@ -3,16 +3,16 @@
 
 import { parseArgs } from 'node:util';
 import * as path from 'node:path';
-import { selectTrainingBackend, TRAINING_BACKENDS, type TrainingBackendPref } from '../models/train/backend.ts';
-import { train } from '../models/train/trainer.ts';
-import { DEFAULT_LOSS_WEIGHTS } from '../models/train/losses.ts';
+import { selectTrainingBackend, TRAINING_BACKENDS, type TrainingBackendPref } from '../train/backend.ts';
+import { train } from '../train/trainer.ts';
+import { DEFAULT_LOSS_WEIGHTS } from '../train/losses.ts';
 import { writeFileAtomic } from '../datasets/io.ts';
 import { progress } from './progress.ts';
 import { promises as fs } from 'node:fs';
-import { agentNetwork } from '../models/networks/agent.ts';
+import { agentNetwork } from '../perception/encoders/agent.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { SMALL_SPACE } from '../perception/space.ts';
-import { egoNetworkFor } from '../fusion/collab.ts';
+import { egoNetworkFor } from '../fusion/pipeline.ts';
 
 /**
  * What an alignment trained against what end-to-end training of every built-in type plus the

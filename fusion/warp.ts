@@ -2,7 +2,7 @@
 
 import type { SharedSpace } from '../perception/space.ts';
 import { type Mat4, invert, multiply } from '../datasets/geometry/transforms.ts';
-import { affineGrids } from '../models/networks/warp.ts';
+import { affineGrids } from './networks/warp.ts';
 
 /** T_{agent←ego} from the two agents' T_{world←lidar}. */
 export function agentFromEgo(worldFromEgo: Mat4, worldFromAgent: Mat4): Mat4 {

@@ -96,7 +96,7 @@ export function cudaMissingReason(): string | undefined {
   if (!existsSync(lib)) {
     return (
       `the CUDA provider library is not installed (${lib} is missing; onnxruntime-node was installed with ` +
-      `onnxruntime-node-install=skip). On a machine with internet access, CUDA 12 and cuDNN 9, run: npm run install-cuda`
+      `its install scripts off, .npmrc). On a machine with internet access, CUDA 12 and cuDNN 9, run: npm run install-cuda`
     );
   }
   return undefined;

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import type { GraphDesc, ParamSpec } from './graph.ts';
 import { sameShape, sizeOf } from './graph.ts';
 import { DataError, readFileChecked, writeFileAtomic } from '../datasets/io.ts';
-import { rngFor } from '../datasets/synthetic/rng.ts';
+import { rngFor } from '../datasets/rng.ts';
 
 export interface WeightTensor {
   shape: number[];

@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { DataError, readFileChecked } from '../datasets/io.ts';
 import type { LidarBeams } from '../datasets/dataset.ts';
 import { SPACES } from './space.ts';
-import { type AgentNetworkConfig, checkAgentNetworkConfig } from '../models/networks/agent.ts';
+import { type AgentNetworkConfig, checkAgentNetworkConfig } from './encoders/agent.ts';
 
 export type Modality = 'lidar' | 'camera';
 

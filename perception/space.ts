@@ -1,5 +1,8 @@
 // The shared BEV space: every agent type's encoder output, the pyramid fusion and the detection
-// head live on this one grid. Range, resolution, channels and anchors come from here and nowhere else.
+// head live on this one grid. Range, resolution, channels, anchors and the fusion network's sizes
+// come from here and nowhere else: nothing picks a network by a profile's name.
+
+import { HEAL_BACKBONE, SMALL_BACKBONE, type BackboneConfig } from '../models/layers/backbone.ts';
 
 export interface AnchorConfig {
   /** Anchor size in meters (formats.md §4.4: l 3.9, w 1.6, h 1.56). */
@@ -25,6 +28,8 @@ export interface SharedSpace {
   anchor: AnchorConfig;
   /** Communication range in meters (XY distance between LiDAR poses). */
   commRange: number;
+  /** The ego's pyramid fusion: its backbone (inChannels = channels) and shrink conv (0 = none). */
+  fusion: { backbone: BackboneConfig; shrinkChannels: number };
 }
 
 const ANCHOR: AnchorConfig = { l: 3.9, w: 1.6, h: 1.56, z: -1, yawsDeg: [0, 90] };
@@ -38,6 +43,7 @@ export const HEAL_SPACE: SharedSpace = {
   channels: 64,
   anchor: ANCHOR,
   commRange: 70,
+  fusion: { backbone: HEAL_BACKBONE, shrinkChannels: 256 },
 };
 
 /** The default: small enough that a 2-core CPU can run it, and train it. */
@@ -49,6 +55,7 @@ export const SMALL_SPACE: SharedSpace = {
   channels: 32,
   anchor: ANCHOR,
   commRange: 70,
+  fusion: { backbone: SMALL_BACKBONE, shrinkChannels: 32 },
 };
 
 export const SPACES: Record<string, SharedSpace> = { small: SMALL_SPACE, heal: HEAL_SPACE };

@@ -6,7 +6,7 @@
 // depth camera gives it.
 
 import { type Pose6, multiply, matrixToPose, poseToMatrix } from '../geometry/transforms.ts';
-import { hash2 } from './rng.ts';
+import { hash2 } from '../rng.ts';
 import { GROUND, type Scene } from './raycast.ts';
 import {
   SURF_ASPHALT, SURF_CROSSWALK, SURF_CURB, SURF_DIRT, SURF_GRASS, SURF_LINE, SURF_LOT, SURF_PLAZA, SURF_SIDEWALK,

@@ -4,7 +4,7 @@
 // sensor frame with UE4 axes, exactly what OpenCDA writes to `<ts>.pcd`.
 
 import { poseToMatrix } from '../geometry/transforms.ts';
-import type { Rng } from './rng.ts';
+import type { Rng } from '../rng.ts';
 import { GROUND, type Scene } from './raycast.ts';
 
 export type LidarBeams = 64 | 32 | 16;

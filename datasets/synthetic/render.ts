@@ -6,7 +6,7 @@ import { PNG } from 'pngjs';
 import { type PcdDataFormat, encodePcd } from '../pcd.ts';
 import { invert, mat4ToRows, poseToMatrix, x1ToX2 } from '../geometry/transforms.ts';
 import { worldObjectToBox } from '../geometry/boxes.ts';
-import { rngFor } from './rng.ts';
+import { rngFor } from '../rng.ts';
 import type { Scene } from './raycast.ts';
 import { LIDAR_CONFIGS, type LidarBeams, scanLidar } from './lidar.ts';
 import { VEHICLE_CAMERAS, cameraIntrinsic, cameraPose, renderCamera, rsuCameras } from './camera.ts';

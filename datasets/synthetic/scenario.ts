@@ -3,7 +3,7 @@
 // else is generated beside it.
 
 import { type Pose6, multiply, matrixToPose, poseToMatrix } from '../geometry/transforms.ts';
-import { rngFor } from './rng.ts';
+import { rngFor } from '../rng.ts';
 import { ROAD_HALF_WIDTH, buildTown } from './town.ts';
 import { buildLaneGraph, simulateTraffic } from './traffic.ts';
 import { VEHICLE_LIDAR_MOUNT } from './lidar.ts';

@@ -4,7 +4,7 @@
 // cross streets from a vehicle until it reaches the intersection, which is what makes a second
 // viewpoint worth having.
 
-import type { Rng } from './rng.ts';
+import type { Rng } from '../rng.ts';
 import type { Block, BlockKind, BoxSolid, Material, MaterialKind, Solid, Town } from './world.ts';
 
 export const LANE_WIDTH = 3.5;

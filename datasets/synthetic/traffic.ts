@@ -7,7 +7,7 @@
 // crossing path and its exit lane has room, so bodies never overlap. Parked vehicles stand in the
 // parking strips and lot stalls.
 
-import type { Rng } from './rng.ts';
+import type { Rng } from '../rng.ts';
 import { CURB_HEIGHT, LANE_WIDTH, type LotSpot, type NoParkingZone, PARKING_WIDTH, ROAD_HALF_WIDTH, STOP_LINE } from './town.ts';
 import type { Town, VehiclePose, VehicleSpec, VehicleType } from './world.ts';
 

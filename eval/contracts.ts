@@ -1,0 +1,187 @@
+// The on-disk contracts of an evaluation run: options, run.json, frames.jsonl lines and
+// report.json rows. The viewer, the report and merges read these, so change them with care.
+
+import * as path from 'node:path';
+import type { FeatureDType } from '../fusion/messages.ts';
+import type { Device, Provider } from '../models/runtime.ts';
+import type { Trust } from '../fusion/trust.ts';
+import type { Box7 } from '../datasets/geometry/boxes.ts';
+
+export type EvalFusion = 'pyramid' | 'late' | 'none';
+export const EVAL_FUSIONS: readonly EvalFusion[] = ['pyramid', 'late', 'none'];
+export const EVAL_DTYPES: readonly FeatureDType[] = ['float32', 'float16', 'int8'];
+
+/** The IoU at which frames.jsonl marks detections tp and GT matched (the viewer's colours). */
+export const LINE_IOU = 0.5;
+
+export interface EvalOptions {
+  data: string;
+  /** A split name, or 'all'. */
+  split: string;
+  /** Each entry: agent types given to the agents in ego-first order, cycled. */
+  combos: string[][];
+  fusion: EvalFusion[];
+  /** Feature dtypes swept in pyramid fusion (late and none run once, with the first). */
+  dtypes: FeatureDType[];
+  /** Fractions of BEV cells senders transmit in pyramid fusion (1 = dense). */
+  keep: number[];
+  device: Device;
+  profile: string;
+  /** Weight file, or null for seeded random weights. */
+  weights: string | null;
+  /** Fusion trust over the weight file's (fusion/trust.ts); null for HEAL's rule. */
+  trust?: Trust | null;
+  typesDirs?: string[];
+  /** [σx m, σy m, σyaw degrees] of the Gaussian noise on senders' poses, or null. */
+  poseNoise: [number, number, number] | null;
+  /** Collaborators' messages come from this many frames earlier in the same scenario. */
+  latency: number;
+  /** Probability that a collaborator's message is lost. */
+  drop: number;
+  seed: number;
+  /** Run folder (created). */
+  out: string;
+  /** Also write the scenes as MCAP here. */
+  mcap?: string;
+  /** At most this many frames (the first ones of the split). */
+  limit?: number;
+  scoreThreshold?: number;
+  /** Progress and warnings; default: none. */
+  log?: (line: string) => void;
+  progress?: (total: number) => { tick(n?: number, info?: Record<string, string | number>): void; stop(): void };
+}
+
+export interface RunJson {
+  version: 1;
+  data: string;
+  split: string;
+  profile: string;
+  types: string[];
+  combos: string[][];
+  fusion: EvalFusion[];
+  dtype: FeatureDType;
+  /** Beyond the viewer's contract: the whole sweep. */
+  dtypes: FeatureDType[];
+  keep: number[];
+  device: Device;
+  provider: Provider;
+  weights: string | null;
+  /** The fusion trust of each type that has one (others 1); {} is HEAL's rule. */
+  fusionTrust?: Trust;
+  poseNoise: [number, number, number] | null;
+  latency: number;
+  drop: number;
+  seed: number;
+  /** Detections below this score are dropped before matching (HEAL's protocol: 0.2). */
+  scoreThreshold: number;
+  createdAt: string;
+}
+
+export interface StageLatency {
+  median: number;
+  p95: number;
+  /** Frames the stage ran in. */
+  n: number;
+}
+
+export interface ApByThreshold {
+  '0.3': number;
+  '0.5': number;
+  '0.7': number;
+}
+
+export interface ReportRow {
+  key: string;
+  label: string;
+  combo: string[];
+  fusion: EvalFusion;
+  dtype: FeatureDType;
+  keep: number;
+  frames: number;
+  detections: number;
+  gt: number;
+  ap: ApByThreshold;
+  /** PR curve per IoU threshold (downsampled). */
+  pr: { iou: number; precision: number[]; recall: number[] }[];
+  /** Bytes the ego received per frame (sum over collaborators). */
+  bytes: { mean: number; log2: number | null; min: number; max: number };
+  /** The same configuration split by which agent types were actually used in a frame. */
+  byUsedTypes: { types: string; frames: number; ap: ApByThreshold }[];
+  latency: Record<string, StageLatency>;
+}
+
+export interface FrameFailure {
+  scenario: string;
+  split: string;
+  timestamp: string;
+  file: string;
+  reason: string;
+}
+
+export interface EvalReport {
+  version: 1;
+  run: RunJson;
+  provider: Provider;
+  fallbackReason?: string;
+  randomWeights: boolean;
+  rows: ReportRow[];
+  frames: { total: number; evaluated: number; failed: number };
+  failures: FrameFailure[];
+  seconds: number;
+  /** Mean wall time of one frame over every combination, mode and dtype. */
+  msPerFrame: number;
+  files: { run: string; frames: string; report: string; html: string; mcap?: string };
+}
+
+export interface FrameLine {
+  scenario: string;
+  split: string;
+  timestamp: string;
+  egoId: number;
+  combo: string[];
+  fusion: EvalFusion;
+  dtype: FeatureDType;
+  keep: number;
+  agents: { id: number; type: string; used: boolean }[];
+  detections: { box: Box7; score: number; tp: boolean }[];
+  gt: { box: Box7; matched: boolean }[];
+  bytes: number;
+  times: Record<string, number>;
+  skipped: { id: number; reason: string }[];
+}
+
+export interface Variant {
+  fusion: EvalFusion;
+  dtype: FeatureDType;
+  keep: number;
+}
+
+/** Pyramid fusion sweeps dtype × keep; late and none do not send features, so they run once. */
+export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep'>): Variant[] {
+  const out: Variant[] = [];
+  for (const fusion of opts.fusion) {
+    if (fusion !== 'pyramid') { out.push({ fusion, dtype: opts.dtypes[0], keep: 1 }); continue; }
+    for (const keep of opts.keep) for (const dtype of opts.dtypes) out.push({ fusion, dtype, keep });
+  }
+  return out;
+}
+
+export function rowKey(combo: string[], v: Variant): string {
+  return `${combo.join('+')}|${v.fusion}|${v.dtype}|${v.keep}`;
+}
+
+export function rowLabel(combo: string[], v: Variant): string {
+  const parts = [combo.join('+'), v.fusion];
+  if (v.fusion === 'pyramid') parts.push(v.dtype);
+  if (v.keep < 1) parts.push(`keep ${Math.round(v.keep * 100)}%`);
+  return parts.join(' ');
+}
+
+function timestampOf(date: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}${p(date.getMonth() + 1)}${p(date.getDate())}-${p(date.getHours())}${p(date.getMinutes())}${p(date.getSeconds())}`;
+}
+
+export function defaultRunDir(date = new Date()): string {
+  return path.join('runs', `eval-${timestampOf(date)}`);
+}

@@ -1,0 +1,392 @@
+// The collaborative pass. Each agent encodes its own sensors with its type's encoder + aligner
+// into the shared BEV space and sends a protobuf message; the ego decodes what it received from
+// agents in communication range, warps it into its frame, fuses it with the pyramid fusion
+// network, runs the detection head and decodes boxes in its own LiDAR frame.
+//
+// Late fusion (each agent detects alone and sends boxes, merged by NMS) and no fusion (ego alone)
+// go through the same encoders, network and decoder, as baselines.
+
+import type { AgentFrame } from '../datasets/frame.ts';
+import type { SharedSpace } from '../perception/space.ts';
+import { featureGrid } from '../perception/space.ts';
+import type { Registry } from '../perception/registry.ts';
+import { alignToGround, groundAlignedPose } from '../perception/ground.ts';
+import { agentNetwork, agentInputs } from '../perception/encoders/agent.ts';
+import { egoNetwork } from './networks/ego.ts';
+import { type PyramidFusionConfig } from './networks/pyramid.ts';
+import type { GraphDesc, HostTensor } from '../models/graph.ts';
+import { exportOnnx } from '../models/onnx.ts';
+import { initWeights, loadWeights, pickWeights, type Weights } from '../models/weights.ts';
+import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
+import { makeAnchors, type Anchors } from './anchors.ts';
+import { decodeDetections, type Detection } from './detect.ts';
+import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType, type DecodedMessage } from './messages.ts';
+import { warpGrids } from './warp.ts';
+import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
+import { nmsRotated } from '../datasets/geometry/nms.ts';
+import { invert, multiply } from '../datasets/geometry/transforms.ts';
+import { readFileChecked } from '../datasets/io.ts';
+import { trustFromWeights, type Trust } from './trust.ts';
+
+export type FusionMode = 'intermediate' | 'late' | 'none';
+
+export interface PipelineOptions {
+  space: SharedSpace;
+  registry: Registry;
+  device?: Device;
+  /** One weight file holding every parameter (encoder.*, aligner.*, fusion.*, head.*). */
+  weightsFile?: string;
+  /** The same in memory (e.g. merged alignments), instead of weightsFile; that then only names them in errors. */
+  weights?: Weights;
+  /** Seed of the random weights used when no weight file is given. */
+  seed?: number;
+  /**
+   * Per-type fusion trust (fusion/trust.ts) over the weight file's own; null for HEAL's rule (every
+   * type 1, whatever the weight file carries).
+   */
+  trust?: Trust | null;
+  log?: (line: string) => void;
+}
+
+export interface AgentInput {
+  frame: AgentFrame;
+  /** Agent type name in the registry. */
+  type: string;
+}
+
+export interface FrameOptions {
+  mode: FusionMode;
+  dtype?: FeatureDType;
+  /**
+   * Fraction of BEV cells each sender transmits in intermediate fusion, those with the strongest
+   * features (see strongestCellsMask); undefined or 1 sends the dense map.
+   */
+  keep?: number;
+  scoreThreshold?: number;
+  nmsThreshold?: number;
+}
+
+/** Milliseconds per stage, summed over agents where a stage runs per agent. */
+export type StageTimes = Record<string, number>;
+
+export interface FrameResult {
+  egoId: number;
+  mode: FusionMode;
+  /** Detections in the ego's LiDAR frame, best first. */
+  detections: Detection[];
+  /** Agents whose data was used (ego first). */
+  used: { id: number; type: string }[];
+  /** Agents out of communication range, and messages the ego rejected. */
+  skipped: { id: number; reason: string }[];
+  /** Bytes each non-ego agent sent. */
+  messageBytes: { id: number; bytes: number }[];
+  /** Per-level foreground logits of the pyramid, [agents, 1, h, w] each (intermediate fusion only). */
+  occupancy: HostTensor[];
+  times: StageTimes;
+  provider: Provider;
+}
+
+export function fusionConfigFor(space: SharedSpace): PyramidFusionConfig {
+  const [w, h] = featureGrid(space);
+  return { height: h, width: w, shrinkChannels: space.fusion.shrinkChannels, backbone: { ...space.fusion.backbone, inChannels: space.channels } };
+}
+
+export function egoNetworkFor(space: SharedSpace): GraphDesc {
+  return egoNetwork({ fusion: fusionConfigFor(space), head: { anchors: space.anchor.yawsDeg.length, dirBins: 2 } });
+}
+
+const now = () => performance.now();
+const addTime = (t: StageTimes, k: string, ms: number) => { t[k] = (t[k] ?? 0) + ms; };
+
+/** Horizontal distance between two agents' sensors: what communication range is checked against. */
+function distance(a: AgentInput, b: AgentInput): number {
+  return Math.hypot(a.frame.lidarPose[3] - b.frame.lidarPose[3], a.frame.lidarPose[7] - b.frame.lidarPose[7]);
+}
+
+function transformBox(box: Box7, m: Float64Array): Box7 {
+  return cornersToBox(transformCorners(m, boxToCorners(box)));
+}
+
+export class CollabPipeline {
+  private readonly typeSessions = new Map<string, SessionInfo>();
+  private sequence = 0;
+  readonly anchors: Anchors;
+
+  private constructor(
+    readonly opts: PipelineOptions,
+    private readonly ego: SessionInfo,
+    private readonly weights: Weights | undefined,
+    /** True when the networks run on seeded random weights: the boxes mean nothing. */
+    readonly randomWeights: boolean,
+    /** The fusion trust of each type that has one; every other type is trusted 1. */
+    readonly trust: Trust,
+  ) {
+    this.anchors = makeAnchors(opts.space);
+  }
+
+  get provider(): Provider {
+    return this.ego.provider;
+  }
+
+  get fallbackReason(): string | undefined {
+    return this.ego.fallbackReason;
+  }
+
+  static async create(opts: PipelineOptions): Promise<CollabPipeline> {
+    const weights = opts.weights ?? (opts.weightsFile ? (await loadWeights(opts.weightsFile)).weights : undefined);
+    const desc = egoNetworkFor(opts.space);
+    const w = weights ? pickWeights(desc, weights, opts.weightsFile) : initWeights(desc, opts.seed ?? 0);
+    // Why a better provider was skipped comes back as fallbackReason; callers print it once.
+    const ego = await createSession(exportOnnx(desc, w), { device: opts.device ?? 'auto', log: () => {} });
+    if (!weights) opts.log?.('heal: no weight file given: the networks run on seeded random weights, so detections mean nothing');
+    for (const type of Object.keys(opts.trust ?? {})) opts.registry.get(type);
+    const trust = opts.trust === null ? {} : { ...(weights ? trustFromWeights(weights, opts.weightsFile) : {}), ...opts.trust };
+    return new CollabPipeline(opts, ego, weights, !weights, trust);
+  }
+
+  trustOf(type: string): number {
+    return this.trust[type] ?? 1;
+  }
+
+  private async typeSession(type: string): Promise<SessionInfo> {
+    let s = this.typeSessions.get(type);
+    if (s) return s;
+    const profile = this.opts.registry.profile(type, this.opts.space.name);
+    let bytes: Uint8Array;
+    if (profile.model) {
+      bytes = await readFileChecked(profile.model, `ONNX model of agent type ${type}`);
+    } else {
+      const desc = agentNetwork(profile.network, this.opts.space);
+      const w = this.weights ? pickWeights(desc, this.weights, this.opts.weightsFile) : initWeights(desc, this.opts.seed ?? 0);
+      bytes = exportOnnx(desc, w);
+    }
+    // The encoders run on the provider the ego network got, so a frame never mixes devices.
+    s = await createSession(bytes, { device: this.ego.provider });
+    this.typeSessions.set(type, s);
+    return s;
+  }
+
+  /** One agent's encoder + aligner: features [C, H', W'] in its own (ground-aligned) frame. */
+  async encode(input: AgentInput, times: StageTimes = {}): Promise<Float32Array> {
+    const frame = alignToGround(input.frame);
+    const profile = this.opts.registry.profile(input.type, this.opts.space.name);
+    const session = await this.typeSession(input.type);
+    let t = now();
+    const inputs = agentInputs(profile.network, this.opts.space, frame);
+    addTime(times, `preprocess.${input.type}`, now() - t);
+    t = now();
+    const out = await runSession(session.session, inputs);
+    addTime(times, `encode.${input.type}`, now() - t);
+    return out.bev.data as Float32Array;
+  }
+
+  /**
+   * Runs the ego network on agents' features (ego first) given with their T_world←lidar.
+   * `sent[i]`, when given, is agent i's H×W mask of transmitted cells (a sparse message): the
+   * cells it did not send are left out of the fusion instead of being fused as zero features,
+   * which would pull every such cell towards "nothing here". `trust[i]` (default 1) multiplies
+   * agent i's fusion weight (fusion/trust.ts).
+   */
+  async fuse(features: Float32Array[], poses: Float64Array[], times: StageTimes = {}, sent: (Uint8Array | undefined)[] = [], trust: number[] = []): Promise<Record<string, HostTensor>> {
+    const { space } = this.opts;
+    const [W, H] = featureGrid(space);
+    const C = space.channels;
+    const A = features.length;
+    const stacked = new Float32Array(A * C * H * W);
+    features.forEach((f, i) => stacked.set(f, i * C * H * W));
+    const valid = new Float32Array(A * H * W).fill(1);
+    sent.forEach((m, i) => {
+      if (!m) return;
+      if (m.length !== H * W) throw new Error(`fuse: agent ${i}'s mask of sent cells has ${m.length} entries, the grid has ${H}×${W}`);
+      for (let c = 0; c < H * W; c++) valid[i * H * W + c] = m[c];
+    });
+    // The validity map scales the agent's softmax weight cell by cell, so trust scales it too.
+    trust.forEach((t, i) => {
+      if (t === 1) return;
+      for (let c = 0; c < H * W; c++) valid[i * H * W + c] *= t;
+    });
+    const t = now();
+    const out = await runSession(this.ego.session, {
+      features: { data: stacked, shape: [A, C, H, W] },
+      valid: { data: valid, shape: [A, 1, H, W] },
+      grid: { data: warpGrids(poses[0], poses, space, H, W), shape: [A, H, W, 2] },
+    });
+    addTime(times, 'warp+fuse+head', now() - t);
+    return out;
+  }
+
+  /** The ego network's outputs → detections in the ego's frame (score threshold, NMS, range). */
+  decode(out: Record<string, HostTensor>, opts: Pick<FrameOptions, 'scoreThreshold' | 'nmsThreshold'>, times: StageTimes = {}): Detection[] {
+    const t = now();
+    const dets = decodeDetections(this.anchors, out.cls.data as Float32Array, out.reg.data as Float32Array, out.dir.data as Float32Array, {
+      scoreThreshold: opts.scoreThreshold,
+      nmsThreshold: opts.nmsThreshold,
+      range: this.opts.space.range,
+    });
+    addTime(times, 'decode+nms', now() - t);
+    return dets;
+  }
+
+  private message(input: AgentInput, payload: { features?: Float32Array; detections?: Detection[] }, dtype: FeatureDType, times: StageTimes, keep?: number): Uint8Array {
+    const t = now();
+    const grid = gridForSpace(this.opts.space);
+    const mask = payload.features && keep !== undefined && keep < 1 ? strongestCellsMask(payload.features, grid, keep) : undefined;
+    const bytes = encodeMessage(
+      {
+        agentId: String(input.frame.agentId),
+        agentType: input.type,
+        timestamp: input.frame.timestamp,
+        sequence: this.sequence++,
+        // The pose of the ground-aligned frame the features and boxes were computed in.
+        pose: groundAlignedPose(input.frame),
+        grid,
+        features: payload.features,
+        detections: payload.detections && {
+          boxes: Float32Array.from(payload.detections.flatMap((d) => d.box)),
+          scores: Float32Array.from(payload.detections.map((d) => d.score)),
+        },
+      },
+      { dtype, mask },
+    );
+    addTime(times, 'serialize', now() - t);
+    return bytes;
+  }
+
+  private receive(bytes: Uint8Array, times: StageTimes): DecodedMessage {
+    const t = now();
+    try {
+      return decodeMessage(bytes);
+    } finally {
+      addTime(times, 'deserialize', now() - t);
+    }
+  }
+
+  /**
+   * The sender side: encodes one agent and returns the message it broadcasts. In late fusion the
+   * message carries the agent's own detections instead of features.
+   */
+  async send(input: AgentInput, mode: FusionMode, dtype: FeatureDType, times: StageTimes = {}, keep?: number, scoreThreshold?: number): Promise<Uint8Array> {
+    const features = await this.encode(input, times);
+    if (mode === 'late') {
+      // Senders keep boxes at the ego's score threshold, so late fusion is scored like the others.
+      const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { scoreThreshold }, times);
+      return this.message(input, { detections }, dtype, times);
+    }
+    return this.message(input, { features }, dtype, times, keep);
+  }
+
+  /**
+   * One cooperative frame. `agents` holds every agent of the scene with its type; the one whose
+   * id is `egoId` is the ego. Agents beyond the communication range send nothing the ego uses.
+   * `extraMessages` are bytes received from elsewhere (tests use them for hostile input).
+   */
+  async runFrame(agents: AgentInput[], egoId: number, opts: FrameOptions, extraMessages: Uint8Array[] = []): Promise<FrameResult> {
+    const { space } = this.opts;
+    const dtype = opts.dtype ?? 'float32';
+    const times: StageTimes = {};
+    const ego = agents.find((a) => a.frame.agentId === egoId);
+    if (!ego) throw new Error(`runFrame: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
+    const skipped: FrameResult['skipped'] = [];
+    const messageBytes: FrameResult['messageBytes'] = [];
+    const received: Uint8Array[] = [];
+    if (opts.mode !== 'none') {
+      for (const a of agents) {
+        if (a === ego) continue;
+        const d = distance(ego, a);
+        if (d > space.commRange) {
+          skipped.push({ id: a.frame.agentId, reason: `out of communication range (${d.toFixed(1)} m > ${space.commRange} m)` });
+          continue;
+        }
+        const bytes = await this.send(a, opts.mode, dtype, times, opts.keep, opts.scoreThreshold);
+        messageBytes.push({ id: a.frame.agentId, bytes: bytes.length });
+        received.push(bytes);
+      }
+      received.push(...extraMessages);
+    }
+    return this.egoPass(ego, received, opts, { times, skipped, messageBytes });
+  }
+
+  /**
+   * What the ego fuses in a dense float32 frame, without the wire (whose float32 encoding is
+   * lossless): the ego's and its in-range partners' features, ego first, with the poses and types
+   * that go with them. heal calibrate encodes each scene once and fuses it under many trusts.
+   */
+  async encodeScene(agents: AgentInput[], egoId: number): Promise<{ features: Float32Array[]; poses: Float64Array[]; types: string[] }> {
+    const ego = agents.find((a) => a.frame.agentId === egoId);
+    if (!ego) throw new Error(`encodeScene: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
+    const used = [ego, ...agents.filter((a) => a !== ego && distance(ego, a) <= this.opts.space.commRange)];
+    const features: Float32Array[] = [];
+    for (const a of used) features.push(await this.encode(a));
+    return { features, poses: used.map((a) => groundAlignedPose(a.frame)), types: used.map((a) => a.type) };
+  }
+
+  /** The ego side: decode and validate what was received, then fuse (or merge boxes) and detect. */
+  async egoPass(
+    ego: AgentInput,
+    received: Uint8Array[],
+    opts: FrameOptions,
+    acc: { times: StageTimes; skipped: FrameResult['skipped']; messageBytes: FrameResult['messageBytes'] } = { times: {}, skipped: [], messageBytes: [] },
+  ): Promise<FrameResult> {
+    const { times, skipped, messageBytes } = acc;
+    const egoId = ego.frame.agentId;
+    const used = [{ id: egoId, type: ego.type }];
+    const messages: DecodedMessage[] = [];
+    for (const bytes of received) {
+      try {
+        const msg = this.receive(bytes, times);
+        if (msg.agentId === String(egoId)) throw new Error(`message claims to come from the ego (${egoId})`);
+        messages.push(msg);
+      } catch (err) {
+        skipped.push({ id: NaN, reason: `rejected message: ${(err as Error).message}` });
+      }
+    }
+    const egoFeatures = await this.encode(ego, times);
+    const egoPose = groundAlignedPose(ego.frame);
+    let detections: Detection[];
+    let occupancy: HostTensor[] = [];
+    if (opts.mode === 'late') {
+      const all = this.decode(await this.fuse([egoFeatures], [egoPose], times), opts, times);
+      const egoFromWorld = invert(egoPose);
+      for (const msg of messages) {
+        used.push({ id: Number(msg.agentId), type: msg.agentType });
+        const egoFromAgent = multiply(egoFromWorld, msg.pose);
+        const boxes = msg.detections?.boxes ?? new Float32Array(0);
+        const scores = msg.detections?.scores ?? new Float32Array(0);
+        for (let i = 0; i < scores.length; i++) {
+          const box = transformBox(Array.from(boxes.subarray(i * 7, i * 7 + 7)) as Box7, egoFromAgent);
+          // The ego's own boxes were kept inside its range when decoded; a partner's are kept by the same rule.
+          if (cornersInRange(boxToCorners(box), this.opts.space.range)) all.push({ box, score: scores[i] });
+        }
+      }
+      const t = now();
+      const keep = nmsRotated(all.map((d) => bevFromCorners(boxToCorners(d.box))), all.map((d) => d.score), opts.nmsThreshold ?? 0.15);
+      detections = keep.map((i) => all[i]);
+      addTime(times, 'decode+nms', now() - t);
+    } else {
+      const features = [egoFeatures];
+      const poses = [egoPose];
+      const sent: (Uint8Array | undefined)[] = [undefined];
+      const trust = [this.trustOf(ego.type)];
+      for (const msg of messages) {
+        if (!msg.features) {
+          skipped.push({ id: Number(msg.agentId), reason: 'message has no features (intermediate fusion needs them)' });
+          continue;
+        }
+        features.push(msg.features);
+        poses.push(msg.pose);
+        sent.push(msg.mask);
+        trust.push(this.trustOf(msg.agentType));
+        used.push({ id: Number(msg.agentId), type: msg.agentType });
+      }
+      const out = await this.fuse(features, poses, times, sent, trust);
+      occupancy = Object.keys(out).filter((k) => /^occ\d+$/.test(k)).sort().map((k) => out[k]);
+      detections = this.decode(out, opts, times);
+    }
+    return { egoId, mode: opts.mode, detections, used, skipped, messageBytes, occupancy, times, provider: this.provider };
+  }
+
+  /** Decodes and validates a message the ego received from outside (e.g. over a network). */
+  static inspectMessage(bytes: Uint8Array) {
+    return { message: decodeMessage(bytes), size: messageWireSize(bytes) };
+  }
+}
