@@ -28,14 +28,20 @@ export async function world(): Promise<string> {
   if (!(await exists(stamp))) {
     await fs.rm(WORLD, { recursive: true, force: true });
     await generateDataset({
-      out: WORLD, scenarios: 3, frames: 1, seed: SEED, camera: { width: 400, height: 300 }, splits: ['test'], jobs: 1,
-      pcdFormat: 'ascii', shadows: true,
+      out: WORLD,
+      scenarios: 3,
+      frames: 1,
+      seed: SEED,
+      camera: { width: 400, height: 300 },
+      splits: ['test'],
+      jobs: 1,
+      pcdFormat: 'ascii',
+      shadows: true,
     });
     await fs.writeFile(stamp, `${SEED} test`);
   }
   return WORLD;
 }
-
 
 export async function run(): Promise<Record<string, number | string>> {
   const ds = await openDataset(await world());
@@ -46,7 +52,11 @@ export async function run(): Promise<Record<string, number | string>> {
     const type = registry.get(TYPES[i % TYPES.length]);
     agents.push({ frame: await ds.readAgentFrame(ref, id, { lidar: type.sensor.lidar ?? 64, images: type.modality === 'camera' }), type: type.name });
   }
-  const out: Record<string, number | string> = { agents_in_scene: agents.length, profile: SMALL_SPACE.name, types: agents.map((a) => `${a.frame.agentId}:${a.type}`).join(' ') };
+  const out: Record<string, number | string> = {
+    agents_in_scene: agents.length,
+    profile: SMALL_SPACE.name,
+    types: agents.map((a) => `${a.frame.agentId}:${a.type}`).join(' '),
+  };
 
   const devices: Device[] = ['cpu'];
   const gpuMissing = await webgpuMissingReason();
@@ -80,8 +90,13 @@ export async function run(): Promise<Record<string, number | string>> {
   const sender = agents[1] ?? agents[0];
   const features = await pipeline.encode(sender);
   const base = {
-    agentId: String(sender.frame.agentId), agentType: sender.type, timestamp: sender.frame.timestamp, sequence: 0,
-    pose: sender.frame.lidarPose, grid: gridForSpace(SMALL_SPACE), features,
+    agentId: String(sender.frame.agentId),
+    agentType: sender.type,
+    timestamp: sender.frame.timestamp,
+    sequence: 0,
+    pose: sender.frame.lidarPose,
+    grid: gridForSpace(SMALL_SPACE),
+    features,
   };
   for (const dtype of ['float32', 'float16', 'int8'] as FeatureDType[]) {
     out[`message.${dtype}_bytes`] = encodeMessage(base, { dtype }).length;

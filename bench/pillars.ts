@@ -7,12 +7,10 @@ import { pillarConfigForSpace, pillarize } from '../perception/pillars.ts';
 import { HEAL_SPACE, SMALL_SPACE, type SharedSpace } from '../perception/space.ts';
 import { timeIt } from './timing.ts';
 
-
-
 /** A deterministic 64-beam sweep: ground at z = −1.8 m, walls 20–80 m away, range noise. */
 function syntheticScan(numPoints: number, seed = 1): Float32Array {
   let s = seed >>> 0;
-  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  const rand = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
   const beams = 64;
   const steps = Math.ceil(numPoints / beams);
   const out = new Float32Array(numPoints * 4);
@@ -40,7 +38,9 @@ function pillarizeWithMap(points: Float32Array, space: SharedSpace, maxPoints: n
   const W = Math.round((xmax - xmin) / vx);
   const cells = new Map<number, number[]>();
   for (let i = 0; i < points.length / 4; i++) {
-    const x = points[i * 4], y = points[i * 4 + 1], z = points[i * 4 + 2];
+    const x = points[i * 4],
+      y = points[i * 4 + 1],
+      z = points[i * 4 + 2];
     if (!(x > xmin && x < xmax && y > ymin && y < ymax && z > zmin && z < zmax)) continue;
     const cell = Math.floor((y - ymin) / vy) * W + Math.floor((x - xmin) / vx);
     let list = cells.get(cell);
@@ -52,7 +52,8 @@ function pillarizeWithMap(points: Float32Array, space: SharedSpace, maxPoints: n
   for (const [cell, list] of cells) {
     const mean = [0, 0, 0];
     for (const i of list) for (let d = 0; d < 3; d++) mean[d] += points[i * 4 + d] / list.length;
-    const xc = xmin + ((cell % W) + 0.5) * vx, yc = ymin + (Math.floor(cell / W) + 0.5) * vy;
+    const xc = xmin + ((cell % W) + 0.5) * vx,
+      yc = ymin + (Math.floor(cell / W) + 0.5) * vy;
     list.forEach((i, s) => {
       const pt = Array.from(points.subarray(i * 4, i * 4 + 4));
       const row = [...pt, pt[0] - mean[0], pt[1] - mean[1], pt[2] - mean[2], pt[0] - xc, pt[1] - yc, pt[2] - (zmin + space.voxel[2] / 2)];
@@ -82,7 +83,7 @@ export async function run(): Promise<Record<string, number | string>> {
   // [P, 32, 10] feature array itself (tens of MB) dominates.
   const uniform = new Float32Array(100_000 * 4);
   let s = 7;
-  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  const rand = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
   for (let i = 0; i < 100_000; i++) uniform.set([(rand() - 0.5) * 200, (rand() - 0.5) * 200, -1, 0.5], i * 4);
   const healCfg = pillarConfigForSpace(HEAL_SPACE, { maskEgo: true });
   out.heal_uniform_pillars = pillarize(uniform, healCfg).numPillars;

@@ -10,8 +10,6 @@ import { rngFor } from '../datasets/rng.ts';
 import { encodePcd } from '../datasets/pcd.ts';
 import { timeIt } from './timing.ts';
 
-
-
 export async function run(): Promise<Record<string, number | string>> {
   const out: Record<string, number | string> = {};
   let t0 = performance.now();

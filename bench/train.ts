@@ -32,7 +32,17 @@ export async function run(): Promise<Record<string, number | string>> {
     const net = StageOne.initial(models, 0);
     const opt = new NamedAdam(2e-3);
     const rng = new TrainRng(1);
-    const opts = { space: models.space, network: models.network, anchors: net.anchors, levels: net.levels, rng, augment: true, maxAgents: 3, lidar: 64 as const, images: false };
+    const opts = {
+      space: models.space,
+      network: models.network,
+      anchors: net.anchors,
+      levels: net.levels,
+      rng,
+      augment: true,
+      maxAgents: 3,
+      lidar: 64 as const,
+      images: false,
+    };
     const step = async () => {
       const t0 = performance.now();
       sample = await loadSample(ds, ref, opts);

@@ -16,7 +16,9 @@ const BENCHES: Record<string, string> = {
 
 export async function run(args: string[]): Promise<number> {
   if (args.includes('--help')) {
-    console.log(`usage: heal bench [NAME ...] [--out FILE]\n\nWrites bench/results/latest.json (all) or bench/results/NAME.json (some).\nbenchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)`);
+    console.log(
+      `usage: heal bench [NAME ...] [--out FILE]\n\nWrites bench/results/latest.json (all) or bench/results/NAME.json (some).\nbenchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)`,
+    );
     return 0;
   }
   const outIdx = args.indexOf('--out');

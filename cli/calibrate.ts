@@ -38,10 +38,19 @@ export function parseCalibrateArgs(args: string[]): Omit<CalibrateOptions, 'log'
   const { values } = parseArgs({
     args,
     options: {
-      data: { type: 'string' }, weights: { type: 'string', multiple: true }, out: { type: 'string' }, types: { type: 'string' },
-      base: { type: 'string' }, split: { type: 'string' }, grid: { type: 'string' }, limit: { type: 'string' },
-      device: { type: 'string' }, profile: { type: 'string' }, 'types-dir': { type: 'string', multiple: true },
-      'score-threshold': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      data: { type: 'string' },
+      weights: { type: 'string', multiple: true },
+      out: { type: 'string' },
+      types: { type: 'string' },
+      base: { type: 'string' },
+      split: { type: 'string' },
+      grid: { type: 'string' },
+      limit: { type: 'string' },
+      device: { type: 'string' },
+      profile: { type: 'string' },
+      'types-dir': { type: 'string', multiple: true },
+      'score-threshold': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return 'help';
@@ -74,7 +83,10 @@ export function parseCalibrateArgs(args: string[]): Omit<CalibrateOptions, 'log'
 
 export async function run(args: string[]): Promise<number> {
   const parsed = parseCalibrateArgs(args);
-  if (parsed === 'help') { console.log(USAGE); return 0; }
+  if (parsed === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
   const { record, weightsFile, recordFile, pageFile } = await calibrate({
     ...parsed,
     log: (line) => console.error(line),

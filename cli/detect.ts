@@ -42,14 +42,29 @@ export async function run(args: string[]): Promise<number> {
     args,
     allowPositionals: true,
     options: {
-      scenario: { type: 'string' }, frame: { type: 'string' }, limit: { type: 'string' }, ego: { type: 'string' },
-      types: { type: 'string' }, fusion: { type: 'string' }, dtype: { type: 'string' }, device: { type: 'string' },
-      profile: { type: 'string' }, weights: { type: 'string' }, 'types-dir': { type: 'string', multiple: true },
-      json: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      scenario: { type: 'string' },
+      frame: { type: 'string' },
+      limit: { type: 'string' },
+      ego: { type: 'string' },
+      types: { type: 'string' },
+      fusion: { type: 'string' },
+      dtype: { type: 'string' },
+      device: { type: 'string' },
+      profile: { type: 'string' },
+      weights: { type: 'string' },
+      'types-dir': { type: 'string', multiple: true },
+      json: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) { console.log(USAGE); return 0; }
-  if (positionals.length !== 1) { console.error(USAGE); return 2; }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    console.error(USAGE);
+    return 2;
+  }
   const mode = (values.fusion ?? 'intermediate') as FusionMode;
   if (!['intermediate', 'late', 'none'].includes(mode)) throw new Error(`--fusion must be intermediate, late or none (got "${values.fusion}")`);
   const dtype = (values.dtype ?? 'float32') as FeatureDType;
@@ -61,7 +76,10 @@ export async function run(args: string[]): Promise<number> {
 
   const space = spaceByName(values.profile ?? 'small');
   const registry = await loadRegistry(values['types-dir'] ?? []);
-  const typeCycle = (values.types ?? 'm1,m2,m3,m4').split(',').map((s) => s.trim()).filter(Boolean);
+  const typeCycle = (values.types ?? 'm1,m2,m3,m4')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const t of typeCycle) registry.profile(t, space.name);
 
   const ds = await openDataset(positionals[0]);
@@ -75,7 +93,8 @@ export async function run(args: string[]): Promise<number> {
   const bar = frames.length > 1 ? progress('detect', frames.length) : undefined;
   for (const ref of frames) {
     const egoId = values.ego !== undefined ? Number(values.ego) : ref.agentIds[0];
-    if (!ref.agentIds.includes(egoId)) throw new Error(`--ego ${values.ego}: no such agent in ${ref.scenario} ${ref.timestamp} (agents: ${ref.agentIds.join(', ')})`);
+    if (!ref.agentIds.includes(egoId))
+      throw new Error(`--ego ${values.ego}: no such agent in ${ref.scenario} ${ref.timestamp} (agents: ${ref.agentIds.join(', ')})`);
     const order = [egoId, ...ref.agentIds.filter((a) => a !== egoId)];
     const inputs: AgentInput[] = [];
     for (const [i, id] of order.entries()) {
@@ -119,7 +138,9 @@ function printResult(r: FrameResult, ref: FrameRef): void {
   console.log(`\n${ref.split}/${ref.scenario} ${ref.timestamp}: ego ${r.egoId}, ${r.mode} fusion`);
   for (const u of r.used) {
     const sent = r.messageBytes.find((m) => m.id === u.id);
-    console.log(`  agent ${String(u.id).padStart(6)}  type ${u.type}${u.id === r.egoId ? '  (ego)' : `  sent ${sent ? `${(sent.bytes / 1024).toFixed(1)} KiB` : '-'}`}`);
+    console.log(
+      `  agent ${String(u.id).padStart(6)}  type ${u.type}${u.id === r.egoId ? '  (ego)' : `  sent ${sent ? `${(sent.bytes / 1024).toFixed(1)} KiB` : '-'}`}`,
+    );
   }
   for (const s of r.skipped) console.log(`  agent ${String(s.id).padStart(6)}  skipped: ${s.reason}`);
   console.log(`  ${r.detections.length} detections in the ego frame${r.detections.length ? ':' : ''}`);
@@ -127,6 +148,8 @@ function printResult(r: FrameResult, ref: FrameRef): void {
     console.log(`    score ${d.score.toFixed(3)}  [${d.box.map((v) => v.toFixed(2)).join(', ')}]`);
   }
   if (r.detections.length > 10) console.log(`    ... ${r.detections.length - 10} more`);
-  const stages = Object.entries(r.times).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ');
+  const stages = Object.entries(r.times)
+    .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
+    .join(', ');
   console.log(`  times: ${stages}`);
 }

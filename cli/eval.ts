@@ -53,7 +53,10 @@ export function numberList(text: string, flag: string): number[] {
 }
 
 export function list(text: string): string[] {
-  return text.split(',').map((s) => s.trim()).filter(Boolean);
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export function parseEvalArgs(args: string[]): { options: Omit<EvalOptions, 'log' | 'progress'>; randomWeightsReason?: string } | 'help' {
@@ -61,12 +64,29 @@ export function parseEvalArgs(args: string[]): { options: Omit<EvalOptions, 'log
     args,
     allowPositionals: true,
     options: {
-      data: { type: 'string' }, split: { type: 'string' }, types: { type: 'string' }, combos: { type: 'string' },
-      fusion: { type: 'string' }, dtype: { type: 'string' }, dtypes: { type: 'string' }, sparsity: { type: 'string' },
-      device: { type: 'string' }, profile: { type: 'string' }, weights: { type: 'string' }, 'random-weights': { type: 'boolean' }, trust: { type: 'string' },
-      'types-dir': { type: 'string', multiple: true }, 'pose-noise': { type: 'string' }, latency: { type: 'string' },
-      drop: { type: 'string' }, seed: { type: 'string' }, 'score-threshold': { type: 'string' }, limit: { type: 'string' },
-      out: { type: 'string' }, mcap: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      data: { type: 'string' },
+      split: { type: 'string' },
+      types: { type: 'string' },
+      combos: { type: 'string' },
+      fusion: { type: 'string' },
+      dtype: { type: 'string' },
+      dtypes: { type: 'string' },
+      sparsity: { type: 'string' },
+      device: { type: 'string' },
+      profile: { type: 'string' },
+      weights: { type: 'string' },
+      'random-weights': { type: 'boolean' },
+      trust: { type: 'string' },
+      'types-dir': { type: 'string', multiple: true },
+      'pose-noise': { type: 'string' },
+      latency: { type: 'string' },
+      drop: { type: 'string' },
+      seed: { type: 'string' },
+      'score-threshold': { type: 'string' },
+      limit: { type: 'string' },
+      out: { type: 'string' },
+      mcap: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return 'help';
@@ -75,7 +95,10 @@ export function parseEvalArgs(args: string[]): { options: Omit<EvalOptions, 'log
   if (positionals.length > (values.data ? 0 : 1)) throw new Error(`unexpected argument "${positionals[values.data ? 0 : 1]}"`);
   if (values.types && values.combos) throw new Error('give --types or --combos, not both');
   const combos = values.combos
-    ? values.combos.split(';').map(list).filter((c) => c.length)
+    ? values.combos
+        .split(';')
+        .map(list)
+        .filter((c) => c.length)
     : [list(values.types ?? 'm1,m2,m3,m4')];
   if (values.dtype && values.dtypes) throw new Error('give --dtype or --dtypes, not both');
   const dtypes = list(values.dtype ?? values.dtypes ?? 'float32') as FeatureDType[];
@@ -144,7 +167,9 @@ export function printSummary(report: EvalReport): void {
     console.log(formatLatency(main));
   }
   console.log('');
-  console.log(`frames: ${report.frames.evaluated} evaluated, ${report.frames.failed} skipped, of ${report.frames.total}; ${report.seconds.toFixed(1)} s (${report.msPerFrame.toFixed(0)} ms per collaborative pass)`);
+  console.log(
+    `frames: ${report.frames.evaluated} evaluated, ${report.frames.failed} skipped, of ${report.frames.total}; ${report.seconds.toFixed(1)} s (${report.msPerFrame.toFixed(0)} ms per collaborative pass)`,
+  );
   for (const f of report.failures) console.log(`  skipped ${f.split}/${f.scenario} ${f.timestamp}: ${f.reason}`);
   console.log(`execution provider: ${report.provider}${report.fallbackReason ? ` (${report.fallbackReason})` : ''}`);
   console.log(`weights: ${report.run.weights ?? 'seeded random (the AP values mean nothing)'}`);
@@ -162,7 +187,10 @@ export function shownPath(p: string): string {
 
 export async function run(args: string[]): Promise<number> {
   const parsed = parseEvalArgs(args);
-  if (parsed === 'help') { console.log(USAGE); return 0; }
+  if (parsed === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
   const { options, randomWeightsReason } = parsed;
   if (randomWeightsReason) console.warn(`heal eval: warning: seeded random weights (${randomWeightsReason}): AP values mean nothing`);
   const report = await evaluate({

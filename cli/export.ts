@@ -28,15 +28,29 @@ export async function run(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      weights: { type: 'string', multiple: true }, out: { type: 'string' }, types: { type: 'string' }, profile: { type: 'string' },
-      record: { type: 'string', multiple: true }, eval: { type: 'string' }, 'types-dir': { type: 'string', multiple: true },
+      weights: { type: 'string', multiple: true },
+      out: { type: 'string' },
+      types: { type: 'string' },
+      profile: { type: 'string' },
+      record: { type: 'string', multiple: true },
+      eval: { type: 'string' },
+      'types-dir': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) { console.log(USAGE); return 0; }
-  if (!values.weights?.length || !values.out) { console.error(USAGE); return 2; }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (!values.weights?.length || !values.out) {
+    console.error(USAGE);
+    return 2;
+  }
   const registry = await loadRegistry(values['types-dir'] ?? []);
-  const types = (values.types ?? 'm1,m2,m3,m4').split(',').map((s) => s.trim()).filter(Boolean);
+  const types = (values.types ?? 'm1,m2,m3,m4')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const result = await exportModels({
     weightsFiles: values.weights.map((w) => path.resolve(w)),
     out: path.resolve(values.out),

@@ -4,9 +4,7 @@ import { parseArgs } from 'node:util';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import type { PcdDataFormat } from '../datasets/pcd.ts';
-import {
-  type GenerateOptions, SPLITS, type Split, defaultJobs, generateDataset, nonEmptyDir, splitCounts,
-} from '../datasets/synthetic/generate.ts';
+import { type GenerateOptions, SPLITS, type Split, defaultJobs, generateDataset, nonEmptyDir, splitCounts } from '../datasets/synthetic/generate.ts';
 import { progress } from './progress.ts';
 
 const USAGE = `usage: heal generate --out DIR [options]
@@ -73,7 +71,7 @@ export async function run(args: string[]): Promise<number> {
   const cams = opts.camera ? `cameras ${opts.camera.width}x${opts.camera.height}` : 'no cameras';
   console.error(`heal generate: ${shown} scenarios x ${opts.frames} frames, seed ${opts.seed}, ${cams}, ${opts.jobs} worker(s) -> ${opts.out}`);
   let bar: ReturnType<typeof progress> | undefined;
-  const summary = await generateDataset(opts, (done, total, ev) => {
+  const summary = await generateDataset(opts, (_done, total, ev) => {
     bar ??= progress('generate', total);
     bar.tick(1, { scenario: `${ev.split}/${ev.scenario}`, agent: ev.agent });
   });
@@ -81,7 +79,7 @@ export async function run(args: string[]): Promise<number> {
   const agentFrames = summary.agentFrames;
   console.log(
     `wrote ${summary.scenarios.length} scenarios, ${agentFrames} agent-frames to ${opts.out} in ${summary.seconds.toFixed(1)} s ` +
-    `(${agentFrames ? Math.round(summary.points64 / agentFrames) : 0} points and ${agentFrames ? (summary.visibleBoxes / agentFrames).toFixed(1) : 0} visible vehicles per 64-beam scan)`,
+      `(${agentFrames ? Math.round(summary.points64 / agentFrames) : 0} points and ${agentFrames ? (summary.visibleBoxes / agentFrames).toFixed(1) : 0} visible vehicles per 64-beam scan)`,
   );
   for (const s of summary.scenarios) console.log(`  ${s.split}/${s.name}: agents ${s.agents.join(', ')}`);
   return 0;
@@ -128,7 +126,10 @@ function parseOptions(args: string[]): { opts: GenerateOptions; overwrite: boole
   if (values['no-cameras']) camera = null;
   let splits: Split[] = [...SPLITS];
   if (values.splits !== undefined) {
-    const names = values.splits.split(',').map((s) => s.trim()).filter(Boolean);
+    const names = values.splits
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     for (const n of names) {
       if (!(SPLITS as readonly string[]).includes(n)) throw new UsageError(`--splits: unknown split "${n}" (have ${SPLITS.join(', ')})`);
     }

@@ -161,7 +161,7 @@ async function writePicture(ds: Dataset, ref: FrameRef, opts: Options, io: Inspe
     const s = await writeTopDown(file, ds, ref, { egoId, lidar: opts.lidar, rangeM });
     io.out(
       `wrote ${file}: top-down view of ${where(ref)} ${ref.timestamp}, ego ${s.egoId}, ` +
-      `${s.agents} agents (${s.agentsInRange} within comm range), ${s.points} points, ${s.boxes} GT boxes, ±${rangeM} m\n`,
+        `${s.agents} agents (${s.agentsInRange} within comm range), ${s.points} points, ${s.boxes} GT boxes, ±${rangeM} m\n`,
     );
     return 0;
   } catch (err) {
@@ -208,17 +208,19 @@ async function inspectJson(ds: Dataset, frames: FrameRef[], opts: Options, io: I
       bad++;
       say('err', `bad frame ${where(ref)} ${ref.timestamp}: ${read.message}\n`);
     } else {
-      const lines = read.map((f) => JSON.stringify({
-        split: f.split,
-        scenario: f.scenario,
-        agent: f.agentId,
-        type: f.kind,
-        timestamp: f.timestamp,
-        lidarFile: f.lidarFile,
-        lidarPose: mat4ToRows(f.lidarPose),
-        points: f.points.length / 4,
-        boxes: f.boxes.map((b) => (b.label === undefined ? { id: b.id, box: b.box } : { id: b.id, label: b.label, box: b.box })),
-      }));
+      const lines = read.map((f) =>
+        JSON.stringify({
+          split: f.split,
+          scenario: f.scenario,
+          agent: f.agentId,
+          type: f.kind,
+          timestamp: f.timestamp,
+          lidarFile: f.lidarFile,
+          lidarPose: mat4ToRows(f.lidarPose),
+          points: f.points.length / 4,
+          boxes: f.boxes.map((b) => (b.label === undefined ? { id: b.id, box: b.box } : { id: b.id, label: b.label, box: b.box })),
+        }),
+      );
       say('out', lines.join('\n') + '\n');
     }
     bar?.tick();
@@ -231,11 +233,18 @@ async function inspectTable(ds: Dataset, frames: FrameRef[], opts: Options, io: 
   const t0 = Date.now();
   const { bar, say } = startProgress(frames.length, io);
   const scenarios = new Map(ds.scenarios().map((s) => [where({ split: s.split, scenario: s.name }), s]));
-  let bad = 0, agentFrames = 0, pointSum = 0, boxSum = 0, coopSum = 0;
+  let bad = 0,
+    agentFrames = 0,
+    pointSum = 0,
+    boxSum = 0,
+    coopSum = 0;
   const seenScenarios = new Set<string>();
 
-  say('out', `dataset ${ds.format} at ${ds.root}: ${scenarios.size} scenarios, ${ds.frames().length} frames` +
-    `${frames.length < ds.frames().length ? ` (reading ${frames.length})` : ''}\n`);
+  say(
+    'out',
+    `dataset ${ds.format} at ${ds.root}: ${scenarios.size} scenarios, ${ds.frames().length} frames` +
+      `${frames.length < ds.frames().length ? ` (reading ${frames.length})` : ''}\n`,
+  );
 
   let i = 0;
   while (i < frames.length) {
@@ -246,8 +255,11 @@ async function inspectTable(ds: Dataset, frames: FrameRef[], opts: Options, io: 
     const info = scenarios.get(key);
     const agents: AgentInfo[] = info?.agents ?? [];
     const lines: string[] = [];
-    lines.push('', `${key}: ${agents.length} agents, ${info?.timestamps.length ?? group.length} timestamps` +
-      `${info && group.length < info.timestamps.length ? ` (showing ${group.length})` : ''}`);
+    lines.push(
+      '',
+      `${key}: ${agents.length} agents, ${info?.timestamps.length ?? group.length} timestamps` +
+        `${info && group.length < info.timestamps.length ? ` (showing ${group.length})` : ''}`,
+    );
     for (const a of agents) lines.push(`  agent ${String(a.id).padStart(6)}  ${a.kind.padEnd(7)}  ${compactSensors(a.sensors)}`);
 
     const colW = Math.max(13, ...agents.map((a) => String(a.id).length + 12));
@@ -291,8 +303,8 @@ async function inspectTable(ds: Dataset, frames: FrameRef[], opts: Options, io: 
   const mean = (s: number, n: number) => (n > 0 ? (s / n).toFixed(1) : '-');
   io.out(
     `\nsummary: ${seenScenarios.size} scenarios, ${frames.length} frames read, ${bad} bad; ` +
-    `${agentFrames} agent-frames, mean ${mean(pointSum, agentFrames)} points and ${mean(boxSum, agentFrames)} boxes per agent-frame, ` +
-    `mean ${mean(coopSum, good)} cooperative boxes per frame; ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
+      `${agentFrames} agent-frames, mean ${mean(pointSum, agentFrames)} points and ${mean(boxSum, agentFrames)} boxes per agent-frame, ` +
+      `mean ${mean(coopSum, good)} cooperative boxes per frame; ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
   );
   return finish(frames.length, bad, io);
 }

@@ -9,7 +9,7 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
   view: { module: './view.ts', summary: 'three.js viewer of fused scenes in the browser' },
   train: { module: './train.ts', summary: 'stage 1: train the base agent type with the pyramid fusion and head' },
   align: { module: './align.ts', summary: 'stage 2: backward-align a new agent type to the frozen fusion and head' },
-  calibrate: { module: './calibrate.ts', summary: 'fit each agent type\'s fusion trust on a training split' },
+  calibrate: { module: './calibrate.ts', summary: "fit each agent type's fusion trust on a training split" },
   export: { module: './export.ts', summary: 'write ONNX files and a manifest from trained weights' },
   start: { module: './start.ts', summary: 'the default job (what `npm start` runs)' },
   bench: { module: './bench.ts', summary: 'benchmarks; figures go to bench/results/' },
@@ -31,7 +31,7 @@ if (!entry) {
   process.exit(2);
 }
 try {
-  const mod = (await import(entry.module)) as { run(args: string[]): Promise<number | void> };
+  const mod = (await import(entry.module)) as { run(args: string[]): Promise<number | undefined> };
   const code = await mod.run(rest);
   process.exitCode = typeof code === 'number' ? code : 0;
 } catch (err) {

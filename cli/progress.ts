@@ -22,7 +22,11 @@ export function progress(label: string, total: number): Progress {
     bar.start(total, 0, { info: '' });
     return {
       tick(n = 1, info) {
-        const text = info ? Object.entries(info).map(([k, v]) => `${k} ${v}`).join(' ') : '';
+        const text = info
+          ? Object.entries(info)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(' ')
+          : '';
         bar.increment(n, { info: text });
       },
       stop() {
@@ -41,7 +45,12 @@ export function progress(label: string, total: number): Progress {
         lastPct = pct;
         const elapsed = (Date.now() - t0) / 1000;
         const eta = done > 0 ? (elapsed / done) * (total - done) : 0;
-        const text = info ? ' ' + Object.entries(info).map(([k, v]) => `${k} ${v}`).join(' ') : '';
+        const text = info
+          ? ' ' +
+            Object.entries(info)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(' ')
+          : '';
         process.stderr.write(`${label} ${done}/${total} (${pct}%) elapsed ${elapsed.toFixed(1)}s ETA ${eta.toFixed(1)}s${text}\n`);
       }
     },

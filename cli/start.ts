@@ -55,8 +55,19 @@ It prints the AP table and where the HTML report is, and how to open the run in 
   const { evaluate } = await import('../eval/evaluate.ts');
   const { progress } = await import('./progress.ts');
   const parsed = parseEvalArgs([
-    '--data', dir, '--split', 'test', '--combos', START_EVAL.combos, '--fusion', START_EVAL.fusion,
-    '--dtypes', START_EVAL.dtypes, '--sparsity', START_EVAL.sparsity, ...args,
+    '--data',
+    dir,
+    '--split',
+    'test',
+    '--combos',
+    START_EVAL.combos,
+    '--fusion',
+    START_EVAL.fusion,
+    '--dtypes',
+    START_EVAL.dtypes,
+    '--sparsity',
+    START_EVAL.sparsity,
+    ...args,
   ]);
   if (parsed === 'help') return 0;
   if (parsed.randomWeightsReason) {

@@ -21,7 +21,11 @@ import { egoNetworkFor } from '../fusion/pipeline.ts';
 async function alignmentCost(align: { type: string; base: string; typesDirs: string[] }, wallSeconds: number, steps: number) {
   const registry = await loadRegistry(align.typesDirs);
   const space = SMALL_SPACE;
-  const count = (names: string[]) => names.reduce((s, n) => s + agentNetwork(registry.profile(n, space.name).network, space).params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0), 0);
+  const count = (names: string[]) =>
+    names.reduce(
+      (s, n) => s + agentNetwork(registry.profile(n, space.name).network, space).params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),
+      0,
+    );
   const types = [...new Set(['m1', 'm2', 'm3', 'm4', align.type])].filter((n) => registry.types.has(n));
   const trainableParams = count([align.type]);
   const fusionParams = egoNetworkFor(space).params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
@@ -81,19 +85,50 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
   const { values } = parseArgs({
     args,
     options: {
-      data: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, lr: { type: 'string' },
-      seed: { type: 'string' }, 'max-agents': { type: 'string' }, 'no-augment': { type: 'boolean' },
-      'val-every': { type: 'string' }, 'val-frames': { type: 'string' }, 'checkpoint-every': { type: 'string' },
-      resume: { type: 'boolean' }, backend: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      ...(command === 'align' ? { type: { type: 'string' }, base: { type: 'string' }, 'types-dir': { type: 'string', multiple: true }, 'depth-weight': { type: 'string' } } as const : {}),
+      data: { type: 'string' },
+      out: { type: 'string' },
+      steps: { type: 'string' },
+      lr: { type: 'string' },
+      seed: { type: 'string' },
+      'max-agents': { type: 'string' },
+      'no-augment': { type: 'boolean' },
+      'val-every': { type: 'string' },
+      'val-frames': { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      resume: { type: 'boolean' },
+      backend: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      ...(command === 'align'
+        ? ({ type: { type: 'string' }, base: { type: 'string' }, 'types-dir': { type: 'string', multiple: true }, 'depth-weight': { type: 'string' } } as const)
+        : {}),
     },
   });
-  if (values.help) { console.log(usage); return 0; }
+  if (values.help) {
+    console.log(usage);
+    return 0;
+  }
   const alignType = (values as { type?: string }).type;
   const alignBase = (values as { base?: string }).base;
-  const missing = [['data', values.data], ['out', values.out], ...(command === 'align' ? [['type', alignType], ['base', alignBase]] : [])].filter(([, v]) => !v).map(([k]) => `--${k}`);
-  if (missing.length || !values.data || !values.out) { console.error(`heal ${command}: missing ${missing.join(', ')}\n\n${usage}`); return 2; }
-  const align = command === 'align' ? { type: alignType!, base: path.resolve(alignBase!), typesDirs: (values as { 'types-dir'?: string[] })['types-dir'] ?? [] } : undefined;
+  const missing = [
+    ['data', values.data],
+    ['out', values.out],
+    ...(command === 'align'
+      ? [
+          ['type', alignType],
+          ['base', alignBase],
+        ]
+      : []),
+  ]
+    .filter(([, v]) => !v)
+    .map(([k]) => `--${k}`);
+  if (missing.length || !values.data || !values.out) {
+    console.error(`heal ${command}: missing ${missing.join(', ')}\n\n${usage}`);
+    return 2;
+  }
+  const align =
+    command === 'align'
+      ? { type: alignType!, base: path.resolve(alignBase!), typesDirs: (values as { 'types-dir'?: string[] })['types-dir'] ?? [] }
+      : undefined;
   const int = (name: string, v: string | undefined, def: number, min = 0) => {
     if (v === undefined) return def;
     const n = Number(v);
@@ -107,18 +142,29 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
   const depthWeight = depthArg === undefined ? DEFAULT_LOSS_WEIGHTS.depth : Number(depthArg);
   if (!(depthWeight >= 0)) throw new Error(`--depth-weight must be a number >= 0 (got "${depthArg}")`);
   const backendPref = (values.backend ?? 'auto') as TrainingBackendPref;
-  if (backendPref !== 'auto' && !TRAINING_BACKENDS.includes(backendPref)) throw new Error(`--backend must be auto, ${TRAINING_BACKENDS.join(', ')} (got "${values.backend}")`);
+  if (backendPref !== 'auto' && !TRAINING_BACKENDS.includes(backendPref))
+    throw new Error(`--backend must be auto, ${TRAINING_BACKENDS.join(', ')} (got "${values.backend}")`);
 
   const backend = await selectTrainingBackend(backendPref, (l) => console.log(l));
   const out = path.resolve(values.out);
   const t0 = Date.now();
-  const log = (l: string) => { if (bar) process.stderr.write('\n'); console.log(l); };
+  const log = (l: string) => {
+    if (bar) process.stderr.write('\n');
+    console.log(l);
+  };
   let bar: ReturnType<typeof progress> | undefined;
   const recordFile = path.join(out, `${command}.json`);
   if (!values.resume) {
     // Written first, so that a run stopped before its end still says how it was started.
     await fs.mkdir(out, { recursive: true });
-    const start = { command: `heal ${command} ${args.join(' ')}`, data: path.resolve(values.data), seed: int('seed', values.seed, 0), backend: backend.backend, startedAt: new Date(t0).toISOString(), finished: false };
+    const start = {
+      command: `heal ${command} ${args.join(' ')}`,
+      data: path.resolve(values.data),
+      seed: int('seed', values.seed, 0),
+      backend: backend.backend,
+      startedAt: new Date(t0).toISOString(),
+      finished: false,
+    };
     await writeFileAtomic(recordFile, JSON.stringify(start, null, 2) + '\n');
   }
   let first = 0;
@@ -138,8 +184,16 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
     lossWeights: { ...DEFAULT_LOSS_WEIGHTS, depth: depthWeight },
     log,
     onStep: (info) => {
-      if (!bar) { first = info.step - 1; bar = progress(command, steps - first); }
-      bar.tick(1, { loss: info.loss.toFixed(3), ...Object.fromEntries(Object.entries(info.parts).map(([k, v]) => [k, v.toFixed(3)])), step_s: (info.ms / 1000).toFixed(1), agents: info.agents });
+      if (!bar) {
+        first = info.step - 1;
+        bar = progress(command, steps - first);
+      }
+      bar.tick(1, {
+        loss: info.loss.toFixed(3),
+        ...Object.fromEntries(Object.entries(info.parts).map(([k, v]) => [k, v.toFixed(3)])),
+        step_s: (info.ms / 1000).toFixed(1),
+        agents: info.agents,
+      });
     },
   });
   bar?.stop();
@@ -164,7 +218,10 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
     try {
       const before = JSON.parse(await fs.readFile(recordFile, 'utf8')) as Record<string, unknown>;
       const earlier = (before.segments as unknown[] | undefined) ?? [{ ...before, validations: undefined }];
-      record.segments = [...earlier, { command: record.command, resumedFrom: first, steps: result.step, wallSeconds: record.wallSeconds, backend: backend.backend }];
+      record.segments = [
+        ...earlier,
+        { command: record.command, resumedFrom: first, steps: result.step, wallSeconds: record.wallSeconds, backend: backend.backend },
+      ];
       record.totalWallSeconds = (record.segments as { wallSeconds: number }[]).reduce((s, g) => s + g.wallSeconds, 0);
     } catch {
       log(`no earlier ${command}.json in ${out}: this record covers only the resumed part`);
@@ -174,8 +231,13 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
   console.log(`heal ${command}: ${result.step} steps in ${(record.wallSeconds as number).toFixed(0)} s on ${backend.backend}; weights in ${result.checkpoint}`);
   if (align) {
     const c = record as unknown as Awaited<ReturnType<typeof alignmentCost>>;
-    console.log(`heal align: trained ${c.trainableParams.toLocaleString('en')} parameters (${align.type}'s encoder and aligner), ${(100 * c.trainableFraction).toFixed(1)} % of the ${c.endToEndParams.toLocaleString('en')} that end-to-end training of ${c.endToEndTypes.join(', ')} would train`);
-    if (c.baseStepSeconds !== undefined) console.log(`heal align: ${(c.alignStepSeconds).toFixed(2)} s per step, against ${c.baseStepSeconds.toFixed(2)} s per step of the stage-1 run (${c.baseSteps} steps, ${c.baseWallSeconds?.toFixed(0)} s)`);
+    console.log(
+      `heal align: trained ${c.trainableParams.toLocaleString('en')} parameters (${align.type}'s encoder and aligner), ${(100 * c.trainableFraction).toFixed(1)} % of the ${c.endToEndParams.toLocaleString('en')} that end-to-end training of ${c.endToEndTypes.join(', ')} would train`,
+    );
+    if (c.baseStepSeconds !== undefined)
+      console.log(
+        `heal align: ${(c.alignStepSeconds).toFixed(2)} s per step, against ${c.baseStepSeconds.toFixed(2)} s per step of the stage-1 run (${c.baseSteps} steps, ${c.baseWallSeconds?.toFixed(0)} s)`,
+      );
   }
   return 0;
 }

@@ -31,13 +31,25 @@ export async function run(args: string[]): Promise<number> {
     args,
     allowPositionals: true,
     options: {
-      port: { type: 'string' }, host: { type: 'string' }, device: { type: 'string' }, weights: { type: 'string' },
-      'score-threshold': { type: 'string' }, 'max-points': { type: 'string' }, 'random-weights': { type: 'boolean' },
-      'types-dir': { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      device: { type: 'string' },
+      weights: { type: 'string' },
+      'score-threshold': { type: 'string' },
+      'max-points': { type: 'string' },
+      'random-weights': { type: 'boolean' },
+      'types-dir': { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) { console.log(USAGE); return 0; }
-  if (positionals.length !== 1) { console.error(USAGE); return 2; }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    console.error(USAGE);
+    return 2;
+  }
   const port = values.port === undefined ? 8080 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer 0-65535 (got "${values.port}")`);
   const device = (values.device ?? 'auto') as Device;
@@ -54,8 +66,15 @@ export async function run(args: string[]): Promise<number> {
 
   console.log(`heal view: opening ${positionals[0]} ...`);
   const server = await startServer(positionals[0], {
-    port, host: values.host, device, weights: values.weights, randomWeights: values['random-weights'], scoreThreshold, maxPoints,
-    typesDir: values['types-dir'], log: (line) => console.error(line),
+    port,
+    host: values.host,
+    device,
+    weights: values.weights,
+    randomWeights: values['random-weights'],
+    scoreThreshold,
+    maxPoints,
+    typesDir: values['types-dir'],
+    log: (line) => console.error(line),
   });
   const ix = server.source.index;
   const frames = ix.scenarios.reduce((n, s) => n + s.frames.length, 0);

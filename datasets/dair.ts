@@ -124,17 +124,17 @@ export class DairDataset implements Dataset {
     return this.pairs.map((p) => ({
       split: p.split,
       name: p.vehicleId,
-      agents: [
-        agentInfo(VEHICLE_AGENT, 'vehicle', p.vehicleImage),
-        agentInfo(RSU_AGENT, 'rsu', p.infraImage),
-      ],
+      agents: [agentInfo(VEHICLE_AGENT, 'vehicle', p.vehicleImage), agentInfo(RSU_AGENT, 'rsu', p.infraImage)],
       timestamps: [p.vehicleId],
     }));
   }
 
   frames(): FrameRef[] {
     return this.pairs.map((p) => ({
-      split: p.split, scenario: p.vehicleId, timestamp: p.vehicleId, agentIds: [VEHICLE_AGENT, RSU_AGENT],
+      split: p.split,
+      scenario: p.vehicleId,
+      timestamp: p.vehicleId,
+      agentIds: [VEHICLE_AGENT, RSU_AGENT],
     }));
   }
 
@@ -166,7 +166,12 @@ export class DairDataset implements Dataset {
       m[7] += p.offset.dy;
       return m;
     }
-    throw new DataError(path.join(this.root, DATA_INFO), 'agent', `DAIR-V2X-C agents are ${VEHICLE_AGENT} (vehicle) and ${RSU_AGENT} (infrastructure)`, agentId);
+    throw new DataError(
+      path.join(this.root, DATA_INFO),
+      'agent',
+      `DAIR-V2X-C agents are ${VEHICLE_AGENT} (vehicle) and ${RSU_AGENT} (infrastructure)`,
+      agentId,
+    );
   }
 
   async readAgentFrame(ref: FrameRef, agentId: number, opts: ReadOptions = {}): Promise<AgentFrame> {
@@ -183,8 +188,7 @@ export class DairDataset implements Dataset {
     const id = isVehicle ? p.vehicleId : p.infraId;
     const labelFile = path.join(side, 'label', isVehicle ? 'lidar' : 'virtuallidar', `${id}.json`);
     const boxes = parseSideLabels(await readJson(labelFile, 'LiDAR label'), labelFile);
-    const camera = await this.readCamera(side, id, isVehicle ? 'lidar_to_camera' : 'virtuallidar_to_camera',
-      isVehicle ? p.vehicleImage : p.infraImage);
+    const camera = await this.readCamera(side, id, isVehicle ? 'lidar_to_camera' : 'virtuallidar_to_camera', isVehicle ? p.vehicleImage : p.infraImage);
     return {
       dataset: 'dair-v2x-c',
       split: p.split,
@@ -259,11 +263,20 @@ export function parseSideLabels(json: unknown, file: string): GtBox[] {
     const dims = record(obj['3d_dimensions'], file, `[${i}].3d_dimensions`);
     const loc = record(obj['3d_location'], file, `[${i}].3d_location`);
     const n = (o: Record<string, unknown>, group: string, key: string) => toNumber(o[key], file, `[${i}].${group}.${key}`);
-    const h = n(dims, '3d_dimensions', 'h'), w = n(dims, '3d_dimensions', 'w'), l = n(dims, '3d_dimensions', 'l');
+    const h = n(dims, '3d_dimensions', 'h'),
+      w = n(dims, '3d_dimensions', 'w'),
+      l = n(dims, '3d_dimensions', 'l');
     if (h === 0 || w === 0 || l === 0) return;
     // 3d_location is the box centre (DAIR builds corners from z − h/2), rotation is yaw in radians.
-    const box: Box7 = [n(loc, '3d_location', 'x'), n(loc, '3d_location', 'y'), n(loc, '3d_location', 'z'),
-      h, w, l, toNumber(obj.rotation, file, `[${i}].rotation`)];
+    const box: Box7 = [
+      n(loc, '3d_location', 'x'),
+      n(loc, '3d_location', 'y'),
+      n(loc, '3d_location', 'z'),
+      h,
+      w,
+      l,
+      toNumber(obj.rotation, file, `[${i}].rotation`),
+    ];
     out.push({ id: i, box, label: obj.type });
   });
   return out;

@@ -68,8 +68,7 @@ export function lzfCompress(input: Uint8Array): Uint8Array {
   let litStart = 0;
   let lit = 0;
 
-  const hashAt = (i: number) =>
-    (((input[i] << 16) | (input[i + 1] << 8) | input[i + 2]) * 2654435761) >>> (32 - HASH_BITS);
+  const hashAt = (i: number) => (((input[i] << 16) | (input[i + 1] << 8) | input[i + 2]) * 2654435761) >>> (32 - HASH_BITS);
 
   while (ip < n) {
     if (ip + 2 < n) {
@@ -77,8 +76,7 @@ export function lzfCompress(input: Uint8Array): Uint8Array {
       const ref = table[h];
       table[h] = ip;
       const off = ip - ref - 1;
-      if (ref >= 0 && off < MAX_OFFSET &&
-          input[ref] === input[ip] && input[ref + 1] === input[ip + 1] && input[ref + 2] === input[ip + 2]) {
+      if (ref >= 0 && off < MAX_OFFSET && input[ref] === input[ip] && input[ref + 1] === input[ip + 1] && input[ref + 2] === input[ip + 2]) {
         const maxLen = Math.min(MAX_MATCH, n - ip);
         let len = 3;
         while (len < maxLen && input[ref + len] === input[ip + len]) len++;

@@ -17,8 +17,7 @@ export async function openDataset(dir: string): Promise<Dataset> {
     return await openOpv2v(abs);
   } catch (err) {
     if (err instanceof DataError && err.file === abs) {
-      throw new DataError(abs, undefined,
-        `not a recognised dataset: not DAIR-V2X-C (no cooperative/data_info.json), and ${err.detail}`);
+      throw new DataError(abs, undefined, `not a recognised dataset: not DAIR-V2X-C (no cooperative/data_info.json), and ${err.detail}`);
     }
     throw err;
   }

@@ -83,9 +83,12 @@ export async function openOpv2v(root: string): Promise<Opv2vDataset> {
     }
   }
   if (scenarioDirs.length === 0) {
-    throw new DataError(abs, undefined,
+    throw new DataError(
+      abs,
+      undefined,
       'no OPV2V-style layout found: expected <split>/<scenario>/<cav id>/<timestamp>.yaml, ' +
-      '<scenario>/<cav id>/<timestamp>.yaml, or <cav id>/<timestamp>.yaml under this folder');
+        '<scenario>/<cav id>/<timestamp>.yaml, or <cav id>/<timestamp>.yaml under this folder',
+    );
   }
 
   const scenarios: Scenario[] = [];
@@ -235,11 +238,7 @@ export class Opv2vDataset implements Dataset {
  * The `vehicles` of one YAML as boxes in the frame whose world pose is `worldFromRef`
  * (OpenCOOD `project_world_objects`). `excludeId` drops the agent itself.
  */
-export function projectVehicles(
-  y: FrameYaml,
-  worldFromRef: Mat4,
-  opts: { excludeId?: number; range?: ArrayLike<number> } = {},
-): GtBox[] {
+export function projectVehicles(y: FrameYaml, worldFromRef: Mat4, opts: { excludeId?: number; range?: ArrayLike<number> } = {}): GtBox[] {
   const out: GtBox[] = [];
   for (const [id, obj] of y.vehicles) {
     if (id === opts.excludeId) continue;

@@ -107,7 +107,8 @@ export function parsePcdHeader(bytes: Uint8Array, file: string): PcdHeader {
   const type = perField('TYPE', data === 'ascii' ? 'F' : undefined).map((t) => t.toUpperCase());
   const count = perField('COUNT', '1').map((s) => int('COUNT', s, 1));
   for (let f = 0; f < nf; f++) {
-    const t = type[f], s = size[f];
+    const t = type[f],
+      s = size[f];
     const ok = (t === 'F' && (s === 4 || s === 8)) || ((t === 'U' || t === 'I') && (s === 1 || s === 2 || s === 4 || s === 8));
     if (!ok) throw new DataError(file, 'TYPE', `field "${fields[f]}" has an unsupported type/size`, `${t}${s}`);
   }
@@ -126,8 +127,16 @@ export function parsePcdHeader(bytes: Uint8Array, file: string): PcdHeader {
   }
   return {
     version: values.get('VERSION')?.[0] ?? '',
-    fields, size, type: type as PcdType[], count, width, height, viewpoint, points,
-    data, dataOffset,
+    fields,
+    size,
+    type: type as PcdType[],
+    count,
+    width,
+    height,
+    viewpoint,
+    points,
+    data,
+    dataOffset,
   };
 }
 
@@ -145,7 +154,10 @@ export function decodePcd(bytes: Uint8Array, file: string, opts: DecodeOptions =
     // HEAL's reader drops rows whose xyz is NaN (organised clouds mark missing returns that way).
     if (Number.isNaN(x) || Number.isNaN(y) || Number.isNaN(z)) return;
     const o = kept * 4;
-    out[o] = x; out[o + 1] = y; out[o + 2] = z; out[o + 3] = i;
+    out[o] = x;
+    out[o + 1] = y;
+    out[o + 2] = z;
+    out[o + 3] = i;
     kept++;
   };
 
@@ -207,7 +219,11 @@ function binaryLayout(bytes: Uint8Array, file: string, h: PcdHeader) {
     data = bytes.subarray(h.dataOffset, h.dataOffset + need);
     // Row-major: each point's fields one after the other.
     let off = 0;
-    for (let f = 0; f < nf; f++) { base[f] = off; stride[f] = rowBytes; off += h.size[f] * h.count[f]; }
+    for (let f = 0; f < nf; f++) {
+      base[f] = off;
+      stride[f] = rowBytes;
+      off += h.size[f] * h.count[f];
+    }
   } else {
     if (bytes.length - h.dataOffset < 8) {
       throw new DataError(file, 'DATA', 'binary_compressed data is missing its compressed/uncompressed size words');
@@ -216,11 +232,21 @@ function binaryLayout(bytes: Uint8Array, file: string, h: PcdHeader) {
     const compressed = sizes.getUint32(0, true);
     const uncompressed = sizes.getUint32(4, true);
     if (uncompressed !== need) {
-      throw new DataError(file, 'DATA', `binary_compressed uncompressed size disagrees with the header's ${n} points × ${rowBytes} bytes = ${need}`, uncompressed);
+      throw new DataError(
+        file,
+        'DATA',
+        `binary_compressed uncompressed size disagrees with the header's ${n} points × ${rowBytes} bytes = ${need}`,
+        uncompressed,
+      );
     }
     const start = h.dataOffset + 8;
     if (start + compressed > bytes.length) {
-      throw new DataError(file, 'DATA', `binary_compressed block is declared as ${compressed} bytes but only ${bytes.length - start} follow (truncated file)`, compressed);
+      throw new DataError(
+        file,
+        'DATA',
+        `binary_compressed block is declared as ${compressed} bytes but only ${bytes.length - start} follow (truncated file)`,
+        compressed,
+      );
     }
     try {
       data = lzfDecompress(bytes.subarray(start, start + compressed), uncompressed);
@@ -230,7 +256,11 @@ function binaryLayout(bytes: Uint8Array, file: string, h: PcdHeader) {
     }
     // Column-major: all of field 0 for every point, then all of field 1, ...
     let off = 0;
-    for (let f = 0; f < nf; f++) { base[f] = off; stride[f] = h.size[f] * h.count[f]; off += stride[f] * n; }
+    for (let f = 0; f < nf; f++) {
+      base[f] = off;
+      stride[f] = h.size[f] * h.count[f];
+      off += stride[f] * n;
+    }
   }
   return { view: new DataView(data.buffer, data.byteOffset, data.byteLength), base, stride };
 }
@@ -239,17 +269,25 @@ function readValue(v: DataView, off: number, t: PcdType, size: number): number {
   if (t === 'F') return size === 4 ? v.getFloat32(off, true) : v.getFloat64(off, true);
   if (t === 'U') {
     switch (size) {
-      case 1: return v.getUint8(off);
-      case 2: return v.getUint16(off, true);
-      case 4: return v.getUint32(off, true);
-      default: return Number(v.getBigUint64(off, true));
+      case 1:
+        return v.getUint8(off);
+      case 2:
+        return v.getUint16(off, true);
+      case 4:
+        return v.getUint32(off, true);
+      default:
+        return Number(v.getBigUint64(off, true));
     }
   }
   switch (size) {
-    case 1: return v.getInt8(off);
-    case 2: return v.getInt16(off, true);
-    case 4: return v.getInt32(off, true);
-    default: return Number(v.getBigInt64(off, true));
+    case 1:
+      return v.getInt8(off);
+    case 2:
+      return v.getInt16(off, true);
+    case 4:
+      return v.getInt32(off, true);
+    default:
+      return Number(v.getBigInt64(off, true));
   }
 }
 
@@ -272,8 +310,14 @@ function redByte(packed: number): number {
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 const SPECIAL: Record<string, number> = {
-  'nan': NaN, '-nan': NaN, '+nan': NaN,
-  'inf': Infinity, '+inf': Infinity, 'infinity': Infinity, '-inf': -Infinity, '-infinity': -Infinity,
+  nan: NaN,
+  '-nan': NaN,
+  '+nan': NaN,
+  inf: Infinity,
+  '+inf': Infinity,
+  infinity: Infinity,
+  '-inf': -Infinity,
+  '-infinity': -Infinity,
 };
 
 /** A number as PCL or Open3D write it (including nan/inf), or undefined when it is not one. */
@@ -283,14 +327,22 @@ function parseAsciiNumber(tok: string): number | undefined {
 }
 
 function decodeAscii(
-  bytes: Uint8Array, file: string, h: PcdHeader,
-  xi: number, yi: number, zi: number, intensity: IntensitySource | undefined,
+  bytes: Uint8Array,
+  file: string,
+  h: PcdHeader,
+  xi: number,
+  yi: number,
+  zi: number,
+  intensity: IntensitySource | undefined,
   keep: (x: number, y: number, z: number, i: number) => void,
 ): void {
   // Column of each field's first value within a row (fields with COUNT > 1 take several).
   const col: number[] = [];
   let c = 0;
-  for (const k of h.count) { col.push(c); c += k; }
+  for (const k of h.count) {
+    col.push(c);
+    c += k;
+  }
   const perRow = c;
   const n = h.points;
   const text = latin1(bytes, h.dataOffset, bytes.length);

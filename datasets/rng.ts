@@ -120,6 +120,6 @@ export function rngFor(...parts: ReadonlyArray<string | number>): Rng {
 
 /** Cheap hash noise in [0, 1) for integer lattice coordinates (textures: asphalt, facades). */
 export function hash2(ix: number, iy: number, salt = 0): number {
-  let h = Math.imul(ix | 0, 0x27d4eb2d) ^ Math.imul(iy | 0, 0x165667b1) ^ Math.imul(salt | 0, 0x9e3779b1);
+  const h = Math.imul(ix | 0, 0x27d4eb2d) ^ Math.imul(iy | 0, 0x165667b1) ^ Math.imul(salt | 0, 0x9e3779b1);
   return mix32(h) / 4294967296;
 }

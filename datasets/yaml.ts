@@ -6,7 +6,7 @@
 
 import { parseDocument } from 'yaml';
 import { DataError } from './io.ts';
-import { type Mat4, type Pose6 } from './geometry/transforms.ts';
+import type { Mat4, Pose6 } from './geometry/transforms.ts';
 import type { WorldObject } from './geometry/boxes.ts';
 
 export type Vec3 = [number, number, number];
@@ -48,10 +48,7 @@ export interface FrameYaml {
   extra: Record<string, unknown>;
 }
 
-const KNOWN_TOP = new Set([
-  'lidar_pose', 'true_ego_pos', 'predicted_ego_pos', 'ego_speed', 'plan_trajectory',
-  ...CAMERA_NAMES, 'vehicles', 'RSU',
-]);
+const KNOWN_TOP = new Set(['lidar_pose', 'true_ego_pos', 'predicted_ego_pos', 'ego_speed', 'plan_trajectory', ...CAMERA_NAMES, 'vehicles', 'RSU']);
 const KNOWN_VEHICLE = new Set(['location', 'center', 'angle', 'extent', 'speed']);
 const KNOWN_CAMERA = new Set(['cords', 'intrinsic', 'extrinsic']);
 
@@ -72,8 +69,8 @@ export function parseFrameYaml(text: string, file: string): FrameYaml {
   const trueEgoPos = optional(v('true_ego_pos'), (x) => vec(x, 6, file, 'true_ego_pos') as Pose6);
   const predictedEgoPos = optional(v('predicted_ego_pos'), (x) => vec(x, 6, file, 'predicted_ego_pos') as Pose6);
   const egoSpeed = optional(v('ego_speed'), (x) => num(x, file, 'ego_speed'));
-  const planTrajectory = optional(v('plan_trajectory'), (x) => list(x, file, 'plan_trajectory')
-    .map((p, i) => vec(p, 3, file, `plan_trajectory.${i}`) as Vec3)) ?? [];
+  const planTrajectory =
+    optional(v('plan_trajectory'), (x) => list(x, file, 'plan_trajectory').map((p, i) => vec(p, 3, file, `plan_trajectory.${i}`) as Vec3)) ?? [];
   const cameras: Partial<Record<CameraName, CameraYaml>> = {};
   for (const name of CAMERA_NAMES) {
     const c = v(name);
@@ -88,7 +85,15 @@ export function parseFrameYaml(text: string, file: string): FrameYaml {
     rsu = rsuRaw;
   }
   return {
-    file, lidarPose, trueEgoPos, predictedEgoPos, egoSpeed, planTrajectory, cameras, vehicles, rsu,
+    file,
+    lidarPose,
+    trueEgoPos,
+    predictedEgoPos,
+    egoSpeed,
+    planTrajectory,
+    cameras,
+    vehicles,
+    rsu,
     extra: extraKeys(top, KNOWN_TOP),
   };
 }

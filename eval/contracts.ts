@@ -160,7 +160,10 @@ export interface Variant {
 export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep'>): Variant[] {
   const out: Variant[] = [];
   for (const fusion of opts.fusion) {
-    if (fusion !== 'pyramid') { out.push({ fusion, dtype: opts.dtypes[0], keep: 1 }); continue; }
+    if (fusion !== 'pyramid') {
+      out.push({ fusion, dtype: opts.dtypes[0], keep: 1 });
+      continue;
+    }
     for (const keep of opts.keep) for (const dtype of opts.dtypes) out.push({ fusion, dtype, keep });
   }
   return out;

@@ -12,27 +12,40 @@ import { openDataset } from '../datasets/open.ts';
 import type { Dataset, FrameRef } from '../datasets/dataset.ts';
 import type { AgentFrame, GtBox } from '../datasets/frame.ts';
 import { DataError, writeFileAtomic } from '../datasets/io.ts';
-import { ApAccumulator, matchDetections, DEFAULT_IOU_THRESHOLDS } from './metrics.ts';
-import { rngFor } from '../datasets/rng.ts';
-import { bevCorners, type Box7 } from '../datasets/geometry/boxes.ts';
+import { matchDetections } from './metrics.ts';
+import type { Box7 } from '../datasets/geometry/boxes.ts';
 import type { Mat4 } from '../datasets/geometry/transforms.ts';
 import { loadRegistry, type Registry } from '../perception/registry.ts';
 import { spaceByName, type SharedSpace } from '../perception/space.ts';
 import { CollabPipeline, type AgentInput, type FusionMode, type FrameResult } from '../fusion/pipeline.ts';
-import type { FeatureDType } from '../fusion/messages.ts';
 import { egoGroundTruth } from './groundtruth.ts';
-import { EVAL_DTYPES, EVAL_FUSIONS, LINE_IOU, rowKey, rowLabel, variantsOf, type EvalFusion, type EvalOptions, type EvalReport, type FrameFailure, type FrameLine, type RunJson } from './contracts.ts';
+import {
+  EVAL_DTYPES,
+  EVAL_FUSIONS,
+  LINE_IOU,
+  rowKey,
+  rowLabel,
+  variantsOf,
+  type EvalFusion,
+  type EvalOptions,
+  type EvalReport,
+  type FrameFailure,
+  type FrameLine,
+  type RunJson,
+} from './contracts.ts';
 import { noisyPose, rng } from './noise.ts';
 import { apOf, RowStats } from './statistics.ts';
-import type { Device, Provider } from '../models/runtime.ts';
-import type { Trust } from '../fusion/trust.ts';
 const PIPELINE_MODE: Record<EvalFusion, FusionMode> = { pyramid: 'intermediate', late: 'late', none: 'none' };
 
 // ---------------------------------------------------------------------------------------------
 
 /** Scores one frame's detections at LINE_IOU for frames.jsonl (the AP itself uses ApAccumulator). */
 export function markMatches(det: { box: Box7; score: number }[], gt: GtBox[]): { tp: boolean[]; matched: boolean[] } {
-  return matchDetections(det, gt.map((g) => g.box), LINE_IOU);
+  return matchDetections(
+    det,
+    gt.map((g) => g.box),
+    LINE_IOU,
+  );
 }
 
 function round(v: number, digits = 4): number {
@@ -90,7 +103,12 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   const refsByKey = new Map(ds.frames().map((f) => [`${f.split}\u0000${f.scenario}\u0000${f.timestamp}`, f]));
 
   const pipeline = await CollabPipeline.create({
-    space, registry, device: o.device, weightsFile: o.weights ?? undefined, seed: o.seed, trust: o.trust,
+    space,
+    registry,
+    device: o.device,
+    weightsFile: o.weights ?? undefined,
+    seed: o.seed,
+    trust: o.trust,
   });
 
   const outDir = path.resolve(o.out);
@@ -139,7 +157,8 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   const failures: FrameFailure[] = [];
   const lines: string[] = [];
   let evaluated = 0;
-  let passMs = 0, passes = 0;
+  let passMs = 0,
+    passes = 0;
   let lastCheckpoint = performance.now();
   const bar = o.progress?.(frames.length);
 
@@ -173,7 +192,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
         // The first frames of a scenario have no older frame: they get the oldest one there is.
         const at = Math.max(0, times.indexOf(ref.timestamp) - o.latency);
         const older = refsByKey.get(`${ref.split}\u0000${ref.scenario}\u0000${times[at]}`);
-        if (!older || !older.agentIds.includes(id)) {
+        if (!older?.agentIds.includes(id)) {
           notes.push({ id, reason: `no frame ${o.latency} frame(s) earlier (--latency)` });
           continue;
         }
@@ -202,7 +221,10 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
         for (const v of ordered) {
           const t = performance.now();
           const r: FrameResult = await pipeline.runFrame(inputs, egoId, {
-            mode: PIPELINE_MODE[v.fusion], dtype: v.dtype, keep: v.keep, scoreThreshold: o.scoreThreshold,
+            mode: PIPELINE_MODE[v.fusion],
+            dtype: v.dtype,
+            keep: v.keep,
+            scoreThreshold: o.scoreThreshold,
           });
           const total = performance.now() - t;
           passMs += total;

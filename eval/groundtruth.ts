@@ -27,13 +27,7 @@ function transformBox(box: ArrayLike<number>, m: Mat4): Box7 {
  * readers give cooperative boxes in that raw LiDAR frame, and alignToGround tells how the
  * encoders' frame differs from it.
  */
-export async function egoGroundTruth(
-  ds: Dataset,
-  ref: FrameRef,
-  rawEgo: AgentFrame,
-  space: SharedSpace,
-  opts: GroundTruthOptions = {},
-): Promise<GtBox[]> {
+export async function egoGroundTruth(ds: Dataset, ref: FrameRef, rawEgo: AgentFrame, space: SharedSpace, opts: GroundTruthOptions = {}): Promise<GtBox[]> {
   const aligned = alignToGround(rawEgo);
   const alignedFromRaw = multiply(invert(aligned.lidarPose), rawEgo.lidarPose);
   const coop = await ds.cooperativeBoxes(ref, rawEgo.agentId, { commRange: space.commRange });

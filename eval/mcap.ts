@@ -57,7 +57,10 @@ export function foxgloveRoot(name: SchemaName): protobuf.Root {
   }
   const enums = Object.values(foxgloveEnumSchemas);
   for (const s of closure(schema).values()) {
-    const text = generateProto(s, enums.filter((e) => e.parentSchemaName === s.name));
+    const text = generateProto(
+      s,
+      enums.filter((e) => e.parentSchemaName === s.name),
+    );
     // keepCase: Foxglove reads the snake_case field names of the .proto definitions.
     protobuf.parse(text, root, { keepCase: true });
   }
@@ -101,16 +104,28 @@ export function quaternionOf(m: Mat4): { x: number; y: number; z: number; w: num
   let x: number, y: number, z: number, w: number;
   if (tr > 0) {
     const s = Math.sqrt(tr + 1) * 2;
-    w = s / 4; x = (r21 - r12) / s; y = (r02 - r20) / s; z = (r10 - r01) / s;
+    w = s / 4;
+    x = (r21 - r12) / s;
+    y = (r02 - r20) / s;
+    z = (r10 - r01) / s;
   } else if (r00 > r11 && r00 > r22) {
     const s = Math.sqrt(1 + r00 - r11 - r22) * 2;
-    w = (r21 - r12) / s; x = s / 4; y = (r01 + r10) / s; z = (r02 + r20) / s;
+    w = (r21 - r12) / s;
+    x = s / 4;
+    y = (r01 + r10) / s;
+    z = (r02 + r20) / s;
   } else if (r11 > r22) {
     const s = Math.sqrt(1 + r11 - r00 - r22) * 2;
-    w = (r02 - r20) / s; x = (r01 + r10) / s; y = s / 4; z = (r12 + r21) / s;
+    w = (r02 - r20) / s;
+    x = (r01 + r10) / s;
+    y = s / 4;
+    z = (r12 + r21) / s;
   } else {
     const s = Math.sqrt(1 + r22 - r00 - r11) * 2;
-    w = (r10 - r01) / s; x = (r02 + r20) / s; y = (r12 + r21) / s; z = s / 4;
+    w = (r10 - r01) / s;
+    x = (r02 + r20) / s;
+    y = (r12 + r21) / s;
+    z = s / 4;
   }
   const n = Math.hypot(x, y, z, w);
   return { x: x / n, y: y / n, z: z / n, w: w / n };
@@ -122,7 +137,10 @@ const TP_COLOR = { r: 0.2, g: 0.5, b: 1, a: 0.45 };
 const FP_COLOR = { r: 1, g: 0.3, b: 0.2, a: 0.45 };
 
 function topicName(label: string): string {
-  return label.replace(/\+/g, '-').replace(/%/g, 'pct').replace(/[^A-Za-z0-9_.-]+/g, '_');
+  return label
+    .replace(/\+/g, '-')
+    .replace(/%/g, 'pct')
+    .replace(/[^A-Za-z0-9_.-]+/g, '_');
 }
 
 export class SceneRecorder {
@@ -185,10 +203,18 @@ export class SceneRecorder {
     const egoInv = invert(ego.lidarPose);
     const pose = (m: Mat4) => ({ position: { x: m[3], y: m[7], z: m[11] }, orientation: quaternionOf(m) });
 
-    const transforms = [{ timestamp: stamp, parent_frame_id: 'world', child_frame_id: 'ego', translation: pose(ego.lidarPose).position, rotation: quaternionOf(ego.lidarPose) }];
+    const transforms = [
+      { timestamp: stamp, parent_frame_id: 'world', child_frame_id: 'ego', translation: pose(ego.lidarPose).position, rotation: quaternionOf(ego.lidarPose) },
+    ];
     for (const a of aligned.slice(1)) {
       const m = multiply(egoInv, a.lidarPose);
-      transforms.push({ timestamp: stamp, parent_frame_id: 'ego', child_frame_id: `agent_${a.agentId}`, translation: pose(m).position, rotation: quaternionOf(m) });
+      transforms.push({
+        timestamp: stamp,
+        parent_frame_id: 'ego',
+        child_frame_id: `agent_${a.agentId}`,
+        translation: pose(m).position,
+        rotation: quaternionOf(m),
+      });
     }
     await this.publish('/tf', 'foxglove.FrameTransforms', time, { transforms });
 
@@ -212,21 +238,41 @@ export class SceneRecorder {
       color,
     });
     const entity = (id: string, cubes: ReturnType<typeof cube>[], extra: Record<string, unknown> = {}) => ({
-      entities: [{
-        timestamp: stamp, frame_id: 'ego', id, lifetime: { seconds: 0, nanos: 0 }, frame_locked: true,
-        metadata: [
-          { key: 'scenario', value: `${scene.ref.split}/${scene.ref.scenario}` },
-          { key: 'timestamp', value: scene.ref.timestamp },
-          { key: 'ego', value: String(scene.egoId) },
-          ...Object.entries(extra).map(([key, value]) => ({ key, value: String(value) })),
-        ],
-        cubes,
-      }],
+      entities: [
+        {
+          timestamp: stamp,
+          frame_id: 'ego',
+          id,
+          lifetime: { seconds: 0, nanos: 0 },
+          frame_locked: true,
+          metadata: [
+            { key: 'scenario', value: `${scene.ref.split}/${scene.ref.scenario}` },
+            { key: 'timestamp', value: scene.ref.timestamp },
+            { key: 'ego', value: String(scene.egoId) },
+            ...Object.entries(extra).map(([key, value]) => ({ key, value: String(value) })),
+          ],
+          cubes,
+        },
+      ],
     });
-    await this.publish('/gt', 'foxglove.SceneUpdate', time, entity('gt', scene.gt.map((b) => cube(b, GT_COLOR)), { boxes: scene.gt.length }));
+    await this.publish(
+      '/gt',
+      'foxglove.SceneUpdate',
+      time,
+      entity(
+        'gt',
+        scene.gt.map((b) => cube(b, GT_COLOR)),
+        { boxes: scene.gt.length },
+      ),
+    );
     for (const d of scene.detections) {
       const cubes = d.boxes.map((b) => cube(b.box, b.tp ? TP_COLOR : FP_COLOR));
-      await this.publish(`/detections/${topicName(d.label)}`, 'foxglove.SceneUpdate', time, entity('detections', cubes, { variant: d.label, boxes: d.boxes.length }));
+      await this.publish(
+        `/detections/${topicName(d.label)}`,
+        'foxglove.SceneUpdate',
+        time,
+        entity('detections', cubes, { variant: d.label, boxes: d.boxes.length }),
+      );
     }
   }
 

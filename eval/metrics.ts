@@ -45,7 +45,10 @@ export interface ApResultOptions {
  * just below it.
  */
 export function matchFrame(
-  ious: ArrayLike<number>, numGt: number, order: readonly number[], iouThreshold: number,
+  ious: ArrayLike<number>,
+  numGt: number,
+  order: readonly number[],
+  iouThreshold: number,
   /** When given (length order.length): the GT index each visited detection took, or -1 (the viewer colours misses with it). */
   matchedGt?: Int32Array,
 ): Uint8Array {
@@ -53,9 +56,13 @@ export function matchFrame(
   const taken = new Uint8Array(numGt);
   const tp = new Uint8Array(order.length);
   order.forEach((d, k) => {
-    let best = -1, bestIoU = -Infinity;
+    let best = -1,
+      bestIoU = -Infinity;
     for (let g = 0; g < numGt; g++) {
-      if (!taken[g] && ious[d * numGt + g] > bestIoU) { best = g; bestIoU = ious[d * numGt + g]; }
+      if (!taken[g] && ious[d * numGt + g] > bestIoU) {
+        best = g;
+        bestIoU = ious[d * numGt + g];
+      }
     }
     if (best >= 0 && Math.fround(bestIoU) >= thr) {
       tp[k] = 1;
@@ -73,8 +80,15 @@ export function matchFrame(
  * matchFrame does for AP), giving a TP flag per detection (in the order given) and a matched flag
  * per GT box, so a viewer or a log can colour true positives, false positives and misses.
  */
-export function matchDetections(dets: readonly { box: ArrayLike<number>; score: number }[], gt: readonly ArrayLike<number>[], iouThreshold: number): { tp: boolean[]; matched: boolean[] } {
-  const ious = bevIoUMatrix(dets.map((d) => bevCorners(d.box)), gt.map((g) => bevCorners(g)));
+export function matchDetections(
+  dets: readonly { box: ArrayLike<number>; score: number }[],
+  gt: readonly ArrayLike<number>[],
+  iouThreshold: number,
+): { tp: boolean[]; matched: boolean[] } {
+  const ious = bevIoUMatrix(
+    dets.map((d) => bevCorners(d.box)),
+    gt.map((g) => bevCorners(g)),
+  );
   const order = dets.map((_, i) => i).sort((a, b) => dets[b].score - dets[a].score || a - b);
   const took = new Int32Array(order.length);
   const flags = matchFrame(ious, gt.length, order, iouThreshold, took);
@@ -98,7 +112,10 @@ export function vocAp(recall: ArrayLike<number>, precision: ArrayLike<number>): 
   const n = recall.length;
   const mrec = new Float64Array(n + 2);
   const mpre = new Float64Array(n + 2);
-  for (let i = 0; i < n; i++) { mrec[i + 1] = recall[i]; mpre[i + 1] = precision[i]; }
+  for (let i = 0; i < n; i++) {
+    mrec[i + 1] = recall[i];
+    mpre[i + 1] = precision[i];
+  }
   mrec[n + 1] = 1;
   for (let i = n; i >= 0; i--) mpre[i] = Math.max(mpre[i], mpre[i + 1]);
   let ap = 0;
@@ -157,8 +174,7 @@ export class ApAccumulator {
     this.gtTotal += gtFootprints.length;
     if (detFootprints.length === 0) return;
 
-    const order = Array.from({ length: detScores.length }, (_, i) => i)
-      .sort((a, b) => detScores[b] - detScores[a] || a - b);
+    const order = Array.from({ length: detScores.length }, (_, i) => i).sort((a, b) => detScores[b] - detScores[a] || a - b);
     const numGt = gtFootprints.length;
     const ious = new Float64Array(detFootprints.length * numGt);
     for (let d = 0; d < detFootprints.length; d++) {
@@ -182,9 +198,11 @@ export class ApAccumulator {
       const flags = this.tpFlags[t];
       const precision = new Float64Array(n);
       const recall = new Float64Array(n);
-      let tp = 0, fp = 0;
+      let tp = 0,
+        fp = 0;
       for (let k = 0; k < n; k++) {
-        if (flags[rank[k]]) tp++; else fp++;
+        if (flags[rank[k]]) tp++;
+        else fp++;
         precision[k] = tp / (tp + fp);
         recall[k] = this.gtTotal > 0 ? tp / this.gtTotal : 0;
       }

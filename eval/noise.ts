@@ -23,10 +23,12 @@ export function noisyPose(pose: Mat4, sigma: [number, number, number], next: () 
   const dx = gaussian(next) * sigma[0];
   const dy = gaussian(next) * sigma[1];
   const dyaw = (gaussian(next) * sigma[2] * Math.PI) / 180;
-  const c = Math.cos(dyaw), s = Math.sin(dyaw);
+  const c = Math.cos(dyaw),
+    s = Math.sin(dyaw);
   const out = new Float64Array(pose);
   for (let col = 0; col < 3; col++) {
-    const a = pose[col], b = pose[4 + col];
+    const a = pose[col],
+      b = pose[4 + col];
     out[col] = c * a - s * b;
     out[4 + col] = s * a + c * b;
   }

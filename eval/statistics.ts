@@ -31,7 +31,10 @@ export class RowStats {
   readonly byUsed = new Map<string, ApAccumulator>();
   readonly bytes: number[] = [];
   readonly times = new Map<string, number[]>();
-  constructor(readonly combo: string[], readonly variant: Variant) {}
+  constructor(
+    readonly combo: string[],
+    readonly variant: Variant,
+  ) {}
 
   add(line: FrameLine, det: { box: Box7; score: number }[], gt: GtBox[]): void {
     const detFp = det.map((d) => bevCorners(d.box));
@@ -71,9 +74,7 @@ export class RowStats {
         min: this.bytes.length ? Math.min(...this.bytes) : 0,
         max: this.bytes.length ? Math.max(...this.bytes) : 0,
       },
-      byUsedTypes: [...this.byUsed.entries()]
-        .sort((a, b) => a[0].localeCompare(b[0]))
-        .map(([types, acc]) => ({ types, frames: acc.frames, ap: apOf(acc) })),
+      byUsedTypes: [...this.byUsed.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([types, acc]) => ({ types, frames: acc.frames, ap: apOf(acc) })),
       latency,
     };
   }

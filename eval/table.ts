@@ -5,9 +5,16 @@ import type { EvalReport, ReportRow } from './contracts.ts';
 export function formatTable(report: EvalReport): string {
   const head = ['combination', 'fusion', 'dtype', 'keep', 'frames', 'AP@0.3', 'AP@0.5', 'AP@0.7', 'bytes/frame', 'log2'];
   const body = report.rows.map((r) => [
-    r.combo.join('+'), r.fusion, r.fusion === 'pyramid' ? r.dtype : '-', r.fusion === 'pyramid' ? `${Math.round(r.keep * 100)}%` : '-',
-    String(r.frames), r.ap['0.3'].toFixed(3), r.ap['0.5'].toFixed(3), r.ap['0.7'].toFixed(3),
-    formatBytes(r.bytes.mean), r.bytes.log2 === null ? '-' : r.bytes.log2.toFixed(2),
+    r.combo.join('+'),
+    r.fusion,
+    r.fusion === 'pyramid' ? r.dtype : '-',
+    r.fusion === 'pyramid' ? `${Math.round(r.keep * 100)}%` : '-',
+    String(r.frames),
+    r.ap['0.3'].toFixed(3),
+    r.ap['0.5'].toFixed(3),
+    r.ap['0.7'].toFixed(3),
+    formatBytes(r.bytes.mean),
+    r.bytes.log2 === null ? '-' : r.bytes.log2.toFixed(2),
   ]);
   return alignTable(head, body, [4, 5, 6, 7, 8, 9]);
 }
@@ -15,7 +22,11 @@ export function formatTable(report: EvalReport): string {
 /** Per-stage latency of one row: median and p95 in ms. */
 export function formatLatency(row: ReportRow): string {
   const stages = Object.entries(row.latency).sort((a, b) => (a[0] === 'total' ? 1 : b[0] === 'total' ? -1 : b[1].median - a[1].median));
-  return alignTable(['stage', 'median ms', 'p95 ms', 'frames'], stages.map(([k, s]) => [k, s.median.toFixed(1), s.p95.toFixed(1), String(s.n)]), [1, 2, 3]);
+  return alignTable(
+    ['stage', 'median ms', 'p95 ms', 'frames'],
+    stages.map(([k, s]) => [k, s.median.toFixed(1), s.p95.toFixed(1), String(s.n)]),
+    [1, 2, 3],
+  );
 }
 
 export function formatBytes(b: number): string {
@@ -27,6 +38,10 @@ export function formatBytes(b: number): string {
 
 function alignTable(head: string[], body: string[][], right: number[]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const fmt = (r: string[]) => r.map((c, i) => (right.includes(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => (right.includes(i) ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(fmt)].join('\n');
 }

@@ -91,10 +91,15 @@ export interface Targets {
 
 function standup(box: ArrayLike<number>): [number, number, number, number] {
   const c = boxToCorners(box);
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  let x0 = Infinity,
+    y0 = Infinity,
+    x1 = -Infinity,
+    y1 = -Infinity;
   for (let k = 0; k < 4; k++) {
-    x0 = Math.min(x0, c[k * 3]); x1 = Math.max(x1, c[k * 3]);
-    y0 = Math.min(y0, c[k * 3 + 1]); y1 = Math.max(y1, c[k * 3 + 1]);
+    x0 = Math.min(x0, c[k * 3]);
+    x1 = Math.max(x1, c[k * 3]);
+    y0 = Math.min(y0, c[k * 3 + 1]);
+    y1 = Math.max(y1, c[k * 3 + 1]);
   }
   return [x0, y0, x1, y1];
 }
@@ -122,7 +127,8 @@ export function assignTargets(anchors: Anchors, gt: ArrayLike<number>[], posThre
   for (let g = 0; g < gt.length; g++) {
     const [gx0, gy0, gx1, gy1] = standup(gt[g]);
     const gArea = (gx1 - gx0 + 1) * (gy1 - gy0 + 1);
-    let best = -1, bestVal = 0;
+    let best = -1,
+      bestVal = 0;
     for (let i = 0; i < n; i++) {
       const aBox = anchorStandup[i];
       const iw = Math.min(aBox[2], gx1) - Math.max(aBox[0], gx0) + 1;
@@ -132,14 +138,22 @@ export function assignTargets(anchors: Anchors, gt: ArrayLike<number>[], posThre
       const inter = iw * ih;
       const aArea = (aBox[2] - aBox[0] + 1) * (aBox[3] - aBox[1] + 1);
       const iou = inter / (aArea + gArea - inter);
-      if (iou > bestIou[i]) { bestIou[i] = iou; bestGt[i] = g; }
-      if (iou > bestVal) { bestVal = iou; best = i; }
+      if (iou > bestIou[i]) {
+        bestIou[i] = iou;
+        bestGt[i] = g;
+      }
+      if (iou > bestVal) {
+        bestVal = iou;
+        best = i;
+      }
     }
     gtBestAnchor.push(best);
   }
   for (let i = 0; i < n; i++) {
-    if (bestIou[i] > posThreshold) { labels[i] = 1; matched[i] = bestGt[i]; }
-    else if (bestIou[i] < negThreshold) labels[i] = 0;
+    if (bestIou[i] > posThreshold) {
+      labels[i] = 1;
+      matched[i] = bestGt[i];
+    } else if (bestIou[i] < negThreshold) labels[i] = 0;
     else labels[i] = -1;
   }
   // Each GT keeps its best anchor even below the threshold; the first GT wins a shared anchor.

@@ -156,13 +156,13 @@ export function float32ToFloat16Bits(v: number): number {
     let half = m >>> shift;
     const rem = m & ((1 << shift) - 1);
     const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && (half & 1))) half++;
+    if (rem > halfway || (rem === halfway && half & 1)) half++;
     return sign | half;
   }
   let half = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
   // A carry out of the mantissa correctly bumps the exponent (up to inf).
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
   return sign | half;
 }
 
@@ -227,7 +227,6 @@ export function strongestCellsMask(features: Float32Array, grid: BevGrid, keep: 
   return mask;
 }
 
-
 function selectCells(msg: CollabMessage, opts: EncodeOptions, features: Float32Array): Uint8Array | undefined {
   const { width: W, height: H, channels: C } = msg.grid;
   const cells = W * H;
@@ -282,13 +281,7 @@ function encodeMask(mask: Uint8Array, cellIndices: Uint32Array): { bitmask: Uint
   return { deltas: { value } };
 }
 
-function quantize(
-  values: Float32Array,
-  C: number,
-  n: number,
-  dtype: FeatureDType,
-  int8Scale: 'tensor' | 'channel',
-): { data: Uint8Array; scale: number[] } {
+function quantize(values: Float32Array, C: number, n: number, dtype: FeatureDType, int8Scale: 'tensor' | 'channel'): { data: Uint8Array; scale: number[] } {
   const count = C * n;
   if (dtype === 'float32') {
     const data = new Uint8Array(count * 4);
@@ -444,8 +437,7 @@ function checkPose(matrix: unknown, lim: Required<DecodeLimits>): Float64Array {
       }
     }
   }
-  const det =
-    m[0] * (m[5] * m[10] - m[6] * m[9]) - m[1] * (m[4] * m[10] - m[6] * m[8]) + m[2] * (m[4] * m[9] - m[5] * m[8]);
+  const det = m[0] * (m[5] * m[10] - m[6] * m[9]) - m[1] * (m[4] * m[10] - m[6] * m[8]) + m[2] * (m[4] * m[9] - m[5] * m[8]);
   if (det < 0) throw new MessageError('pose.matrix', 'rotation is a reflection (det < 0)', det);
   const t = Math.hypot(m[3], m[7], m[11]);
   if (t > lim.maxTranslation) throw new MessageError('pose.matrix', `translation is ${t} m from the world origin, over ${lim.maxTranslation} m`);
@@ -455,14 +447,24 @@ function checkPose(matrix: unknown, lim: Required<DecodeLimits>): Float64Array {
 function checkGrid(g: Wire): BevGrid {
   if (!g) throw new MessageError('grid', 'is missing');
   const grid: BevGrid = {
-    xMin: g.xMin, xMax: g.xMax, yMin: g.yMin, yMax: g.yMax, cellSize: g.cellSize,
-    width: g.width, height: g.height, channels: g.channels,
+    xMin: g.xMin,
+    xMax: g.xMax,
+    yMin: g.yMin,
+    yMax: g.yMax,
+    cellSize: g.cellSize,
+    width: g.width,
+    height: g.height,
+    channels: g.channels,
   };
   for (const k of ['xMin', 'xMax', 'yMin', 'yMax', 'cellSize'] as const) {
     if (!Number.isFinite(grid[k]) || Math.abs(grid[k]) > 1e4) throw new MessageError(`grid.${k}`, 'must be finite and within ±10 km', grid[k]);
   }
   if (!(grid.cellSize > 0)) throw new MessageError('grid.cellSize', 'must be positive', grid.cellSize);
-  for (const [k, max] of [['width', MAX_DIM], ['height', MAX_DIM], ['channels', MAX_CHANNELS]] as const) {
+  for (const [k, max] of [
+    ['width', MAX_DIM],
+    ['height', MAX_DIM],
+    ['channels', MAX_CHANNELS],
+  ] as const) {
     if (!Number.isInteger(grid[k]) || grid[k] < 1 || grid[k] > max) throw new MessageError(`grid.${k}`, `must be an integer in [1, ${max}]`, grid[k]);
   }
   const tol = 1e-3 * grid.cellSize;
@@ -587,7 +589,8 @@ function checkDetections(d: Wire, lim: Required<DecodeLimits>): Detections {
     const v = boxes[i];
     const k = i % 7;
     if (!Number.isFinite(v)) throw new MessageError('detections.boxes', `box ${Math.floor(i / 7)} value ${k} is not finite`, v);
-    if (k >= 3 && k <= 5 && !(v > 0 && v < 100)) throw new MessageError('detections.boxes', `box ${Math.floor(i / 7)} has size ${v} m (h, w, l must be in (0, 100))`, v);
+    if (k >= 3 && k <= 5 && !(v > 0 && v < 100))
+      throw new MessageError('detections.boxes', `box ${Math.floor(i / 7)} has size ${v} m (h, w, l must be in (0, 100))`, v);
     if (k < 3 && Math.abs(v) > 1e4) throw new MessageError('detections.boxes', `box ${Math.floor(i / 7)} centre is ${v} m away`, v);
   }
   for (let i = 0; i < scores.length; i++) {

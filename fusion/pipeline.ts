@@ -13,7 +13,7 @@ import type { Registry } from '../perception/registry.ts';
 import { alignToGround, groundAlignedPose } from '../perception/ground.ts';
 import { agentNetwork, agentInputs } from '../perception/encoders/agent.ts';
 import { egoNetwork } from './networks/ego.ts';
-import { type PyramidFusionConfig } from './networks/pyramid.ts';
+import type { PyramidFusionConfig } from './networks/pyramid.ts';
 import type { GraphDesc, HostTensor } from '../models/graph.ts';
 import { exportOnnx } from '../models/onnx.ts';
 import { initWeights, loadWeights, pickWeights, type Weights } from '../models/weights.ts';
@@ -96,7 +96,9 @@ export function egoNetworkFor(space: SharedSpace): GraphDesc {
 }
 
 const now = () => performance.now();
-const addTime = (t: StageTimes, k: string, ms: number) => { t[k] = (t[k] ?? 0) + ms; };
+const addTime = (t: StageTimes, k: string, ms: number) => {
+  t[k] = (t[k] ?? 0) + ms;
+};
 
 /** Horizontal distance between two agents' sensors: what communication range is checked against. */
 function distance(a: AgentInput, b: AgentInput): number {
@@ -187,7 +189,13 @@ export class CollabPipeline {
    * which would pull every such cell towards "nothing here". `trust[i]` (default 1) multiplies
    * agent i's fusion weight (fusion/trust.ts).
    */
-  async fuse(features: Float32Array[], poses: Float64Array[], times: StageTimes = {}, sent: (Uint8Array | undefined)[] = [], trust: number[] = []): Promise<Record<string, HostTensor>> {
+  async fuse(
+    features: Float32Array[],
+    poses: Float64Array[],
+    times: StageTimes = {},
+    sent: (Uint8Array | undefined)[] = [],
+    trust: number[] = [],
+  ): Promise<Record<string, HostTensor>> {
     const { space } = this.opts;
     const [W, H] = featureGrid(space);
     const C = space.channels;
@@ -227,7 +235,13 @@ export class CollabPipeline {
     return dets;
   }
 
-  private message(input: AgentInput, payload: { features?: Float32Array; detections?: Detection[] }, dtype: FeatureDType, times: StageTimes, keep?: number): Uint8Array {
+  private message(
+    input: AgentInput,
+    payload: { features?: Float32Array; detections?: Detection[] },
+    dtype: FeatureDType,
+    times: StageTimes,
+    keep?: number,
+  ): Uint8Array {
     const t = now();
     const grid = gridForSpace(this.opts.space);
     const mask = payload.features && keep !== undefined && keep < 1 ? strongestCellsMask(payload.features, grid, keep) : undefined;
@@ -359,7 +373,11 @@ export class CollabPipeline {
         }
       }
       const t = now();
-      const keep = nmsRotated(all.map((d) => bevFromCorners(boxToCorners(d.box))), all.map((d) => d.score), opts.nmsThreshold ?? 0.15);
+      const keep = nmsRotated(
+        all.map((d) => bevFromCorners(boxToCorners(d.box))),
+        all.map((d) => d.score),
+        opts.nmsThreshold ?? 0.15,
+      );
       detections = keep.map((i) => all[i]);
       addTime(times, 'decode+nms', now() - t);
     } else {
@@ -379,7 +397,10 @@ export class CollabPipeline {
         used.push({ id: Number(msg.agentId), type: msg.agentType });
       }
       const out = await this.fuse(features, poses, times, sent, trust);
-      occupancy = Object.keys(out).filter((k) => /^occ\d+$/.test(k)).sort().map((k) => out[k]);
+      occupancy = Object.keys(out)
+        .filter((k) => /^occ\d+$/.test(k))
+        .sort()
+        .map((k) => out[k]);
       detections = this.decode(out, opts, times);
     }
     return { egoId, mode: opts.mode, detections, used, skipped, messageBytes, occupancy, times, provider: this.provider };

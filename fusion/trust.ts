@@ -50,7 +50,10 @@ export function withTrust(weights: Weights, trust: Trust): Weights {
 export function parseTrust(spec: string, flag = '--trust'): Trust | null {
   if (spec.trim() === 'none') return null;
   const out: Trust = {};
-  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([^=\s]+)=(.+)$/.exec(part);
     const t = m ? Number(m[2]) : NaN;
     if (!m || !Number.isFinite(t) || t < 0) throw new Error(`${flag}: expected TYPE=T with T ≥ 0, or "none" (got "${part}")`);
@@ -61,6 +64,8 @@ export function parseTrust(spec: string, flag = '--trust'): Trust | null {
 }
 
 export function formatTrust(trust: Trust): string {
-  const entries = Object.entries(trust).filter(([, t]) => t !== 1).sort((a, b) => a[0].localeCompare(b[0]));
-  return entries.length ? entries.map(([k, t]) => `${k} ${t}`).join(', ') : 'every type 1 (HEAL\'s rule)';
+  const entries = Object.entries(trust)
+    .filter(([, t]) => t !== 1)
+    .sort((a, b) => a[0].localeCompare(b[0]));
+  return entries.length ? entries.map(([k, t]) => `${k} ${t}`).join(', ') : "every type 1 (HEAL's rule)";
 }

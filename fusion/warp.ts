@@ -18,15 +18,18 @@ export function agentFromEgo(worldFromEgo: Mat4, worldFromAgent: Mat4): Mat4 {
  */
 export function warpTheta(agentFromEgoTf: Mat4, space: SharedSpace): Float64Array {
   const [xmin, ymin, , xmax, ymax] = space.range;
-  const cx = (xmin + xmax) / 2, cy = (ymin + ymax) / 2;
-  const sx = (xmax - xmin) / 2, sy = (ymax - ymin) / 2;
+  const cx = (xmin + xmax) / 2,
+    cy = (ymin + ymax) / 2;
+  const sx = (xmax - xmin) / 2,
+    sy = (ymax - ymin) / 2;
   const m = agentFromEgoTf;
-  const r00 = m[0], r01 = m[1], t0 = m[3];
-  const r10 = m[4], r11 = m[5], t1 = m[7];
-  return Float64Array.of(
-    r00, (r01 * sy) / sx, (r00 * cx + r01 * cy + t0 - cx) / sx,
-    (r10 * sx) / sy, r11, (r10 * cx + r11 * cy + t1 - cy) / sy,
-  );
+  const r00 = m[0],
+    r01 = m[1],
+    t0 = m[3];
+  const r10 = m[4],
+    r11 = m[5],
+    t1 = m[7];
+  return Float64Array.of(r00, (r01 * sy) / sx, (r00 * cx + r01 * cy + t0 - cx) / sx, (r10 * sx) / sy, r11, (r10 * cx + r11 * cy + t1 - cy) / sy);
 }
 
 /** Sampling grids [A, H', W', 2] for agents given as T_{world←lidar}, the ego first or anywhere. */

@@ -237,10 +237,7 @@ export class GraphBuilder {
     const size = (d: number) => Math.floor((d + 2 * pad - o.kernel) / stride) + 1;
     const hOut = this.mapDim(h, size, o.name, 2);
     const wOut = this.mapDim(w, size, o.name, 3);
-    return this.node(
-      { op: 'conv2d', name: o.name, inputs, kernel: [o.kernel, o.kernel], stride, pad, groups },
-      [n, o.out, hOut, wOut],
-    );
+    return this.node({ op: 'conv2d', name: o.name, inputs, kernel: [o.kernel, o.kernel], stride, pad, groups }, [n, o.out, hOut, wOut]);
   }
 
   convTranspose2d(x: TensorRef, o: ConvTranspose2dOptions): TensorRef {
@@ -258,22 +255,22 @@ export class GraphBuilder {
     const inputs = [x.name, wRef.name];
     if (o.bias ?? true) inputs.push(this.param({ name: `${o.name}.bias`, shape: [o.out], init: 'zeros', trainable: true }).name);
     const size = (d: number) => (d - 1) * stride + o.kernel;
-    return this.node(
-      { op: 'convTranspose2d', name: o.name, inputs, kernel: [o.kernel, o.kernel], stride },
-      [n, o.out, this.mapDim(h, size, o.name, 2), this.mapDim(w, size, o.name, 3)],
-    );
+    return this.node({ op: 'convTranspose2d', name: o.name, inputs, kernel: [o.kernel, o.kernel], stride }, [
+      n,
+      o.out,
+      this.mapDim(h, size, o.name, 2),
+      this.mapDim(w, size, o.name, 3),
+    ]);
   }
 
   batchNorm(x: TensorRef, o: BatchNormOptions): TensorRef {
     const axis = normAxis(o.axis ?? 1, x.shape.length, `${this.name}: ${o.name}`);
     const c = this.staticDim(x.shape[axis], o.name, 'channels');
-    const p = (suffix: string, init: InitKind, trainable: boolean) =>
-      this.param({ name: `${o.name}.${suffix}`, shape: [c], init, trainable }).name;
+    const p = (suffix: string, init: InitKind, trainable: boolean) => this.param({ name: `${o.name}.${suffix}`, shape: [c], init, trainable }).name;
     const inputs = [x.name, p('gamma', 'ones', true), p('beta', 'zeros', true), p('mean', 'zeros', false), p('var', 'ones', false)];
-    return this.node(
-      { op: 'batchNorm', name: o.name, inputs, axis, rank: x.shape.length, epsilon: o.epsilon ?? 1e-5, momentum: o.momentum ?? 0.1 },
-      [...x.shape],
-    );
+    return this.node({ op: 'batchNorm', name: o.name, inputs, axis, rank: x.shape.length, epsilon: o.epsilon ?? 1e-5, momentum: o.momentum ?? 0.1 }, [
+      ...x.shape,
+    ]);
   }
 
   linear(x: TensorRef, o: LinearOptions): TensorRef {
@@ -387,7 +384,11 @@ export class GraphBuilder {
     if (perm.length !== x.shape.length || sorted.some((p, i) => p !== i)) {
       throw new Error(`${this.name}: ${id}: perm [${perm}] does not fit rank ${x.shape.length}`);
     }
-    return this.node({ op: 'transpose', name: id, inputs: [x.name], perm: [...perm] }, perm.map((p) => x.shape[p]), x.dtype);
+    return this.node(
+      { op: 'transpose', name: id, inputs: [x.name], perm: [...perm] },
+      perm.map((p) => x.shape[p]),
+      x.dtype,
+    );
   }
 
   /** ONNX Gather: out = data indexed along `axis` by every entry of `indices` (int32). */

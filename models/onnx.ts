@@ -247,11 +247,7 @@ function emitNode(node: Node, weights: Weights, nodes: NodeObj[], inits: TensorO
       return;
     }
     case 'convTranspose2d':
-      add('ConvTranspose', node.inputs, n, [
-        intsAttr('kernel_shape', node.kernel),
-        intsAttr('strides', [node.stride, node.stride]),
-        intAttr('group', 1),
-      ]);
+      add('ConvTranspose', node.inputs, n, [intsAttr('kernel_shape', node.kernel), intsAttr('strides', [node.stride, node.stride]), intAttr('group', 1)]);
       return;
     case 'batchNorm': {
       if (node.axis === 1) {
@@ -298,10 +294,7 @@ function emitNode(node: Node, weights: Weights, nodes: NodeObj[], inits: TensorO
     case 'reduceMax':
     case 'reduceMean':
       // Opset 17 still takes these axes as an attribute (an input only from opset 18).
-      add(node.op === 'reduceMax' ? 'ReduceMax' : 'ReduceMean', node.inputs, n, [
-        intsAttr('axes', [node.axis]),
-        intAttr('keepdims', node.keepDims ? 1 : 0),
-      ]);
+      add(node.op === 'reduceMax' ? 'ReduceMax' : 'ReduceMean', node.inputs, n, [intsAttr('axes', [node.axis]), intAttr('keepdims', node.keepDims ? 1 : 0)]);
       return;
     case 'reduceSum':
       inits.push(int64Tensor(`${n}/axes`, [1], [node.axis]));
@@ -325,17 +318,10 @@ function emitNode(node: Node, weights: Weights, nodes: NodeObj[], inits: TensorO
       add('Gather', node.inputs, n, [intAttr('axis', node.axis)]);
       return;
     case 'maxPool':
-      add('MaxPool', node.inputs, n, [
-        intsAttr('kernel_shape', [node.kernel, node.kernel]),
-        intsAttr('strides', [node.stride, node.stride]),
-      ]);
+      add('MaxPool', node.inputs, n, [intsAttr('kernel_shape', [node.kernel, node.kernel]), intsAttr('strides', [node.stride, node.stride])]);
       return;
     case 'gridSample':
-      add('GridSample', node.inputs, n, [
-        stringAttr('mode', 'bilinear'),
-        stringAttr('padding_mode', 'zeros'),
-        intAttr('align_corners', 0),
-      ]);
+      add('GridSample', node.inputs, n, [stringAttr('mode', 'bilinear'), stringAttr('padding_mode', 'zeros'), intAttr('align_corners', 0)]);
       return;
   }
 }

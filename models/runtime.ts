@@ -72,7 +72,10 @@ async function tryProvider(provider: 'cuda' | 'webgpu', make: (p: Provider) => P
   if (provider === 'webgpu' && auto) {
     const { adapter, software } = await webgpuCheck();
     // Measured on the small ego network (3 agents, 64×64): lavapipe 215 ms/run, CPU provider 19 ms/run.
-    if (software) throw new Error(`the WebGPU adapter is a software rasterizer (${adapter}); the CPU provider is faster for inference (ask for device 'webgpu' to use it anyway)`);
+    if (software)
+      throw new Error(
+        `the WebGPU adapter is a software rasterizer (${adapter}); the CPU provider is faster for inference (ask for device 'webgpu' to use it anyway)`,
+      );
   }
   try {
     return await make(provider);

@@ -53,7 +53,10 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
   // No variable names: tfjs names must be unique per process, and tests build the same net twice.
   for (const p of desc.params) {
     // tidy frees the staging tensor; the variable keeps its own reference to the data.
-    variables.set(p.name, tf.tidy(() => tf.variable(tf.tensor(weights.get(p.name)!.data, p.shape, 'float32'), p.trainable)));
+    variables.set(
+      p.name,
+      tf.tidy(() => tf.variable(tf.tensor(weights.get(p.name)!.data, p.shape, 'float32'), p.trainable)),
+    );
   }
   const constants = new Map<string, tf.Tensor>();
   for (const c of desc.constants) constants.set(c.name, tf.keep(tf.tensor(c.values, c.shape, c.dtype)));
@@ -78,7 +81,15 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
           if (!v) throw new Error(`${desc.name}: node "${node.name}" reads unknown tensor "${name}"`);
           return v;
         });
-        values.set(node.name, runNode(node, args, opts.training ?? false, node.inputs.map((n) => variables.get(n))));
+        values.set(
+          node.name,
+          runNode(
+            node,
+            args,
+            opts.training ?? false,
+            node.inputs.map((n) => variables.get(n)),
+          ),
+        );
       }
       const out: Record<string, tf.Tensor> = {};
       for (const o of desc.outputs) out[o.name] = logical(values.get(o.name)!).t;
@@ -137,7 +148,10 @@ function runNode(node: Node, args: Value[], training: boolean, vars: (tf.Variabl
       } else {
         const xs = tf.split(x, g, 3);
         const fs = tf.split(tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, g, 3);
-        y = tf.concat(xs.map((xi, i) => tf.conv2d(xi as tf.Tensor4D, fs[i] as tf.Tensor4D, node.stride, node.pad)), 3);
+        y = tf.concat(
+          xs.map((xi, i) => tf.conv2d(xi as tf.Tensor4D, fs[i] as tf.Tensor4D, node.stride, node.pad)),
+          3,
+        );
       }
       if (args[2]) y = tf.add(y, args[2].t);
       return { t: y, nhwc: true };
@@ -331,7 +345,12 @@ function gridSampleNhwc(x: tf.Tensor4D, grid: tf.Tensor4D, where: string): tf.Te
   const baseT = tf.tensor1d(base, 'int32');
   const flat = tf.reshape(x, [n * h * w, c]);
   let out: tf.Tensor | undefined;
-  for (const [dx, dy] of [[0, 0], [1, 0], [0, 1], [1, 1]]) {
+  for (const [dx, dy] of [
+    [0, 0],
+    [1, 0],
+    [0, 1],
+    [1, 1],
+  ]) {
     const xc = dx ? tf.add(x0, 1) : x0;
     const yc = dy ? tf.add(y0, 1) : y0;
     const wx = dx ? fx : tf.sub(1, fx);

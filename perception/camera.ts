@@ -66,28 +66,45 @@ export function preprocessImage(image: RgbImage, inputSize: [number, number], cr
     throw new DataError('camera image', 'data', `expected ${width}×${height}×3 = ${width * height * 3} bytes`, data.length);
   }
   const box = crop ?? { x: 0, y: 0, width, height };
-  if (!(Number.isInteger(box.x) && Number.isInteger(box.y) && Number.isInteger(box.width) && Number.isInteger(box.height))
-    || box.x < 0 || box.y < 0 || box.width < 1 || box.height < 1 || box.x + box.width > width || box.y + box.height > height) {
+  if (
+    !(Number.isInteger(box.x) && Number.isInteger(box.y) && Number.isInteger(box.width) && Number.isInteger(box.height)) ||
+    box.x < 0 ||
+    box.y < 0 ||
+    box.width < 1 ||
+    box.height < 1 ||
+    box.x + box.width > width ||
+    box.y + box.height > height
+  ) {
     throw new Error(`preprocessImage: crop ${JSON.stringify(box)} is not a whole-pixel box inside the ${width}×${height} image`);
   }
-  const sx = outW / box.width, sy = outH / box.height;
+  const sx = outW / box.width,
+    sy = outH / box.height;
   const tx = filterTaps(box.x, box.width, outW);
   const ty = filterTaps(box.y, box.height, outH);
 
   // Horizontal pass over the crop's rows into [cropH, outW, 3] floats, then vertical pass.
   const rowsBuf = new Float32Array(box.height * outW * 3);
   for (let r = 0; r < box.height; r++) {
-    const src = ((box.y + r) * width) * 3;
+    const src = (box.y + r) * width * 3;
     const dst = r * outW * 3;
     for (let o = 0; o < outW; o++) {
-      let a = 0, b = 0, c = 0;
-      const first = tx.first[o], n = tx.count[o], w0 = o * tx.maxTaps;
+      let a = 0,
+        b = 0,
+        c = 0;
+      const first = tx.first[o],
+        n = tx.count[o],
+        w0 = o * tx.maxTaps;
       for (let k = 0; k < n; k++) {
-        const w = tx.weight[w0 + k], p = src + (first + k) * 3;
-        a += w * data[p]; b += w * data[p + 1]; c += w * data[p + 2];
+        const w = tx.weight[w0 + k],
+          p = src + (first + k) * 3;
+        a += w * data[p];
+        b += w * data[p + 1];
+        c += w * data[p + 2];
       }
       const q = dst + o * 3;
-      rowsBuf[q] = a; rowsBuf[q + 1] = b; rowsBuf[q + 2] = c;
+      rowsBuf[q] = a;
+      rowsBuf[q + 1] = b;
+      rowsBuf[q + 2] = c;
     }
   }
   const plane = outW * outH;
@@ -95,12 +112,19 @@ export function preprocessImage(image: RgbImage, inputSize: [number, number], cr
   const gain = [0, 1, 2].map((ch) => 1 / (255 * IMAGENET_STD[ch]));
   const bias = [0, 1, 2].map((ch) => -IMAGENET_MEAN[ch] / IMAGENET_STD[ch]);
   for (let o = 0; o < outH; o++) {
-    const first = ty.first[o] - box.y, n = ty.count[o], w0 = o * ty.maxTaps;
+    const first = ty.first[o] - box.y,
+      n = ty.count[o],
+      w0 = o * ty.maxTaps;
     for (let col = 0; col < outW; col++) {
-      let a = 0, b = 0, c = 0;
+      let a = 0,
+        b = 0,
+        c = 0;
       for (let k = 0; k < n; k++) {
-        const w = ty.weight[w0 + k], p = ((first + k) * outW + col) * 3;
-        a += w * rowsBuf[p]; b += w * rowsBuf[p + 1]; c += w * rowsBuf[p + 2];
+        const w = ty.weight[w0 + k],
+          p = ((first + k) * outW + col) * 3;
+        a += w * rowsBuf[p];
+        b += w * rowsBuf[p + 1];
+        c += w * rowsBuf[p + 2];
       }
       const q = o * outW + col;
       tensor[q] = a * gain[0] + bias[0];
@@ -116,12 +140,15 @@ function filterTaps(start: number, len: number, out: number) {
   const scale = out / len;
   const support = Math.max(1, 1 / scale); // filter half-width in source pixels
   const maxTaps = Math.ceil(support) * 2 + 1;
-  const first = new Int32Array(out), count = new Int32Array(out), weight = new Float32Array(out * maxTaps);
+  const first = new Int32Array(out),
+    count = new Int32Array(out),
+    weight = new Float32Array(out * maxTaps);
   for (let o = 0; o < out; o++) {
     const centre = start + (o + 0.5) / scale; // continuous source coordinate of the sample
     const lo = Math.max(start, Math.floor(centre - support - 0.5));
     const hi = Math.min(start + len - 1, Math.ceil(centre + support - 0.5));
-    let sum = 0, n = 0;
+    let sum = 0,
+      n = 0;
     for (let i = lo; i <= hi && n < maxTaps; i++) {
       const w = Math.max(0, 1 - Math.abs(i + 0.5 - centre) / support);
       if (n === 0 && w === 0) continue; // skip leading zero taps so `first` is the first useful one
@@ -142,7 +169,8 @@ function filterTaps(start: number, len: number, out: number) {
 export function adjustIntrinsics(K: Float64Array, scale: [number, number], crop?: { x: number; y: number }): Float64Array {
   if (K.length !== 9) throw new Error(`adjustIntrinsics: K must be 3×3 row-major (9 values), got ${K.length}`);
   const [sx, sy] = scale;
-  const x0 = crop?.x ?? 0, y0 = crop?.y ?? 0;
+  const x0 = crop?.x ?? 0,
+    y0 = crop?.y ?? 0;
   const out = new Float64Array(9);
   for (let c = 0; c < 3; c++) {
     out[c] = sx * (K[c] - x0 * K[6 + c]);
@@ -195,9 +223,7 @@ export function depthBinIndex(mode: DepthMode, dmin: number, dmax: number, n: nu
   checkBins(mode, dmin, dmax, n);
   if (!(depth >= dmin && depth < dmax)) return -1;
   const span = dmax - dmin;
-  const t = mode === 'UD'
-    ? ((depth - dmin) / span) * n
-    : (Math.sqrt(1 + (8 * (depth - dmin)) / ((2 * span) / (n * (n + 1)))) - 1) / 2;
+  const t = mode === 'UD' ? ((depth - dmin) / span) * n : (Math.sqrt(1 + (8 * (depth - dmin)) / ((2 * span) / (n * (n + 1)))) - 1) / 2;
   return Math.min(n - 1, Math.floor(t));
 }
 
@@ -212,16 +238,25 @@ export const DEPTH_NO_HIT = 255;
  * nearest surface is what the pixel's feature shows. −1 (ignored) where that depth is outside
  * [dmin, dmax) or the whole patch is sky.
  */
-export function depthTargets(depth: { width: number; height: number; data: Uint8Array }, featureSize: [number, number], mode: DepthMode, dmin: number, dmax: number, n: number): Int32Array {
+export function depthTargets(
+  depth: { width: number; height: number; data: Uint8Array },
+  featureSize: [number, number],
+  mode: DepthMode,
+  dmin: number,
+  dmax: number,
+  n: number,
+): Int32Array {
   const [fW, fH] = featureSize;
   const { width: W, height: H, data } = depth;
   if (data.length !== W * H) throw new Error(`depthTargets: a ${W}×${H} depth map needs ${W * H} bytes, got ${data.length}`);
   if (W < fW || H < fH) throw new Error(`depthTargets: the ${W}×${H} depth map is smaller than the ${fW}×${fH} feature map`);
   const out = new Int32Array(fW * fH);
   for (let v = 0; v < fH; v++) {
-    const y0 = Math.floor((v * H) / fH), y1 = Math.floor(((v + 1) * H) / fH);
+    const y0 = Math.floor((v * H) / fH),
+      y1 = Math.floor(((v + 1) * H) / fH);
     for (let u = 0; u < fW; u++) {
-      const x0 = Math.floor((u * W) / fW), x1 = Math.floor(((u + 1) * W) / fW);
+      const x0 = Math.floor((u * W) / fW),
+        x1 = Math.floor(((u + 1) * W) / fW);
       let nearest = DEPTH_NO_HIT;
       for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) nearest = Math.min(nearest, data[y * W + x]);
       out[v * fW + u] = nearest === DEPTH_NO_HIT ? -1 : depthBinIndex(mode, dmin, dmax, n, nearest);
@@ -278,14 +313,17 @@ function frustumShape(cameraCount: number, opts: FrustumOptions) {
   }
   if (opts.depth.length === 0) throw new Error('frustum: no depth bins');
   for (const d of opts.depth) if (!(d > 0 && Number.isFinite(d))) throw new Error(`frustum: depth bins must be positive, got ${d}`);
-  const fW = W / s, fH = H / s, D = opts.depth.length;
+  const fW = W / s,
+    fH = H / s,
+    D = opts.depth.length;
   return { fW, fH, D, count: cameraCount * D * fH * fW };
 }
 
 /** T_{lidar←cv}·K⁻¹ as a 3×3 `ray` plus the camera origin `t`: point = depth·ray·[u, v, 1] + t. */
 function cameraRays(cam: SplatCamera, n: number): { ray: Float64Array; t: Float64Array } {
   const label = cam.name ?? `camera ${n}`;
-  const K = cam.intrinsic, E = cam.extrinsic;
+  const K = cam.intrinsic,
+    E = cam.extrinsic;
   if (K.length !== 9 || !isFiniteMatrix(K)) throw new DataError(label, 'intrinsic', 'must be 9 finite numbers (3×3 row-major)', Array.from(K));
   if (E.length !== 16 || !isFiniteMatrix(E)) throw new DataError(label, 'extrinsic', 'must be 16 finite numbers (4×4 row-major)', Array.from(E));
   if (cam.axes !== 'ue4' && cam.axes !== 'opencv') throw new DataError(label, 'axes', 'must be "ue4" or "opencv"', cam.axes);
@@ -315,14 +353,22 @@ function mul4(a: Mat4, b: Mat4): Mat4 {
 
 function invert3(m: Float64Array, label: string): Float64Array {
   const [a, b, c, d, e, f, g, h, i] = m;
-  const A = e * i - f * h, B = -(d * i - f * g), C = d * h - e * g;
+  const A = e * i - f * h,
+    B = -(d * i - f * g),
+    C = d * h - e * g;
   const det = a * A + b * B + c * C;
   if (!(Math.abs(det) > 1e-12)) throw new DataError(label, 'intrinsic', 'is singular', Array.from(m));
   const k = 1 / det;
   return Float64Array.of(
-    A * k, -(b * i - c * h) * k, (b * f - c * e) * k,
-    B * k, (a * i - c * g) * k, -(a * f - c * d) * k,
-    C * k, -(a * h - b * g) * k, (a * e - b * d) * k,
+    A * k,
+    -(b * i - c * h) * k,
+    (b * f - c * e) * k,
+    B * k,
+    (a * i - c * g) * k,
+    -(a * f - c * d) * k,
+    C * k,
+    -(a * h - b * g) * k,
+    (a * e - b * d) * k,
   );
 }
 
@@ -360,7 +406,8 @@ export function bevCell(space: SharedSpace, x: number, y: number, z: number): nu
   const [W, H] = featureGrid(space);
   const [cw, ch] = featureCellSize(space);
   if (!(z >= zmin && z < zmax)) return -1;
-  const col = Math.floor((x - xmin) / cw), row = Math.floor((y - ymin) / ch);
+  const col = Math.floor((x - xmin) / cw),
+    row = Math.floor((y - ymin) / ch);
   return col >= 0 && col < W && row >= 0 && row < H ? row * W + col : -1;
 }
 
@@ -408,8 +455,11 @@ export function frustumToBev(cameras: SplatCamera[], opts: SplatOptions): SplatI
   const perCell = new Int32Array(cells);
   let kept = 0;
   for (let i = 0; i < count; i++) {
-    const x = xyz[3 * i], y = xyz[3 * i + 1], z = xyz[3 * i + 2];
-    const col = Math.floor((x - xmin) / cw), row = Math.floor((y - ymin) / ch);
+    const x = xyz[3 * i],
+      y = xyz[3 * i + 1],
+      z = xyz[3 * i + 2];
+    const col = Math.floor((x - xmin) / cw),
+      row = Math.floor((y - ymin) / ch);
     if (z >= zmin && z < zmax && col >= 0 && col < W && row >= 0 && row < H) {
       const c = row * W + col;
       cellOf[i] = c;
@@ -421,7 +471,8 @@ export function frustumToBev(cameras: SplatCamera[], opts: SplatOptions): SplatI
   let occupied = 0;
   for (let c = 0; c < cells; c++) if (perCell[c] > 0) occupied++;
   const next = new Int32Array(cells); // write position of each cell's next point
-  const segmentStarts = new Int32Array(occupied), segmentEnds = new Int32Array(occupied);
+  const segmentStarts = new Int32Array(occupied),
+    segmentEnds = new Int32Array(occupied);
   const occupiedCells = new Int32Array(occupied);
   const cellToSegment = new Int32Array(cells).fill(occupied);
   for (let c = 0, pos = 0, s = 0; c < cells; c++) {
@@ -433,7 +484,8 @@ export function frustumToBev(cameras: SplatCamera[], opts: SplatOptions): SplatI
     occupiedCells[s] = c;
     cellToSegment[c] = s++;
   }
-  const keptIndex = new Int32Array(kept), cellOfKept = new Int32Array(kept);
+  const keptIndex = new Int32Array(kept),
+    cellOfKept = new Int32Array(kept);
   for (let i = 0; i < count; i++) {
     const c = cellOf[i];
     if (c < 0) continue;
@@ -442,8 +494,17 @@ export function frustumToBev(cameras: SplatCamera[], opts: SplatOptions): SplatI
     cellOfKept[k] = c;
   }
   return {
-    count, cameras: cameras.length, depthBins: D, featureSize: [fW, fH],
-    keptIndex, cellOfKept, segmentStarts, segmentEnds, occupiedCells, cellToSegment, gridSize: [W, H],
+    count,
+    cameras: cameras.length,
+    depthBins: D,
+    featureSize: [fW, fH],
+    keptIndex,
+    cellOfKept,
+    segmentStarts,
+    segmentEnds,
+    occupiedCells,
+    cellToSegment,
+    gridSize: [W, H],
   };
 }
 
@@ -460,7 +521,8 @@ export function splatReference(features: Float32Array, index: SplatIndex, C: num
   const plane = W * H;
   const acc = new Float64Array(C * plane);
   for (let k = 0; k < index.keptIndex.length; k++) {
-    const f = index.keptIndex[k] * C, cell = index.cellOfKept[k];
+    const f = index.keptIndex[k] * C,
+      cell = index.cellOfKept[k];
     for (let c = 0; c < C; c++) acc[c * plane + cell] += features[f + c];
   }
   return Float32Array.from(acc);
@@ -479,13 +541,15 @@ export function splatByCumsum(features: Float32Array, index: SplatIndex, C: numb
   const K = index.keptIndex.length;
   const running = new Float32Array(K * C);
   for (let k = 0; k < K; k++) {
-    const f = index.keptIndex[k] * C, o = k * C;
+    const f = index.keptIndex[k] * C,
+      o = k * C;
     for (let c = 0; c < C; c++) running[o + c] = (k > 0 ? running[o - C + c] : 0) + features[f + c];
   }
   const S = index.occupiedCells.length;
   const seg = new Float32Array((S + 1) * C); // last row stays zero for empty cells
   for (let s = 0; s < S; s++) {
-    const e = index.segmentEnds[s] * C, p = s > 0 ? index.segmentEnds[s - 1] * C : -1;
+    const e = index.segmentEnds[s] * C,
+      p = s > 0 ? index.segmentEnds[s - 1] * C : -1;
     for (let c = 0; c < C; c++) seg[s * C + c] = running[e + c] - (p >= 0 ? running[p + c] : 0);
   }
   const out = new Float32Array(C * plane);

@@ -64,10 +64,7 @@ export interface Pillars {
 }
 
 /** Pillar configuration of a shared-space profile. */
-export function pillarConfigForSpace(
-  space: SharedSpace,
-  opts: { maxPointsPerPillar?: number; maxPillars?: number; maskEgo?: boolean } = {},
-): PillarConfig {
+export function pillarConfigForSpace(space: SharedSpace, opts: { maxPointsPerPillar?: number; maxPillars?: number; maskEgo?: boolean } = {}): PillarConfig {
   const [w, h] = pillarGrid(space);
   return {
     range: space.range,
@@ -108,8 +105,10 @@ export function pillarize(points: Float32Array, cfg: PillarConfig, stride = 4): 
   // Bounds are compared in float32, like NumPy comparing a float32 cloud with Python floats:
   // a point at float32(2.95) is on the ego body, one at float32(xmax) is out of range.
   const [rx0, ry0, rz0, rx1, ry1, rz1] = cfg.range.map(Math.fround);
-  const ex0 = Math.fround(EGO_BODY.xMin), ex1 = Math.fround(EGO_BODY.xMax);
-  const ey0 = Math.fround(EGO_BODY.yMin), ey1 = Math.fround(EGO_BODY.yMax);
+  const ex0 = Math.fround(EGO_BODY.xMin),
+    ex1 = Math.fround(EGO_BODY.xMax);
+  const ey0 = Math.fround(EGO_BODY.yMin),
+    ey1 = Math.fround(EGO_BODY.yMax);
   const maskEgo = cfg.maskEgo ?? false;
   const maxP = cfg.maxPointsPerPillar;
   const pillarCap = Math.min(cfg.maxPillars, W * H);
@@ -122,7 +121,9 @@ export function pillarize(points: Float32Array, cfg: PillarConfig, stride = 4): 
   let pointsInRange = 0;
   for (let i = 0; i < n; i++) {
     const o = i * stride;
-    const x = points[o], y = points[o + 1], z = points[o + 2];
+    const x = points[o],
+      y = points[o + 1],
+      z = points[o + 2];
     pointPillar[i] = -1;
     // Written so that NaN fails every test and is dropped.
     if (!(x > rx0 && x < rx1 && y > ry0 && y < ry1 && z > rz0 && z < rz1)) continue;
@@ -157,7 +158,9 @@ export function pillarize(points: Float32Array, cfg: PillarConfig, stride = 4): 
     pointsKept++;
     const o = i * stride;
     const f = (p * maxP + slot) * POINT_FEATURES;
-    const x = points[o], y = points[o + 1], z = points[o + 2];
+    const x = points[o],
+      y = points[o + 1],
+      z = points[o + 2];
     features[f] = x;
     features[f + 1] = y;
     features[f + 2] = z;
@@ -178,12 +181,16 @@ export function pillarize(points: Float32Array, cfg: PillarConfig, stride = 4): 
     coords[p * 2] = row;
     coords[p * 2 + 1] = col;
     const k = Math.min(pointCounts[p], maxP);
-    const mx = sums[p * 3] / k, my = sums[p * 3 + 1] / k, mz = sums[p * 3 + 2] / k;
+    const mx = sums[p * 3] / k,
+      my = sums[p * 3 + 1] / k,
+      mz = sums[p * 3 + 2] / k;
     const xc = xmin + (col + 0.5) * vx;
     const yc = ymin + (row + 0.5) * vy;
     for (let s = 0; s < k; s++) {
       const f = (p * maxP + s) * POINT_FEATURES;
-      const x = features[f], y = features[f + 1], z = features[f + 2];
+      const x = features[f],
+        y = features[f + 1],
+        z = features[f + 2];
       features[f + 4] = x - mx;
       features[f + 5] = y - my;
       features[f + 6] = z - mz;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Bottom to top; a folder may import its own layer's files and those of lower layers. */
-export const LAYERS: string[][] = [['datasets'], ['models'], ['perception'], ['fusion'], ['eval'], ['train', 'viewer'], ['cli', 'bench']];
+const LAYERS: string[][] = [['datasets'], ['models'], ['perception'], ['fusion'], ['eval'], ['train', 'viewer'], ['cli', 'bench']];
 
 const layerOf = new Map(LAYERS.flatMap((folders, i) => folders.map((f) => [f, i] as const)));
 
@@ -24,7 +24,7 @@ function sourceFiles(dir: string): string[] {
 const SPECIFIER = /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)(['"])(\.[^'"]*)\1/gm;
 
 /** file → the project files it imports (relative specifiers only). */
-export function importGraph(files: string[], read: (f: string) => string): Map<string, string[]> {
+function importGraph(files: string[], read: (f: string) => string): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const file of files) {
     const targets = [...read(file).matchAll(SPECIFIER)].map((m) => path.normalize(path.join(path.dirname(file), m[2])));
@@ -34,7 +34,7 @@ export function importGraph(files: string[], read: (f: string) => string): Map<s
 }
 
 /** Imports that run up the table (or into a folder the table does not know). */
-export function upwardImports(graph: Map<string, string[]>): string[] {
+function upwardImports(graph: Map<string, string[]>): string[] {
   const bad: string[] = [];
   for (const [file, targets] of graph) {
     const from = layerOf.get(file.split(path.sep)[0]);
@@ -49,7 +49,7 @@ export function upwardImports(graph: Map<string, string[]>): string[] {
 }
 
 /** Every import cycle between files, each as the files round it. */
-export function cycles(graph: Map<string, string[]>): string[][] {
+function cycles(graph: Map<string, string[]>): string[][] {
   const found: string[][] = [];
   const state = new Map<string, 'open' | 'done'>();
   const stack: string[] = [];

@@ -89,18 +89,22 @@ export function randomAugmentation(rng: TrainRng): Augmentation {
 
 /** T = S·R·F as a 4×4 (row-major). */
 export function augmentationMatrix(a: Augmentation): Mat4 {
-  const c = Math.cos(a.rotation) * a.scale, s = Math.sin(a.rotation) * a.scale;
+  const c = Math.cos(a.rotation) * a.scale,
+    s = Math.sin(a.rotation) * a.scale;
   const f = a.flipY ? -1 : 1;
   const m = identity4();
-  m[0] = c; m[1] = -s * f;
-  m[4] = s; m[5] = c * f;
+  m[0] = c;
+  m[1] = -s * f;
+  m[4] = s;
+  m[5] = c * f;
   m[10] = a.scale;
   return m;
 }
 
 export function augmentBox(b: ArrayLike<number>, a: Augmentation): Box7 {
   const m = augmentationMatrix(a);
-  const x = m[0] * b[0] + m[1] * b[1], y = m[4] * b[0] + m[5] * b[1];
+  const x = m[0] * b[0] + m[1] * b[1],
+    y = m[4] * b[0] + m[5] * b[1];
   const yaw = (a.flipY ? -b[6] : b[6]) + a.rotation;
   return [x, y, b[2] * a.scale, b[3] * a.scale, b[4] * a.scale, b[5] * a.scale, yaw];
 }
@@ -111,7 +115,12 @@ export function augmentBox(b: ArrayLike<number>, a: Augmentation): Box7 {
  * collaborator's by metres, as G rotates about the ego), so the body is dropped before the
  * transform and pillarize must not mask again afterwards (it would cut real points there).
  */
-export function augmentedInputs(network: AgentNetworkConfig, space: SharedSpace, data: SensorData & { points: Float32Array }, m: Mat4): Record<string, HostTensor> {
+export function augmentedInputs(
+  network: AgentNetworkConfig,
+  space: SharedSpace,
+  data: SensorData & { points: Float32Array },
+  m: Mat4,
+): Record<string, HostTensor> {
   const enc = network.encoder;
   if (enc.arch !== 'pointpillars') return agentInputs(network, space, data);
   let points = data.points;
@@ -120,7 +129,8 @@ export function augmentedInputs(network: AgentNetworkConfig, space: SharedSpace,
     const [x0, x1, y0, y1] = [EGO_BODY.xMin, EGO_BODY.xMax, EGO_BODY.yMin, EGO_BODY.yMax].map(Math.fround);
     const kept: number[] = [];
     for (let i = 0; i < points.length; i += 4) {
-      const x = points[i], y = points[i + 1];
+      const x = points[i],
+        y = points[i + 1];
       if (!(x >= x0 && x <= x1 && y >= y0 && y <= y1)) kept.push(i);
     }
     const out = new Float32Array(kept.length * 4);
@@ -178,7 +188,6 @@ function egoCandidates(ds: Dataset, ref: FrameRef): number[] {
   return vehicles.length ? vehicles : ref.agentIds;
 }
 
-
 export async function loadSample(ds: Dataset, ref: FrameRef, opts: SampleOptions): Promise<TrainSample> {
   const { space, rng } = opts;
   const candidates = egoCandidates(ds, ref);
@@ -225,7 +234,8 @@ async function loadDepthTargets(network: AgentNetworkConfig, frame: AgentFrame):
   if (enc.arch !== 'lss') return undefined;
   const cameras = selectCameras(enc, frame.cameras, `agent type "${network.type}"`);
   if (cameras.some((c) => !c.depthPath)) return undefined;
-  const fW = enc.imageSize[0] / enc.downsample, fH = enc.imageSize[1] / enc.downsample;
+  const fW = enc.imageSize[0] / enc.downsample,
+    fH = enc.imageSize[1] / enc.downsample;
   const b = enc.depthBins;
   const bins = new Int32Array(cameras.length * fW * fH);
   for (let i = 0; i < cameras.length; i++) {
@@ -252,7 +262,9 @@ export async function loadSingleAgentSample(ds: Dataset, ref: FrameRef, agentId:
     ref,
     egoId: agentId,
     agentIds: [agentId],
-    inputs: [padPillars(aug === NO_AUGMENTATION ? agentInputs(opts.network, space, frame) : augmentedInputs(opts.network, space, frame, augmentationMatrix(aug)))],
+    inputs: [
+      padPillars(aug === NO_AUGMENTATION ? agentInputs(opts.network, space, frame) : augmentedInputs(opts.network, space, frame, augmentationMatrix(aug))),
+    ],
     poses: [frame.lidarPose],
     gt,
     targets: assignTargets(opts.anchors, gt, 0.6, 0.45),

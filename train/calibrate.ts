@@ -21,7 +21,7 @@ import type { Detection } from '../fusion/detect.ts';
 import { egoGroundTruth } from '../eval/groundtruth.ts';
 import { apOf } from '../eval/statistics.ts';
 import { describeError, selectFrames } from '../eval/evaluate.ts';
-import { type ApByThreshold, type FrameFailure } from '../eval/contracts.ts';
+import type { ApByThreshold, FrameFailure } from '../eval/contracts.ts';
 import { withTrust, type Trust } from '../fusion/trust.ts';
 import { CSS, figure } from '../eval/report/html.ts';
 import { PALETTE, esc, linePlot, type Series } from '../eval/report/svg.ts';
@@ -137,7 +137,11 @@ export async function calibrate(o: CalibrateOptions): Promise<{ record: Calibrat
       continue;
     }
     for (const p of pending) {
-      acc.get(p.type)![p.k].addFrame(p.det.map((d) => bevCorners(d.box)), p.det.map((d) => d.score), gt);
+      acc.get(p.type)![p.k].addFrame(
+        p.det.map((d) => bevCorners(d.box)),
+        p.det.map((d) => d.score),
+        gt,
+      );
     }
     evaluated++;
     bar?.tick(1, failures.length ? { failed: failures.length } : undefined);
@@ -207,22 +211,35 @@ export function renderCalibration(record: CalibrateRecord): string {
   }));
   const hi = Math.min(1, Math.ceil((Math.max(0.1, ...ys) + 0.05) * 10) / 10);
   const plot = linePlot({
-    title: `AP@0.5 against fusion trust, split ${record.split}`, xLabel: 'trust (1 = HEAL\'s rule, 0 = left out)', yLabel: 'AP@0.5',
-    x: [0, Math.max(1, ...record.grid)], y: [0, hi], series, width: 560, height: 340,
+    title: `AP@0.5 against fusion trust, split ${record.split}`,
+    xLabel: "trust (1 = HEAL's rule, 0 = left out)",
+    yLabel: 'AP@0.5',
+    x: [0, Math.max(1, ...record.grid)],
+    y: [0, hi],
+    series,
+    width: 560,
+    height: 340,
   });
   const head = `<tr><th>trust</th>${types.map((t) => `<th>${esc(`${record.base}+${t}`)} AP@0.3 / 0.5 / 0.7</th>`).join('')}</tr>`;
-  const rows = record.grid.map((trust, k) => `<tr><td class="n">${trust}</td>${types.map((t) => {
-    const r = record.types[t].rows[k];
-    const cell = `${r.ap['0.3'].toFixed(3)} / ${r.ap['0.5'].toFixed(3)} / ${r.ap['0.7'].toFixed(3)}`;
-    return `<td class="n">${r.trust === record.types[t].trust ? `<b>${cell}</b>` : cell}</td>`;
-  }).join('')}</tr>`).join('');
+  const rows = record.grid
+    .map(
+      (trust, k) =>
+        `<tr><td class="n">${trust}</td>${types
+          .map((t) => {
+            const r = record.types[t].rows[k];
+            const cell = `${r.ap['0.3'].toFixed(3)} / ${r.ap['0.5'].toFixed(3)} / ${r.ap['0.7'].toFixed(3)}`;
+            return `<td class="n">${r.trust === record.types[t].trust ? `<b>${cell}</b>` : cell}</td>`;
+          })
+          .join('')}</tr>`,
+    )
+    .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>heal calibrate: ${esc(record.data)}</title><style>${CSS}</style></head>
 <body>
 <h1>heal calibrate</h1>
 <p>${record.frames.evaluated} frames of split <b>${esc(record.split)}</b> of <code>${esc(record.data)}</code>${record.frames.failed ? `, ${record.frames.failed} skipped` : ''}; provider ${esc(record.provider)}; ${record.wallSeconds.toFixed(0)} s.
 Each type's trust multiplies its weight in the pyramid's softmax over agents; the chosen one (bold) has the best AP@0.5, ties going to the larger.</p>
-<div class="plots">${figure(plot, 'One curve per type; 0 is the ego without that type\'s partners.')}</div>
+<div class="plots">${figure(plot, "One curve per type; 0 is the ego without that type's partners.")}</div>
 <table>${head}${rows}</table>
 </body></html>
 `;

@@ -61,7 +61,10 @@ async function datasetSeed(dataDir: unknown): Promise<unknown> {
   try {
     for (const split of (await fs.readdir(dataDir)).sort()) {
       for (const scenario of (await fs.readdir(path.join(dataDir, split))).sort()) {
-        const doc = YAML.parse(await fs.readFile(path.join(dataDir, split, scenario, 'data_protocol.yaml'), 'utf8')) as { synthetic?: { generator?: string }; world?: { seed?: unknown } };
+        const doc = YAML.parse(await fs.readFile(path.join(dataDir, split, scenario, 'data_protocol.yaml'), 'utf8')) as {
+          synthetic?: { generator?: string };
+          world?: { seed?: unknown };
+        };
         return doc?.synthetic?.generator === 'heal generate' ? doc.world?.seed : undefined;
       }
     }
@@ -90,7 +93,16 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
     const file = `${name}.onnx`;
     await write(file, exportOnnx(desc, pickWeights(desc, weights, source)));
     // The ego scales this type's fusion weight by fusionTrust (fusion/trust.ts; 1 is HEAL's rule).
-    types.push({ name, description: t.description, modality: t.modality, sensor: t.sensor, onnx: file, parameters: paramCount(desc), fusionTrust: trust[name] ?? 1, network });
+    types.push({
+      name,
+      description: t.description,
+      modality: t.modality,
+      sensor: t.sensor,
+      onnx: file,
+      parameters: paramCount(desc),
+      fusionTrust: trust[name] ?? 1,
+      network,
+    });
   }
   const egoDesc = egoNetworkFor(opts.space);
   await write('ego.onnx', exportOnnx(egoDesc, pickWeights(egoDesc, weights, source)));
@@ -107,7 +119,16 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
     report: opts.evalReport,
     run: report.run,
     provider: report.provider,
-    rows: ((report.rows as Record<string, unknown>[] | undefined) ?? []).map((r) => ({ label: r.label, combo: r.combo, fusion: r.fusion, dtype: r.dtype, keep: r.keep, frames: r.frames, ap: r.ap, bytes: r.bytes })),
+    rows: ((report.rows as Record<string, unknown>[] | undefined) ?? []).map((r) => ({
+      label: r.label,
+      combo: r.combo,
+      fusion: r.fusion,
+      dtype: r.dtype,
+      keep: r.keep,
+      frames: r.frames,
+      ap: r.ap,
+      bytes: r.bytes,
+    })),
   };
   const manifest = {
     version: 1,

@@ -157,7 +157,8 @@ export function rasterizeFootprints(boxes: ArrayLike<number>[], range: ArrayLike
     const c1 = Math.min(w - 1, Math.floor((Math.max(...xs) - range[0]) / cw));
     const r0 = Math.max(0, Math.floor((Math.min(...ys) - range[1]) / ch));
     const r1 = Math.min(h - 1, Math.floor((Math.max(...ys) - range[1]) / ch));
-    const cos = Math.cos(b[6]), sin = Math.sin(b[6]);
+    const cos = Math.cos(b[6]),
+      sin = Math.sin(b[6]);
     for (let r = r0; r <= r1; r++) {
       const y = range[1] + (r + 0.5) * ch - b[1];
       for (let col = c0; col <= c1; col++) {
@@ -168,7 +169,8 @@ export function rasterizeFootprints(boxes: ArrayLike<number>[], range: ArrayLike
         if (Math.abs(u) <= b[5] / 2 && Math.abs(v) <= b[4] / 2) out[r * w + col] = 1;
       }
     }
-    const cc = Math.floor((b[0] - range[0]) / cw), rr = Math.floor((b[1] - range[1]) / ch);
+    const cc = Math.floor((b[0] - range[0]) / cw),
+      rr = Math.floor((b[1] - range[1]) / ch);
     if (cc >= 0 && cc < w && rr >= 0 && rr < h) out[rr * w + cc] = 1;
   }
   return out;

@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
-import type { Dataset, FrameRef } from '../datasets/dataset.ts';
+import type { FrameRef } from '../datasets/dataset.ts';
 import { openDataset } from '../datasets/open.ts';
 import { DataError, writeFileAtomic } from '../datasets/io.ts';
 import { ApAccumulator } from '../eval/metrics.ts';
@@ -97,7 +97,10 @@ export const OPTIMIZER_FILE = 'optimizer.bin';
 export class NamedAdam {
   readonly m = new Map<string, tf.Variable>();
   readonly v = new Map<string, tf.Variable>();
-  constructor(public lr: number, public step = 0) {}
+  constructor(
+    public lr: number,
+    public step = 0,
+  ) {}
 
   apply(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>): void {
     this.step++;
@@ -111,7 +114,8 @@ export class NamedAdam {
           this.m.set(name, tf.variable(tf.zerosLike(p), false));
           this.v.set(name, tf.variable(tf.zerosLike(p), false));
         }
-        const m = this.m.get(name)!, v = this.v.get(name)!;
+        const m = this.m.get(name)!,
+          v = this.v.get(name)!;
         m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
         v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
         p.assign(tf.sub(p, tf.mul(tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), epsilon)), this.lr)));
@@ -191,7 +195,12 @@ export class AlignNet implements TrainNet {
   readonly levels: [number, number][];
 
   /** `depthOutput`: the agent network also outputs its depth distribution, for depth supervision. */
-  constructor(readonly models: StageOneModels, readonly base: Weights, typeWeights: Weights, depthOutput = false) {
+  constructor(
+    readonly models: StageOneModels,
+    readonly base: Weights,
+    typeWeights: Weights,
+    depthOutput = false,
+  ) {
     const agentDesc = agentNetwork(models.network, models.space, { depthOutput });
     this.agent = buildTfModel(agentDesc, pickWeights(agentDesc, typeWeights, `agent type ${models.network.type}`), `agent type ${models.network.type}`);
     this.ego = buildTfModel(models.ego, pickWeights(models.ego, base, 'the base model'), 'the base model');
@@ -208,7 +217,14 @@ export class AlignNet implements TrainNet {
   /** The head's outputs, and "depth", the first agent's depth distribution, when the network has it. */
   forward(sample: TrainSample, training: boolean): Record<string, tf.Tensor> {
     const outs = sample.inputs.map((inp) => this.agent.apply(Object.fromEntries(Object.entries(inp).map(([k, v]) => [k, toTensor(v)])), { training }));
-    const head = this.ego.apply(egoInputs(this.models.space, outs.map((o) => o.bev), sample.poses), { training: false });
+    const head = this.ego.apply(
+      egoInputs(
+        this.models.space,
+        outs.map((o) => o.bev),
+        sample.poses,
+      ),
+      { training: false },
+    );
     return outs[0].depth ? { ...head, depth: outs[0].depth } : head;
   }
 
@@ -230,7 +246,10 @@ export class StageOne implements TrainNet {
   readonly anchors: Anchors;
   readonly levels: [number, number][];
 
-  constructor(readonly models: StageOneModels, weights: Weights) {
+  constructor(
+    readonly models: StageOneModels,
+    weights: Weights,
+  ) {
     const agentDesc = agentNetwork(models.network, models.space);
     this.agent = buildTfModel(agentDesc, pickWeights(agentDesc, weights));
     this.ego = buildTfModel(models.ego, pickWeights(models.ego, weights));
@@ -267,7 +286,12 @@ export class StageOne implements TrainNet {
 }
 
 /** One optimisation step: loss value and its parts. */
-export function trainStep(net: TrainNet, opt: NamedAdam, sample: TrainSample, lossWeights: LossWeights = DEFAULT_LOSS_WEIGHTS): { loss: tf.Scalar; parts: Record<string, tf.Scalar> } {
+export function trainStep(
+  net: TrainNet,
+  opt: NamedAdam,
+  sample: TrainSample,
+  lossWeights: LossWeights = DEFAULT_LOSS_WEIGHTS,
+): { loss: tf.Scalar; parts: Record<string, tf.Scalar> } {
   const targets = targetTensors(sample.targets);
   const params = net.trainable();
   const parts: Record<string, tf.Scalar> = {};
@@ -310,7 +334,11 @@ export async function validate(net: TrainNet, refs: FrameRef[], load: (ref: Fram
     const [cls, reg, dir] = await Promise.all([out.cls.data(), out.reg.data(), out.dir.data()]);
     tf.dispose(Object.values(out));
     const dets = decodeDetections(net.anchors, cls as Float32Array, reg as Float32Array, dir as Float32Array, { range: space.range });
-    acc.addFrame(dets.map((d) => bevFromCorners(boxToCorners(d.box))), dets.map((d) => d.score), sample.gt.map((b) => bevFromCorners(boxToCorners(b))));
+    acc.addFrame(
+      dets.map((d) => bevFromCorners(boxToCorners(d.box))),
+      dets.map((d) => d.score),
+      sample.gt.map((b) => bevFromCorners(boxToCorners(b))),
+    );
   }
   return Object.fromEntries(acc.result().map((r) => [`AP@${r.iouThreshold}`, r.ap]));
 }
@@ -329,7 +357,12 @@ async function saveCheckpoint(dir: string, net: TrainNet, opt: NamedAdam, meta: 
   const file = path.join(dir, CHECKPOINT_FILE);
   // Optimizer first: a checkpoint file only exists once its optimizer state does.
   await saveWeights(path.join(dir, OPTIMIZER_FILE), await opt.state(), { step: opt.step });
-  await saveWeights(file, await net.readWeights(), { ...meta, stage: net instanceof AlignNet ? 2 : 1, type: net.models.network.type, space: net.models.space.name });
+  await saveWeights(file, await net.readWeights(), {
+    ...meta,
+    stage: net instanceof AlignNet ? 2 : 1,
+    type: net.models.network.type,
+    space: net.models.space.name,
+  });
   return file;
 }
 
@@ -359,7 +392,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const ds = await openDataset(opts.data);
   const trainRefs = ds.frames().filter((f) => f.split === 'train');
   if (trainRefs.length === 0) throw new DataError(opts.data, 'train', 'the dataset has no frames in its train split');
-  const valRefs = ds.frames().filter((f) => f.split === 'validate').slice(0, opts.valFrames ?? Infinity);
+  const valRefs = ds
+    .frames()
+    .filter((f) => f.split === 'validate')
+    .slice(0, opts.valFrames ?? Infinity);
   if (valEvery > 0 && valRefs.length === 0) log('heal train: the dataset has no validate split, so no validation AP is computed');
 
   let net: TrainNet;
@@ -399,30 +435,52 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     while (step < opts.steps) {
       const t0 = performance.now();
       const ref = trainRefs[rng.int(trainRefs.length)];
-      const sampleOpts = { space: models.space, network: models.network, anchors: net.anchors, levels: net.levels, rng, augment: opts.augment ?? true, maxAgents: opts.maxAgents ?? 3, depth: depthSupervised, ...sensor };
+      const sampleOpts = {
+        space: models.space,
+        network: models.network,
+        anchors: net.anchors,
+        levels: net.levels,
+        rng,
+        augment: opts.augment ?? true,
+        maxAgents: opts.maxAgents ?? 3,
+        depth: depthSupervised,
+        ...sensor,
+      };
       const sample = opts.align
         ? await loadSingleAgentSample(ds, ref, ref.agentIds[rng.int(ref.agentIds.length)], sampleOpts)
         : await loadSample(ds, ref, sampleOpts);
       if (depthSupervised && !sample.depth && !warnedNoDepth) {
         warnedNoDepth = true;
-        log(`heal align: ${ref.split}/${ref.scenario}/${ref.timestamp} agent ${sample.egoId} has no depth map for every camera; such frames train without depth supervision`);
+        log(
+          `heal align: ${ref.split}/${ref.scenario}/${ref.timestamp} agent ${sample.egoId} has no depth map for every camera; such frames train without depth supervision`,
+        );
       }
       const { loss, parts } = trainStep(net, opt, sample, lossWeights);
       const value = (await loss.data())[0];
       const partValues: Record<string, number> = {};
       for (const [k, t] of Object.entries(parts)) partValues[k] = (await t.data())[0];
       tf.dispose([loss, ...Object.values(parts)]);
-      if (!Number.isFinite(value)) throw new Error(`heal train: loss is ${value} at step ${step + 1} (frame ${ref.split}/${ref.scenario}/${ref.timestamp}); lower --lr`);
+      if (!Number.isFinite(value))
+        throw new Error(`heal train: loss is ${value} at step ${step + 1} (frame ${ref.split}/${ref.scenario}/${ref.timestamp}); lower --lr`);
       step++;
       losses.push(value);
       opts.onStep?.({ step, loss: value, parts: partValues, ms: performance.now() - t0, agents: sample.inputs.length, positives: sample.targets.positives });
       if (step % checkpointEvery === 0 || step === opts.steps) await save();
       if (valEvery > 0 && valRefs.length && (step % valEvery === 0 || step === opts.steps)) {
         const valOpts = { space: models.space, network: models.network, anchors: net.anchors, levels: net.levels, ...sensor };
-        const ap = await validate(net, valRefs, (ref) => (opts.align ? loadSingleAgentSample(ds, ref, ref.agentIds[0], valOpts) : loadSample(ds, ref, valOpts)));
+        const ap = await validate(net, valRefs, (ref) =>
+          opts.align ? loadSingleAgentSample(ds, ref, ref.agentIds[0], valOpts) : loadSample(ds, ref, valOpts),
+        );
         validations.push({ step, frames: valRefs.length, ap });
-        log(`heal train: step ${step} validation on ${valRefs.length} validate frames: ${Object.entries(ap).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(' ')}`);
-        await writeFileAtomic(path.join(opts.out, 'validation.jsonl'), (await readText(path.join(opts.out, 'validation.jsonl'))) + JSON.stringify({ step, frames: valRefs.length, ap }) + '\n');
+        log(
+          `heal train: step ${step} validation on ${valRefs.length} validate frames: ${Object.entries(ap)
+            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+            .join(' ')}`,
+        );
+        await writeFileAtomic(
+          path.join(opts.out, 'validation.jsonl'),
+          (await readText(path.join(opts.out, 'validation.jsonl'))) + JSON.stringify({ step, frames: valRefs.length, ap }) + '\n',
+        );
       }
     }
     if (step === meta.step) await save();

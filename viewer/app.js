@@ -9,7 +9,12 @@ const hex = (n) => `#${n.toString(16).padStart(6, '0')}`;
 
 // What tests and scripts read: updated after each frame has been drawn.
 const hook = (window.__heal = {
-  ready: false, scenario: null, frame: null, frameIndex: -1, view: 'bev', error: null,
+  ready: false,
+  scenario: null,
+  frame: null,
+  frameIndex: -1,
+  view: 'bev',
+  error: null,
   counts: { points: 0, gtBoxes: 0, predBoxes: 0, tp: 0, fp: 0, miss: 0, agents: 0 },
 });
 
@@ -74,7 +79,10 @@ async function loadFrame() {
   const res = await fetch(`/api/frame?scenario=${encodeURIComponent(sc.key)}&ts=${encodeURIComponent(fr.ts)}`);
   if (!res.ok) {
     const msg = `frame ${sc.key} ${fr.ts}: ${res.status} ${await res.text()}`;
-    if (token === state.loadToken) { showError(msg); setStatus('error'); }
+    if (token === state.loadToken) {
+      showError(msg);
+      setStatus('error');
+    }
     throw new Error(msg);
   }
   const bytes = new Uint8Array(await res.arrayBuffer());
@@ -88,7 +96,12 @@ async function loadFrame() {
   renderPanel(frame, bytes.length, performance.now() - t0);
   renderCameras();
   // Counts come from the scene graph, after the draw call.
-  await new Promise((r) => requestAnimationFrame(() => { view.renderNow(); r(); }));
+  await new Promise((r) =>
+    requestAnimationFrame(() => {
+      view.renderNow();
+      r();
+    }),
+  );
   Object.assign(hook, { ready: true, scenario: sc.key, frame: fr.ts, frameIndex: state.frameIndex, view: state.view, counts: { ...counts } });
   setStatus(`${(bytes.length / 1024).toFixed(0)} KiB · ${(performance.now() - t0).toFixed(0)} ms`);
   return true;
@@ -98,7 +111,10 @@ function goTo(index) {
   if (index !== state.frameIndex) state.pendingNote = [];
   const n = state.scenario.frames.length;
   state.frameIndex = Math.max(0, Math.min(n - 1, index));
-  return loadFrame().catch((e) => { console.error(e); return false; });
+  return loadFrame().catch((e) => {
+    console.error(e);
+    return false;
+  });
 }
 
 function selectScenario(key, frameTs) {
@@ -167,21 +183,27 @@ function renderPanel(frame, bytes, ms) {
     ['true positives', c.tp],
     ['false positives', c.fp],
     ['missed', c.miss],
-  ].map(([k, v]) => `<div class="kv"><span>${k}</span><b>${v}</b></div>`).join('');
-  const prec = c.predBoxes ? (c.tp / c.predBoxes) : NaN, rec = c.gtBoxes ? (c.gtBoxes - c.miss) / c.gtBoxes : NaN;
-  $('pr').textContent = `precision ${isNaN(prec) ? '–' : prec.toFixed(2)} · recall ${isNaN(rec) ? '–' : rec.toFixed(2)} @ IoU ${frame.iouThreshold || 0.5}`;
+  ]
+    .map(([k, v]) => `<div class="kv"><span>${k}</span><b>${v}</b></div>`)
+    .join('');
+  const prec = c.predBoxes ? c.tp / c.predBoxes : NaN,
+    rec = c.gtBoxes ? (c.gtBoxes - c.miss) / c.gtBoxes : NaN;
+  $('pr').textContent =
+    `precision ${Number.isNaN(prec) ? '–' : prec.toFixed(2)} · recall ${Number.isNaN(rec) ? '–' : rec.toFixed(2)} @ IoU ${frame.iouThreshold || 0.5}`;
   $('source').textContent = frame.detectionsFrom === 'run' ? 'detections from the run (frames.jsonl)' : `detections computed here (${frame.provider || '?'})`;
 
-  const rows = frame.agents.map((a, i) => {
-    const status = a.ego ? 'ego' : a.used ? 'fused' : (a.skipped ? 'not fused' : 'not fused');
-    const title = a.skipped ? ` title="${escapeHtml(a.skipped)}"` : '';
-    return `<tr data-agent="${a.id}" class="${a.id === state.selectedAgent ? 'selected' : ''}"${title}>
+  const rows = frame.agents
+    .map((a, i) => {
+      const status = a.ego ? 'ego' : a.used ? 'fused' : a.skipped ? 'not fused' : 'not fused';
+      const title = a.skipped ? ` title="${escapeHtml(a.skipped)}"` : '';
+      return `<tr data-agent="${a.id}" class="${a.id === state.selectedAgent ? 'selected' : ''}"${title}>
       <td><span class="swatch" style="background:${AGENT_COLORS[i % AGENT_COLORS.length]}"></span>${a.id}</td>
       <td>${a.type || '–'}</td><td>${a.kind === 'rsu' ? 'RSU' : 'car'}${a.modality === 'camera' ? ' · cam' : ''}</td>
       <td class="${a.ego || a.used ? 'ok' : 'off'}">${status}</td>
       <td class="num">${a.ego ? '–' : `${a.distance.toFixed(0)} m`}</td>
       <td class="num">${a.pointsTotal ? `${(a.pointsTotal / 1000).toFixed(0)}k` : '–'}</td></tr>`;
-  }).join('');
+    })
+    .join('');
   $('agents').innerHTML = `<tr><th>agent</th><th>type</th><th>kind</th><th>link</th><th>dist</th><th>pts</th></tr>${rows}`;
   for (const tr of $('agents').querySelectorAll('tr[data-agent]')) {
     tr.addEventListener('click', () => {
@@ -214,16 +236,19 @@ function renderCameras() {
   const frame = state.frame;
   if (!frame) return;
   const a = frame.agents.find((x) => x.id === state.selectedAgent);
-  const sc = state.scenario.key, ts = state.scenario.frames[state.frameIndex].ts;
+  const sc = state.scenario.key,
+    ts = state.scenario.frames[state.frameIndex].ts;
   $('cameras-title').textContent = a ? `cameras · agent ${a.id}${a.ego ? ' (ego)' : ''} · ${a.type}` : 'cameras';
-  if (!a || !a.cameras.length) {
+  if (!a?.cameras.length) {
     strip.innerHTML = '<div class="empty">this agent has no cameras</div>';
     return;
   }
-  strip.innerHTML = a.cameras.map((c) => {
-    const src = `/api/camera?scenario=${encodeURIComponent(sc)}&ts=${encodeURIComponent(ts)}&agent=${a.id}&camera=${encodeURIComponent(c.name)}`;
-    return `<figure><img alt="${c.name}" src="${src}" loading="eager"><figcaption>${c.name}</figcaption></figure>`;
-  }).join('');
+  strip.innerHTML = a.cameras
+    .map((c) => {
+      const src = `/api/camera?scenario=${encodeURIComponent(sc)}&ts=${encodeURIComponent(ts)}&agent=${a.id}&camera=${encodeURIComponent(c.name)}`;
+      return `<figure><img alt="${c.name}" src="${src}" loading="eager"><figcaption>${c.name}</figcaption></figure>`;
+    })
+    .join('');
   for (const img of strip.querySelectorAll('img')) img.addEventListener('click', () => openLightbox(img.src, img.alt));
 }
 
@@ -232,12 +257,16 @@ const STATUS_TEXT = { 1: 'true positive', 2: 'false positive', 3: 'matched', 4: 
 function showTooltip(clientX, clientY) {
   const tip = $('tooltip');
   const hit = view.pick(clientX, clientY);
-  if (!hit) { tip.hidden = true; return; }
+  if (!hit) {
+    tip.hidden = true;
+    return;
+  }
   const [x, y, z, h, w, l, yaw] = hit.box.box;
-  const head = hit.kind === 'prediction'
-    ? `prediction · score ${hit.box.score.toFixed(3)} · ${STATUS_TEXT[hit.box.status] ?? '?'}`
-    : `GT · ${STATUS_TEXT[hit.box.status] ?? '?'}`;
-  tip.innerHTML = `<b>${head}</b><br>x ${x.toFixed(1)}  y ${y.toFixed(1)}  z ${z.toFixed(1)} m<br>l ${l.toFixed(2)}  w ${w.toFixed(2)}  h ${h.toFixed(2)} m · yaw ${(yaw * 180 / Math.PI).toFixed(0)}°`;
+  const head =
+    hit.kind === 'prediction'
+      ? `prediction · score ${hit.box.score.toFixed(3)} · ${STATUS_TEXT[hit.box.status] ?? '?'}`
+      : `GT · ${STATUS_TEXT[hit.box.status] ?? '?'}`;
+  tip.innerHTML = `<b>${head}</b><br>x ${x.toFixed(1)}  y ${y.toFixed(1)}  z ${z.toFixed(1)} m<br>l ${l.toFixed(2)}  w ${w.toFixed(2)}  h ${h.toFixed(2)} m · yaw ${((yaw * 180) / Math.PI).toFixed(0)}°`;
   const r = $('viewport').getBoundingClientRect();
   tip.style.left = `${clientX - r.left + 14}px`;
   tip.style.top = `${clientY - r.top + 14}px`;
@@ -274,11 +303,20 @@ function buildLegend() {
 // Wiring
 
 function wire() {
-  $('scenario').addEventListener('change', (e) => { pause(); selectScenario(e.target.value); });
+  $('scenario').addEventListener('change', (e) => {
+    pause();
+    selectScenario(e.target.value);
+  });
   $('timeline').addEventListener('input', (e) => goTo(Number(e.target.value)));
   $('play').addEventListener('click', () => (state.playing ? pause() : play()));
-  $('prev').addEventListener('click', () => { pause(); goTo(state.frameIndex - 1); });
-  $('next').addEventListener('click', () => { pause(); goTo(state.frameIndex + 1); });
+  $('prev').addEventListener('click', () => {
+    pause();
+    goTo(state.frameIndex - 1);
+  });
+  $('next').addEventListener('click', () => {
+    pause();
+    goTo(state.frameIndex + 1);
+  });
   for (const b of document.querySelectorAll('[data-view]')) b.addEventListener('click', () => setView(b.dataset.view));
   $('reset-camera').addEventListener('click', () => view.resetCameras());
   for (const cb of document.querySelectorAll('[data-layer]')) {
@@ -295,20 +333,35 @@ function wire() {
   const fg = () => view.setForeground(Number($('fg-level').value), $('fg-agent').value);
   $('fg-level').addEventListener('change', fg);
   $('fg-agent').addEventListener('change', fg);
-  $('lightbox').addEventListener('click', () => { $('lightbox').hidden = true; });
+  $('lightbox').addEventListener('click', () => {
+    $('lightbox').hidden = true;
+  });
   let hover = 0;
   $('viewport').addEventListener('pointermove', (e) => {
     if (hover || e.buttons) return;
-    hover = requestAnimationFrame(() => { hover = 0; showTooltip(e.clientX, e.clientY); });
+    hover = requestAnimationFrame(() => {
+      hover = 0;
+      showTooltip(e.clientX, e.clientY);
+    });
   });
-  $('viewport').addEventListener('pointerleave', () => { $('tooltip').hidden = true; });
+  $('viewport').addEventListener('pointerleave', () => {
+    $('tooltip').hidden = true;
+  });
   window.addEventListener('keydown', (e) => {
     if (e.target instanceof HTMLInputElement && e.target.type !== 'range' && e.target.type !== 'checkbox') return;
     if (e.target instanceof HTMLSelectElement) return;
-    if (e.code === 'Space') { e.preventDefault(); state.playing ? pause() : play(); }
-    else if (e.code === 'ArrowRight') { e.preventDefault(); pause(); goTo(state.frameIndex + 1); }
-    else if (e.code === 'ArrowLeft') { e.preventDefault(); pause(); goTo(state.frameIndex - 1); }
-    else if (e.key === 'b') setView('bev');
+    if (e.code === 'Space') {
+      e.preventDefault();
+      state.playing ? pause() : play();
+    } else if (e.code === 'ArrowRight') {
+      e.preventDefault();
+      pause();
+      goTo(state.frameIndex + 1);
+    } else if (e.code === 'ArrowLeft') {
+      e.preventDefault();
+      pause();
+      goTo(state.frameIndex - 1);
+    } else if (e.key === 'b') setView('bev');
     else if (e.key === 'o') setView('orbit');
     else if (e.key === 'Escape') $('lightbox').hidden = true;
   });
@@ -338,7 +391,9 @@ async function main() {
     return;
   }
   const ix = state.index;
-  $('scenario').innerHTML = ix.scenarios.map((s) => `<option value="${s.key}">${s.key} · ${s.frames.length} frames · ${s.agents.length} agents</option>`).join('');
+  $('scenario').innerHTML = ix.scenarios
+    .map((s) => `<option value="${s.key}">${s.key} · ${s.frames.length} frames · ${s.agents.length} agents</option>`)
+    .join('');
   $('meta').textContent = `${ix.source === 'run' ? 'run' : 'dataset'} · ${ix.format} · profile ${ix.profile} · types ${ix.types.join(',')}`;
   $('meta').title = `${ix.input}\ndata: ${ix.data}\nweights: ${ix.weights ?? 'seeded random'}`;
   $('badge-random').hidden = !ix.randomWeights;

@@ -32,8 +32,13 @@ export const STATUS = { TP: 1, FP: 2, MATCHED: 3, MISSED: 4 };
 const HEIGHT_MIN = -2.2;
 const HEIGHT_MAX = 2.5;
 const HEIGHT_STOPS = [
-  [0.0, [0.19, 0.07, 0.23]], [0.15, [0.27, 0.35, 0.85]], [0.35, [0.11, 0.72, 0.88]],
-  [0.55, [0.3, 0.95, 0.45]], [0.75, [0.98, 0.8, 0.2]], [0.9, [0.98, 0.45, 0.1]], [1.0, [0.8, 0.1, 0.05]],
+  [0.0, [0.19, 0.07, 0.23]],
+  [0.15, [0.27, 0.35, 0.85]],
+  [0.35, [0.11, 0.72, 0.88]],
+  [0.55, [0.3, 0.95, 0.45]],
+  [0.75, [0.98, 0.8, 0.2]],
+  [0.9, [0.98, 0.45, 0.1]],
+  [1.0, [0.8, 0.1, 0.05]],
 ];
 
 export function heightColor(z, out = [0, 0, 0]) {
@@ -53,26 +58,51 @@ export const HEIGHT_RANGE = [HEIGHT_MIN, HEIGHT_MAX];
 export const HEIGHT_GRADIENT = HEIGHT_STOPS.map(([t, c]) => `rgb(${c.map((v) => Math.round(v * 255)).join(',')}) ${t * 100}%`).join(', ');
 
 // Box edges over heal's corner order (0..3 bottom, 4..7 top; 0,1,4,5 are the front face).
-const EDGES = [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7], [0, 5], [1, 4]];
+const EDGES = [
+  [0, 1],
+  [1, 2],
+  [2, 3],
+  [3, 0],
+  [4, 5],
+  [5, 6],
+  [6, 7],
+  [7, 4],
+  [0, 4],
+  [1, 5],
+  [2, 6],
+  [3, 7],
+  [0, 5],
+  [1, 4],
+];
 /** Segments drawn per box: 12 edges and an X on the front face that shows the heading. */
 export const SEGMENTS_PER_BOX = EDGES.length;
 
 function disposeTree(obj) {
   obj.traverse((o) => {
     o.geometry?.dispose();
-    if (o.material) (Array.isArray(o.material) ? o.material : [o.material]).forEach((m) => { m.map?.dispose(); m.dispose(); });
+    if (o.material)
+      (Array.isArray(o.material) ? o.material : [o.material]).forEach((m) => {
+        m.map?.dispose();
+        m.dispose();
+      });
     if (o.isCSS2DObject) o.element.remove();
   });
 }
 
 // Foreground probability → RGBA: transparent where empty, a warm ramp where the fusion sees objects.
-const FG_STOPS = [[0, [40, 20, 90]], [0.5, [190, 40, 130]], [0.8, [250, 120, 60]], [1, [255, 235, 120]]];
+const FG_STOPS = [
+  [0, [40, 20, 90]],
+  [0.5, [190, 40, 130]],
+  [0.8, [250, 120, 60]],
+  [1, [255, 235, 120]],
+];
 function foregroundRGBA(p) {
   const t = p / 255;
   let c = FG_STOPS[FG_STOPS.length - 1][1];
   for (let i = 1; i < FG_STOPS.length; i++) {
     if (t <= FG_STOPS[i][0]) {
-      const [t0, c0] = FG_STOPS[i - 1], [t1, c1] = FG_STOPS[i];
+      const [t0, c0] = FG_STOPS[i - 1],
+        [t1, c1] = FG_STOPS[i];
       const f = (t - t0) / (t1 - t0);
       c = c0.map((v, k) => v + f * (c1[k] - v));
       break;
@@ -81,7 +111,7 @@ function foregroundRGBA(p) {
   // Low probabilities fade out so that points and boxes stay readable on top.
   return [c[0], c[1], c[2], Math.round(255 * fgAlpha(t))];
 }
-const fgAlpha = (t) => 0.55 * Math.pow(t, 2);
+const fgAlpha = (t) => 0.55 * t ** 2;
 export const FOREGROUND_GRADIENT = FG_STOPS.map(([t, c]) => `rgba(${c.join(',')},${Math.max(0.15, fgAlpha(t)).toFixed(2)}) ${t * 100}%`).join(', ');
 
 export class SceneView {
@@ -134,7 +164,8 @@ export class SceneView {
   }
 
   resize() {
-    const w = Math.max(1, this.container.clientWidth), h = Math.max(1, this.container.clientHeight);
+    const w = Math.max(1, this.container.clientWidth),
+      h = Math.max(1, this.container.clientHeight);
     this.renderer.setSize(w, h, false);
     this.renderer.domElement.style.width = `${w}px`;
     this.renderer.domElement.style.height = `${h}px`;
@@ -151,8 +182,10 @@ export class SceneView {
     const e = this.halfExtent;
     const c = this.bevCamera;
     // Screen up is the ego's forward (x), so the vertical extent spans x.
-    c.top = e; c.bottom = -e;
-    c.left = -e * this.aspect; c.right = e * this.aspect;
+    c.top = e;
+    c.bottom = -e;
+    c.left = -e * this.aspect;
+    c.right = e * this.aspect;
     c.updateProjectionMatrix();
   }
 
@@ -202,9 +235,15 @@ export class SceneView {
     // Fat lines are quads built in clip space; the y-mirror of a left-handed frame flips their
     // winding, so they must not be face-culled.
     const m = new LineMaterial({
-      color, linewidth: width, transparent: opts.opacity !== undefined, opacity: opts.opacity ?? 1,
-      dashed: !!opts.dashed, dashSize: 2, gapSize: 1.5, side: THREE.DoubleSide,
-      depthTest: opts.overlay ? false : true,
+      color,
+      linewidth: width,
+      transparent: opts.opacity !== undefined,
+      opacity: opts.opacity ?? 1,
+      dashed: !!opts.dashed,
+      dashSize: 2,
+      gapSize: 1.5,
+      side: THREE.DoubleSide,
+      depthTest: !opts.overlay,
     });
     m.resolution.set(this.container.clientWidth, this.container.clientHeight);
     this.lineMaterials.push(m);
@@ -240,7 +279,7 @@ export class SceneView {
     this.root.scale.set(1, frame.leftHanded ? -1 : 1, 1);
     for (const name of Object.keys(this.layers)) this.clearLayer(name);
     this.lineMaterials = [];
-    const [xmin, ymin, zmin, xmax, ymax] = frame.range.length === 6 ? frame.range : [-51.2, -51.2, -3, 51.2, 51.2, 1];
+    const [xmin, ymin, _zmin, xmax, ymax] = frame.range.length === 6 ? frame.range : [-51.2, -51.2, -3, 51.2, 51.2, 1];
     this.groundZ = -1.9;
     this.halfExtent = Math.max(xmax - xmin, ymax - ymin) / 2 + 4;
     this.fitBev();
@@ -277,7 +316,10 @@ export class SceneView {
   buildPoints() {
     const f = this.frame;
     const n = f.points?.count ?? 0;
-    if (!n) { this.pointsObject = null; return; }
+    if (!n) {
+      this.pointsObject = null;
+      return;
+    }
     // Decoded bytes may sit at any offset of the message buffer; copy to get an aligned Float32Array.
     const xyz = new Float32Array(f.points.xyz.slice().buffer, 0, n * 3);
     const geom = new THREE.BufferGeometry();
@@ -310,10 +352,14 @@ export class SceneView {
     for (let i = 0; i < col.count; i++) {
       if (this.pointColorMode === 'height') {
         heightColor(pos[i * 3 + 2], tmp);
-        col.array[i * 3] = tmp[0]; col.array[i * 3 + 1] = tmp[1]; col.array[i * 3 + 2] = tmp[2];
+        col.array[i * 3] = tmp[0];
+        col.array[i * 3 + 1] = tmp[1];
+        col.array[i * 3 + 2] = tmp[2];
       } else {
         const c = palette[agentIdx[i] % palette.length];
-        col.array[i * 3] = c.r; col.array[i * 3 + 1] = c.g; col.array[i * 3 + 2] = c.b;
+        col.array[i * 3] = c.r;
+        col.array[i * 3 + 1] = c.g;
+        col.array[i * 3 + 2] = c.b;
       }
     }
     col.needsUpdate = true;
@@ -335,21 +381,49 @@ export class SceneView {
       this[key] = obj;
       if (obj) layer.add(obj);
     };
-    add(this.layers.gt, 'gtMatchedObject', f.gt.filter((b) => b.status === STATUS.MATCHED), COLORS.matched, 1.5, { opacity: 0.9 });
-    add(this.layers.gt, 'gtMissedObject', f.gt.filter((b) => b.status === STATUS.MISSED), COLORS.missed, 2.5);
-    add(this.layers.pred, 'tpObject', f.predictions.filter((b) => b.status === STATUS.TP), COLORS.tp, 2.5);
-    add(this.layers.pred, 'fpObject', f.predictions.filter((b) => b.status === STATUS.FP), COLORS.fp, 2.5);
+    add(
+      this.layers.gt,
+      'gtMatchedObject',
+      f.gt.filter((b) => b.status === STATUS.MATCHED),
+      COLORS.matched,
+      1.5,
+      { opacity: 0.9 },
+    );
+    add(
+      this.layers.gt,
+      'gtMissedObject',
+      f.gt.filter((b) => b.status === STATUS.MISSED),
+      COLORS.missed,
+      2.5,
+    );
+    add(
+      this.layers.pred,
+      'tpObject',
+      f.predictions.filter((b) => b.status === STATUS.TP),
+      COLORS.tp,
+      2.5,
+    );
+    add(
+      this.layers.pred,
+      'fpObject',
+      f.predictions.filter((b) => b.status === STATUS.FP),
+      COLORS.fp,
+      2.5,
+    );
   }
 
   buildAgents() {
     const f = this.frame;
     const ego = f.agents.find((a) => a.ego);
-    const links = [], linksOff = [];
+    const links = [],
+      linksOff = [];
     let markers = 0;
     f.agents.forEach((a, i) => {
       if (a.pose.length !== 16) return;
       const m = a.pose;
-      const x = m[3], y = m[7], z = m[11];
+      const x = m[3],
+        y = m[7],
+        z = m[11];
       const color = new THREE.Color(AGENT_COLORS[i % AGENT_COLORS.length]);
       const g = new THREE.Group();
       g.name = `agent ${a.id}`;
@@ -368,15 +442,24 @@ export class SceneView {
         g.add(mast);
       } else {
         const shape = new THREE.Shape();
-        shape.moveTo(3.2, 0); shape.lineTo(-1.8, 1.7); shape.lineTo(-0.9, 0); shape.lineTo(-1.8, -1.7); shape.closePath();
+        shape.moveTo(3.2, 0);
+        shape.lineTo(-1.8, 1.7);
+        shape.lineTo(-0.9, 0);
+        shape.lineTo(-1.8, -1.7);
+        shape.closePath();
         g.add(new THREE.Mesh(new THREE.ShapeGeometry(shape), mat));
       }
       if (a.ego) {
-        const ring = new THREE.Mesh(new THREE.RingGeometry(4.2, 4.8, 48), new THREE.MeshBasicMaterial({ color, side: THREE.DoubleSide, transparent: true, opacity: 0.7, depthTest: false }));
+        const ring = new THREE.Mesh(
+          new THREE.RingGeometry(4.2, 4.8, 48),
+          new THREE.MeshBasicMaterial({ color, side: THREE.DoubleSide, transparent: true, opacity: 0.7, depthTest: false }),
+        );
         g.add(ring);
       }
       g.userData.agentId = a.id;
-      g.traverse((o) => { o.renderOrder = 11; });
+      g.traverse((o) => {
+        o.renderOrder = 11;
+      });
       this.layers.agents.add(g);
       markers++;
 
@@ -402,9 +485,11 @@ export class SceneView {
     if (ego) {
       // The communication range around the ego: agents outside it send nothing.
       const p = [];
-      const r = 70, n = 96;
+      const r = 70,
+        n = 96;
       for (let k = 0; k < n; k++) {
-        const a0 = (k / n) * Math.PI * 2, a1 = ((k + 1) / n) * Math.PI * 2;
+        const a0 = (k / n) * Math.PI * 2,
+          a1 = ((k + 1) / n) * Math.PI * 2;
         p.push(r * Math.cos(a0), r * Math.sin(a0), this.groundZ, r * Math.cos(a1), r * Math.sin(a1), this.groundZ);
       }
       this.layers.links.add(this.segments(p, COLORS.linkOff, 1, { opacity: 0.5 }));
@@ -432,7 +517,10 @@ export class SceneView {
       if (pick >= 0) p = data[pick * w * h + c];
       else for (let a = 0; a < A; a++) p = Math.max(p, data[a * w * h + c]);
       const [r, g, b, al] = foregroundRGBA(p);
-      rgba[c * 4] = r; rgba[c * 4 + 1] = g; rgba[c * 4 + 2] = b; rgba[c * 4 + 3] = al;
+      rgba[c * 4] = r;
+      rgba[c * 4 + 1] = g;
+      rgba[c * 4 + 2] = b;
+      rgba[c * 4 + 3] = al;
     }
     // Texel (column c, row r) covers x = xmin + c·cell, y = ymin + r·cell: DataTexture row 0 is v = 0 = ymin.
     const tex = new THREE.DataTexture(rgba, w, h, THREE.RGBAFormat);
@@ -452,8 +540,10 @@ export class SceneView {
   updateCounts() {
     const seg = SceneView.segmentCount;
     const per = SEGMENTS_PER_BOX;
-    const matched = seg(this.gtMatchedObject) / per, missed = seg(this.gtMissedObject) / per;
-    const tp = seg(this.tpObject) / per, fp = seg(this.fpObject) / per;
+    const matched = seg(this.gtMatchedObject) / per,
+      missed = seg(this.gtMissedObject) / per;
+    const tp = seg(this.tpObject) / per,
+      fp = seg(this.fpObject) / per;
     this.counts = {
       points: this.pointsObject ? this.pointsObject.geometry.attributes.position.count : 0,
       gtBoxes: matched + missed,
@@ -478,7 +568,8 @@ export class SceneView {
     ray.setFromCamera(ndc, this.camera);
     const hit = new THREE.Vector3();
     if (!ray.ray.intersectPlane(new THREE.Plane(new THREE.Vector3(0, 0, 1), -this.groundZ), hit)) return null;
-    const x = hit.x, y = f.leftHanded ? -hit.y : hit.y;
+    const x = hit.x,
+      y = f.leftHanded ? -hit.y : hit.y;
     const inside = (c) => {
       let sign = 0;
       for (let i = 0; i < 4; i++) {
@@ -501,7 +592,7 @@ export class SceneView {
   /** Centres the active camera on an agent. */
   focusOn(agentId) {
     const a = this.frame?.agents.find((x) => x.id === agentId);
-    if (!a || a.pose.length !== 16) return;
+    if (a?.pose.length !== 16) return;
     const sy = this.frame.leftHanded ? -1 : 1;
     const target = new THREE.Vector3(a.pose[3], sy * a.pose[7], 0);
     if (this.view === 'bev') {

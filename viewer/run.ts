@@ -50,10 +50,13 @@ export interface Run {
 export const runFrameKey = (split: string, scenario: string, timestamp: string) => `${split}/${scenario}\u0000${timestamp}`;
 
 export async function isRunDir(dir: string): Promise<boolean> {
-  return fs.stat(path.join(dir, 'run.json')).then((s) => s.isFile(), () => false);
+  return fs.stat(path.join(dir, 'run.json')).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
-function need<T>(ok: boolean, file: string, field: string, what: string, value: unknown): asserts ok {
+function need<_T>(ok: boolean, file: string, field: string, what: string, value: unknown): asserts ok {
   if (!ok) throw new DataError(file, field, what, value);
 }
 
@@ -115,8 +118,15 @@ export function parseRunFrame(line: unknown, where: string): RunFrame {
     return { box: g.box as Box7, matched: g.matched === true };
   });
   return {
-    scenario: f.scenario as string, split: f.split as string, timestamp: f.timestamp as string, egoId: f.egoId as number,
-    combo: f.combo as string[], fusion: f.fusion as string, agents, detections, gt,
+    scenario: f.scenario as string,
+    split: f.split as string,
+    timestamp: f.timestamp as string,
+    egoId: f.egoId as number,
+    combo: f.combo as string[],
+    fusion: f.fusion as string,
+    agents,
+    detections,
+    gt,
   };
 }
 

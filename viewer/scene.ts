@@ -65,7 +65,12 @@ export interface ViewIndex {
   scenarios: IndexScenario[];
 }
 
-export enum BoxStatus { TruePositive = 1, FalsePositive = 2, Matched = 3, Missed = 4 }
+export enum BoxStatus {
+  TruePositive = 1,
+  FalsePositive = 2,
+  Matched = 3,
+  Missed = 4,
+}
 
 let schema: protobuf.Type | undefined;
 export function sceneSchema(): protobuf.Type {
@@ -124,19 +129,29 @@ export class SceneSource {
     const registry = await loadRegistry(opts.typesDir ?? []);
     const types = run ? (run.meta.combos[0]?.length ? run.meta.combos[0] : run.meta.types) : DEFAULT_TYPES;
     for (const t of types) registry.profile(t, space.name);
-    const weights = opts.randomWeights ? undefined : opts.weights ?? run?.meta.weights ?? (run ? undefined : shippedWeights(space.name));
-    const pipeline = await CollabPipeline.create({ space, registry, device: opts.device ?? 'auto', weightsFile: weights ?? undefined, seed: opts.seed ?? (typeof run?.meta.seed === 'number' ? run.meta.seed : 0) });
+    const weights = opts.randomWeights ? undefined : (opts.weights ?? run?.meta.weights ?? (run ? undefined : shippedWeights(space.name)));
+    const pipeline = await CollabPipeline.create({
+      space,
+      registry,
+      device: opts.device ?? 'auto',
+      weightsFile: weights ?? undefined,
+      seed: opts.seed ?? (typeof run?.meta.seed === 'number' ? run.meta.seed : 0),
+    });
     const notes: string[] = [];
     if (pipeline.randomWeights) notes.push('random weights: no weight file, so predictions and foreground maps mean nothing');
     if (run) {
       const m = run.meta;
       const noisy = [m.poseNoise, m.latency, m.drop].some((v) => v !== undefined && v !== null && v !== 0 && v !== false);
-      if (noisy) notes.push(`the run had pose noise/latency/drop (${JSON.stringify({ poseNoise: m.poseNoise, latency: m.latency, drop: m.drop })}); points and foreground maps here use true poses`);
+      if (noisy)
+        notes.push(
+          `the run had pose noise/latency/drop (${JSON.stringify({ poseNoise: m.poseNoise, latency: m.latency, drop: m.drop })}); points and foreground maps here use true poses`,
+        );
       if (!run.frames.size) notes.push('the run has no frames of its first combo and fusion; every frame is computed here');
     }
     const frameRefs = ds.frames();
     const split = run?.meta.split;
-    const scenarios: IndexScenario[] = ds.scenarios()
+    const scenarios: IndexScenario[] = ds
+      .scenarios()
       .filter((s) => !split || s.split === split)
       .map((s) => ({
         key: `${s.split}/${s.name}`,
@@ -210,7 +225,13 @@ export class SceneSource {
       if (!ref.agentIds.includes(agentId)) throw new DataError(this.ds.root, 'agent', `no agent ${agentId} in ${scenario} ${timestamp}`, agentId);
       const f = await this.ds.readAgentFrame(ref, agentId, { lidar: 64, images: false });
       file = f.cameras.find((c) => c.name === name)?.imagePath;
-      if (!file) throw new DataError(this.ds.root, 'camera', `agent ${agentId} has no camera "${name}" (has: ${f.cameras.map((c) => c.name).join(', ') || 'none'})`, name);
+      if (!file)
+        throw new DataError(
+          this.ds.root,
+          'camera',
+          `agent ${agentId} has no camera "${name}" (has: ${f.cameras.map((c) => c.name).join(', ') || 'none'})`,
+          name,
+        );
     }
     const ext = path.extname(file).toLowerCase();
     return { file, mime: ext === '.png' ? 'image/png' : ext === '.jpg' || ext === '.jpeg' ? 'image/jpeg' : 'application/octet-stream' };
@@ -252,7 +273,8 @@ export class SceneSource {
     const egoFromWorld = invert(egoAligned.lidarPose);
 
     const result: FrameResult = await this.pipeline.runFrame(
-      agents.filter((a) => a.input).map((a) => a.input!), egoId,
+      agents.filter((a) => a.input).map((a) => a.input!),
+      egoId,
       { mode: 'intermediate', scoreThreshold: this.opts.scoreThreshold },
     );
 
@@ -286,14 +308,22 @@ export class SceneSource {
       const p = a.aligned.points;
       const n = p.length / 4;
       for (let k = 0; k < n; k += stride) {
-        const x = p[k * 4], y = p[k * 4 + 1], z = p[k * 4 + 2];
+        const x = p[k * 4],
+          y = p[k * 4 + 1],
+          z = p[k * 4 + 2];
         if (!Number.isFinite(x) || !Number.isFinite(y) || !Number.isFinite(z)) continue;
         const q = transformPoint(egoFromAgent, x, y, z);
         xyz.push(q[0], q[1], q[2]);
         agentIndex.push(i);
       }
       return {
-        id, type: a.input!.type, kind, pose: Array.from(egoFromAgent), ego: id === egoId, used, skipped,
+        id,
+        type: a.input!.type,
+        kind,
+        pose: Array.from(egoFromAgent),
+        ego: id === egoId,
+        used,
+        skipped,
         distance: Math.hypot(egoFromAgent[3], egoFromAgent[7]),
         lidarFile: a.raw!.lidarFile,
         modality: this.registry.get(a.input!.type).modality,

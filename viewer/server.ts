@@ -52,7 +52,10 @@ export interface ServeOptions extends ViewOptions {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -153,9 +156,10 @@ export async function startServer(input: string, opts: ServeOptions = {}): Promi
   return {
     url: `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${addr.port}/`,
     source,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -57,16 +57,18 @@ const BOX: Rgb = [255, 255, 255];
 const BOX_FRONT: Rgb = [255, 70, 70];
 const TEXT: Rgb = [235, 235, 235];
 const PALETTE: Rgb[] = [
-  [0, 200, 255], [255, 150, 40], [230, 80, 230], [240, 230, 60], [120, 230, 120],
-  [255, 120, 160], [150, 150, 255], [180, 255, 230],
+  [0, 200, 255],
+  [255, 150, 40],
+  [230, 80, 230],
+  [240, 230, 60],
+  [120, 230, 120],
+  [255, 120, 160],
+  [150, 150, 255],
+  [180, 255, 230],
 ];
 
 /** Reads every agent of the frame and draws it. */
-export async function renderTopDown(
-  ds: Dataset,
-  ref: FrameRef,
-  opts: TopDownOptions = {},
-): Promise<{ png: Buffer; summary: TopDownSummary }> {
+export async function renderTopDown(ds: Dataset, ref: FrameRef, opts: TopDownOptions = {}): Promise<{ png: Buffer; summary: TopDownSummary }> {
   const egoId = opts.egoId ?? ref.agentIds[0];
   const commRange = opts.commRange ?? DEFAULT_COMM_RANGE;
   const ego = await ds.readAgentFrame(ref, egoId, { lidar: opts.lidar });
@@ -121,7 +123,9 @@ export function drawTopDown(scene: TopDownScene, opts: { rangeM?: number; size?:
   for (let i = scene.agents.length - 1; i >= 0; i--) {
     const a = scene.agents[i];
     if (!a.points) continue;
-    const m = a.egoFromAgent, p = a.points, rgb = colour(i);
+    const m = a.egoFromAgent,
+      p = a.points,
+      rgb = colour(i);
     for (let k = 0; k + 3 < p.length; k += 4) {
       const x = m[0] * p[k] + m[1] * p[k + 1] + m[2] * p[k + 2] + m[3];
       const y = m[4] * p[k] + m[5] * p[k + 1] + m[6] * p[k + 2] + m[7];
@@ -135,17 +139,21 @@ export function drawTopDown(scene: TopDownScene, opts: { rangeM?: number; size?:
     for (let i = 1; i <= 3; i++) c.line(px[i][0], px[i][1], px[(i + 1) % 4][0], px[(i + 1) % 4][1], BOX);
     c.line(px[0][0], px[0][1], px[1][0], px[1][1], BOX_FRONT);
     // Heading tick: centre to the middle of the front edge (corners 0–1).
-    const cx = Math.round(col(b.box[1])), cy = Math.round(row(b.box[0]));
+    const cx = Math.round(col(b.box[1])),
+      cy = Math.round(row(b.box[0]));
     c.line(cx, cy, Math.round((px[0][0] + px[1][0]) / 2), Math.round((px[0][1] + px[1][1]) / 2), BOX_FRONT);
   }
 
   scene.agents.forEach((a, i) => {
     const m = a.egoFromAgent;
-    const ax = Math.round(col(m[7])), ay = Math.round(row(m[3]));
+    const ax = Math.round(col(m[7])),
+      ay = Math.round(row(m[3]));
     // Heading on screen: the agent's x axis, with screen up = ego x and screen right = ego y.
-    const hx = m[4], hy = -m[0];
+    const hx = m[4],
+      hy = -m[0];
     const hn = Math.hypot(hx, hy) || 1;
-    const ux = hx / hn, uy = hy / hn;
+    const ux = hx / hn,
+      uy = hy / hn;
     if (a.kind === 'rsu') {
       c.fillRect(ax - 6, ay - 6, 13, 13, TEXT);
       c.fillRect(ax - 4, ay - 4, 9, 9, colour(i));
@@ -196,7 +204,11 @@ function niceStep(v: number): number {
 class Canvas {
   readonly data: Uint8Array;
 
-  constructor(readonly width: number, readonly height: number, bg: Rgb) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    bg: Rgb,
+  ) {
     this.data = new Uint8Array(width * height * 3);
     for (let i = 0; i < width * height; i++) this.data.set(bg, i * 3);
   }
@@ -204,7 +216,9 @@ class Canvas {
   set(x: number, y: number, rgb: Rgb): void {
     if (x < 0 || y < 0 || x >= this.width || y >= this.height) return;
     const o = (y * this.width + x) * 3;
-    this.data[o] = rgb[0]; this.data[o + 1] = rgb[1]; this.data[o + 2] = rgb[2];
+    this.data[o] = rgb[0];
+    this.data[o + 1] = rgb[1];
+    this.data[o + 2] = rgb[2];
   }
 
   /**
@@ -213,16 +227,24 @@ class Canvas {
    */
   line(x0: number, y0: number, x1: number, y1: number, rgb: Rgb): void {
     if (!Number.isFinite(x0 + y0 + x1 + y1)) return;
-    const dx = Math.abs(x1 - x0), dy = -Math.abs(y1 - y0);
+    const dx = Math.abs(x1 - x0),
+      dy = -Math.abs(y1 - y0);
     if (dx - dy > 8 * (this.width + this.height)) return;
-    const sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1;
+    const sx = x0 < x1 ? 1 : -1,
+      sy = y0 < y1 ? 1 : -1;
     let err = dx + dy;
     for (;;) {
       this.set(x0, y0, rgb);
       if (x0 === x1 && y0 === y1) return;
       const e2 = 2 * err;
-      if (e2 >= dy) { err += dy; x0 += sx; }
-      if (e2 <= dx) { err += dx; y0 += sy; }
+      if (e2 >= dy) {
+        err += dy;
+        x0 += sx;
+      }
+      if (e2 <= dx) {
+        err += dx;
+        y0 += sy;
+      }
     }
   }
 
@@ -231,12 +253,16 @@ class Canvas {
   }
 
   fillTriangle(a: number[], b: number[], c: number[], rgb: Rgb): void {
-    const minX = Math.floor(Math.min(a[0], b[0], c[0])), maxX = Math.ceil(Math.max(a[0], b[0], c[0]));
-    const minY = Math.floor(Math.min(a[1], b[1], c[1])), maxY = Math.ceil(Math.max(a[1], b[1], c[1]));
+    const minX = Math.floor(Math.min(a[0], b[0], c[0])),
+      maxX = Math.ceil(Math.max(a[0], b[0], c[0]));
+    const minY = Math.floor(Math.min(a[1], b[1], c[1])),
+      maxY = Math.ceil(Math.max(a[1], b[1], c[1]));
     const edge = (p: number[], q: number[], x: number, y: number) => (q[0] - p[0]) * (y - p[1]) - (q[1] - p[1]) * (x - p[0]);
     for (let y = minY; y <= maxY; y++) {
       for (let x = minX; x <= maxX; x++) {
-        const e0 = edge(a, b, x, y), e1 = edge(b, c, x, y), e2 = edge(c, a, x, y);
+        const e0 = edge(a, b, x, y),
+          e1 = edge(b, c, x, y),
+          e2 = edge(c, a, x, y);
         if ((e0 >= 0 && e1 >= 0 && e2 >= 0) || (e0 <= 0 && e1 <= 0 && e2 <= 0)) this.set(x, y, rgb);
       }
     }
@@ -245,7 +271,8 @@ class Canvas {
   /** Text in a 3×5 font drawn at 2× on a dark backing so it stays readable over points. */
   label(text: string, x: number, y: number, rgb: Rgb): void {
     const s = text.toUpperCase();
-    const scale = 2, advance = 4 * scale;
+    const scale = 2,
+      advance = 4 * scale;
     this.fillRect(x - 2, y - 2, s.length * advance + 2, 5 * scale + 4, BACKGROUND);
     for (let k = 0; k < s.length; k++) {
       const glyph = FONT[s[k]] ?? FONT['?'];
@@ -260,27 +287,49 @@ class Canvas {
 
 // A hand-drawn 3×5 pixel font: each glyph is five rows of three cells.
 const FONT: Record<string, string[]> = {
-  '0': ['111', '101', '101', '101', '111'], '1': ['010', '110', '010', '010', '111'],
-  '2': ['111', '001', '111', '100', '111'], '3': ['111', '001', '111', '001', '111'],
-  '4': ['101', '101', '111', '001', '001'], '5': ['111', '100', '111', '001', '111'],
-  '6': ['111', '100', '111', '101', '111'], '7': ['111', '001', '001', '001', '001'],
-  '8': ['111', '101', '111', '101', '111'], '9': ['111', '101', '111', '001', '111'],
-  A: ['010', '101', '111', '101', '101'], B: ['110', '101', '110', '101', '110'],
-  C: ['011', '100', '100', '100', '011'], D: ['110', '101', '101', '101', '110'],
-  E: ['111', '100', '110', '100', '111'], F: ['111', '100', '110', '100', '100'],
-  G: ['011', '100', '101', '101', '011'], H: ['101', '101', '111', '101', '101'],
-  I: ['111', '010', '010', '010', '111'], J: ['001', '001', '001', '101', '010'],
-  K: ['101', '101', '110', '101', '101'], L: ['100', '100', '100', '100', '111'],
-  M: ['101', '111', '111', '101', '101'], N: ['110', '101', '101', '101', '101'],
-  O: ['010', '101', '101', '101', '010'], P: ['110', '101', '110', '100', '100'],
-  Q: ['010', '101', '101', '110', '011'], R: ['110', '101', '110', '101', '101'],
-  S: ['011', '100', '010', '001', '110'], T: ['111', '010', '010', '010', '010'],
-  U: ['101', '101', '101', '101', '111'], V: ['101', '101', '101', '101', '010'],
-  W: ['101', '101', '111', '111', '101'], X: ['101', '101', '010', '101', '101'],
-  Y: ['101', '101', '010', '010', '010'], Z: ['111', '001', '010', '100', '111'],
-  ' ': ['000', '000', '000', '000', '000'], '-': ['000', '000', '111', '000', '000'],
-  '.': ['000', '000', '000', '000', '010'], ':': ['000', '010', '000', '010', '000'],
-  '/': ['001', '001', '010', '100', '100'], '(': ['010', '100', '100', '100', '010'],
-  ')': ['010', '001', '001', '001', '010'], '_': ['000', '000', '000', '000', '111'],
+  '0': ['111', '101', '101', '101', '111'],
+  '1': ['010', '110', '010', '010', '111'],
+  '2': ['111', '001', '111', '100', '111'],
+  '3': ['111', '001', '111', '001', '111'],
+  '4': ['101', '101', '111', '001', '001'],
+  '5': ['111', '100', '111', '001', '111'],
+  '6': ['111', '100', '111', '101', '111'],
+  '7': ['111', '001', '001', '001', '001'],
+  '8': ['111', '101', '111', '101', '111'],
+  '9': ['111', '101', '111', '001', '111'],
+  A: ['010', '101', '111', '101', '101'],
+  B: ['110', '101', '110', '101', '110'],
+  C: ['011', '100', '100', '100', '011'],
+  D: ['110', '101', '101', '101', '110'],
+  E: ['111', '100', '110', '100', '111'],
+  F: ['111', '100', '110', '100', '100'],
+  G: ['011', '100', '101', '101', '011'],
+  H: ['101', '101', '111', '101', '101'],
+  I: ['111', '010', '010', '010', '111'],
+  J: ['001', '001', '001', '101', '010'],
+  K: ['101', '101', '110', '101', '101'],
+  L: ['100', '100', '100', '100', '111'],
+  M: ['101', '111', '111', '101', '101'],
+  N: ['110', '101', '101', '101', '101'],
+  O: ['010', '101', '101', '101', '010'],
+  P: ['110', '101', '110', '100', '100'],
+  Q: ['010', '101', '101', '110', '011'],
+  R: ['110', '101', '110', '101', '101'],
+  S: ['011', '100', '010', '001', '110'],
+  T: ['111', '010', '010', '010', '010'],
+  U: ['101', '101', '101', '101', '111'],
+  V: ['101', '101', '101', '101', '010'],
+  W: ['101', '101', '111', '111', '101'],
+  X: ['101', '101', '010', '101', '101'],
+  Y: ['101', '101', '010', '010', '010'],
+  Z: ['111', '001', '010', '100', '111'],
+  ' ': ['000', '000', '000', '000', '000'],
+  '-': ['000', '000', '111', '000', '000'],
+  '.': ['000', '000', '000', '000', '010'],
+  ':': ['000', '010', '000', '010', '000'],
+  '/': ['001', '001', '010', '100', '100'],
+  '(': ['010', '100', '100', '100', '010'],
+  ')': ['010', '001', '001', '001', '010'],
+  _: ['000', '000', '000', '000', '111'],
   '?': ['111', '001', '010', '000', '010'],
 };

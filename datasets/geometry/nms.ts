@@ -13,12 +13,7 @@ import { prepareFootprints, preparedIoU } from './polygon.ts';
  * argsort leaves tie order unspecified). The IoU is compared after rounding both sides to float32,
  * as numpy does with the float32 IoU array, so a pair exactly at the threshold is kept in both.
  */
-export function nmsRotated(
-  footprints: readonly ArrayLike<number>[],
-  scores: ArrayLike<number>,
-  iouThreshold: number,
-  topK = 1000,
-): number[] {
+export function nmsRotated(footprints: readonly ArrayLike<number>[], scores: ArrayLike<number>, iouThreshold: number, topK = 1000): number[] {
   if (scores.length !== footprints.length) {
     throw new RangeError(`nmsRotated: ${footprints.length} footprints but ${scores.length} scores`);
   }

@@ -34,18 +34,22 @@ export function clipConvex(subject: ArrayLike<number>, clip: ArrayLike<number>):
   let input: number[] = Array.from(subject);
   let output: number[] = [];
   for (let e = 0; e < m && input.length >= 6; e++) {
-    const ax = clip[e * 2], ay = clip[e * 2 + 1];
+    const ax = clip[e * 2],
+      ay = clip[e * 2 + 1];
     const f = (e + 1) % m;
     // Scaling by the orientation makes "inside" mean d >= 0 for either winding of `clip`.
-    const ex = (clip[f * 2] - ax) * orientation, ey = (clip[f * 2 + 1] - ay) * orientation;
+    const ex = (clip[f * 2] - ax) * orientation,
+      ey = (clip[f * 2 + 1] - ay) * orientation;
     const side = (x: number, y: number) => ex * (y - ay) - ey * (x - ax);
 
     output = [];
     const k = input.length >> 1;
-    let px = input[(k - 1) * 2], py = input[(k - 1) * 2 + 1];
+    let px = input[(k - 1) * 2],
+      py = input[(k - 1) * 2 + 1];
     let dp = side(px, py);
     for (let i = 0; i < k; i++) {
-      const qx = input[i * 2], qy = input[i * 2 + 1];
+      const qx = input[i * 2],
+        qy = input[i * 2 + 1];
       const dq = side(qx, qy);
       // Points on the edge line count as inside, so identical and touching polygons keep their
       // shared vertices instead of producing near-duplicate intersection points.
@@ -55,7 +59,9 @@ export function clipConvex(subject: ArrayLike<number>, clip: ArrayLike<number>):
       } else if (dp >= 0) {
         pushCrossing(output, px, py, dp, qx, qy, dq);
       }
-      px = qx; py = qy; dp = dq;
+      px = qx;
+      py = qy;
+      dp = dq;
     }
     input = output;
   }
@@ -70,9 +76,13 @@ function pushCrossing(out: number[], px: number, py: number, dp: number, qx: num
 
 /** Axis-aligned bounds [xmin, ymin, xmax, ymax]. */
 export function polygonBounds(poly: ArrayLike<number>): [number, number, number, number] {
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  let x0 = Infinity,
+    y0 = Infinity,
+    x1 = -Infinity,
+    y1 = -Infinity;
   for (let i = 0; i + 1 < poly.length; i += 2) {
-    const x = poly[i], y = poly[i + 1];
+    const x = poly[i],
+      y = poly[i + 1];
     if (x < x0) x0 = x;
     if (x > x1) x1 = x;
     if (y < y0) y0 = y;
@@ -123,10 +133,10 @@ export function prepareFootprints(polys: readonly ArrayLike<number>[]): Prepared
 
 /** IoU of footprint i of `a` with footprint j of `b`, with the bounding-box pre-check. */
 export function preparedIoU(a: PreparedFootprints, i: number, b: PreparedFootprints, j: number): number {
-  const ba = a.bounds, bb = b.bounds;
+  const ba = a.bounds,
+    bb = b.bounds;
   // Bounds that only touch give zero intersection area, so `<=` can skip them too.
-  if (ba[i * 4 + 2] <= bb[j * 4] || bb[j * 4 + 2] <= ba[i * 4] ||
-      ba[i * 4 + 3] <= bb[j * 4 + 1] || bb[j * 4 + 3] <= ba[i * 4 + 1]) return 0;
+  if (ba[i * 4 + 2] <= bb[j * 4] || bb[j * 4 + 2] <= ba[i * 4] || ba[i * 4 + 3] <= bb[j * 4 + 1] || bb[j * 4 + 3] <= ba[i * 4 + 1]) return 0;
   return iouWithAreas(a.polys[i], a.areas[i], b.polys[j], b.areas[j]);
 }
 

@@ -28,13 +28,25 @@ export function mat4ToRows(m: Mat4): number[][] {
 /** CARLA's Transform.get_matrix: OpenCOOD/HEAL `x_to_world`. Returns T_{world←x}. */
 export function poseToMatrix(pose: ArrayLike<number>): Mat4 {
   const [x, y, z, roll, yaw, pitch] = [pose[0], pose[1], pose[2], pose[3], pose[4], pose[5]];
-  const cy = Math.cos(yaw * DEG), sy = Math.sin(yaw * DEG);
-  const cr = Math.cos(roll * DEG), sr = Math.sin(roll * DEG);
-  const cp = Math.cos(pitch * DEG), sp = Math.sin(pitch * DEG);
+  const cy = Math.cos(yaw * DEG),
+    sy = Math.sin(yaw * DEG);
+  const cr = Math.cos(roll * DEG),
+    sr = Math.sin(roll * DEG);
+  const cp = Math.cos(pitch * DEG),
+    sp = Math.sin(pitch * DEG);
   const m = new Float64Array(16);
-  m[0] = cp * cy; m[1] = cy * sp * sr - sy * cr; m[2] = -cy * sp * cr - sy * sr; m[3] = x;
-  m[4] = sy * cp; m[5] = sy * sp * sr + cy * cr; m[6] = -sy * sp * cr + cy * sr; m[7] = y;
-  m[8] = sp; m[9] = -cp * sr; m[10] = cp * cr; m[11] = z;
+  m[0] = cp * cy;
+  m[1] = cy * sp * sr - sy * cr;
+  m[2] = -cy * sp * cr - sy * sr;
+  m[3] = x;
+  m[4] = sy * cp;
+  m[5] = sy * sp * sr + cy * cr;
+  m[6] = -sy * sp * cr + cy * sr;
+  m[7] = y;
+  m[8] = sp;
+  m[9] = -cp * sr;
+  m[10] = cp * cr;
+  m[11] = z;
   m[15] = 1;
   return m;
 }
@@ -75,12 +87,18 @@ export function invert(m: Mat4): Mat4 {
         [inv[col * 4 + c], inv[pivot * 4 + c]] = [inv[pivot * 4 + c], inv[col * 4 + c]];
       }
     }
-    for (let c = 0; c < 4; c++) { a[col * 4 + c] /= p; inv[col * 4 + c] /= p; }
+    for (let c = 0; c < 4; c++) {
+      a[col * 4 + c] /= p;
+      inv[col * 4 + c] /= p;
+    }
     for (let r = 0; r < 4; r++) {
       if (r === col) continue;
       const f = a[r * 4 + col];
       if (f === 0) continue;
-      for (let c = 0; c < 4; c++) { a[r * 4 + c] -= f * a[col * 4 + c]; inv[r * 4 + c] -= f * inv[col * 4 + c]; }
+      for (let c = 0; c < 4; c++) {
+        a[r * 4 + c] -= f * a[col * 4 + c];
+        inv[r * 4 + c] -= f * inv[col * 4 + c];
+      }
     }
   }
   return Float64Array.from(inv);
@@ -97,11 +115,7 @@ export function relative(worldFromA: Mat4, worldFromB: Mat4): Mat4 {
 }
 
 export function transformPoint(m: Mat4, x: number, y: number, z: number): [number, number, number] {
-  return [
-    m[0] * x + m[1] * y + m[2] * z + m[3],
-    m[4] * x + m[5] * y + m[6] * z + m[7],
-    m[8] * x + m[9] * y + m[10] * z + m[11],
-  ];
+  return [m[0] * x + m[1] * y + m[2] * z + m[3], m[4] * x + m[5] * y + m[6] * z + m[7], m[8] * x + m[9] * y + m[10] * z + m[11]];
 }
 
 /**
@@ -113,7 +127,9 @@ export function transformPoints(m: Mat4, points: Float32Array, stride = 4, out?:
   const n = Math.floor(points.length / stride);
   for (let i = 0; i < n; i++) {
     const o = i * stride;
-    const x = points[o], y = points[o + 1], z = points[o + 2];
+    const x = points[o],
+      y = points[o + 1],
+      z = points[o + 2];
     dst[o] = m[0] * x + m[1] * y + m[2] * z + m[3];
     dst[o + 1] = m[4] * x + m[5] * y + m[6] * z + m[7];
     dst[o + 2] = m[8] * x + m[9] * y + m[10] * z + m[11];

@@ -86,57 +86,60 @@ export function dataProtocolYaml(world: ScenarioWorld, opts: Pick<GenerateOption
   const sunEl = Math.asin(world.town.sun[2]) * (180 / Math.PI);
   const sunAz = Math.atan2(world.town.sun[1], world.town.sun[0]) * (180 / Math.PI);
   const r3 = (v: number) => Math.round(v * 1000) / 1000;
-  return toYaml({
-    description: 'heal synthetic scenario: procedural town and traffic written in the OPV2V-H layout',
-    world: {
-      sync_mode: true,
-      fixed_delta_seconds: 0.05,
-      seed: opts.seed,
-      weather: { sun_altitude_angle: r3(sunEl), sun_azimuth_angle: r3(sunAz), cloudiness: 0, precipitation: 0, fog_density: 0 },
-    },
-    vehicle_base: {
-      sensing: {
-        perception: {
-          camera: {
-            num: 4,
-            fov: HORIZONTAL_FOV_DEG,
-            image_size_x: opts.camera?.width ?? 0,
-            image_size_y: opts.camera?.height ?? 0,
-            positions: VEHICLE_CAMERAS.map((m) => [m.x, m.y, m.z, m.yaw]),
-          },
-          lidar: {
-            channels: lidar.channels,
-            range: lidar.range,
-            upper_fov: lidar.upperFov,
-            lower_fov: lidar.lowerFov,
-            rotation_frequency: 20,
-            points_per_second: lidar.channels * lidar.azimuthSteps * 20,
-            noise_stddev: lidar.noiseStd,
-            dropoff_general_rate: lidar.dropout,
-            dropoff_intensity_limit: 1,
-            dropoff_zero_intensity: 0,
-            position: [-0.5, 0, 1.9],
+  return toYaml(
+    {
+      description: 'heal synthetic scenario: procedural town and traffic written in the OPV2V-H layout',
+      world: {
+        sync_mode: true,
+        fixed_delta_seconds: 0.05,
+        seed: opts.seed,
+        weather: { sun_altitude_angle: r3(sunEl), sun_azimuth_angle: r3(sunAz), cloudiness: 0, precipitation: 0, fog_density: 0 },
+      },
+      vehicle_base: {
+        sensing: {
+          perception: {
+            camera: {
+              num: 4,
+              fov: HORIZONTAL_FOV_DEG,
+              image_size_x: opts.camera?.width ?? 0,
+              image_size_y: opts.camera?.height ?? 0,
+              positions: VEHICLE_CAMERAS.map((m) => [m.x, m.y, m.z, m.yaw]),
+            },
+            lidar: {
+              channels: lidar.channels,
+              range: lidar.range,
+              upper_fov: lidar.upperFov,
+              lower_fov: lidar.lowerFov,
+              rotation_frequency: 20,
+              points_per_second: lidar.channels * lidar.azimuthSteps * 20,
+              noise_stddev: lidar.noiseStd,
+              dropoff_general_rate: lidar.dropout,
+              dropoff_intensity_limit: 1,
+              dropoff_zero_intensity: 0,
+              position: [-0.5, 0, 1.9],
+            },
           },
         },
       },
+      synthetic: {
+        generator: 'heal generate',
+        version: GENERATOR_VERSION,
+        split: world.split,
+        index: world.index,
+        frames: opts.frames,
+        agents: world.agents.map((a) => a.id),
+        rsu_mast_height: rsu.mastHeight!,
+        lidar_files: { '<ts>.pcd': 64, '<ts>_32.pcd': 32, '<ts>_16.pcd': 16 },
+        lidar_azimuth_steps: lidar.azimuthSteps,
+        pcd_format: opts.pcdFormat,
+        cameras: opts.camera !== null,
+        roads_x: world.town.xs,
+        roads_y: world.town.ys,
+        vehicles: world.vehicles.length,
+      },
     },
-    synthetic: {
-      generator: 'heal generate',
-      version: GENERATOR_VERSION,
-      split: world.split,
-      index: world.index,
-      frames: opts.frames,
-      agents: world.agents.map((a) => a.id),
-      rsu_mast_height: rsu.mastHeight!,
-      lidar_files: { '<ts>.pcd': 64, '<ts>_32.pcd': 32, '<ts>_16.pcd': 16 },
-      lidar_azimuth_steps: lidar.azimuthSteps,
-      pcd_format: opts.pcdFormat,
-      cameras: opts.camera !== null,
-      roads_x: world.town.xs,
-      roads_y: world.town.ys,
-      vehicles: world.vehicles.length,
-    },
-  }, { ints: true });
+    { ints: true },
+  );
 }
 
 /** Renders and writes every agent of one scenario frame; calls onAgent after each agent. */
@@ -161,7 +164,10 @@ export async function writeFrame(
 export class ScenarioCache {
   private key = '';
   private world: ScenarioWorld | undefined;
-  constructor(private readonly seed: number, private readonly frames: number) {}
+  constructor(
+    private readonly seed: number,
+    private readonly frames: number,
+  ) {}
   get(split: string, index: number): ScenarioWorld {
     const key = `${split}/${index}`;
     if (key !== this.key || !this.world) {
@@ -295,7 +301,9 @@ async function runWorkers(
           else if (msg.type === 'error') fail(new Error(msg.message));
         });
         w.on('error', (err) => fail(err));
-        w.on('exit', (code) => { if (code !== 0 && !finished) fail(new Error(`render worker exited with code ${code}`)); });
+        w.on('exit', (code) => {
+          if (code !== 0 && !finished) fail(new Error(`render worker exited with code ${code}`));
+        });
         feed(w);
       }
     });
@@ -319,4 +327,3 @@ export async function nonEmptyDir(dir: string): Promise<boolean> {
     return false;
   }
 }
-

@@ -83,16 +83,22 @@ export function scanLidar(
   const dirs = lidarDirections(cfg);
   const n = dirs.length / 3;
   const m = poseToMatrix(pose);
-  const ox = m[3], oy = m[7], oz = m[11];
+  const ox = m[3],
+    oy = m[7],
+    oz = m[11];
   const out = new Float32Array(n * 4);
   const owners = new Int32Array(n);
   const hit = scene.hit;
-  const sceneOwner = scene.owner, matIdx = scene.materialIndex, mats = scene.materials;
+  const sceneOwner = scene.owner,
+    matIdx = scene.materialIndex,
+    mats = scene.materials;
   let k = 0;
   for (let i = 0; i < n; i++) {
     // Dropout is drawn before casting: the same statistics, and 10% fewer rays to trace.
     if (rng.next() < cfg.dropout) continue;
-    const sx = dirs[i * 3], sy = dirs[i * 3 + 1], sz = dirs[i * 3 + 2];
+    const sx = dirs[i * 3],
+      sy = dirs[i * 3 + 1],
+      sz = dirs[i * 3 + 2];
     const wx = m[0] * sx + m[1] * sy + m[2] * sz;
     const wy = m[4] * sx + m[5] * sy + m[6] * sz;
     const wz = m[8] * sx + m[9] * sy + m[10] * sz;

@@ -95,10 +95,9 @@ export function renderAgentFrame(world: ScenarioWorld, scene: Scene, agentIndex:
   const rng = rngFor(world.seed, world.split, world.index, 'gnss', agent.id, frame);
   const isRsu = agent.kind === 'rsu';
   // A filtered GNSS/IMU fix: decimetre-level position error, a fraction of a degree in yaw.
-  const predicted = isRsu ? base : roundPose([
-    base[0] + 0.25 * rng.normal(), base[1] + 0.25 * rng.normal(), base[2] + 0.05 * rng.normal(),
-    0, base[4] + 0.3 * rng.normal(), 0,
-  ]);
+  const predicted = isRsu
+    ? base
+    : roundPose([base[0] + 0.25 * rng.normal(), base[1] + 0.25 * rng.normal(), base[2] + 0.05 * rng.normal(), 0, base[4] + 0.3 * rng.normal(), 0]);
   const vi = world.vehicles.findIndex((v) => v.id === agent.id);
   doc.RSU = isRsu;
   doc.ego_speed = isRsu ? 0 : Math.round(world.poses[frame][vi].speed * 3.6 * 1000) / 1000;
@@ -126,7 +125,8 @@ export function visibleVehicles(
   lidarPose: ArrayLike<number>,
 ): number[] {
   const worldFromLidar = poseToMatrix(lidarPose);
-  const CELL = 4, HALF = 32; // a 256 m square grid around the sensor
+  const CELL = 4,
+    HALF = 32; // a 256 m square grid around the sensor
   const N = HALF * 2;
   const boxes: { id: number; b: number[]; c: number; s: number }[] = [];
   const grid = new Map<number, number[]>();
@@ -149,8 +149,11 @@ export function visibleVehicles(
   const hits = new Uint8Array(boxes.length);
   const n = points.length / 4;
   for (let i = 0; i < n; i++) {
-    const x = points[i * 4], y = points[i * 4 + 1], z = points[i * 4 + 2];
-    const gx = Math.floor(x / CELL), gy = Math.floor(y / CELL);
+    const x = points[i * 4],
+      y = points[i * 4 + 1],
+      z = points[i * 4 + 2];
+    const gx = Math.floor(x / CELL),
+      gy = Math.floor(y / CELL);
     if (gx < -HALF || gx >= HALF || gy < -HALF || gy >= HALF) continue;
     const list = grid.get((gx + HALF) * N + (gy + HALF));
     if (!list) continue;
@@ -160,13 +163,18 @@ export function visibleVehicles(
       if (pointInBox(x, y, z, b, c, s)) hits[k] = 1;
     }
   }
-  return boxes.filter((_, k) => hits[k]).map((bx) => bx.id).sort((a, b) => a - b);
+  return boxes
+    .filter((_, k) => hits[k])
+    .map((bx) => bx.id)
+    .sort((a, b) => a - b);
 }
 
 /** Box7 [x, y, z, h, w, l, yaw] containment, faces included. */
 export function pointInBox(x: number, y: number, z: number, b: ArrayLike<number>, c = Math.cos(b[6]), s = Math.sin(b[6])): boolean {
-  const dx = x - b[0], dy = y - b[1];
-  const lx = dx * c + dy * s, ly = -dx * s + dy * c;
+  const dx = x - b[0],
+    dy = y - b[1];
+  const lx = dx * c + dy * s,
+    ly = -dx * s + dy * c;
   return Math.abs(lx) <= b[5] / 2 && Math.abs(ly) <= b[4] / 2 && Math.abs(z - b[2]) <= b[3] / 2;
 }
 

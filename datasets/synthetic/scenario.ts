@@ -52,16 +52,24 @@ export function buildScenario(spec: ScenarioSpec): ScenarioWorld {
   // The roadside unit watches an inner four-way intersection, from a mast on one corner.
   const inner = graph.nodes.map((n, i) => ({ n, i })).filter(({ n }) => n.degree === 4);
   const home = rng.pick(inner);
-  const sx = rng.pick([-1, 1]), sy = rng.pick([-1, 1]);
+  const sx = rng.pick([-1, 1]),
+    sy = rng.pick([-1, 1]);
   // The unit takes the place of the signal mast on that corner (town.ts trafficLights).
   const corner = ROAD_HALF_WIDTH + 0.6;
-  const rsuX = home.n.x + sx * corner, rsuY = home.n.y + sy * corner;
+  const rsuX = home.n.x + sx * corner,
+    rsuY = home.n.y + sy * corner;
   town.solids = town.solids.filter((s) => !(s.material.kind === 'metal' && s.shape !== 'sphere' && s.z1 > 4 && Math.hypot(s.cx - rsuX, s.cy - rsuY) < 5));
   const rsuYaw = (Math.atan2(-sy, -sx) * 180) / Math.PI;
   const mastHeight = Math.round(rng.uniform(4.5, 6) * 100) / 100;
   const mast: Solid = {
-    shape: 'cylinder', cx: rsuX, cy: rsuY, z0: 0, z1: mastHeight - 0.15, r: 0.16,
-    material: { kind: 'metal', color: [0.55, 0.57, 0.58], reflectivity: 0.55 }, owner: RSU_ID,
+    shape: 'cylinder',
+    cx: rsuX,
+    cy: rsuY,
+    z0: 0,
+    z1: mastHeight - 0.15,
+    r: 0.16,
+    material: { kind: 'metal', color: [0.55, 0.57, 0.58], reflectivity: 0.55 },
+    owner: RSU_ID,
   };
   town.solids.push(mast);
 
@@ -96,21 +104,25 @@ export function buildScenario(spec: ScenarioSpec): ScenarioWorld {
   const vIndex = new Map(traffic.vehicles.map((v, i) => [v.id, i]));
   const plans: number[][][][] = [];
   for (let f = 0; f < spec.frames; f++) {
-    plans.push(agents.map((a) => {
-      if (a.kind !== 'vehicle') return [];
-      const vi = vIndex.get(a.id)!;
-      const out: number[][] = [];
-      for (let k = 1; k <= PLAN_POINTS; k++) {
-        const p = traffic.poses[f + k * PLAN_STEP][vi];
-        out.push([p.x, p.y, Math.round(traffic.targetSpeed[vi] * 3.6 * 10) / 10]);
-      }
-      return out;
-    }));
+    plans.push(
+      agents.map((a) => {
+        if (a.kind !== 'vehicle') return [];
+        const vi = vIndex.get(a.id)!;
+        const out: number[][] = [];
+        for (let k = 1; k <= PLAN_POINTS; k++) {
+          const p = traffic.poses[f + k * PLAN_STEP][vi];
+          out.push([p.x, p.y, Math.round(traffic.targetSpeed[vi] * 3.6 * 10) / 10]);
+        }
+        return out;
+      }),
+    );
   }
 
   return {
     name: scenarioName(seed, split, index),
-    split, index, seed,
+    split,
+    index,
+    seed,
     town,
     timestamps,
     vehicles: traffic.vehicles,
@@ -124,7 +136,9 @@ export function buildScenario(spec: ScenarioSpec): ScenarioWorld {
 export function frameSolids(world: ScenarioWorld, frame: number): Solid[] {
   const out = world.town.solids.slice();
   const poses = world.poses[frame];
-  world.vehicles.forEach((v, i) => { for (const s of vehicleSolids(v, poses[i])) out.push(s); });
+  world.vehicles.forEach((v, i) => {
+    for (const s of vehicleSolids(v, poses[i])) out.push(s);
+  });
   return out;
 }
 

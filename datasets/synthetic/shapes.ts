@@ -11,9 +11,12 @@ const DEG = Math.PI / 180;
 const INSET = 0.05;
 
 export function vehicleSolids(spec: VehicleSpec, pose: VehiclePose): Solid[] {
-  const L = spec.length, W = spec.width, H = spec.height;
+  const L = spec.length,
+    W = spec.width,
+    H = spec.height;
   const yaw = pose.yaw * DEG;
-  const c = Math.cos(yaw), s = Math.sin(yaw);
+  const c = Math.cos(yaw),
+    s = Math.sin(yaw);
   const paint: Material = { kind: 'paint', color: spec.color, reflectivity: 0.7 };
   const cabin: Material = { kind: 'cabin', color: spec.color, reflectivity: 0.3 };
   const out: Solid[] = [];
@@ -25,10 +28,16 @@ export function vehicleSolids(spec: VehicleSpec, pose: VehiclePose): Solid[] {
       cy: pose.y + s * dx,
       z0: pose.z + z0,
       z1: pose.z + z1,
-      hx, hy, yaw, material, owner: spec.id,
+      hx,
+      hy,
+      yaw,
+      material,
+      owner: spec.id,
     });
   };
-  const hx = L / 2 - INSET, hy = W / 2 - INSET, top = H - 0.03;
+  const hx = L / 2 - INSET,
+    hy = W / 2 - INSET,
+    top = H - 0.03;
   switch (spec.type) {
     case 'compact':
     case 'sedan':
@@ -63,7 +72,10 @@ export function vehicleSolids(spec: VehicleSpec, pose: VehiclePose): Solid[] {
 }
 
 /** The OPV2V `vehicles` entry of a vehicle at a pose (formats.md §1.2). */
-export function vehicleEntry(spec: VehicleSpec, pose: VehiclePose): {
+export function vehicleEntry(
+  spec: VehicleSpec,
+  pose: VehiclePose,
+): {
   angle: [number, number, number];
   center: [number, number, number];
   extent: [number, number, number];

@@ -57,9 +57,16 @@ export const SURF_DIRT = 8;
 export const SURF_CURB = 9;
 
 const FACADES: [number, number, number][] = [
-  [0.78, 0.72, 0.62], [0.62, 0.33, 0.26], [0.56, 0.56, 0.58], [0.86, 0.85, 0.81],
-  [0.47, 0.38, 0.31], [0.44, 0.51, 0.58], [0.72, 0.62, 0.47], [0.36, 0.38, 0.41],
-  [0.66, 0.5, 0.4], [0.8, 0.77, 0.7],
+  [0.78, 0.72, 0.62],
+  [0.62, 0.33, 0.26],
+  [0.56, 0.56, 0.58],
+  [0.86, 0.85, 0.81],
+  [0.47, 0.38, 0.31],
+  [0.44, 0.51, 0.58],
+  [0.72, 0.62, 0.47],
+  [0.36, 0.38, 0.41],
+  [0.66, 0.5, 0.4],
+  [0.8, 0.77, 0.7],
 ];
 
 function mat(kind: MaterialKind, color: [number, number, number], reflectivity: number, pattern?: number): Material {
@@ -104,7 +111,8 @@ export function buildTown(rng: Rng): TownPlan {
   const lotSpots: LotSpot[] = [];
   const noParking: NoParkingZone[] = [];
   const blocks: Block[] = [];
-  const nX = xs.length, nY = ys.length;
+  const nX = xs.length,
+    nY = ys.length;
 
   // Blocks in the order blockIndex() expects: i over road gaps (−1 = outside the first road).
   for (let i = -1; i < nX; i++) {
@@ -136,7 +144,8 @@ export function buildTown(rng: Rng): TownPlan {
   const m = 10;
   return {
     town: {
-      xs, ys,
+      xs,
+      ys,
       roadHalfWidth: hw,
       laneWidth: LANE_WIDTH,
       sidewalkWidth: SIDEWALK_WIDTH,
@@ -144,10 +153,7 @@ export function buildTown(rng: Rng): TownPlan {
       blocks,
       solids,
       sun: [Math.cos(sunEl) * Math.cos(sunAz), Math.cos(sunEl) * Math.sin(sunAz), Math.sin(sunEl)],
-      bounds: [
-        xs[0] - hw - OUTER_DEPTH - m, ys[0] - hw - OUTER_DEPTH - m,
-        xs[nX - 1] + hw + OUTER_DEPTH + m, ys[nY - 1] + hw + OUTER_DEPTH + m,
-      ],
+      bounds: [xs[0] - hw - OUTER_DEPTH - m, ys[0] - hw - OUTER_DEPTH - m, xs[nX - 1] + hw + OUTER_DEPTH + m, ys[nY - 1] + hw + OUTER_DEPTH + m],
     },
     lotSpots,
     noParking,
@@ -210,7 +216,8 @@ function fillBuildings(ctx: BlockContext, outer: boolean): void {
     const side = sides[s];
     // Sides along x run corner to corner; sides along y stop short of the x-side rows.
     const xSide = s < 2;
-    let from = sw, to = side.length - sw;
+    let from = sw,
+      to = side.length - sw;
     if (!xSide) {
       if (faces[0]) from = sw + depth + 1;
       if (faces[1]) to = side.length - sw - depth - 1;
@@ -276,7 +283,8 @@ function fillPark(ctx: BlockContext): void {
 /** Stall rows of a parking-lot block, shared by the stall spawner and the ground painter. */
 export function lotRows(b: Block): { x0: number; x1: number; rows: { y0: number; y1: number; facing: number }[] } {
   const inset = SIDEWALK_WIDTH + 2.5;
-  const x0 = b.x0 + inset, x1 = b.x1 - inset;
+  const x0 = b.x0 + inset,
+    x1 = b.x1 - inset;
   const rows: { y0: number; y1: number; facing: number }[] = [];
   let y = b.y0 + inset + LOT_AISLE;
   const yEnd = b.y1 - inset - LOT_AISLE;
@@ -314,7 +322,8 @@ function fillParking(ctx: BlockContext): void {
 
 function fillPlaza(ctx: BlockContext): void {
   const { rng, block: b, solids } = ctx;
-  const cx = (b.x0 + b.x1) / 2, cy = (b.y0 + b.y1) / 2;
+  const cx = (b.x0 + b.x1) / 2,
+    cy = (b.y0 + b.y1) / 2;
   if (rng.chance(0.6)) {
     solids.push({ shape: 'cylinder', cx, cy, z0: CURB_HEIGHT, z1: CURB_HEIGHT + 0.6, r: rng.uniform(3, 5), material: STONE, owner: 0 });
     solids.push({ shape: 'cylinder', cx, cy, z0: CURB_HEIGHT, z1: CURB_HEIGHT + rng.uniform(1.8, 3), r: 0.6, material: STONE, owner: 0 });
@@ -333,15 +342,31 @@ function fillPlaza(ctx: BlockContext): void {
   }
   // Part of the plaza is often a low office pavilion.
   if (rng.chance(0.5)) {
-    const w = (b.x1 - b.x0) * 0.2, d = (b.y1 - b.y0) * 0.15;
-    solids.push(box(b.x0 + SIDEWALK_WIDTH + 2 + w / 2, b.y1 - SIDEWALK_WIDTH - 2 - d / 2, CURB_HEIGHT, CURB_HEIGHT + rng.uniform(4, 8), w / 2, d / 2, 0, buildingMaterial(rng)));
+    const w = (b.x1 - b.x0) * 0.2,
+      d = (b.y1 - b.y0) * 0.15;
+    solids.push(
+      box(
+        b.x0 + SIDEWALK_WIDTH + 2 + w / 2,
+        b.y1 - SIDEWALK_WIDTH - 2 - d / 2,
+        CURB_HEIGHT,
+        CURB_HEIGHT + rng.uniform(4, 8),
+        w / 2,
+        d / 2,
+        0,
+        buildingMaterial(rng),
+      ),
+    );
   }
 }
 
 /** A fence line around a block interior with a gate gap in the middle of each side. */
 function perimeter(solids: Solid[], b: Block, inset: number, thick: number, top: number, material: Material, gate: number): void {
-  const x0 = b.x0 + inset, x1 = b.x1 - inset, y0 = b.y0 + inset, y1 = b.y1 - inset;
-  const xm = (x0 + x1) / 2, ym = (y0 + y1) / 2;
+  const x0 = b.x0 + inset,
+    x1 = b.x1 - inset,
+    y0 = b.y0 + inset,
+    y1 = b.y1 - inset;
+  const xm = (x0 + x1) / 2,
+    ym = (y0 + y1) / 2;
   const t = thick / 2;
   const seg = (ax: number, ay: number, bx: number, by: number) => {
     const len = Math.hypot(bx - ax, by - ay);
@@ -349,10 +374,14 @@ function perimeter(solids: Solid[], b: Block, inset: number, thick: number, top:
     solids.push(box((ax + bx) / 2, (ay + by) / 2, CURB_HEIGHT, top, len / 2, t, Math.atan2(by - ay, bx - ax), material));
   };
   const g = gate / 2;
-  seg(x0, y0, xm - g, y0); seg(xm + g, y0, x1, y0);
-  seg(x0, y1, xm - g, y1); seg(xm + g, y1, x1, y1);
-  seg(x0, y0 + t, x0, ym - g); seg(x0, ym + g, x0, y1 - t);
-  seg(x1, y0 + t, x1, ym - g); seg(x1, ym + g, x1, y1 - t);
+  seg(x0, y0, xm - g, y0);
+  seg(xm + g, y0, x1, y0);
+  seg(x0, y1, xm - g, y1);
+  seg(xm + g, y1, x1, y1);
+  seg(x0, y0 + t, x0, ym - g);
+  seg(x0, ym + g, x0, y1 - t);
+  seg(x1, y0 + t, x1, ym - g);
+  seg(x1, ym + g, x1, y1 - t);
 }
 
 /** Trunk plus a round crown, the crown kept above 4.2 m so trucks pass under street trees. */
@@ -380,10 +409,13 @@ function streetFurniture(ctx: BlockContext, outer: boolean): void {
     const side = sides[s];
     const treeLined = rng.chance(outer ? 0.4 : 0.6);
     const curbOff = 0.8;
-    const at = (along: number, inward: number): [number, number] =>
-      [side.ox + side.ax * along + side.nx * inward, side.oy + side.ay * along + side.ny * inward];
+    const at = (along: number, inward: number): [number, number] => [
+      side.ox + side.ax * along + side.nx * inward,
+      side.oy + side.ay * along + side.ny * inward,
+    ];
     // Arms reach out over the road, i.e. against the inward normal.
-    const ax = -side.nx, ay = -side.ny;
+    const ax = -side.nx,
+      ay = -side.ny;
     let busStop = -1;
     if (!outer && side.length > 50 && rng.chance(0.25)) {
       busStop = side.length * rng.uniform(0.35, 0.65);
@@ -418,7 +450,16 @@ function streetFurniture(ctx: BlockContext, outer: boolean): void {
       if (rng.chance(0.5)) {
         solids.push({ shape: 'cylinder', cx: x, cy: y, z0: CURB_HEIGHT, z1: CURB_HEIGHT + 0.95, r: 0.3, material: DARK_METAL, owner: 0 });
       } else {
-        solids.push({ shape: 'cylinder', cx: x, cy: y, z0: CURB_HEIGHT, z1: CURB_HEIGHT + 0.7, r: 0.15, material: mat('metal', [0.7, 0.12, 0.1], 0.5), owner: 0 });
+        solids.push({
+          shape: 'cylinder',
+          cx: x,
+          cy: y,
+          z0: CURB_HEIGHT,
+          z1: CURB_HEIGHT + 0.7,
+          r: 0.15,
+          material: mat('metal', [0.7, 0.12, 0.1], 0.5),
+          owner: 0,
+        });
         const [zx, zy] = at(a, -(ROAD_HALF_WIDTH - PARKING_WIDTH / 2));
         noParking.push({ x: zx, y: zy, r: 4 });
       }
@@ -429,14 +470,21 @@ function streetFurniture(ctx: BlockContext, outer: boolean): void {
 /** A signal mast at each corner with an arm over one of the roads. */
 function trafficLights(solids: Solid[], X: number, Y: number): void {
   const a = ROAD_HALF_WIDTH + 0.6;
-  for (const [sx, sy] of [[1, 1], [-1, 1], [-1, -1], [1, -1]]) {
-    const px = X + sx * a, py = Y + sy * a;
+  for (const [sx, sy] of [
+    [1, 1],
+    [-1, 1],
+    [-1, -1],
+    [1, -1],
+  ]) {
+    const px = X + sx * a,
+      py = Y + sy * a;
     const top = CURB_HEIGHT + 5.6;
     solids.push({ shape: 'cylinder', cx: px, cy: py, z0: CURB_HEIGHT, z1: top, r: 0.12, material: POLE, owner: 0 });
     // Alternate corners reach over the x road and the y road.
-    const ax = sx === sy ? -sx : 0, ay = sx === sy ? 0 : -sy;
+    const ax = sx === sy ? -sx : 0,
+      ay = sx === sy ? 0 : -sy;
     const len = 4.5;
-    solids.push(box(px + ax * len / 2, py + ay * len / 2, top - 0.2, top, len / 2, 0.07, Math.atan2(ay, ax), POLE));
+    solids.push(box(px + (ax * len) / 2, py + (ay * len) / 2, top - 0.2, top, len / 2, 0.07, Math.atan2(ay, ax), POLE));
     solids.push(box(px + ax * (len - 0.3), py + ay * (len - 0.3), top - 1.2, top - 0.2, 0.2, 0.2, 0, DARK_METAL));
   }
 }
@@ -466,10 +514,14 @@ function nearest(lines: number[], v: number): number {
  */
 export function surfaceAt(town: Town, x: number, y: number): number {
   const hw = town.roadHalfWidth;
-  const X = nearest(town.xs, x), Y = nearest(town.ys, y);
-  const dx = x - X, dy = y - Y;
-  const ax = Math.abs(dx), ay = Math.abs(dy);
-  const xs = town.xs, ys = town.ys;
+  const X = nearest(town.xs, x),
+    Y = nearest(town.ys, y);
+  const dx = x - X,
+    dy = y - Y;
+  const ax = Math.abs(dx),
+    ay = Math.abs(dy);
+  const xs = town.xs,
+    ys = town.ys;
   const inYRange = y > ys[0] - hw && y < ys[ys.length - 1] + hw;
   const inXRange = x > xs[0] - hw && x < xs[xs.length - 1] + hw;
   const onRoadAlongY = ax < hw && inYRange; // road running along y at x = X
@@ -503,10 +555,14 @@ export function surfaceAt(town: Town, x: number, y: number): number {
   if (edge < town.sidewalkWidth) return SURF_SIDEWALK;
   const b = town.blocks[bi];
   switch (b.kind) {
-    case 'park': return SURF_GRASS;
-    case 'plaza': return SURF_PLAZA;
-    case 'parking': return SURF_LOT;
-    default: return SURF_YARD;
+    case 'park':
+      return SURF_GRASS;
+    case 'plaza':
+      return SURF_PLAZA;
+    case 'parking':
+      return SURF_LOT;
+    default:
+      return SURF_YARD;
   }
 }
 

@@ -36,9 +36,18 @@ const PARKED_MIX = [0.26, 0.36, 0.24, 0.1, 0.04, 0];
 const CAR_MIX = [0.25, 0.45, 0.3, 0, 0, 0];
 
 const PAINTS: [number, number, number][] = [
-  [0.9, 0.9, 0.9], [0.06, 0.06, 0.07], [0.62, 0.63, 0.65], [0.35, 0.36, 0.38], [0.6, 0.07, 0.06],
-  [0.1, 0.2, 0.5], [0.06, 0.1, 0.22], [0.12, 0.3, 0.18], [0.85, 0.68, 0.12], [0.38, 0.26, 0.18],
-  [0.78, 0.78, 0.74], [0.5, 0.12, 0.12],
+  [0.9, 0.9, 0.9],
+  [0.06, 0.06, 0.07],
+  [0.62, 0.63, 0.65],
+  [0.35, 0.36, 0.38],
+  [0.6, 0.07, 0.06],
+  [0.1, 0.2, 0.5],
+  [0.06, 0.1, 0.22],
+  [0.12, 0.3, 0.18],
+  [0.85, 0.68, 0.12],
+  [0.38, 0.26, 0.18],
+  [0.78, 0.78, 0.74],
+  [0.5, 0.12, 0.12],
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -74,7 +83,8 @@ function polyline(points: [number, number][]): { pts: Float64Array; cum: Float64
   const pts = new Float64Array(points.length * 2);
   const cum = new Float64Array(points.length);
   points.forEach(([x, y], i) => {
-    pts[i * 2] = x; pts[i * 2 + 1] = y;
+    pts[i * 2] = x;
+    pts[i * 2 + 1] = y;
     if (i > 0) cum[i] = cum[i - 1] + Math.hypot(x - points[i - 1][0], y - points[i - 1][1]);
   });
   return { pts, cum, length: cum[points.length - 1] };
@@ -86,16 +96,15 @@ export function pointAt(p: Path, s: number): [number, number] {
   const n = cum.length;
   if (s <= 0) return [p.pts[0], p.pts[1]];
   if (s >= p.length) return [p.pts[(n - 1) * 2], p.pts[(n - 1) * 2 + 1]];
-  let lo = 0, hi = n - 1;
+  let lo = 0,
+    hi = n - 1;
   while (hi - lo > 1) {
     const mid = (lo + hi) >> 1;
-    if (cum[mid] <= s) lo = mid; else hi = mid;
+    if (cum[mid] <= s) lo = mid;
+    else hi = mid;
   }
   const t = (s - cum[lo]) / (cum[hi] - cum[lo] || 1);
-  return [
-    p.pts[lo * 2] + t * (p.pts[hi * 2] - p.pts[lo * 2]),
-    p.pts[lo * 2 + 1] + t * (p.pts[hi * 2 + 1] - p.pts[lo * 2 + 1]),
-  ];
+  return [p.pts[lo * 2] + t * (p.pts[hi * 2] - p.pts[lo * 2]), p.pts[lo * 2 + 1] + t * (p.pts[hi * 2 + 1] - p.pts[lo * 2 + 1])];
 }
 
 export function buildLaneGraph(town: Town): LaneGraph {
@@ -112,10 +121,13 @@ export function buildLaneGraph(town: Town): LaneGraph {
   const paths: Path[] = [];
   const off = LANE_WIDTH / 2;
   const addLane = (a: number, b: number) => {
-    const A = nodes[a], B = nodes[b];
+    const A = nodes[a],
+      B = nodes[b];
     const len = Math.hypot(B.x - A.x, B.y - A.y);
-    const dx = (B.x - A.x) / len, dy = (B.y - A.y) / len;
-    const rx = -dy * off, ry = dx * off;
+    const dx = (B.x - A.x) / len,
+      dy = (B.y - A.y) / len;
+    const rx = -dy * off,
+      ry = dx * off;
     const line = polyline([
       [A.x + dx * STOP_LINE + rx, A.y + dy * STOP_LINE + ry],
       [B.x - dx * STOP_LINE + rx, B.y - dy * STOP_LINE + ry],
@@ -124,8 +136,14 @@ export function buildLaneGraph(town: Town): LaneGraph {
   };
   for (let i = 0; i < xs.length; i++) {
     for (let j = 0; j < nY; j++) {
-      if (i < xs.length - 1) { addLane(node(i, j), node(i + 1, j)); addLane(node(i + 1, j), node(i, j)); }
-      if (j < nY - 1) { addLane(node(i, j), node(i, j + 1)); addLane(node(i, j + 1), node(i, j)); }
+      if (i < xs.length - 1) {
+        addLane(node(i, j), node(i + 1, j));
+        addLane(node(i + 1, j), node(i, j));
+      }
+      if (j < nY - 1) {
+        addLane(node(i, j), node(i, j + 1));
+        addLane(node(i, j + 1), node(i, j));
+      }
     }
   }
   const laneCount = paths.length;
@@ -153,7 +171,8 @@ export function buildLaneGraph(town: Town): LaneGraph {
     for (const a of here) {
       for (const b of here) {
         if (a >= b) continue;
-        const pa = paths[a], pb = paths[b];
+        const pa = paths[a],
+          pb = paths[b];
         if (pa.inLane === pb.inLane) continue; // handled by following: see canEnter
         if (pa.outLane === pb.outLane || minDistance(pa, pb) < 3.0) {
           conflicts.get(a)!.add(b);
@@ -185,7 +204,9 @@ function connector(inP: Path, outP: Path, inL: number, outL: number, n: number):
     const k = 20;
     for (let i = 0; i <= k; i++) {
       const u = i / k;
-      const a = (1 - u) * (1 - u), b = 2 * u * (1 - u), e = u * u;
+      const a = (1 - u) * (1 - u),
+        b = 2 * u * (1 - u),
+        e = u * u;
       points.push([a * p0[0] + b * c[0] + e * p1[0], a * p0[1] + b * c[1] + e * p1[1]]);
     }
     // Positive yaw turns x towards y, which is to the right in UE4 axes.
@@ -213,15 +234,23 @@ export function sampleVehicle(rng: Rng, id: number, mix: readonly number[], park
   const type = TYPE_NAMES[rng.weighted(mix)];
   const t = VEHICLE_TYPES[type];
   let color = rng.pick(PAINTS);
-  if (type === 'bus') color = rng.pick([[0.85, 0.65, 0.1], [0.7, 0.1, 0.08], [0.88, 0.88, 0.86]] as [number, number, number][]);
+  if (type === 'bus')
+    color = rng.pick([
+      [0.85, 0.65, 0.1],
+      [0.7, 0.1, 0.08],
+      [0.88, 0.88, 0.86],
+    ] as [number, number, number][]);
   if (type === 'truck' && rng.chance(0.6)) color = [0.88, 0.88, 0.86];
   const r2 = (v: number) => Math.round(v * 100) / 100;
   return {
-    id, type,
+    id,
+    type,
     length: r2(rng.uniform(t.length[0], t.length[1])),
     width: r2(rng.uniform(t.width[0], t.width[1])),
     height: r2(rng.uniform(t.height[0], t.height[1])),
-    color, parked, connected: false,
+    color,
+    parked,
+    connected: false,
   };
 }
 
@@ -279,11 +308,11 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
   const vehicles: SimVehicle[] = [];
   const parked: { spec: VehicleSpec; pose: VehiclePose }[] = [];
 
-  const occupied = (lane: number, s: number, len: number) =>
-    vehicles.some((o) => o.path === lane && Math.abs(o.s - s) < (o.spec.length + len) / 2 + 6);
+  const occupied = (lane: number, s: number, len: number) => vehicles.some((o) => o.path === lane && Math.abs(o.s - s) < (o.spec.length + len) / 2 + 6);
   const spawn = (lane: number, spec: VehicleSpec, homing: boolean): boolean => {
     const p = paths[lane];
-    const lo = spec.length / 2 + 1, hi = p.length - spec.length / 2 - 2;
+    const lo = spec.length / 2 + 1,
+      hi = p.length - spec.length / 2 - 2;
     if (hi <= lo) return false;
     for (let attempt = 0; attempt < 8; attempt++) {
       const s = rng.uniform(lo, hi);
@@ -319,10 +348,12 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
     if (!rng.chance(0.6)) continue;
     const p = paths[l];
     const occupancy = rng.uniform(0.2, 0.65);
-    const dx = (p.pts[2] - p.pts[0]) / p.length, dy = (p.pts[3] - p.pts[1]) / p.length;
+    const dx = (p.pts[2] - p.pts[0]) / p.length,
+      dy = (p.pts[3] - p.pts[1]) / p.length;
     // The parking strip centre, measured from the lane centre line towards the kerb.
     const side = ROAD_HALF_WIDTH - PARKING_WIDTH / 2 - LANE_WIDTH / 2;
-    const kerbX = -dy * side, kerbY = dx * side;
+    const kerbX = -dy * side,
+      kerbY = dx * side;
     // Lanes start and end at the stop lines; keep the kerb clear near the crossings.
     let cursor = 3 + rng.uniform(0, 6);
     while (true) {
@@ -331,7 +362,8 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
       if (end > p.length - 3) break;
       const s = cursor + spec.length / 2;
       const [lx, ly] = pointAt(p, s);
-      const x = lx + kerbX, y = ly + kerbY;
+      const x = lx + kerbX,
+        y = ly + kerbY;
       const blocked = opts.noParking.some((z) => Math.hypot(z.x - x, z.y - y) < z.r + spec.length / 2);
       if (!blocked && rng.chance(occupancy)) {
         const yaw = (Math.atan2(dy, dx) * 180) / Math.PI + rng.uniform(-1.5, 1.5);
@@ -380,11 +412,15 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
     if (v.homing && rng.chance(0.9)) {
       // Head for the exit whose far end is nearest the home intersection: the car circles the
       // blocks around it instead of wandering off across town.
-      let best = options[0], bestD = Infinity;
+      let best = options[0],
+        bestD = Infinity;
       for (const c of options) {
         const end = nodes[paths[paths[c].outLane].to];
         const d = Math.hypot(end.x - home.x, end.y - home.y) + rng.uniform(0, 30);
-        if (d < bestD) { bestD = d; best = c; }
+        if (d < bestD) {
+          bestD = d;
+          best = c;
+        }
       }
       v.plan = best;
       return;
@@ -495,25 +531,37 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
           } else if (!lightOk || close) {
             // Stop line ahead: behave as if a stopped car stood there.
             const g = toLine - 0.5;
-            if (g < gap) { gap = g; dv = v.v; }
+            if (g < gap) {
+              gap = g;
+              dv = v.v;
+            }
             hardStop = p.length - v.spec.length / 2;
           }
         }
       }
       // Intelligent Driver Model.
-      const a = v.accel, b = 2.2, s0 = 2.0, T = 1.2;
+      const a = v.accel,
+        b = 2.2,
+        s0 = 2.0,
+        T = 1.2;
       const sStar = s0 + Math.max(0, v.v * T + (v.v * dv) / (2 * Math.sqrt(a * b)));
-      let acc = a * (1 - Math.pow(v.v / Math.max(0.1, vmax), 4));
-      if (Number.isFinite(gap)) acc -= a * Math.pow(sStar / Math.max(0.1, gap), 2);
+      let acc = a * (1 - (v.v / Math.max(0.1, vmax)) ** 4);
+      if (Number.isFinite(gap)) acc -= a * (sStar / Math.max(0.1, gap)) ** 2;
       acc = Math.max(-8, acc);
       let nv = Math.max(0, v.v + acc * SIM_DT);
       let ns = v.s + nv * SIM_DT;
       // Never closer than half a meter to the body ahead, never past an uncleared stop line.
       if (ahead) {
         const maxS = v.s + ahead[0] - (ahead[1] + v.spec.length) / 2 - 0.5;
-        if (ns > maxS) { ns = Math.max(v.s, maxS); nv = Math.min(nv, ahead[2]); }
+        if (ns > maxS) {
+          ns = Math.max(v.s, maxS);
+          nv = Math.min(nv, ahead[2]);
+        }
       }
-      if (v.committed < 0 && ns > hardStop) { ns = Math.max(v.s, hardStop); nv = 0; }
+      if (v.committed < 0 && ns > hardStop) {
+        ns = Math.max(v.s, hardStop);
+        nv = 0;
+      }
       v.v = nv;
       v.s = ns;
       // Move on to the next path.
@@ -542,12 +590,14 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
    * path (lanes are straight, so a spawned vehicle with no previous path extends its lane).
    */
   const routePoint = (v: SimVehicle, offset: number): [number, number] => {
-    let path = v.path, s = v.s + offset;
+    let path = v.path,
+      s = v.s + offset;
     const p = paths[path];
     if (s < 0) {
       const prev = p.kind === 'connector' ? p.inLane : v.prev;
       if (prev < 0) {
-        const dx = (p.pts[2] - p.pts[0]) / p.length, dy = (p.pts[3] - p.pts[1]) / p.length;
+        const dx = (p.pts[2] - p.pts[0]) / p.length,
+          dy = (p.pts[3] - p.pts[1]) / p.length;
         return [p.pts[0] + dx * s, p.pts[1] + dy * s];
       }
       path = prev;
@@ -566,7 +616,8 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
    */
   const bodyPose = (v: SimVehicle): VehiclePose => {
     const half = v.spec.length / 2;
-    const f = routePoint(v, half), r = routePoint(v, -half);
+    const f = routePoint(v, half),
+      r = routePoint(v, -half);
     return {
       x: round4((f[0] + r[0]) / 2),
       y: round4((f[1] + r[1]) / 2),
@@ -596,7 +647,9 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
   // Ids in spawn order, 4-digit like CARLA's actor ids; connected vehicles are flagged.
   const specs: VehicleSpec[] = [...vehicles.map((v) => v.spec), ...parked.map((p) => p.spec)];
   const ids = opts.actorIds(specs.length);
-  specs.forEach((spec, i) => { spec.id = ids[i]; });
+  specs.forEach((spec, i) => {
+    spec.id = ids[i];
+  });
   for (const spec of cavIds) spec.connected = true;
   return {
     vehicles: specs,
@@ -618,7 +671,8 @@ function pickAgents(candidates: number[], frames: VehiclePose[][], rsu: [number,
   const chosen: number[] = [];
   const near = (a: VehiclePose, x: number, y: number) => Math.hypot(a.x - x, a.y - y) <= COMM_RANGE;
   while (chosen.length < count) {
-    let best = -1, bestScore = -Infinity;
+    let best = -1,
+      bestScore = -Infinity;
     for (const c of candidates) {
       if (chosen.includes(c)) continue;
       let score = 0;
@@ -630,7 +684,10 @@ function pickAgents(candidates: number[], frames: VehiclePose[][], rsu: [number,
         // Ties go to the one closer to the roadside unit.
         score -= Math.hypot(p.x - rsu[0], p.y - rsu[1]) * 1e-6;
       }
-      if (score > bestScore) { bestScore = score; best = c; }
+      if (score > bestScore) {
+        bestScore = score;
+        best = c;
+      }
     }
     if (best < 0) throw new Error('synthetic traffic: not enough candidates for the connected vehicles');
     chosen.push(best);

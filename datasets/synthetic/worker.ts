@@ -16,6 +16,6 @@ port.on('message', async (msg: { type: 'frame'; task: { split: string; index: nu
     });
     port.postMessage({ type: 'done' });
   } catch (err) {
-    port.postMessage({ type: 'error', message: err instanceof Error ? err.stack ?? err.message : String(err) });
+    port.postMessage({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
   }
 });

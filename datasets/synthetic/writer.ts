@@ -60,9 +60,13 @@ function mapLines(m: { [key: string]: YamlValue }, ind: string, out: string[], i
     const empty = emptyText(v);
     if (empty !== undefined) out.push(`${ind}${key}: ${empty}`);
     // PyYAML does not indent a list under its key.
-    else if (Array.isArray(v)) { out.push(`${ind}${key}:`); seqLines(v, ind, out, ints); }
-    else if (isMap(v)) { out.push(`${ind}${key}:`); mapLines(v, ind + '  ', out, ints); }
-    else out.push(`${ind}${key}: ${scalar(v, ints)}`);
+    else if (Array.isArray(v)) {
+      out.push(`${ind}${key}:`);
+      seqLines(v, ind, out, ints);
+    } else if (isMap(v)) {
+      out.push(`${ind}${key}:`);
+      mapLines(v, ind + '  ', out, ints);
+    } else out.push(`${ind}${key}: ${scalar(v, ints)}`);
   }
 }
 

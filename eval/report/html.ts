@@ -1,7 +1,7 @@
 // The HTML report of `heal eval`: one self-contained file (inline CSS and SVG, no scripts, no
 // network), so it can be archived with the run or attached to an issue and still open.
 
-import { type EvalReport, type ReportRow } from '../contracts.ts';
+import type { EvalReport, ReportRow } from '../contracts.ts';
 import { formatBytes } from '../table.ts';
 import { formatTrust } from '../../fusion/trust.ts';
 import { PALETTE, esc, linePlot, hbarChart, type Series } from './svg.ts';
@@ -25,26 +25,44 @@ function apCell(v: number): string {
 }
 
 function resultsTable(rows: ReportRow[]): string {
-  const head = '<tr><th>combination</th><th>fusion</th><th>dtype</th><th class="n">keep</th><th class="n">frames</th><th class="n">AP@0.3</th><th class="n">AP@0.5</th><th class="n">AP@0.7</th><th class="n">detections</th><th class="n">GT</th><th class="n">bytes / frame</th><th class="n">log2(bytes)</th><th class="n">median total ms</th></tr>';
-  const body = rows.map((r) => `<tr><td>${esc(r.combo.join(' + '))}</td><td>${esc(r.fusion)}</td><td>${r.fusion === 'pyramid' ? esc(r.dtype) : '–'}</td>` +
-    `<td class="n">${r.fusion === 'pyramid' ? `${Math.round(r.keep * 100)}%` : '–'}</td><td class="n">${r.frames}</td>${apCell(r.ap['0.3'])}${apCell(r.ap['0.5'])}${apCell(r.ap['0.7'])}` +
-    `<td class="n">${r.detections}</td><td class="n">${r.gt}</td><td class="n">${esc(formatBytes(r.bytes.mean))}</td><td class="n">${r.bytes.log2 === null ? '–' : r.bytes.log2.toFixed(2)}</td>` +
-    `<td class="n">${r.latency.total ? r.latency.total.median.toFixed(1) : '–'}</td></tr>`).join('');
+  const head =
+    '<tr><th>combination</th><th>fusion</th><th>dtype</th><th class="n">keep</th><th class="n">frames</th><th class="n">AP@0.3</th><th class="n">AP@0.5</th><th class="n">AP@0.7</th><th class="n">detections</th><th class="n">GT</th><th class="n">bytes / frame</th><th class="n">log2(bytes)</th><th class="n">median total ms</th></tr>';
+  const body = rows
+    .map(
+      (r) =>
+        `<tr><td>${esc(r.combo.join(' + '))}</td><td>${esc(r.fusion)}</td><td>${r.fusion === 'pyramid' ? esc(r.dtype) : '–'}</td>` +
+        `<td class="n">${r.fusion === 'pyramid' ? `${Math.round(r.keep * 100)}%` : '–'}</td><td class="n">${r.frames}</td>${apCell(r.ap['0.3'])}${apCell(r.ap['0.5'])}${apCell(r.ap['0.7'])}` +
+        `<td class="n">${r.detections}</td><td class="n">${r.gt}</td><td class="n">${esc(formatBytes(r.bytes.mean))}</td><td class="n">${r.bytes.log2 === null ? '–' : r.bytes.log2.toFixed(2)}</td>` +
+        `<td class="n">${r.latency.total ? r.latency.total.median.toFixed(1) : '–'}</td></tr>`,
+    )
+    .join('');
   return `<table>${head}${body}</table>`;
 }
 
 function usedTypesTable(rows: ReportRow[]): string {
-  const body = rows.flatMap((r) => r.byUsedTypes.map((u) => `<tr><td>${esc(r.label)}</td><td>${esc(u.types || '(none)')}</td><td class="n">${u.frames}</td>${apCell(u.ap['0.3'])}${apCell(u.ap['0.5'])}${apCell(u.ap['0.7'])}</tr>`));
+  const body = rows.flatMap((r) =>
+    r.byUsedTypes.map(
+      (u) =>
+        `<tr><td>${esc(r.label)}</td><td>${esc(u.types || '(none)')}</td><td class="n">${u.frames}</td>${apCell(u.ap['0.3'])}${apCell(u.ap['0.5'])}${apCell(u.ap['0.7'])}</tr>`,
+    ),
+  );
   return `<table><tr><th>configuration</th><th>agent types used in the frame</th><th class="n">frames</th><th class="n">AP@0.3</th><th class="n">AP@0.5</th><th class="n">AP@0.7</th></tr>${body.join('')}</table>`;
 }
 
 function latencyTable(rows: ReportRow[]): string {
   const stages = stageOrder(rows);
   const head = `<tr><th>stage</th>${rows.map((r) => `<th class="n">${esc(r.label)}<br><small>median / p95 ms</small></th>`).join('')}</tr>`;
-  const body = stages.map((s) => `<tr><td>${esc(s)}</td>${rows.map((r) => {
-    const l = r.latency[s];
-    return `<td class="n">${l ? `${l.median.toFixed(1)} / ${l.p95.toFixed(1)}` : '–'}</td>`;
-  }).join('')}</tr>`).join('');
+  const body = stages
+    .map(
+      (s) =>
+        `<tr><td>${esc(s)}</td>${rows
+          .map((r) => {
+            const l = r.latency[s];
+            return `<td class="n">${l ? `${l.median.toFixed(1)} / ${l.p95.toFixed(1)}` : '–'}</td>`;
+          })
+          .join('')}</tr>`,
+    )
+    .join('');
   return `<table>${head}${body}</table>`;
 }
 
@@ -65,24 +83,43 @@ function mainRows(rows: ReportRow[], mainDtype: string): ReportRow[] {
 
 function prPlots(rows: ReportRow[]): string {
   const shown = rows.slice(0, PALETTE.length);
-  return [0.3, 0.5, 0.7].map((iou) => {
-    const series: Series[] = shown.map((r, i) => {
-      const pr = r.pr.find((p) => Math.abs(p.iou - iou) < 1e-9);
-      const points = pr ? pr.recall.map((rc, k) => [rc, pr.precision[k]] as [number, number]) : [];
-      // A one-detection curve is a point: draw it as one.
-      return { name: points.length ? r.label : `${r.label} (no detections)`, color: PALETTE[i], points, markers: points.length === 1 ? 'circle' as const : undefined };
-    });
-    return figure(
-      linePlot({ title: `Precision–recall, IoU ${iou}`, xLabel: 'recall', yLabel: 'precision', x: [0, 1], y: [0, 1], series, empty: 'no detections above the score threshold', width: 290, height: 280 }),
-      `Raw precision after each ranked detection (all frames, global score order); AP is the VOC all-point area under the interpolated curve.${rows.length > shown.length ? ` First ${shown.length} configurations.` : ''}`,
-    );
-  }).join('');
+  return [0.3, 0.5, 0.7]
+    .map((iou) => {
+      const series: Series[] = shown.map((r, i) => {
+        const pr = r.pr.find((p) => Math.abs(p.iou - iou) < 1e-9);
+        const points = pr ? pr.recall.map((rc, k) => [rc, pr.precision[k]] as [number, number]) : [];
+        // A one-detection curve is a point: draw it as one.
+        return {
+          name: points.length ? r.label : `${r.label} (no detections)`,
+          color: PALETTE[i],
+          points,
+          markers: points.length === 1 ? ('circle' as const) : undefined,
+        };
+      });
+      return figure(
+        linePlot({
+          title: `Precision–recall, IoU ${iou}`,
+          xLabel: 'recall',
+          yLabel: 'precision',
+          x: [0, 1],
+          y: [0, 1],
+          series,
+          empty: 'no detections above the score threshold',
+          width: 290,
+          height: 280,
+        }),
+        `Raw precision after each ranked detection (all frames, global score order); AP is the VOC all-point area under the interpolated curve.${rows.length > shown.length ? ` First ${shown.length} configurations.` : ''}`,
+      );
+    })
+    .join('');
 }
 
 function apBars(rows: ReportRow[]): string {
   const series = (['0.3', '0.5', '0.7'] as const).map((t, i) => ({ name: `AP@${t}`, color: PALETTE[i], values: rows.map((r) => r.ap[t]) }));
-  return figure(hbarChart({ title: 'AP per configuration', xLabel: 'AP', categories: rows.map((r) => r.label), series, x: [0, 1] }),
-    'AP@0.3/0.5/0.7 for each agent-type combination and fusion mode (and dtype / kept cells where swept).');
+  return figure(
+    hbarChart({ title: 'AP per configuration', xLabel: 'AP', categories: rows.map((r) => r.label), series, x: [0, 1] }),
+    'AP@0.3/0.5/0.7 for each agent-type combination and fusion mode (and dtype / kept cells where swept).',
+  );
 }
 
 function bandwidthPlot(rows: ReportRow[]): string {
@@ -94,7 +131,10 @@ function bandwidthPlot(rows: ReportRow[]): string {
       const rs = rows.filter((r) => r.combo.join('+') === c && r.fusion === fusion).sort((a, b) => a.bytes.mean - b.bytes.mean);
       if (!rs.length) continue;
       series.push({
-        name: `${c} ${fusion}`, color: PALETTE[i % PALETTE.length], markers: marker[fusion], line: fusion === 'pyramid' && rs.length > 1,
+        name: `${c} ${fusion}`,
+        color: PALETTE[i % PALETTE.length],
+        markers: marker[fusion],
+        line: fusion === 'pyramid' && rs.length > 1,
         points: rs.map((r) => [r.bytes.log2 ?? 0, r.ap['0.5']]),
         // Labels once (first combination): the others sit at the same bandwidths.
         labels: i === 0 ? rs.map((r) => (fusion === 'pyramid' ? `${r.dtype}${r.keep < 1 ? ` ${Math.round(r.keep * 100)}%` : ''}` : fusion)) : undefined,
@@ -102,19 +142,38 @@ function bandwidthPlot(rows: ReportRow[]): string {
     }
   });
   const xs = rows.map((r) => r.bytes.log2 ?? 0);
-  const lo = Math.floor(Math.min(...xs, 0) - 0.5), hi = Math.ceil(Math.max(...xs, 1) + 1.5);
-  return figure(linePlot({ title: 'AP@0.5 against bandwidth', xLabel: 'log2(bytes received per frame)', yLabel: 'AP@0.5', x: [lo, hi], y: [0, 1], series, width: 520, height: 320 }),
-    'One point per configuration: circles pyramid fusion (one per dtype and fraction of BEV cells kept), squares late fusion (boxes only), triangles no fusion (0 bytes, drawn at 0).');
+  const lo = Math.floor(Math.min(...xs, 0) - 0.5),
+    hi = Math.ceil(Math.max(...xs, 1) + 1.5);
+  return figure(
+    linePlot({
+      title: 'AP@0.5 against bandwidth',
+      xLabel: 'log2(bytes received per frame)',
+      yLabel: 'AP@0.5',
+      x: [lo, hi],
+      y: [0, 1],
+      series,
+      width: 520,
+      height: 320,
+    }),
+    'One point per configuration: circles pyramid fusion (one per dtype and fraction of BEV cells kept), squares late fusion (boxes only), triangles no fusion (0 bytes, drawn at 0).',
+  );
 }
 
 function latencyPlot(rows: ReportRow[]): string {
   const shown = rows.slice(0, 24);
   const stages = stageOrder(shown).filter((s) => s !== 'total');
-  return figure(hbarChart({
-    title: 'Latency per stage (median)', xLabel: 'ms per frame', categories: shown.map((r) => r.label), stacked: true,
-    series: stages.map((s, i) => ({ name: s, color: PALETTE[i % PALETTE.length], values: shown.map((r) => r.latency[s]?.median) })),
-    marks: shown.map((r) => (r.latency.total ? { value: r.latency.total.median, hi: r.latency.total.p95 } : undefined)), markName: 'total ms',
-  }), 'Stage medians end to end; the black tick is the median of the whole pass and the whisker its p95. Per-agent stages (preprocess.*, encode.*, serialize, deserialize) are summed over the agents of a frame. p95 per stage: table below.');
+  return figure(
+    hbarChart({
+      title: 'Latency per stage (median)',
+      xLabel: 'ms per frame',
+      categories: shown.map((r) => r.label),
+      stacked: true,
+      series: stages.map((s, i) => ({ name: s, color: PALETTE[i % PALETTE.length], values: shown.map((r) => r.latency[s]?.median) })),
+      marks: shown.map((r) => (r.latency.total ? { value: r.latency.total.median, hi: r.latency.total.p95 } : undefined)),
+      markName: 'total ms',
+    }),
+    'Stage medians end to end; the black tick is the median of the whole pass and the whisker its p95. Per-agent stages (preprocess.*, encode.*, serialize, deserialize) are summed over the agents of a frame. p95 per stage: table below.',
+  );
 }
 
 export function renderReport(report: EvalReport): string {
@@ -122,7 +181,10 @@ export function renderReport(report: EvalReport): string {
   const noise = r.poseNoise ? `σx ${r.poseNoise[0]} m, σy ${r.poseNoise[1]} m, σyaw ${r.poseNoise[2]}°` : 'off';
   const meta: [string, string][] = [
     ['dataset', `<code>${esc(r.data)}</code>, split <b>${esc(r.split)}</b>`],
-    ['frames', `${report.frames.evaluated} evaluated of ${report.frames.total}${report.frames.failed ? `, <b>${report.frames.failed} skipped</b> (see below)` : ''}`],
+    [
+      'frames',
+      `${report.frames.evaluated} evaluated of ${report.frames.total}${report.frames.failed ? `, <b>${report.frames.failed} skipped</b> (see below)` : ''}`,
+    ],
     ['profile', esc(r.profile)],
     ['execution provider', `${esc(report.provider)} (asked: ${esc(r.device)})${report.fallbackReason ? ` <small>${esc(report.fallbackReason)}</small>` : ''}`],
     ['weights', r.weights ? `<code>${esc(r.weights)}</code>` : 'seeded random (no weight file)'],
@@ -131,7 +193,7 @@ export function renderReport(report: EvalReport): string {
     ['fusion trust', esc(formatTrust(r.fusionTrust ?? {}))],
     ['feature dtypes', esc(r.dtypes.join(', '))],
     ['kept BEV cells', esc(r.keep.map((k) => `${Math.round(k * 100)}%`).join(', '))],
-    ['score threshold', r.scoreThreshold === undefined || r.scoreThreshold === 0.2 ? '0.2 (HEAL\'s)' : `<b>${r.scoreThreshold}</b> (not HEAL's 0.2)`],
+    ['score threshold', r.scoreThreshold === undefined || r.scoreThreshold === 0.2 ? "0.2 (HEAL's)" : `<b>${r.scoreThreshold}</b> (not HEAL's 0.2)`],
     ['time', `${report.seconds.toFixed(1)} s, ${report.msPerFrame.toFixed(0)} ms per collaborative pass; started ${esc(r.createdAt)}`],
   ];
   const robust: [string, string][] = [

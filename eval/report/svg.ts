@@ -35,9 +35,21 @@ interface Frame {
 const MARGIN = { left: 52, right: 16, top: 30, bottom: 42 };
 const LEGEND_W = 250;
 
-function axes(o: { title: string; xLabel: string; yLabel: string; x: [number, number]; y: [number, number]; width?: number; height?: number; xTicks?: number[]; legend?: boolean }): Frame {
-  const width = (o.width ?? 460) + (o.legend ? LEGEND_W : 0), height = o.height ?? 300;
-  const pw = width - MARGIN.left - MARGIN.right - (o.legend ? LEGEND_W : 0), ph = height - MARGIN.top - MARGIN.bottom;
+function axes(o: {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  x: [number, number];
+  y: [number, number];
+  width?: number;
+  height?: number;
+  xTicks?: number[];
+  legend?: boolean;
+}): Frame {
+  const width = (o.width ?? 460) + (o.legend ? LEGEND_W : 0),
+    height = o.height ?? 300;
+  const pw = width - MARGIN.left - MARGIN.right - (o.legend ? LEGEND_W : 0),
+    ph = height - MARGIN.top - MARGIN.bottom;
   const x = (v: number) => MARGIN.left + ((v - o.x[0]) / (o.x[1] - o.x[0] || 1)) * pw;
   const y = (v: number) => MARGIN.top + ph - ((v - o.y[0]) / (o.y[1] - o.y[0] || 1)) * ph;
   const parts: string[] = [];
@@ -61,8 +73,10 @@ function finish(fr: Frame, legend: { name: string; color: string; dash?: boolean
   const lx = fr.width - LEGEND_W + 8;
   const items = legend.map((l, i) => {
     const ly = MARGIN.top + 10 + i * 15;
-    return `<line x1="${lx}" x2="${lx + 16}" y1="${ly - 4}" y2="${ly - 4}" stroke="${l.color}" stroke-width="3"${l.dash ? ' stroke-dasharray="4 3"' : ''}/>` +
-      `<text x="${lx + 21}" y="${ly}" class="lg">${esc(l.name.length > 38 ? l.name.slice(0, 37) + '…' : l.name)}</text>`;
+    return (
+      `<line x1="${lx}" x2="${lx + 16}" y1="${ly - 4}" y2="${ly - 4}" stroke="${l.color}" stroke-width="3"${l.dash ? ' stroke-dasharray="4 3"' : ''}/>` +
+      `<text x="${lx + 21}" y="${ly}" class="lg">${esc(l.name.length > 38 ? l.name.slice(0, 37) + '…' : l.name)}</text>`
+    );
   });
   return `<svg viewBox="0 0 ${fr.width} ${fr.height}" width="${fr.width}" height="${fr.height}" role="img">${fr.parts.join('')}${items.join('')}</svg>`;
 }
@@ -78,7 +92,18 @@ export interface Series {
   labels?: string[];
 }
 
-export function linePlot(o: { title: string; xLabel: string; yLabel: string; x: [number, number]; y: [number, number]; series: Series[]; empty?: string; width?: number; height?: number; xTicks?: number[] }): string {
+export function linePlot(o: {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  x: [number, number];
+  y: [number, number];
+  series: Series[];
+  empty?: string;
+  width?: number;
+  height?: number;
+  xTicks?: number[];
+}): string {
   const fr = axes({ ...o, legend: true });
   const anyPoint = o.series.some((s) => s.points.length);
   if (!anyPoint) {
@@ -93,12 +118,14 @@ export function linePlot(o: { title: string; xLabel: string; yLabel: string; x: 
     }
     if (s.markers) {
       s.points.forEach(([x, y], i) => {
-        const cx = fr.x(x), cy = fr.y(y);
-        const shape = s.markers === 'square'
-          ? `<rect x="${f(cx - 4)}" y="${f(cy - 4)}" width="8" height="8" fill="${s.color}"/>`
-          : s.markers === 'triangle'
-            ? `<path d="M${f(cx)} ${f(cy - 5)}L${f(cx + 5)} ${f(cy + 4)}L${f(cx - 5)} ${f(cy + 4)}Z" fill="${s.color}"/>`
-            : `<circle cx="${f(cx)}" cy="${f(cy)}" r="4.5" fill="${s.color}"/>`;
+        const cx = fr.x(x),
+          cy = fr.y(y);
+        const shape =
+          s.markers === 'square'
+            ? `<rect x="${f(cx - 4)}" y="${f(cy - 4)}" width="8" height="8" fill="${s.color}"/>`
+            : s.markers === 'triangle'
+              ? `<path d="M${f(cx)} ${f(cy - 5)}L${f(cx + 5)} ${f(cy + 4)}L${f(cx - 5)} ${f(cy + 4)}Z" fill="${s.color}"/>`
+              : `<circle cx="${f(cx)}" cy="${f(cy)}" r="4.5" fill="${s.color}"/>`;
         fr.parts.push(shape);
         // Slanted so that labels of points close together do not print over each other.
         if (s.labels?.[i]) fr.parts.push(`<text transform="translate(${f(cx + 3)} ${f(cy - 7)}) rotate(-40)" class="pl">${esc(s.labels[i])}</text>`);
@@ -114,9 +141,14 @@ export function linePlot(o: { title: string; xLabel: string; yLabel: string; x: 
  * total's median and p95 over stacked stage medians).
  */
 export function hbarChart(o: {
-  title: string; xLabel: string; categories: string[];
+  title: string;
+  xLabel: string;
+  categories: string[];
   series: { name: string; color: string; values: (number | undefined)[] }[];
-  stacked?: boolean; x?: [number, number]; marks?: ({ value: number; hi: number } | undefined)[]; markName?: string;
+  stacked?: boolean;
+  x?: [number, number];
+  marks?: ({ value: number; hi: number } | undefined)[];
+  markName?: string;
 }): string {
   const barH = 11;
   const band = o.stacked ? barH + 8 : o.series.length * barH + 8;
@@ -124,7 +156,9 @@ export function hbarChart(o: {
   const width = labelW + 360 + MARGIN.right + LEGEND_W;
   const height = MARGIN.top + MARGIN.bottom + o.categories.length * band;
   const val = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : 0);
-  const ends = o.categories.map((_, c) => (o.stacked ? o.series.reduce((a, s) => a + val(s.values[c]), 0) : Math.max(0, ...o.series.map((s) => val(s.values[c])))));
+  const ends = o.categories.map((_, c) =>
+    o.stacked ? o.series.reduce((a, s) => a + val(s.values[c]), 0) : Math.max(0, ...o.series.map((s) => val(s.values[c]))),
+  );
   const max = o.x?.[1] ?? Math.max(1e-3, ...ends, ...(o.marks ?? []).map((m) => (m ? m.hi : 0)));
   const pw = 360;
   const x = (v: number) => labelW + (Math.min(v, max) / max) * pw;
@@ -145,15 +179,19 @@ export function hbarChart(o: {
       const y = o.stacked ? top : top + k * barH;
       acc += v;
       const x1 = o.stacked ? x(acc) : x(v);
-      parts.push(`<rect x="${f(x0)}" y="${y}" width="${f(Math.max(0.5, x1 - x0))}" height="${barH - 1}" fill="${s.color}"><title>${esc(`${cat}, ${s.name}: ${v.toFixed(3)}`)}</title></rect>`);
+      parts.push(
+        `<rect x="${f(x0)}" y="${y}" width="${f(Math.max(0.5, x1 - x0))}" height="${barH - 1}" fill="${s.color}"><title>${esc(`${cat}, ${s.name}: ${v.toFixed(3)}`)}</title></rect>`,
+      );
       // Grouped bars carry their value, so a zero reads as zero rather than as a missing bar.
       if (!o.stacked) parts.push(`<text x="${f(x1 + 3)}" y="${y + barH - 2}" class="pl">${v.toFixed(3)}</text>`);
     });
     const m = o.marks?.[c];
     if (m) {
       const y = top + (o.stacked ? barH / 2 : (o.series.length * barH) / 2);
-      parts.push(`<line x1="${f(x(m.value))}" x2="${f(x(m.hi))}" y1="${f(y)}" y2="${f(y)}" stroke="#222"/><line x1="${f(x(m.hi))}" x2="${f(x(m.hi))}" y1="${f(y - 4)}" y2="${f(y + 4)}" stroke="#222"/>` +
-        `<line x1="${f(x(m.value))}" x2="${f(x(m.value))}" y1="${f(y - 7)}" y2="${f(y + 7)}" stroke="#222" stroke-width="2"><title>${esc(`${cat}, ${o.markName ?? ''}: ${m.value.toFixed(1)} (p95 ${m.hi.toFixed(1)})`)}</title></line>`);
+      parts.push(
+        `<line x1="${f(x(m.value))}" x2="${f(x(m.hi))}" y1="${f(y)}" y2="${f(y)}" stroke="#222"/><line x1="${f(x(m.hi))}" x2="${f(x(m.hi))}" y1="${f(y - 4)}" y2="${f(y + 4)}" stroke="#222"/>` +
+          `<line x1="${f(x(m.value))}" x2="${f(x(m.value))}" y1="${f(y - 7)}" y2="${f(y + 7)}" stroke="#222" stroke-width="2"><title>${esc(`${cat}, ${o.markName ?? ''}: ${m.value.toFixed(1)} (p95 ${m.hi.toFixed(1)})`)}</title></line>`,
+      );
     }
   });
   parts.push(`<line x1="${labelW}" x2="${labelW}" y1="${MARGIN.top}" y2="${height - MARGIN.bottom}" stroke="#555"/>`);

@@ -20,7 +20,6 @@ export interface PyramidFusionConfig {
   shrinkChannels: number;
 }
 
-
 /** Keeps a cell's weight finite when no agent covers it (then every weight is 0/ε = 0). */
 const EMPTY_CELL_EPS = 1e-12;
 /** HEAL's floor on the foreground score, so a confident-background agent still counts. */
@@ -51,7 +50,9 @@ export function addPyramidFusion(g: GraphBuilder, features: TensorRef, mask: Ten
     const s = bb.layerStrides[level];
     if (s > 1) {
       if (size[0] % s !== 0 || size[1] % s !== 0) {
-        throw new Error(`${prefix}: level ${level} halves ${size[0]}×${size[1]} by ${s}, which must divide it (choose height/width divisible by the product of layerStrides)`);
+        throw new Error(
+          `${prefix}: level ${level} halves ${size[0]}×${size[1]} by ${s}, which must divide it (choose height/width divisible by the product of layerStrides)`,
+        );
       }
       size = size.map((d) => d / s);
       // A coarse cell counts as covered as far as any of its fine cells is.

@@ -23,11 +23,7 @@ export function convBn(g: GraphBuilder, x: TensorRef, o: ConvBnOptions): TensorR
  * ResNet basic block: two 3×3 convs with a shortcut, ReLU after the sum. The shortcut is a
  * strided 1×1 conv when the block changes resolution or width, the identity otherwise.
  */
-export function basicBlock(
-  g: GraphBuilder,
-  x: TensorRef,
-  o: { name: string; out: number; stride: number; batchNorm: boolean },
-): TensorRef {
+export function basicBlock(g: GraphBuilder, x: TensorRef, o: { name: string; out: number; stride: number; batchNorm: boolean }): TensorRef {
   const inC = x.shape[1];
   let y = convBn(g, x, { name: `${o.name}.conv1`, out: o.out, kernel: 3, stride: o.stride, batchNorm: o.batchNorm, relu: true });
   y = convBn(g, y, { name: `${o.name}.conv2`, out: o.out, kernel: 3, batchNorm: o.batchNorm, relu: false });

@@ -16,7 +16,12 @@ import { frustumToBev, preprocessImage, splatCamera, type SplatCamera, type Spla
 import { featureGrid, type SharedSpace } from '../space.ts';
 import { addAligner, type AlignerConfig } from './aligner.ts';
 import {
-  addPointPillars, checkPointPillarsConfig, pillarConfigOf, pointPillarsInputs, pointPillarsOutChannels, type PointPillarsConfig,
+  addPointPillars,
+  checkPointPillarsConfig,
+  pillarConfigOf,
+  pointPillarsInputs,
+  pointPillarsOutChannels,
+  type PointPillarsConfig,
 } from './pointpillars.ts';
 import { addLss, checkLssConfig, lssInputs, lssOutChannels, lssSplatOptions, type LssConfig } from './lss.ts';
 
@@ -70,7 +75,8 @@ export function checkAgentNetworkConfig(cfg: AgentNetworkConfig, space: SharedSp
   if (typeof al !== 'object' || al === null) throw new DataError(src, 'aligner', 'must be an object {inChannels, channels, blocks, batchNorm}', al);
   const out = encoderOutChannels(enc);
   if (al.inChannels !== out) throw new DataError(src, 'aligner.inChannels', `must equal the encoder's output channels (${out})`, al.inChannels);
-  if (al.channels !== space.channels) throw new DataError(src, 'aligner.channels', `must equal the channels of space "${space.name}" (${space.channels})`, al.channels);
+  if (al.channels !== space.channels)
+    throw new DataError(src, 'aligner.channels', `must equal the channels of space "${space.name}" (${space.channels})`, al.channels);
   if (!(Number.isInteger(al.blocks) && al.blocks >= 1)) throw new DataError(src, 'aligner.blocks', 'must be a positive integer', al.blocks);
   if (typeof al.batchNorm !== 'boolean') throw new DataError(src, 'aligner.batchNorm', 'must be true or false', al.batchNorm);
 }
@@ -106,8 +112,7 @@ export function agentNetwork(cfg: AgentNetworkConfig, space: SharedSpace, opts: 
 
 /** Number of parameter values under each prefix ("encoder.<type>.", "aligner.<type>."), trainable and not. */
 export function parameterCounts(desc: GraphDesc, type: string): { encoder: number; aligner: number } {
-  const count = (prefix: string) =>
-    desc.params.filter((p) => p.name.startsWith(prefix)).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
+  const count = (prefix: string) => desc.params.filter((p) => p.name.startsWith(prefix)).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
   return { encoder: count(`encoder.${type}.`), aligner: count(`aligner.${type}.`) };
 }
 
@@ -156,7 +161,8 @@ export function selectCameras(enc: LssConfig, cameras: CameraRecord[], src: stri
   }
   return enc.cameras.map((name) => {
     const rec = cameras.find((c) => c.name === name);
-    if (!rec) throw new DataError(src, 'encoder.cameras', `camera "${name}" is not in the sensor data (has: ${cameras.map((c) => c.name).join(', ') || 'none'})`, name);
+    if (!rec)
+      throw new DataError(src, 'encoder.cameras', `camera "${name}" is not in the sensor data (has: ${cameras.map((c) => c.name).join(', ') || 'none'})`, name);
     return rec;
   });
 }

@@ -101,7 +101,12 @@ export function checkLssConfig(cfg: LssConfig, source: string, field = 'encoder'
     if (!ok) throw new DataError(source, `${field}.${f}`, detail, value);
   };
   if (cfg.cameras !== undefined) {
-    need(Array.isArray(cfg.cameras) && cfg.cameras.length > 0 && cfg.cameras.every((c) => typeof c === 'string' && c.length > 0), 'cameras', 'must be a non-empty list of camera names', cfg.cameras);
+    need(
+      Array.isArray(cfg.cameras) && cfg.cameras.length > 0 && cfg.cameras.every((c) => typeof c === 'string' && c.length > 0),
+      'cameras',
+      'must be a non-empty list of camera names',
+      cfg.cameras,
+    );
   }
   need(isPosInt(cfg.downsample), 'downsample', 'must be a positive integer', cfg.downsample);
   const size = cfg.imageSize;
@@ -113,11 +118,21 @@ export function checkLssConfig(cfg: LssConfig, source: string, field = 'encoder'
   need(Number.isFinite(b.min) && Number.isFinite(b.max) && b.min > 0 && b.max > b.min, 'depthBins', 'needs 0 < min < max (meters)', b);
   need(isPosInt(b.count), 'depthBins.count', 'must be a positive integer', b.count);
   need(isPosInt(cfg.contextChannels), 'contextChannels', 'must be a positive integer', cfg.contextChannels);
-  need(typeof cfg.bev === 'object' && cfg.bev !== null && isPosInt(cfg.bev.channels) && isPosInt(cfg.bev.blocks), 'bev', 'must be {channels, blocks} with positive integers', cfg.bev);
+  need(
+    typeof cfg.bev === 'object' && cfg.bev !== null && isPosInt(cfg.bev.channels) && isPosInt(cfg.bev.blocks),
+    'bev',
+    'must be {channels, blocks} with positive integers',
+    cfg.bev,
+  );
   const ib = cfg.imageBackbone;
   need(typeof ib === 'object' && ib !== null, 'imageBackbone', 'must be an object', ib);
   need(ib.kind === 'resnet' || ib.kind === 'mbconv', 'imageBackbone.kind', 'must be "resnet" or "mbconv"', ib.kind);
-  need(typeof ib.stem === 'object' && ib.stem !== null && isPosInt(ib.stem.channels) && isPosInt(ib.stem.stride), 'imageBackbone.stem', 'must be {channels, stride} with positive integers', ib.stem);
+  need(
+    typeof ib.stem === 'object' && ib.stem !== null && isPosInt(ib.stem.channels) && isPosInt(ib.stem.stride),
+    'imageBackbone.stem',
+    'must be {channels, stride} with positive integers',
+    ib.stem,
+  );
   need(Array.isArray(ib.stages) && ib.stages.length > 0, 'imageBackbone.stages', 'must be a non-empty list', ib.stages);
   ib.stages.forEach((s, i) => {
     const ok = typeof s === 'object' && s !== null && isPosInt(s.channels) && isPosInt(s.blocks) && isPosInt(s.stride);
@@ -145,7 +160,9 @@ function invertedResidual(g: GraphBuilder, x: TensorRef, o: { name: string; out:
   const inC = x.shape[1] as number;
   const hidden = inC * o.expand;
   let y = o.expand === 1 ? x : convBn(g, x, { name: `${o.name}.expand`, out: hidden, kernel: 1, batchNorm: true, relu: true });
-  y = g.relu(g.batchNorm(g.conv2d(y, { name: `${o.name}.dw.conv`, out: hidden, kernel: 3, stride: o.stride, groups: hidden, bias: false }), { name: `${o.name}.dw.bn` }));
+  y = g.relu(
+    g.batchNorm(g.conv2d(y, { name: `${o.name}.dw.conv`, out: hidden, kernel: 3, stride: o.stride, groups: hidden, bias: false }), { name: `${o.name}.dw.bn` }),
+  );
   y = convBn(g, y, { name: `${o.name}.project`, out: o.out, kernel: 1, batchNorm: true, relu: false });
   return o.stride === 1 && inC === o.out ? g.add(y, x) : y;
 }
@@ -157,9 +174,10 @@ export function addImageBackbone(g: GraphBuilder, images: TensorRef, cfg: ImageB
     for (let b = 0; b < stage.blocks; b++) {
       const name = `${prefix}.stage${s}.block${b}`;
       const stride = b === 0 ? stage.stride : 1;
-      y = cfg.kind === 'resnet'
-        ? basicBlock(g, y, { name, out: stage.channels, stride, batchNorm: true })
-        : invertedResidual(g, y, { name, out: stage.channels, stride, expand: cfg.expandRatio });
+      y =
+        cfg.kind === 'resnet'
+          ? basicBlock(g, y, { name, out: stage.channels, stride, batchNorm: true })
+          : invertedResidual(g, y, { name, out: stage.channels, stride, expand: cfg.expandRatio });
     }
   });
   return y;
@@ -201,7 +219,11 @@ export function addSplat(g: GraphBuilder, points: TensorRef, idx: Omit<LssInputs
   const sorted = g.gather(points, idx.keptIndex, 0, `${prefix}.sorted`);
   const running = g.cumsum(sorted, 0, `${prefix}.cumsum`);
   const shifted = g.concat([zero, running], 0, `${prefix}.cumsum0`);
-  const cells = g.sub(g.gather(running, idx.segmentEnds, 0, `${prefix}.at_end`), g.gather(shifted, idx.segmentStarts, 0, `${prefix}.before_start`), `${prefix}.cell_sums`);
+  const cells = g.sub(
+    g.gather(running, idx.segmentEnds, 0, `${prefix}.at_end`),
+    g.gather(shifted, idx.segmentStarts, 0, `${prefix}.before_start`),
+    `${prefix}.cell_sums`,
+  );
   const rows = g.gather(g.concat([cells, zero], 0, `${prefix}.rows`), idx.cellToSegment, 0, `${prefix}.gather`);
   return g.transpose(g.reshape(rows, [1, h, w, c], `${prefix}.nhwc`), [0, 3, 1, 2], `${prefix}.nchw`);
 }

@@ -81,7 +81,12 @@ export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSp
     if (!ok) throw new DataError(source, `${field}.${f}`, detail, value);
   };
   const ps = cfg.pillarSize;
-  need(Array.isArray(ps) && ps.length === 2 && ps.every((v) => typeof v === 'number' && v > 0 && Number.isFinite(v)), 'pillarSize', 'must be two positive numbers [x, y] in meters', ps);
+  need(
+    Array.isArray(ps) && ps.length === 2 && ps.every((v) => typeof v === 'number' && v > 0 && Number.isFinite(v)),
+    'pillarSize',
+    'must be two positive numbers [x, y] in meters',
+    ps,
+  );
   need(isPosInt(cfg.maxPointsPerPillar), 'maxPointsPerPillar', 'must be a positive integer', cfg.maxPointsPerPillar);
   need(isPosInt(cfg.maxPillars), 'maxPillars', 'must be a positive integer', cfg.maxPillars);
   need(typeof cfg.maskEgo === 'boolean', 'maskEgo', 'must be true or false', cfg.maskEgo);
@@ -89,8 +94,18 @@ export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSp
   const bb = cfg.backbone;
   need(typeof bb === 'object' && bb !== null, 'backbone', 'must be an object {layerNums, layerStrides, numFilters}', bb);
   need(isIntList(bb.layerNums), 'backbone.layerNums', 'must be a non-empty list of positive integers', bb.layerNums);
-  need(isIntList(bb.layerStrides) && bb.layerStrides.length === bb.layerNums.length, 'backbone.layerStrides', `must be ${bb.layerNums.length} positive integers (one per level)`, bb.layerStrides);
-  need(isIntList(bb.numFilters) && bb.numFilters.length === bb.layerNums.length, 'backbone.numFilters', `must be ${bb.layerNums.length} positive integers (one per level)`, bb.numFilters);
+  need(
+    isIntList(bb.layerStrides) && bb.layerStrides.length === bb.layerNums.length,
+    'backbone.layerStrides',
+    `must be ${bb.layerNums.length} positive integers (one per level)`,
+    bb.layerStrides,
+  );
+  need(
+    isIntList(bb.numFilters) && bb.numFilters.length === bb.layerNums.length,
+    'backbone.numFilters',
+    `must be ${bb.layerNums.length} positive integers (one per level)`,
+    bb.numFilters,
+  );
   // The pillar grid must shrink to the feature grid exactly, on both axes.
   const [wp, hp] = pillarGridOf(cfg, space);
   const [wf, hf] = featureGrid(space);
@@ -98,9 +113,19 @@ export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSp
   const exact = Math.abs(wp * ps[0] - (xmax - xmin)) < 1e-6 && Math.abs(hp * ps[1] - (ymax - ymin)) < 1e-6;
   need(exact, 'pillarSize', `must divide the space "${space.name}" extent ${(xmax - xmin).toFixed(2)} × ${(ymax - ymin).toFixed(2)} m`, ps);
   const s = wp / wf;
-  need(Number.isInteger(s) && hp / hf === s, 'pillarSize', `gives a ${wp}×${hp} pillar grid, not a whole multiple of the ${wf}×${hf} feature grid of space "${space.name}"`, ps);
+  need(
+    Number.isInteger(s) && hp / hf === s,
+    'pillarSize',
+    `gives a ${wp}×${hp} pillar grid, not a whole multiple of the ${wf}×${hf} feature grid of space "${space.name}"`,
+    ps,
+  );
   const product = bb.layerStrides.reduce((a, b) => a * b, 1);
-  need(product === s, 'backbone.layerStrides', `multiply to ${product}, but the ${wp}×${hp} pillar grid needs stride ${s} to reach the ${wf}×${hf} feature grid`, bb.layerStrides);
+  need(
+    product === s,
+    'backbone.layerStrides',
+    `multiply to ${product}, but the ${wp}×${hp} pillar grid needs stride ${s} to reach the ${wf}×${hf} feature grid`,
+    bb.layerStrides,
+  );
 }
 
 /** Graph inputs named "features", "mask", "cellToPillar". */

@@ -9,9 +9,7 @@ import { DataError } from '../../datasets/io.ts';
 import type { FrameRef } from '../../datasets/dataset.ts';
 import { run as inspect } from '../../cli/inspect.ts';
 import type { Box7 } from '../../datasets/geometry/boxes.ts';
-import {
-  type Mat4, invert, mat4ToRows, multiply, poseToMatrix, relative, transformPoint, transformPoints,
-} from '../../datasets/geometry/transforms.ts';
+import { type Mat4, invert, mat4ToRows, multiply, poseToMatrix, relative, transformPoint, transformPoints } from '../../datasets/geometry/transforms.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixtures = path.resolve(repoRoot, '../shared/fixtures/dair_v2x_c');
@@ -31,24 +29,39 @@ const WORLD_FROM_VEH = multiply(WORLD_FROM_NOVATEL, NOVATEL_FROM_LIDAR);
 const VEH_FROM_INF = poseToMatrix([T_VEH_FROM_INF[0], T_VEH_FROM_INF[1], T_VEH_FROM_INF[2], 0, 0, 0]);
 const WORLD_FROM_INF = multiply(WORLD_FROM_VEH, VEH_FROM_INF);
 
-const rot = (m: Mat4) => mat4ToRows(m).slice(0, 3).map((r) => r.slice(0, 3));
+const rot = (m: Mat4) =>
+  mat4ToRows(m)
+    .slice(0, 3)
+    .map((r) => r.slice(0, 3));
 const nestedT = (m: Mat4) => [[m[3]], [m[7]], [m[11]]];
 
 /** DAIR `get_3d_8points` order (formats.md §2.4): (+l,+w), (+l,−w), (−l,−w), (−l,+w), bottom then top. */
 function dairCorners(box: Box7, m: Mat4): number[][] {
   const [x, y, z, h, w, l, yaw] = box;
-  const c = Math.cos(yaw), s = Math.sin(yaw);
+  const c = Math.cos(yaw),
+    s = Math.sin(yaw);
   const out: number[][] = [];
   for (const dz of [-h / 2, h / 2]) {
-    for (const [sl, sw] of [[1, 1], [1, -1], [-1, -1], [-1, 1]]) {
-      const px = (sl * l) / 2, py = (sw * w) / 2;
+    for (const [sl, sw] of [
+      [1, 1],
+      [1, -1],
+      [-1, -1],
+      [-1, 1],
+    ]) {
+      const px = (sl * l) / 2,
+        py = (sw * w) / 2;
       out.push(transformPoint(m, x + px * c - py * s, y + px * s + py * c, z + dz));
     }
   }
   return out;
 }
 
-interface LabelObject { type: string; '3d_dimensions': Record<string, unknown>; '3d_location': Record<string, unknown>; rotation: unknown }
+interface LabelObject {
+  type: string;
+  '3d_dimensions': Record<string, unknown>;
+  '3d_location': Record<string, unknown>;
+  rotation: unknown;
+}
 
 function labelObject(type: string, box: Box7, asStrings = false): LabelObject {
   const v = (n: number) => (asStrings ? String(n) : n);
@@ -61,7 +74,8 @@ function labelObject(type: string, box: Box7, asStrings = false): LabelObject {
 }
 
 function boxOf(o: LabelObject): Box7 {
-  const d = o['3d_dimensions'], p = o['3d_location'];
+  const d = o['3d_dimensions'],
+    p = o['3d_location'];
   return [Number(p.x), Number(p.y), Number(p.z), Number(d.h), Number(d.w), Number(d.l), Number(o.rotation)];
 }
 
@@ -80,11 +94,15 @@ function expectBoxClose(a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-6) 
 
 function pointsInBox(points: Float32Array, b: ArrayLike<number>): number {
   const [x, y, z, h, w, l, yaw] = Array.from(b);
-  const c = Math.cos(yaw), s = Math.sin(yaw);
+  const c = Math.cos(yaw),
+    s = Math.sin(yaw);
   let n = 0;
   for (let i = 0; i < points.length; i += 4) {
-    const dx = points[i] - x, dy = points[i + 1] - y, dz = points[i + 2] - z;
-    const u = dx * c + dy * s, v = -dx * s + dy * c;
+    const dx = points[i] - x,
+      dy = points[i + 1] - y,
+      dz = points[i + 2] - z;
+    const u = dx * c + dy * s,
+      v = -dx * s + dy * c;
     if (Math.abs(u) <= l / 2 && Math.abs(v) <= w / 2 && Math.abs(dz) <= h / 2) n++;
   }
   return n;
@@ -130,14 +148,22 @@ async function buildLayout(root: string, src: { vehiclePcd: string | Uint8Array;
   await place(path.join(veh, 'velodyne/017314.pcd'), src.vehiclePcd);
   await writeJson(path.join(veh, 'label/lidar/017314.json'), src.vehicleLabel);
   // lidar_to_novatel is wrapped in {"transform": ...} with a 3×1 translation; novatel_to_world is flat.
-  await writeJson(path.join(veh, 'calib/lidar_to_novatel/017314.json'),
-    { transform: { rotation: rot(NOVATEL_FROM_LIDAR), translation: nestedT(NOVATEL_FROM_LIDAR) } });
-  await writeJson(path.join(veh, 'calib/novatel_to_world/017314.json'),
-    { rotation: rot(WORLD_FROM_NOVATEL), translation: [WORLD_FROM_NOVATEL[3], WORLD_FROM_NOVATEL[7], WORLD_FROM_NOVATEL[11]] });
-  await writeJson(path.join(veh, 'calib/camera_intrinsic/017314.json'),
-    { cam_K: [2183.4, 0, 940.6, 0, 2329.1, 567.6, 0, 0, 1], cam_D: [-0.1, 0.1, 0, 0, 0] });
-  await writeJson(path.join(veh, 'calib/lidar_to_camera/017314.json'),
-    { rotation: [[0, -1, 0], [0, 0, -1], [1, 0, 0]], translation: [[0.1], [1.2], [-0.3]] });
+  await writeJson(path.join(veh, 'calib/lidar_to_novatel/017314.json'), {
+    transform: { rotation: rot(NOVATEL_FROM_LIDAR), translation: nestedT(NOVATEL_FROM_LIDAR) },
+  });
+  await writeJson(path.join(veh, 'calib/novatel_to_world/017314.json'), {
+    rotation: rot(WORLD_FROM_NOVATEL),
+    translation: [WORLD_FROM_NOVATEL[3], WORLD_FROM_NOVATEL[7], WORLD_FROM_NOVATEL[11]],
+  });
+  await writeJson(path.join(veh, 'calib/camera_intrinsic/017314.json'), { cam_K: [2183.4, 0, 940.6, 0, 2329.1, 567.6, 0, 0, 1], cam_D: [-0.1, 0.1, 0, 0, 0] });
+  await writeJson(path.join(veh, 'calib/lidar_to_camera/017314.json'), {
+    rotation: [
+      [0, -1, 0],
+      [0, 0, -1],
+      [1, 0, 0],
+    ],
+    translation: [[0.1], [1.2], [-0.3]],
+  });
 
   const inf = path.join(root, 'infrastructure-side');
   await place(path.join(inf, 'velodyne/001366.pcd'), src.infraPcd);
@@ -162,13 +188,17 @@ async function buildLayout(root: string, src: { vehiclePcd: string | Uint8Array;
   world.splice(1, 0, { type: 'Pedestrian', world_8_points: dairCorners([0, 0, 0, 1.7, 0.5, 0.5, 0], WORLD_FROM_VEH), system_error_offset: OFFSET });
   await writeJson(path.join(root, 'cooperative/label_world/017314.json'), world);
 
-  await writeJson(path.join(veh, 'calib/lidar_to_novatel/000020.json'),
-    { transform: { rotation: rot(NOVATEL_FROM_LIDAR), translation: nestedT(NOVATEL_FROM_LIDAR) } });
+  await writeJson(path.join(veh, 'calib/lidar_to_novatel/000020.json'), {
+    transform: { rotation: rot(NOVATEL_FROM_LIDAR), translation: nestedT(NOVATEL_FROM_LIDAR) },
+  });
   await writeJson(path.join(veh, 'calib/novatel_to_world/000020.json'), '{"rotation": [[1, 0, 0], [0, 1');
 }
 
 async function expectDataError(p: Promise<unknown>, ...fragments: string[]): Promise<void> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(DataError);
   for (const f of fragments) expect((err as Error).message).toContain(f);
 }
@@ -213,7 +243,10 @@ describe('DAIR-V2X-C reader on a synthetic tree', () => {
     expect(ds.warnings[0]).toContain('data_info.json');
     expect(ds.warnings[0]).toContain('[3].vehicle_pointcloud_path');
     const sc = ds.scenarios()[0];
-    expect(sc.agents.map((a) => [a.id, a.kind])).toEqual([[0, 'vehicle'], [1, 'rsu']]);
+    expect(sc.agents.map((a) => [a.id, a.kind])).toEqual([
+      [0, 'vehicle'],
+      [1, 'rsu'],
+    ]);
     expect(sc.agents[0].sensors).toEqual(['lidar64', 'camera0']);
   });
 
@@ -225,13 +258,26 @@ describe('DAIR-V2X-C reader on a synthetic tree', () => {
       expect(inf.lidarPose[i]).toBeCloseTo(WORLD_FROM_INF[i], 9);
     }
     const vehFromInf = relative(inf.lidarPose, veh.lidarPose);
-    const expected = [[1, 0, 0, T_VEH_FROM_INF[0]], [0, 1, 0, T_VEH_FROM_INF[1]], [0, 0, 1, T_VEH_FROM_INF[2]], [0, 0, 0, 1]];
+    const expected = [
+      [1, 0, 0, T_VEH_FROM_INF[0]],
+      [0, 1, 0, T_VEH_FROM_INF[1]],
+      [0, 0, 1, T_VEH_FROM_INF[2]],
+      [0, 0, 0, 1],
+    ];
     mat4ToRows(vehFromInf).forEach((row, r) => row.forEach((v, c) => expect(v).toBeCloseTo(expected[r][c], 9)));
   });
 
   it('reads points, vehicle-class boxes with labels, and the camera calibration', async () => {
     const veh = await ds.readAgentFrame(ref, 0, { images: true });
-    expect(veh).toMatchObject({ dataset: 'dair-v2x-c', split: 'train', scenario: '017314', timestamp: '017314', agentId: 0, kind: 'vehicle', lidarFile: '017314.pcd' });
+    expect(veh).toMatchObject({
+      dataset: 'dair-v2x-c',
+      split: 'train',
+      scenario: '017314',
+      timestamp: '017314',
+      agentId: 0,
+      kind: 'vehicle',
+      lidarFile: '017314.pcd',
+    });
     expect(Array.from(veh.points)).toEqual([1, 2, 3, 0.5, 4, 5, 6, 1]);
     expect(veh.boxes.map((b) => b.id)).toEqual([0, 2, 3, 5, 6, 7]);
     expect(veh.boxes.every((b) => b.label === 'Car')).toBe(true);
@@ -240,7 +286,12 @@ describe('DAIR-V2X-C reader on a synthetic tree', () => {
     const cam = veh.cameras[0];
     expect(cam.imagePath).toBe(path.join(root, 'vehicle-side/image/017314.jpg'));
     expect(Array.from(cam.intrinsic)).toEqual([2183.4, 0, 940.6, 0, 2329.1, 567.6, 0, 0, 1]);
-    expect(mat4ToRows(cam.extrinsic)).toEqual([[0, -1, 0, 0.1], [0, 0, -1, 1.2], [1, 0, 0, -0.3], [0, 0, 0, 1]]);
+    expect(mat4ToRows(cam.extrinsic)).toEqual([
+      [0, -1, 0, 0.1],
+      [0, 0, -1, 1.2],
+      [1, 0, 0, -0.3],
+      [0, 0, 0, 1],
+    ]);
     expect(cam.image).toBeUndefined(); // JPEG is not decoded
 
     const inf = await ds.readAgentFrame(ref, 1);
@@ -297,11 +348,24 @@ describe('DAIR-V2X-C reader on a synthetic tree', () => {
       const bad = await openDair(tree);
       const f = bad.frames()[0];
       await expectDataError(bad.readAgentFrame(f, 0), 'label/lidar/017314.json', '[1].rotation', '"left"');
-      await writeJson(path.join(tree, 'infrastructure-side/calib/virtuallidar_to_world/001366.json'),
-        { rotation: [[1, 0, 0], [0, 1, 0]], translation: [0, 0, 0] });
+      await writeJson(path.join(tree, 'infrastructure-side/calib/virtuallidar_to_world/001366.json'), {
+        rotation: [
+          [1, 0, 0],
+          [0, 1, 0],
+        ],
+        translation: [0, 0, 0],
+      });
       await expectDataError(bad.readAgentFrame(f, 1), 'virtuallidar_to_world/001366.json', 'rotation', '3×3');
-      await writeJson(path.join(tree, 'vehicle-side/calib/lidar_to_novatel/017314.json'),
-        { transform: { rotation: [[1, 0, 0], [0, 1, 0], [0, 0, 1]], translation: [[0], ['x'], [0]] } });
+      await writeJson(path.join(tree, 'vehicle-side/calib/lidar_to_novatel/017314.json'), {
+        transform: {
+          rotation: [
+            [1, 0, 0],
+            [0, 1, 0],
+            [0, 0, 1],
+          ],
+          translation: [[0], ['x'], [0]],
+        },
+      });
       await expectDataError(bad.cooperativeBoxes(f, 0), 'lidar_to_novatel/017314.json', 'transform.translation[1]', '"x"');
 
       await writeJson(path.join(tree, 'cooperative/data_info.json'), '{"not": "a list"}');
@@ -337,10 +401,23 @@ describe.skipIf(!haveFixtures)('DAIR-V2X-C reader on the real pair 017314 / 0013
   it('heal inspect reads it like any dataset: --json lines and a top-down picture', async () => {
     let out = '';
     let err = '';
-    const io = { out: (t: string) => { out += t; }, err: (t: string) => { err += t; } };
+    const io = {
+      out: (t: string) => {
+        out += t;
+      },
+      err: (t: string) => {
+        err += t;
+      },
+    };
     expect(await inspect([root, '--json'], io)).toBe(0);
-    const lines = out.trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.map((l) => [l.agent, l.type, l.points])).toEqual([[0, 'vehicle', 62199], [1, 'rsu', 53653]]);
+    const lines = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.agent, l.type, l.points])).toEqual([
+      [0, 'vehicle', 62199],
+      [1, 'rsu', 53653],
+    ]);
     expect(lines[0].boxes.length).toBe(6);
     const png = path.join(root, 'top.png');
     out = '';

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import { identity4, invert, matrixToPose, mat4FromRows, multiply, poseToMatrix, x1ToX2 } from '../../datasets/geometry/transforms.ts';
 import {
-  identity4, invert, matrixToPose, mat4FromRows, multiply, poseToMatrix, x1ToX2, type Mat4,
-} from '../../datasets/geometry/transforms.ts';
-import {
-  bevCorners, bevFromCorners, boxToCorners, cornersToBox, worldObjectCorners, worldObjectToBox, type WorldObject,
+  bevCorners,
+  bevFromCorners,
+  boxToCorners,
+  cornersToBox,
+  worldObjectCorners,
+  worldObjectToBox,
+  type WorldObject,
 } from '../../datasets/geometry/boxes.ts';
 import { bevIoU, bevIoUMatrix, clipConvex, polygonArea, signedArea } from '../../datasets/geometry/polygon.ts';
 import { nmsRotated } from '../../datasets/geometry/nms.ts';
@@ -26,7 +30,7 @@ const LIDAR_4288 = [-265.6400146484375, 26.09000015258789, 1.9333010911941528, 0
 const CAM0_CORDS_4279 = [-275.59326171875, -16.806255340576172, 1.038488745689392, -0.002929678885266185, 89.70753479003906, 0.13549046218395233];
 const CAM0_EXTRINSIC_4279 = [
   [1.0, -3.7703554064657044e-19, 0.0, -2.999999805238005],
-  [4.902997275622314e-19, 1.0, -1.3552527156068805e-20, -1.9388473219805746e-05],
+  [4.902997275622314e-19, 1.0, -1.3552527156068805e-20, -1.9388473219805746e-5],
   [0.0, -6.776263578034403e-21, 0.9999999999999999, 0.9000001034760048],
   [0.0, 0.0, 0.0, 1.0],
 ];
@@ -64,10 +68,20 @@ const GOLDEN_BOX_4313 = [12.775242, 0.236801, -1.01922, 1.877932, 1.905197, 3.86
 const GOLDEN_BOX_4311 = [-0.176279, -10.414066, -0.988697, 1.85441, 1.931593, 4.603426, -3.129231];
 const GOLDEN_BOX_4279 = [0.501721, -0.004, -1.181141, 1.510746, 2.128324, 4.901683, 0.0];
 const GOLDEN_BEV_4313 = [14.729, -0.6687, 14.6829, 1.2359, 10.8178, 1.1424, 10.8639, -0.7622];
-const GOLDEN_CAM0_TO_LIDAR_4279 = [[0, 0, 1, 3.0], [1, 0, 0, 1.9e-5], [0, -1, 0, -0.9], [0, 0, 0, 1]];
+const GOLDEN_CAM0_TO_LIDAR_4279 = [
+  [0, 0, 1, 3.0],
+  [1, 0, 0, 1.9e-5],
+  [0, -1, 0, -0.9],
+  [0, 0, 0, 1],
+];
 
 /** OpenCV camera axes (x right, y down, z forward) to UE4 camera axes (formats.md §1.5). */
-const CV_TO_UE = mat4FromRows([[0, 0, 1, 0], [1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]]);
+const CV_TO_UE = mat4FromRows([
+  [0, 0, 1, 0],
+  [1, 0, 0, 0],
+  [0, -1, 0, 0],
+  [0, 0, 0, 1],
+]);
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
@@ -157,7 +171,8 @@ describe('transforms and boxes: consistency on synthetic inputs', () => {
 
   it('poseToMatrix gives a proper rotation; invert and x1ToX2 compose to identity', () => {
     for (let k = 0; k < 100; k++) {
-      const a = randomPose(), b = randomPose();
+      const a = randomPose(),
+        b = randomPose();
       const m = poseToMatrix(a);
       const r = [m[0], m[1], m[2], m[4], m[5], m[6], m[8], m[9], m[10]];
       const det = r[0] * (r[4] * r[8] - r[5] * r[7]) - r[1] * (r[3] * r[8] - r[5] * r[6]) + r[2] * (r[3] * r[7] - r[4] * r[6]);
@@ -189,7 +204,8 @@ describe('transforms and boxes: consistency on synthetic inputs', () => {
     const obj: WorldObject = { location: [15, 25, 0], center: [0, 0, 0.8], angle: [0, 75, 0], extent: [2, 1, 0.8] };
     const box = worldObjectToBox(obj, poseToMatrix(ref));
     // Rotate the world offset (5, 5) by -30° into the reference frame.
-    const c = Math.cos((-30 * Math.PI) / 180), s = Math.sin((-30 * Math.PI) / 180);
+    const c = Math.cos((-30 * Math.PI) / 180),
+      s = Math.sin((-30 * Math.PI) / 180);
     expectBoxClose(box, [5 * c - 5 * s, 5 * s + 5 * c, 0.8 - 1.9, 1.6, 2, 4, (45 * Math.PI) / 180], 1e-12, 1e-12);
   });
 
@@ -208,31 +224,46 @@ const footprint = (cx: number, cy: number, l: number, w: number, yaw = 0) => bev
 const aa = (x0: number, y0: number, x1: number, y1: number) => footprint((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0);
 const reversed = (p: Float64Array) => {
   const out = new Float64Array(p.length);
-  for (let i = 0; i < p.length / 2; i++) { out[i * 2] = p[p.length - 2 - i * 2]; out[i * 2 + 1] = p[p.length - 1 - i * 2]; }
+  for (let i = 0; i < p.length / 2; i++) {
+    out[i * 2] = p[p.length - 2 - i * 2];
+    out[i * 2 + 1] = p[p.length - 1 - i * 2];
+  }
   return out;
 };
 
 /** Independent estimate: fraction of grid points in both / in either, with point-in-convex-polygon tests. */
 function gridIoU(a: Float64Array, b: Float64Array, steps = 400): number {
   const inside = (p: Float64Array, x: number, y: number) => {
-    const n = p.length / 2, sign = Math.sign(signedArea(p));
+    const n = p.length / 2,
+      sign = Math.sign(signedArea(p));
     for (let i = 0; i < n; i++) {
       const j = (i + 1) % n;
       if (sign * ((p[j * 2] - p[i * 2]) * (y - p[i * 2 + 1]) - (p[j * 2 + 1] - p[i * 2 + 1]) * (x - p[i * 2])) < 0) return false;
     }
     return true;
   };
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  for (const p of [a, b]) for (let i = 0; i < p.length; i += 2) {
-    x0 = Math.min(x0, p[i]); x1 = Math.max(x1, p[i]); y0 = Math.min(y0, p[i + 1]); y1 = Math.max(y1, p[i + 1]);
-  }
-  let both = 0, either = 0;
-  for (let i = 0; i < steps; i++) for (let j = 0; j < steps; j++) {
-    const x = x0 + ((i + 0.5) * (x1 - x0)) / steps, y = y0 + ((j + 0.5) * (y1 - y0)) / steps;
-    const ia = inside(a, x, y), ib = inside(b, x, y);
-    if (ia && ib) both++;
-    if (ia || ib) either++;
-  }
+  let x0 = Infinity,
+    y0 = Infinity,
+    x1 = -Infinity,
+    y1 = -Infinity;
+  for (const p of [a, b])
+    for (let i = 0; i < p.length; i += 2) {
+      x0 = Math.min(x0, p[i]);
+      x1 = Math.max(x1, p[i]);
+      y0 = Math.min(y0, p[i + 1]);
+      y1 = Math.max(y1, p[i + 1]);
+    }
+  let both = 0,
+    either = 0;
+  for (let i = 0; i < steps; i++)
+    for (let j = 0; j < steps; j++) {
+      const x = x0 + ((i + 0.5) * (x1 - x0)) / steps,
+        y = y0 + ((j + 0.5) * (y1 - y0)) / steps;
+      const ia = inside(a, x, y),
+        ib = inside(b, x, y);
+      if (ia && ib) both++;
+      if (ia || ib) either++;
+    }
   return either ? both / either : 0;
 }
 
@@ -245,10 +276,12 @@ describe('polygon area and convex clipping', () => {
   });
 
   it('clipping gives the overlap area for any combination of windings', () => {
-    const a = aa(0, 0, 4, 2), b = aa(1, 1, 5, 3);
-    for (const p of [a, reversed(a)]) for (const q of [b, reversed(b)]) {
-      expect(polygonArea(clipConvex(p, q))).toBeCloseTo(3, 12);
-    }
+    const a = aa(0, 0, 4, 2),
+      b = aa(1, 1, 5, 3);
+    for (const p of [a, reversed(a)])
+      for (const q of [b, reversed(b)]) {
+        expect(polygonArea(clipConvex(p, q))).toBeCloseTo(3, 12);
+      }
   });
 
   it('disjoint polygons clip to nothing; degenerate clip polygons give zero area', () => {
@@ -287,7 +320,8 @@ describe('bevIoU', () => {
   });
 
   it('a rectangle against itself rotated 90° gives w / (2l − w)', () => {
-    const l = 4.5, w = 1.8;
+    const l = 4.5,
+      w = 1.8;
     expect(bevIoU(footprint(1, 2, l, w, 0.3), footprint(1, 2, l, w, 0.3 + Math.PI / 2))).toBeCloseTo(w / (2 * l - w), 12);
   });
 
@@ -318,10 +352,11 @@ describe('bevIoU', () => {
     const m = bevIoUMatrix(a, b);
     expect(m.length).toBe(15 * 9);
     let nonZero = 0;
-    for (let i = 0; i < a.length; i++) for (let j = 0; j < b.length; j++) {
-      expect(m[i * b.length + j]).toBe(bevIoU(a[i], b[j]));
-      if (m[i * b.length + j] > 0) nonZero++;
-    }
+    for (let i = 0; i < a.length; i++)
+      for (let j = 0; j < b.length; j++) {
+        expect(m[i * b.length + j]).toBe(bevIoU(a[i], b[j]));
+        if (m[i * b.length + j] > 0) nonZero++;
+      }
     expect(nonZero).toBeGreaterThan(0); // the pre-check must not hide real overlaps
     const self = bevIoUMatrix(a, a);
     for (let i = 0; i < a.length; i++) expect(self[i * a.length + i]).toBeCloseTo(1, 12);

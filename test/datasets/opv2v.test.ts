@@ -157,15 +157,17 @@ describe('parseFrameYaml', () => {
     expect(() => parseFrameYaml(REAL_STYLE.replace('- 1.9432456493377686\n', ''), FILE)).toThrow(/lidar_pose.*expected 6 numbers, got 5/);
     expect(() => parseFrameYaml(REAL_STYLE.replace('- 1.9432456493377686', '- .nan'), FILE)).toThrow(/lidar_pose.*not a finite number.*NaN/);
     expect(() => parseFrameYaml(REAL_STYLE.replace('ego_speed: -0.2489', 'ego_speed: fast'), FILE)).toThrow(/"ego_speed".*finite number.*"fast"/);
-    expect(() => parseFrameYaml(REAL_STYLE.replace('    - 335.639852470912\n    - 300.0', '    - 335.6\n'), FILE))
-      .toThrow(/camera0\.intrinsic\.1/);
+    expect(() => parseFrameYaml(REAL_STYLE.replace('    - 335.639852470912\n    - 300.0', '    - 335.6\n'), FILE)).toThrow(/camera0\.intrinsic\.1/);
     expect(() => parseFrameYaml(REAL_STYLE.replace('RSU: false', 'RSU: 3'), FILE)).toThrow(/"RSU"/);
     expect(() => parseFrameYaml(REAL_STYLE.replace(/^vehicles:[\s\S]*?weather/m, 'weather'), FILE)).toThrow(/"vehicles".*missing/);
     expect(() => parseFrameYaml(REAL_STYLE.replace('  4313:\n', '  4313:\n   bad: [\n'), FILE)).toThrow(/000069\.yaml: malformed YAML at line \d+/);
   });
 
   it('accepts an empty vehicles map and an empty plan', () => {
-    const text = REAL_STYLE.replace(/^vehicles:[\s\S]*?weather/m, 'vehicles: {}\nweather').replace(/plan_trajectory:\n- - 130.2\n  - -388.5\n  - 21\n/, 'plan_trajectory: []\n');
+    const text = REAL_STYLE.replace(/^vehicles:[\s\S]*?weather/m, 'vehicles: {}\nweather').replace(
+      /plan_trajectory:\n- - 130.2\n {2}- -388.5\n {2}- 21\n/,
+      'plan_trajectory: []\n',
+    );
     const y = parseFrameYaml(text, FILE);
     expect(y.vehicles.size).toBe(0);
     expect(y.planTrajectory).toEqual([]);
@@ -177,7 +179,8 @@ describe('projectVehicles', () => {
     // Ego LiDAR at (10, 5, 1.9) facing world +y (yaw 90°). In the left-handed UE4 frame its x axis
     // is world +y and its y axis world -x.
     const text = frameYamlText({
-      id: 1, lidarPose: [10, 5, 1.9, 0, 90, 0],
+      id: 1,
+      lidarPose: [10, 5, 1.9, 0, 90, 0],
       vehicles: {
         7: { location: [10, 15, 0], center: [0, 0, 0.7], angle: [0, 90, 0], extent: [2, 1, 0.75] },
         8: { location: [7, 5, 0], center: [0, 0, 0.7], angle: [0, 180, 0], extent: [2, 1, 0.75] },
@@ -238,7 +241,10 @@ describe('openOpv2v', () => {
   it('reports agents whose timestamps disagree and lists only present agents per frame', () => {
     expect(ds.warnings.some((w) => w.includes('agent 650 lacks 1 of 2 timestamps (000102)'))).toBe(true);
     const f = ds.frames().filter((x) => x.split === 'train');
-    expect(f.map((x) => x.agentIds)).toEqual([[1045, 641, 650], [1045, 641]]);
+    expect(f.map((x) => x.agentIds)).toEqual([
+      [1045, 641, 650],
+      [1045, 641],
+    ]);
   });
 
   it('accepts a split folder or a scenario folder as root', async () => {
@@ -333,8 +339,10 @@ describe('PNG decoding', () => {
 describe('drawTopDown', () => {
   it('draws x up and y to the right (not mirrored)', () => {
     const pts = new Float32Array([30, 0, 0, 1, 0, 30, 0, 1]);
-    const img = drawTopDown({ title: 't', egoId: 1, agents: [{ id: 1, kind: 'vehicle', egoFromAgent: identity4(), points: pts }], boxes: [] },
-      { size: 400, rangeM: 50 });
+    const img = drawTopDown(
+      { title: 't', egoId: 1, agents: [{ id: 1, kind: 'vehicle', egoFromAgent: identity4(), points: pts }], boxes: [] },
+      { size: 400, rangeM: 50 },
+    );
     const px = (c: number, r: number) => Array.from(img.data.slice((r * 400 + c) * 3, (r * 400 + c) * 3 + 3));
     // 0.25 m per pixel: x = 30 m is 120 px above the centre, y = 30 m is 120 px right of it.
     const ego = [0, 200, 255];

@@ -16,7 +16,7 @@ if (!haveFixtures) console.warn(`pcd.test: skipping real DAIR-V2X-C fixtures, no
 /** Deterministic pseudo-random cloud; intensities on the 1/255 grid so ascii's 8-bit packing is lossless. */
 function makeCloud(n: number, seed = 1): Float32Array {
   let s = seed;
-  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = () => (s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32;
   const p = new Float32Array(n * 4);
   for (let i = 0; i < n; i++) {
     p[i * 4] = (rnd() - 0.5) * 300;
@@ -102,12 +102,23 @@ describe('pcd round trip', () => {
 
 describe('pcd decoding', () => {
   it("decodes OPV2V's ascii rgb: 1.781608625e-38 is 0x00C20000, intensity 194/255", () => {
-    const bytes = catBytes(headerText([
-      '# .PCD v0.7 - Point Cloud Data file format', 'VERSION 0.7', 'FIELDS x y z rgb', 'SIZE 4 4 4 4',
-      'TYPE F F F F', 'COUNT 1 1 1 1', 'WIDTH 2', 'HEIGHT 1', 'VIEWPOINT 0 0 0 1 0 0 0', 'POINTS 2', 'DATA ascii',
-      '-68.34235382 -1.954882282e-05 2.386561155 1.781608625e-38',
-      'nan nan nan 0',
-    ]));
+    const bytes = catBytes(
+      headerText([
+        '# .PCD v0.7 - Point Cloud Data file format',
+        'VERSION 0.7',
+        'FIELDS x y z rgb',
+        'SIZE 4 4 4 4',
+        'TYPE F F F F',
+        'COUNT 1 1 1 1',
+        'WIDTH 2',
+        'HEIGHT 1',
+        'VIEWPOINT 0 0 0 1 0 0 0',
+        'POINTS 2',
+        'DATA ascii',
+        '-68.34235382 -1.954882282e-05 2.386561155 1.781608625e-38',
+        'nan nan nan 0',
+      ]),
+    );
     const c = decodePcd(bytes, 'opv2v.pcd');
     expect(c.count).toBe(1); // the NaN row is dropped
     expect(c.points[0]).toBe(Math.fround(-68.34235382));
@@ -116,8 +127,17 @@ describe('pcd decoding', () => {
   });
 
   it('reads an integer-typed rgb column directly and accepts CRLF line ends', () => {
-    const text = ['VERSION .7', 'FIELDS x y z rgb', 'SIZE 4 4 4 4', 'TYPE F F F U', 'WIDTH 1', 'HEIGHT 1',
-      'POINTS 1', 'DATA ascii', `1 2 3 ${0x00400000}`].join('\r\n');
+    const text = [
+      'VERSION .7',
+      'FIELDS x y z rgb',
+      'SIZE 4 4 4 4',
+      'TYPE F F F U',
+      'WIDTH 1',
+      'HEIGHT 1',
+      'POINTS 1',
+      'DATA ascii',
+      `1 2 3 ${0x00400000}`,
+    ].join('\r\n');
     const c = decodePcd(Buffer.from(text), 'crlf.pcd');
     expect(Array.from(c.points)).toEqual([1, 2, 3, Math.fround(64 / 255)]);
   });
@@ -125,10 +145,18 @@ describe('pcd decoding', () => {
   it('binary and binary_compressed with mixed sizes, types and COUNT > 1', () => {
     // x y z (F4), normal (I2 ×3), intensity (U1), t (F8): 25 bytes per point.
     const n = 5;
-    const header = (data: string) => headerText([
-      'VERSION 0.7', 'FIELDS x normal y intensity z t', 'SIZE 4 2 4 1 4 8', 'TYPE F I F U F F', 'COUNT 1 3 1 1 1 1',
-      `WIDTH ${n}`, 'HEIGHT 1', `POINTS ${n}`, `DATA ${data}`,
-    ]);
+    const header = (data: string) =>
+      headerText([
+        'VERSION 0.7',
+        'FIELDS x normal y intensity z t',
+        'SIZE 4 2 4 1 4 8',
+        'TYPE F I F U F F',
+        'COUNT 1 3 1 1 1 1',
+        `WIDTH ${n}`,
+        'HEIGHT 1',
+        `POINTS ${n}`,
+        `DATA ${data}`,
+      ]);
     const sizes = [4, 6, 4, 1, 4, 8];
     const row = sizes.reduce((a, b) => a + b, 0);
     const rowMajor = new DataView(new ArrayBuffer(n * row));
@@ -140,7 +168,11 @@ describe('pcd decoding', () => {
         write(colMajor, colBase[f] + i * sizes[f]);
       };
       put(0, (dv, o) => dv.setFloat32(o, i + 0.5, true));
-      put(1, (dv, o) => { dv.setInt16(o, -i, true); dv.setInt16(o + 2, 7, true); dv.setInt16(o + 4, 9, true); });
+      put(1, (dv, o) => {
+        dv.setInt16(o, -i, true);
+        dv.setInt16(o + 2, 7, true);
+        dv.setInt16(o + 4, 9, true);
+      });
       put(2, (dv, o) => dv.setFloat32(o, -i, true));
       put(3, (dv, o) => dv.setUint8(o, i * 50));
       put(4, (dv, o) => dv.setFloat32(o, i === 2 ? NaN : 2 * i, true));
@@ -165,10 +197,20 @@ describe('pcd decoding', () => {
   });
 
   it('ascii with COUNT > 1 and an integer intensity', () => {
-    const c = decodePcd(headerText([
-      'FIELDS x n y z intensity', 'SIZE 4 4 4 4 1', 'TYPE F F F F U', 'COUNT 1 2 1 1 1', 'WIDTH 2', 'POINTS 2', 'DATA ascii',
-      '1 9 9 2 3 255', '-1 0 0 -2 -3 51',
-    ]), 'count.pcd');
+    const c = decodePcd(
+      headerText([
+        'FIELDS x n y z intensity',
+        'SIZE 4 4 4 4 1',
+        'TYPE F F F F U',
+        'COUNT 1 2 1 1 1',
+        'WIDTH 2',
+        'POINTS 2',
+        'DATA ascii',
+        '1 9 9 2 3 255',
+        '-1 0 0 -2 -3 51',
+      ]),
+      'count.pcd',
+    );
     expect(Array.from(c.points)).toEqual([1, 2, 3, 1, -1, -2, -3, Math.fround(51 / 255)]);
   });
 
@@ -197,12 +239,14 @@ describe('pcd errors name the file, field and value', () => {
   });
 
   it('inconsistent header fields', () => {
-    expectDataError(() => decodePcd(text(['FIELDS x y z', 'WIDTH 3', 'HEIGHT 2', 'POINTS 5', 'DATA ascii']), 'p.pcd'),
-      'p.pcd', 'POINTS', '3 × 2', 'value: 5');
-    expectDataError(() => decodePcd(text(['FIELDS x y z', 'SIZE 4 4', 'TYPE F F F', 'WIDTH 1', 'POINTS 1', 'DATA binary']), 's.pcd'),
-      's.pcd', 'SIZE', '2 entries');
-    expectDataError(() => decodePcd(text(['FIELDS x y z', 'SIZE 4 4 2', 'TYPE F F F', 'WIDTH 1', 'POINTS 1', 'DATA binary']), 't.pcd'),
-      't.pcd', 'TYPE', 'F2');
+    expectDataError(() => decodePcd(text(['FIELDS x y z', 'WIDTH 3', 'HEIGHT 2', 'POINTS 5', 'DATA ascii']), 'p.pcd'), 'p.pcd', 'POINTS', '3 × 2', 'value: 5');
+    expectDataError(
+      () => decodePcd(text(['FIELDS x y z', 'SIZE 4 4', 'TYPE F F F', 'WIDTH 1', 'POINTS 1', 'DATA binary']), 's.pcd'),
+      's.pcd',
+      'SIZE',
+      '2 entries',
+    );
+    expectDataError(() => decodePcd(text(['FIELDS x y z', 'SIZE 4 4 2', 'TYPE F F F', 'WIDTH 1', 'POINTS 1', 'DATA binary']), 't.pcd'), 't.pcd', 'TYPE', 'F2');
     expectDataError(() => decodePcd(text(['FIELDS x y z', 'WIDTH 1', 'POINTS 1', 'DATA packed']), 'd.pcd'), 'd.pcd', 'DATA', 'packed');
     expectDataError(() => decodePcd(text(['FIELDS a b c', 'WIDTH 1', 'POINTS 1', 'DATA ascii']), 'f.pcd'), 'f.pcd', 'FIELDS', '"x"');
     expectDataError(() => decodePcd(text(['FIELDS x y z', 'WIDTH -1', 'DATA ascii']), 'w.pcd'), 'w.pcd', 'WIDTH', '"-1"');
@@ -237,7 +281,9 @@ describe.skipIf(!haveFixtures)('real DAIR-V2X-C point clouds', () => {
     expect(c.count).toBe(62199);
     expect(c.fields).toEqual(['x', 'y', 'z', 'intensity', 'timestamp']);
     expect(c.header.size).toEqual([4, 4, 4, 1, 8]);
-    let minI = Infinity, maxI = -Infinity, offGrid = 0;
+    let minI = Infinity,
+      maxI = -Infinity,
+      offGrid = 0;
     for (let i = 0; i < c.count; i++) {
       const v = c.points[i * 4 + 3];
       minI = Math.min(minI, v);
@@ -256,7 +302,9 @@ describe.skipIf(!haveFixtures)('real DAIR-V2X-C point clouds', () => {
     const c = await readPcd(infraPcd);
     expect(c.count).toBe(53653);
     expect(c.fields).toEqual(['x', 'y', 'z', 'intensity']);
-    let minX = Infinity, maxI = -Infinity, minI = Infinity;
+    let minX = Infinity,
+      maxI = -Infinity,
+      minI = Infinity;
     for (let i = 0; i < c.count; i++) {
       minX = Math.min(minX, c.points[i * 4]);
       minI = Math.min(minI, c.points[i * 4 + 3]);

@@ -16,8 +16,15 @@ let dir = '';
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-roundtrip-'));
   await generateDataset({
-    out: dir, scenarios: 1, frames: FRAMES, seed: SEED, camera: null, splits: ['train'], jobs: 1,
-    pcdFormat: 'binary_compressed', shadows: false,
+    out: dir,
+    scenarios: 1,
+    frames: FRAMES,
+    seed: SEED,
+    camera: null,
+    splits: ['train'],
+    jobs: 1,
+    pcdFormat: 'binary_compressed',
+    shadows: false,
   });
 });
 
@@ -61,7 +68,7 @@ describe('generate → read back', () => {
           expect(box[3]).toBeCloseTo(spec.height, 3);
           expect(box[4]).toBeCloseTo(spec.width, 3);
           expect(box[5]).toBeCloseTo(spec.length, 3);
-          expect(Math.abs(wrap(box[6] - (wrap((pose.yaw * Math.PI) / 180 - agentYaw))))).toBeLessThan(1e-4);
+          expect(Math.abs(wrap(box[6] - wrap((pose.yaw * Math.PI) / 180 - agentYaw)))).toBeLessThan(1e-4);
           checkedBoxes++;
         }
       }

@@ -17,7 +17,14 @@ import { run as cliRun } from '../../cli/generate.ts';
 
 const CAM = { width: 48, height: 36 };
 const BASE: Omit<GenerateOptions, 'out'> = {
-  scenarios: 3, frames: 2, seed: 11, camera: CAM, splits: ['train', 'validate', 'test'], jobs: 1, pcdFormat: 'ascii', shadows: true,
+  scenarios: 3,
+  frames: 2,
+  seed: 11,
+  camera: CAM,
+  splits: ['train', 'validate', 'test'],
+  jobs: 1,
+  pcdFormat: 'ascii',
+  shadows: true,
 };
 
 let root: string;
@@ -37,8 +44,11 @@ async function listFiles(dir: string): Promise<string[]> {
 
 /** [x, y, z, h, w, l, yaw] containment, faces included. */
 function inside(points: Float32Array, i: number, b: number[]): boolean {
-  const dx = points[i * 4] - b[0], dy = points[i * 4 + 1] - b[1], dz = points[i * 4 + 2] - b[2];
-  const c = Math.cos(b[6]), s = Math.sin(b[6]);
+  const dx = points[i * 4] - b[0],
+    dy = points[i * 4 + 1] - b[1],
+    dz = points[i * 4 + 2] - b[2];
+  const c = Math.cos(b[6]),
+    s = Math.sin(b[6]);
   return Math.abs(dx * c + dy * s) <= b[5] / 2 && Math.abs(-dx * s + dy * c) <= b[4] / 2 && Math.abs(dz) <= b[3] / 2;
 }
 
@@ -111,17 +121,23 @@ describe('heal generate: layout and determinism', () => {
         expect(Number(ts[1]) - Number(ts[0])).toBe(2);
         if (stamps) expect(ts).toEqual(stamps);
         stamps = ts;
-        const expected = ts.flatMap((t) => [
-          `${t}.yaml`, `${t}.pcd`, `${t}_32.pcd`, `${t}_16.pcd`,
-          ...[0, 1, 2, 3].flatMap((i) => [`${t}_camera${i}.png`, `${t}_depth${i}.png`]),
-        ]).sort();
+        const expected = ts
+          .flatMap((t) => [
+            `${t}.yaml`,
+            `${t}.pcd`,
+            `${t}_32.pcd`,
+            `${t}_16.pcd`,
+            ...[0, 1, 2, 3].flatMap((i) => [`${t}_camera${i}.png`, `${t}_depth${i}.png`]),
+          ])
+          .sort();
         expect(files).toEqual(expected);
       }
     }
   });
 
   it('gives byte-identical files for the same options, whatever the worker count or the other splits', async () => {
-    const testA = path.join(dirA, 'test'), testB = path.join(dirB, 'test');
+    const testA = path.join(dirA, 'test'),
+      testB = path.join(dirB, 'test');
     const files = await listFiles(testA);
     expect(await listFiles(testB)).toEqual(files);
     expect(files.length).toBeGreaterThan(20);
@@ -145,8 +161,17 @@ describe('heal generate: frame contents', () => {
         const text = await fs.readFile(file, 'utf8');
         const raw = parse(text) as Record<string, unknown>;
         expect(Object.keys(raw).sort()).toEqual([
-          'RSU', 'camera0', 'camera1', 'camera2', 'camera3', 'ego_speed', 'lidar_pose', 'plan_trajectory',
-          'predicted_ego_pos', 'true_ego_pos', 'vehicles',
+          'RSU',
+          'camera0',
+          'camera1',
+          'camera2',
+          'camera3',
+          'ego_speed',
+          'lidar_pose',
+          'plan_trajectory',
+          'predicted_ego_pos',
+          'true_ego_pos',
+          'vehicles',
         ]);
         const y = parseFrameYaml(text, file);
         expect(y.rsu).toBe(id < 0);
@@ -256,22 +281,27 @@ describe('heal generate: frame contents', () => {
   });
 
   it('puts LiDAR points where the camera calibration says: projected depth matches the depth picture', async () => {
-    let compared = 0, agree = 0;
+    let compared = 0,
+      agree = 0;
     for (const ref of ds.frames()) {
       for (const id of ref.agentIds) {
         const frame = await ds.readAgentFrame(ref, id);
         for (const cam of frame.cameras) {
           const depth = decodeGrayPng(await fs.readFile(cam.depthPath!), cam.depthPath!);
-          const E = cam.extrinsic, K = cam.intrinsic;
+          const E = cam.extrinsic,
+            K = cam.intrinsic;
           const pts = frame.points;
           for (let i = 0; i < pts.length / 4; i += 7) {
-            const x = pts[i * 4], y = pts[i * 4 + 1], z = pts[i * 4 + 2];
+            const x = pts[i * 4],
+              y = pts[i * 4 + 1],
+              z = pts[i * 4 + 2];
             // UE4 camera axes (x forward, y right, z up) -> pixel, formats.md §1.5.
             const cx = E[0] * x + E[1] * y + E[2] * z + E[3];
             const cy = E[4] * x + E[5] * y + E[6] * z + E[7];
             const cz = E[8] * x + E[9] * y + E[10] * z + E[11];
             if (cx < 3 || cx > 60) continue;
-            const u = Math.floor(K[0] * (cy / cx) + K[2]), v = Math.floor(K[4] * (-cz / cx) + K[5]);
+            const u = Math.floor(K[0] * (cy / cx) + K[2]),
+              v = Math.floor(K[4] * (-cz / cx) + K[5]);
             if (u < 0 || v < 0 || u >= depth.width || v >= depth.height) continue;
             compared++;
             if (Math.abs(depth.data[v * depth.width + u] - cx) < 2 + 0.05 * cx) agree++;
@@ -303,7 +333,8 @@ describe('synthetic traffic', () => {
       const frames = 80;
       const w = buildScenario({ seed, split: 'train', index: 0, frames });
       const moving = w.vehicles.map((v) => !v.parked);
-      let near = 0, total = 0;
+      let near = 0,
+        total = 0;
       for (let f = 0; f < frames; f++) {
         const P = w.poses[f];
         const fp = w.vehicles.map((v, i) => bevCorners([P[i].x, P[i].y, 0, v.height, v.width, v.length, (P[i].yaw * Math.PI) / 180]));
@@ -335,7 +366,12 @@ describe('synthetic traffic', () => {
         }
       }
       expect(near / total).toBeGreaterThan(0.8);
-      expect(w.vehicles.filter((v) => v.connected).map((v) => v.id).sort()).toEqual(w.agents.filter((a) => a.id > 0).map((a) => a.id));
+      expect(
+        w.vehicles
+          .filter((v) => v.connected)
+          .map((v) => v.id)
+          .sort(),
+      ).toEqual(w.agents.filter((a) => a.id > 0).map((a) => a.id));
       const ids = w.vehicles.map((v) => v.id);
       expect(new Set(ids).size).toBe(ids.length);
       expect(ids.every((id) => id >= 1000 && id <= 9999)).toBe(true);
@@ -350,9 +386,14 @@ describe('synthetic traffic', () => {
 describe('heal generate CLI', () => {
   it('prints usage with the split rule, and rejects bad options', async () => {
     const logs: string[] = [];
-    const orig = console.log, origErr = console.error;
-    console.log = (...a: unknown[]) => { logs.push(a.join(' ')); };
-    console.error = (...a: unknown[]) => { logs.push(a.join(' ')); };
+    const orig = console.log,
+      origErr = console.error;
+    console.log = (...a: unknown[]) => {
+      logs.push(a.join(' '));
+    };
+    console.error = (...a: unknown[]) => {
+      logs.push(a.join(' '));
+    };
     try {
       expect(await cliRun(['--help'])).toBe(0);
       expect(logs.join('\n')).toMatch(/--scenarios N/);

@@ -8,8 +8,16 @@ import { encodePcd } from '../../datasets/pcd.ts';
 import { makeTempDir, ringPoints, standardAgents, writeScenario } from '../helpers/opv2v-fixture.ts';
 
 async function inspect(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const code = await run(args, { out: (t) => { out += t; }, err: (t) => { err += t; } });
+  let out = '',
+    err = '';
+  const code = await run(args, {
+    out: (t) => {
+      out += t;
+    },
+    err: (t) => {
+      err += t;
+    },
+  });
   return { code, out, err };
 }
 
@@ -48,14 +56,22 @@ describe('heal inspect', () => {
   it('--json writes one parseable line per agent-frame with pose, point count and boxes', async () => {
     const r = await inspect([root, '--json']);
     expect(r.code).toBe(0);
-    const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = r.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.length).toBe(8);
     const ds = await openOpv2v(root);
     const ref = ds.frames()[0];
     const want = await ds.readAgentFrame(ref, 641);
     const got = lines.find((l) => l.timestamp === '000068' && l.agent === 641);
     expect(got).toMatchObject({ scenario: SCENARIO, type: 'vehicle', points: 100 });
-    expect(got.lidarPose).toEqual([[1, 0, 0, 20], [0, 1, 0, 0], [0, 0, 1, 1.9], [0, 0, 0, 1]]);
+    expect(got.lidarPose).toEqual([
+      [1, 0, 0, 20],
+      [0, 1, 0, 0],
+      [0, 0, 1, 1.9],
+      [0, 0, 0, 1],
+    ]);
     expect(got.boxes.map((b: { id: number }) => b.id)).toEqual([1045, 9002, 9003]);
     got.boxes[0].box.forEach((v: number, i: number) => expect(v).toBeCloseTo(want.boxes[0].box[i], 12));
     expect(lines.find((l) => l.agent === -1).type).toBe('rsu');

@@ -26,7 +26,11 @@ describe('heal generate, interrupted', () => {
   it('leaves no half-written frame behind', async () => {
     const out = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-kill-'));
     try {
-      const child = spawn(process.execPath, [heal, 'generate', '--out', out, '--scenarios', '1', '--frames', '40', '--seed', '5', '--no-cameras', '--jobs', '1'], { stdio: 'ignore' });
+      const child = spawn(
+        process.execPath,
+        [heal, 'generate', '--out', out, '--scenarios', '1', '--frames', '40', '--seed', '5', '--no-cameras', '--jobs', '1'],
+        { stdio: 'ignore' },
+      );
       // Kill it hard (no cleanup handlers run) once a few frames are on disk.
       const deadline = Date.now() + 60_000;
       while ((await countYaml(out)) < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

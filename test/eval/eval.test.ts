@@ -33,8 +33,15 @@ beforeAll(async () => {
   data = path.join(dir, 'data');
   // Two scenarios: one goes to train, one to test (splitCounts); only test is written.
   await generateDataset({
-    out: data, scenarios: 2, frames: 3, seed: 5, camera: null, splits: ['test'], jobs: 1,
-    pcdFormat: 'binary_compressed', shadows: false,
+    out: data,
+    scenarios: 2,
+    frames: 3,
+    seed: 5,
+    camera: null,
+    splits: ['test'],
+    jobs: 1,
+    pcdFormat: 'binary_compressed',
+    shadows: false,
   });
   const ds = await openDataset(data);
   const frames = ds.frames();
@@ -46,13 +53,28 @@ beforeAll(async () => {
   await fs.writeFile(badFile, bytes.subarray(0, Math.floor(bytes.length / 2)));
 
   report = await evaluate({
-    data, split: 'test', combos: COMBOS, fusion: [...FUSION], dtypes: ['float32', 'int8'], keep: [1, 0.5],
-    device: 'cpu', profile: 'small', weights: null, poseNoise: [0.2, 0.2, 0.2], latency: 1, drop: 0.3, seed: 4,
-    out: path.join(dir, 'run'), mcap: path.join(dir, 'run', 'scene.mcap'),
+    data,
+    split: 'test',
+    combos: COMBOS,
+    fusion: [...FUSION],
+    dtypes: ['float32', 'int8'],
+    keep: [1, 0.5],
+    device: 'cpu',
+    profile: 'small',
+    weights: null,
+    poseNoise: [0.2, 0.2, 0.2],
+    latency: 1,
+    drop: 0.3,
+    seed: 4,
+    out: path.join(dir, 'run'),
+    mcap: path.join(dir, 'run', 'scene.mcap'),
     // The random head's scores sit near its 0.01 prior: a low threshold gives detections to score.
     scoreThreshold: 0.005,
   });
-  lines = (await fs.readFile(report.files.frames, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  lines = (await fs.readFile(report.files.frames, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 }, 240_000);
 
 afterAll(async () => {
@@ -104,9 +126,22 @@ describe('heal eval', () => {
   it('writes run.json as the viewer contract says', async () => {
     const run = JSON.parse(await fs.readFile(path.join(dir, 'run', 'run.json'), 'utf8'));
     expect(run).toMatchObject({
-      version: 1, data: path.resolve(data), split: 'test', profile: 'small', types: ['m1'], combos: COMBOS,
-      fusion: [...FUSION], dtype: 'float32', device: 'cpu', provider: 'cpu', weights: null, fusionTrust: {},
-      poseNoise: [0.2, 0.2, 0.2], latency: 1, drop: 0.3, seed: 4,
+      version: 1,
+      data: path.resolve(data),
+      split: 'test',
+      profile: 'small',
+      types: ['m1'],
+      combos: COMBOS,
+      fusion: [...FUSION],
+      dtype: 'float32',
+      device: 'cpu',
+      provider: 'cpu',
+      weights: null,
+      fusionTrust: {},
+      poseNoise: [0.2, 0.2, 0.2],
+      latency: 1,
+      drop: 0.3,
+      seed: 4,
     });
     expect(path.isAbsolute(run.data)).toBe(true);
     expect(new Date(run.createdAt).toISOString()).toBe(run.createdAt);
@@ -116,7 +151,9 @@ describe('heal eval', () => {
     expect(lines).toHaveLength(2 * report.rows.length);
     const ds = await openDataset(data);
     for (const l of lines) {
-      expect(Object.keys(l)).toEqual(expect.arrayContaining(['scenario', 'split', 'timestamp', 'egoId', 'combo', 'fusion', 'dtype', 'agents', 'detections', 'gt', 'bytes', 'times']));
+      expect(Object.keys(l)).toEqual(
+        expect.arrayContaining(['scenario', 'split', 'timestamp', 'egoId', 'combo', 'fusion', 'dtype', 'agents', 'detections', 'gt', 'bytes', 'times']),
+      );
       expect(l.timestamp).not.toBe(path.basename(badFile, '.pcd'));
       expect(l.egoId).toBeGreaterThan(0);
       expect(l.agents[0]).toMatchObject({ id: l.egoId, type: 'm1', used: true });
@@ -150,7 +187,16 @@ describe('heal eval', () => {
     expect((html.match(/<svg/g) ?? []).length).toBeGreaterThanOrEqual(5);
     expect(html).not.toMatch(/(src|href)\s*=\s*["']?\s*(https?:)?\/\//i);
     expect(html).not.toMatch(/<script|<link|@import|url\(/i);
-    for (const text of ['Precision–recall', 'AP per configuration', 'against bandwidth', 'Latency per stage', 'Robustness settings', 'σx 0.2 m', 'Random weights', path.basename(badFile)]) {
+    for (const text of [
+      'Precision–recall',
+      'AP per configuration',
+      'against bandwidth',
+      'Latency per stage',
+      'Robustness settings',
+      'σx 0.2 m',
+      'Random weights',
+      path.basename(badFile),
+    ]) {
       expect(html).toContain(text);
     }
     const mcap = await fs.readFile(report.files.mcap!);
@@ -180,9 +226,10 @@ describe('eval pieces', () => {
     expect(Array.from(noisyPose(pose, [0, 0, 0], next))).toEqual(Array.from(pose).map((v) => expect.closeTo(v, 12)));
     const n = noisyPose(pose, [1, 1, 5], next);
     expect(n[11]).toBe(pose[11]);
-    for (let a = 0; a < 3; a++) for (let b = 0; b < 3; b++) {
-      expect(n[a] * n[b] + n[4 + a] * n[4 + b] + n[8 + a] * n[8 + b]).toBeCloseTo(a === b ? 1 : 0, 12);
-    }
+    for (let a = 0; a < 3; a++)
+      for (let b = 0; b < 3; b++) {
+        expect(n[a] * n[b] + n[4 + a] * n[4 + b] + n[8 + a] * n[8 + b]).toBeCloseTo(a === b ? 1 : 0, 12);
+      }
     expect(Math.hypot(n[3] - pose[3], n[7] - pose[7])).toBeGreaterThan(0);
   });
 
@@ -201,7 +248,19 @@ describe('eval pieces', () => {
   });
 
   it('parses the command line with clear errors', () => {
-    const p = parseEvalArgs(['--data', 'x', '--combos', 'm1;m1,m3', '--fusion', 'pyramid,late', '--dtypes', 'float32,int8', '--pose-noise', '0.2,0.2,0.2', '--random-weights']);
+    const p = parseEvalArgs([
+      '--data',
+      'x',
+      '--combos',
+      'm1;m1,m3',
+      '--fusion',
+      'pyramid,late',
+      '--dtypes',
+      'float32,int8',
+      '--pose-noise',
+      '0.2,0.2,0.2',
+      '--random-weights',
+    ]);
     if (p === 'help') throw new Error('unexpected help');
     expect(p.options.combos).toEqual([['m1'], ['m1', 'm3']]);
     expect(p.options.fusion).toEqual(['pyramid', 'late']);

@@ -19,18 +19,41 @@ const FRAMES = 3;
 
 function agent(id: number, pose: number[], points: number[][]): AgentFrame {
   return {
-    dataset: 'opv2v', split: 'test', scenario: 's', timestamp: '000001', agentId: id, kind: id < 0 ? 'rsu' : 'vehicle',
-    lidarPose: poseToMatrix(pose), lidarHeight: 1.9, points: Float32Array.from(points.flat()), lidarFile: 'x.pcd', cameras: [], boxes: [],
+    dataset: 'opv2v',
+    split: 'test',
+    scenario: 's',
+    timestamp: '000001',
+    agentId: id,
+    kind: id < 0 ? 'rsu' : 'vehicle',
+    lidarPose: poseToMatrix(pose),
+    lidarHeight: 1.9,
+    points: Float32Array.from(points.flat()),
+    lidarFile: 'x.pcd',
+    cameras: [],
+    boxes: [],
   };
 }
 
 function scene(i: number): SceneFrame {
-  const gt: Box7[] = [[5, 0, -1, 1.5, 1.8, 4.5, 0.3], [-8, 3, -1, 1.5, 1.8, 4.5, 0]];
+  const gt: Box7[] = [
+    [5, 0, -1, 1.5, 1.8, 4.5, 0.3],
+    [-8, 3, -1, 1.5, 1.8, 4.5, 0],
+  ];
   return {
     ref: { split: 'test', scenario: 's', timestamp: String(i).padStart(6, '0'), agentIds: [10, 20] },
     egoId: 10,
     agents: [
-      { frame: agent(10, [100 + i, 50, 1.9, 0, 0, 0], [[1, 2, 0, 0.5], [3, 4, 0, 0.25]]), type: 'm1' },
+      {
+        frame: agent(
+          10,
+          [100 + i, 50, 1.9, 0, 0, 0],
+          [
+            [1, 2, 0, 0.5],
+            [3, 4, 0, 0.25],
+          ],
+        ),
+        type: 'm1',
+      },
       // Ten meters ahead of the ego, turned 90°: its point (1, 0, 0) is at (10, 1, 0) in the ego frame.
       { frame: agent(20, [110 + i, 50, 1.9, 0, 90, 0], [[1, 0, 0, 1]]), type: 'm3' },
     ],
@@ -103,7 +126,9 @@ describe('MCAP export', () => {
     // The descriptors carry the .proto (snake_case) names Foxglove reads; protobufjs's
     // fromDescriptor then exposes them camelCased.
     const pcSchema = [...reader.schemasById.values()].find((s) => s.name === 'foxglove.PointCloud')!;
-    const set = (descriptor as unknown as { FileDescriptorSet: protobuf.Type }).FileDescriptorSet.decode(pcSchema.data) as unknown as { file: { messageType: { name: string; field: { name: string }[] }[] }[] };
+    const set = (descriptor as unknown as { FileDescriptorSet: protobuf.Type }).FileDescriptorSet.decode(pcSchema.data) as unknown as {
+      file: { messageType: { name: string; field: { name: string }[] }[] }[];
+    };
     const pc = set.file.flatMap((f) => f.messageType).find((m) => m.name === 'PointCloud')!;
     expect(pc.field.map((f) => f.name)).toEqual(['timestamp', 'frame_id', 'pose', 'point_stride', 'fields', 'data']);
 

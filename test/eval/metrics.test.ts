@@ -3,8 +3,7 @@ import { bevCorners } from '../../datasets/geometry/boxes.ts';
 import { ApAccumulator, DEFAULT_IOU_THRESHOLDS, matchFrame, vocAp } from '../../eval/metrics.ts';
 
 /** Axis-aligned BEV footprint from [x0, y0, x1, y1], built the way the pipeline builds footprints. */
-const aa = (x0: number, y0: number, x1: number, y1: number) =>
-  bevCorners([(x0 + x1) / 2, (y0 + y1) / 2, -1, 1.5, y1 - y0, x1 - x0, 0]);
+const aa = (x0: number, y0: number, x1: number, y1: number) => bevCorners([(x0 + x1) / 2, (y0 + y1) / 2, -1, 1.5, y1 - y0, x1 - x0, 0]);
 
 /** The worked example of formats.md §3.3. */
 function workedExample(): ApAccumulator {
@@ -21,7 +20,11 @@ describe('AP golden example (formats.md §3.3)', () => {
     expect(r[0].ap).toBeCloseTo(0.666667, 6);
     expect(r[1].ap).toBeCloseTo(0.666667, 6);
     expect(r[2].ap).toBeCloseTo(0.166667, 6);
-    expect(r.map((x) => [x.tp, x.fp, x.gt])).toEqual([[2, 2, 3], [2, 2, 3], [1, 3, 3]]);
+    expect(r.map((x) => [x.tp, x.fp, x.gt])).toEqual([
+      [2, 2, 3],
+      [2, 2, 3],
+      [1, 3, 3],
+    ]);
     // Ranked 0.95 (TP at 0.5), 0.9 (TP), 0.8 (FP: its GT is taken), 0.3 (FP).
     expect(r[1].precision).toEqual([1, 1, 2 / 3, 0.5]);
     expect(r[1].recall).toEqual([1 / 3, 2 / 3, 2 / 3, 2 / 3]);
@@ -117,12 +120,22 @@ describe('ApAccumulator', () => {
   });
 
   it('downsamples long PR curves but keeps both ends and the exact AP', () => {
-    const rand = (() => { let s = 42; return () => ((s = (s * 16807) % 2147483647) / 2147483647); })();
+    const rand = (() => {
+      let s = 42;
+      return () => (s = (s * 16807) % 2147483647) / 2147483647;
+    })();
     const acc = new ApAccumulator();
     for (let f = 0; f < 60; f++) {
       const gts = Array.from({ length: 5 }, (_, k) => aa(k * 10, 0, k * 10 + 4, 2));
-      const dets = Array.from({ length: 8 }, () => { const x = rand() * 50; return aa(x, 0, x + 4, 2); });
-      acc.addFrame(dets, dets.map(() => rand()), gts);
+      const dets = Array.from({ length: 8 }, () => {
+        const x = rand() * 50;
+        return aa(x, 0, x + 4, 2);
+      });
+      acc.addFrame(
+        dets,
+        dets.map(() => rand()),
+        gts,
+      );
     }
     const full = acc.result({ maxCurvePoints: 0 });
     const short = acc.result({ maxCurvePoints: 50 });

@@ -15,7 +15,13 @@ describe('anchors', () => {
     const i = (3 * a.cols + 5) * 2 + 1; // row 3 (y), col 5 (x), anchor 1
     expect(a.boxes[i * 7]).toBeCloseTo(-102.0 + 5 * 0.8, 4);
     expect(a.boxes[i * 7 + 1]).toBeCloseTo(-102.0 + 3 * 0.8, 4);
-    expect(Array.from(a.boxes.subarray(i * 7 + 2, i * 7 + 7))).toEqual([-1, 1.559999942779541, 1.600000023841858, 3.9000000953674316, Math.fround(Math.PI / 2)]);
+    expect(Array.from(a.boxes.subarray(i * 7 + 2, i * 7 + 7))).toEqual([
+      -1,
+      1.559999942779541,
+      1.600000023841858,
+      3.9000000953674316,
+      Math.fround(Math.PI / 2),
+    ]);
   });
 
   it('encode/decode round trip', () => {
@@ -47,12 +53,13 @@ describe('anchors', () => {
     expect(t.positives).toBeGreaterThan(0);
     for (let i = 0; i < a.count; i++) {
       if (t.labels[i] === 1) {
-        const dx = a.boxes[i * 7] - 2, dy = a.boxes[i * 7 + 1] - 2;
+        const dx = a.boxes[i * 7] - 2,
+          dy = a.boxes[i * 7 + 1] - 2;
         expect(Math.hypot(dx, dy)).toBeLessThan(2);
         expect(t.matched[i]).toBe(0);
       }
     }
-    const far = ((0 * a.cols + 0) * 2);
+    const far = (0 * a.cols + 0) * 2;
     expect(t.labels[far]).toBe(0);
     expect(Array.from(t.labels).some((v) => v === -1)).toBe(true);
     // A GT box far from any anchor overlap still gets its best anchor.

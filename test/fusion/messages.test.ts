@@ -35,7 +35,9 @@ function rng(seed: number): () => number {
   };
 }
 
-const C = 6, H = 10, W = 12;
+const C = 6,
+  H = 10,
+  W = 12;
 const GRID = { xMin: -4.8, xMax: 4.8, yMin: -4, yMax: 4, cellSize: 0.8, width: W, height: H, channels: C };
 
 function sampleMessage(seed = 1): CollabMessage {
@@ -272,7 +274,10 @@ describe('hostile messages', () => {
   const good = encodeMessage(msg, { dtype: 'float32' });
 
   it('is a DataError subclass naming field and reason', () => {
-    const e = expectRejected(forge(msg, 'float32', (w) => (w.header.schemaVersion = 9)), 'header.schemaVersion');
+    const e = expectRejected(
+      forge(msg, 'float32', (w) => (w.header.schemaVersion = 9)),
+      'header.schemaVersion',
+    );
     expect(e).toBeInstanceOf(DataError);
     expect(e.reason).toMatch(/unsupported schema version/);
     expect(e.message).toContain('(value: 9)');
@@ -321,9 +326,18 @@ describe('hostile messages', () => {
   });
 
   it('unknown or missing schema version', () => {
-    expectRejected(forge(msg, 'float32', (w) => (w.header.schemaVersion = SCHEMA_VERSION + 1)), 'header.schemaVersion');
-    expectRejected(forge(msg, 'float32', (w) => (w.header.schemaVersion = 0)), 'header.schemaVersion');
-    expectRejected(forge(msg, 'float32', (w) => (w.header = null)), 'header');
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.header.schemaVersion = SCHEMA_VERSION + 1)),
+      'header.schemaVersion',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.header.schemaVersion = 0)),
+      'header.schemaVersion',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.header = null)),
+      'header',
+    );
   });
 
   it('shape that does not match the bytes or the grid', () => {
@@ -333,19 +347,46 @@ describe('hostile messages', () => {
       Object.assign(w.grid, { channels: 64, width: 100, height: 100, xMin: -40, xMax: 40, yMin: -40, yMax: 40 });
     });
     expectRejected(claims, 'features.data');
-    expectRejected(forge(msg, 'float32', (w) => (w.features.shape = [C, W, H])), 'features.shape');
-    expectRejected(forge(msg, 'float32', (w) => (w.features.shape = [C, H])), 'features.shape');
-    expectRejected(forge(msg, 'float16', (w) => (w.features.data = w.features.data.subarray(1))), 'features.data');
-    expectRejected(forge(msg, 'int8', (w) => (w.features.data = new Uint8Array(w.features.data.length + C))), 'features.data');
-    expectRejected(forge(msg, 'float32', (w) => (w.features.dtype = 7)), 'features.dtype');
-    expectRejected(forge(msg, 'float32', (w) => (w.features.dtype = 0)), 'features.dtype');
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.features.shape = [C, W, H])),
+      'features.shape',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.features.shape = [C, H])),
+      'features.shape',
+    );
+    expectRejected(
+      forge(msg, 'float16', (w) => (w.features.data = w.features.data.subarray(1))),
+      'features.data',
+    );
+    expectRejected(
+      forge(msg, 'int8', (w) => (w.features.data = new Uint8Array(w.features.data.length + C))),
+      'features.data',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.features.dtype = 7)),
+      'features.dtype',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.features.dtype = 0)),
+      'features.dtype',
+    );
   });
 
   it('negative, zero and huge dimensions', () => {
     // uint32 on the wire: -1 arrives as 4294967295.
-    expectRejected(forge(msg, 'float32', (w) => (w.grid.width = -1)), 'grid.width');
-    expectRejected(forge(msg, 'float32', (w) => (w.grid.channels = 0)), 'grid.channels');
-    expectRejected(forge(msg, 'float32', (w) => (w.grid.height = 1e6)), 'grid.height');
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.grid.width = -1)),
+      'grid.width',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.grid.channels = 0)),
+      'grid.channels',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.grid.height = 1e6)),
+      'grid.height',
+    );
     // A consistent but enormous grid whose sparse payload is tiny: refused before allocating it.
     const huge = forge(
       msg,
@@ -357,28 +398,67 @@ describe('hostile messages', () => {
       { sparseThreshold: 1e9 },
     );
     expectRejected(huge, 'features.shape');
-    expectRejected(forge(msg, 'float32', (w) => (w.grid.cellSize = 0)), 'grid.cellSize');
-    expectRejected(forge(msg, 'float32', (w) => (w.grid.xMax = 100)), 'grid.width');
-    expectRejected(forge(msg, 'float32', (w) => (w.grid.yMin = NaN)), 'grid.yMin');
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.grid.cellSize = 0)),
+      'grid.cellSize',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.grid.xMax = 100)),
+      'grid.width',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.grid.yMin = NaN)),
+      'grid.yMin',
+    );
   });
 
   it('NaN and Inf in features, for every dtype', () => {
     const setF32 = (w: WireMsg, i: number, v: number) => new DataView(w.features.data.buffer, w.features.data.byteOffset).setFloat32(i * 4, v, true);
-    expectRejected(forge(msg, 'float32', (w) => setF32(w, 5, NaN)), 'features.data');
-    expectRejected(forge(msg, 'float32', (w) => setF32(w, 0, Infinity)), 'features.data');
+    expectRejected(
+      forge(msg, 'float32', (w) => setF32(w, 5, NaN)),
+      'features.data',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => setF32(w, 0, Infinity)),
+      'features.data',
+    );
     const setF16 = (w: WireMsg, i: number, h: number) => {
       w.features.data[i * 2] = h & 0xff;
       w.features.data[i * 2 + 1] = h >> 8;
     };
-    expectRejected(forge(msg, 'float16', (w) => setF16(w, 9, 0x7e00)), 'features.data');
-    expectRejected(forge(msg, 'float16', (w) => setF16(w, 9, 0xfc00)), 'features.data');
-    expectRejected(forge(msg, 'int8', (w) => (w.features.scale[2] = NaN)), 'features.scale');
-    expectRejected(forge(msg, 'int8', (w) => (w.features.scale[0] = Infinity)), 'features.scale');
-    expectRejected(forge(msg, 'int8', (w) => (w.features.scale = [1, 2])), 'features.scale');
-    expectRejected(forge(msg, 'float32', (w) => (w.features.scale = [1])), 'features.scale');
-    expectRejected(forge(msg, 'int8', (w) => (w.features.data[3] = 0x80)), 'features.data');
+    expectRejected(
+      forge(msg, 'float16', (w) => setF16(w, 9, 0x7e00)),
+      'features.data',
+    );
+    expectRejected(
+      forge(msg, 'float16', (w) => setF16(w, 9, 0xfc00)),
+      'features.data',
+    );
+    expectRejected(
+      forge(msg, 'int8', (w) => (w.features.scale[2] = NaN)),
+      'features.scale',
+    );
+    expectRejected(
+      forge(msg, 'int8', (w) => (w.features.scale[0] = Infinity)),
+      'features.scale',
+    );
+    expectRejected(
+      forge(msg, 'int8', (w) => (w.features.scale = [1, 2])),
+      'features.scale',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.features.scale = [1])),
+      'features.scale',
+    );
+    expectRejected(
+      forge(msg, 'int8', (w) => (w.features.data[3] = 0x80)),
+      'features.data',
+    );
     // A huge but finite scale overflows float32 on dequantisation.
-    expectRejected(forge(msg, 'int8', (w) => (w.features.scale = [3e38])), 'features.data');
+    expectRejected(
+      forge(msg, 'int8', (w) => (w.features.scale = [3e38])),
+      'features.data',
+    );
   });
 
   it('bad poses', () => {
@@ -390,23 +470,56 @@ describe('hostile messages', () => {
       for (const i of [0, 4, 8]) w.pose.matrix[i] = -w.pose.matrix[i];
     });
     expect(expectRejected(mirrored, 'pose.matrix').reason).toMatch(/reflection/);
-    expectRejected(forge(msg, 'float32', (w) => (w.pose.matrix[13] = 0.5)), 'pose.matrix');
-    expectRejected(forge(msg, 'float32', (w) => (w.pose.matrix[3] = 2e5)), 'pose.matrix');
-    expectRejected(forge(msg, 'float32', (w) => (w.pose.matrix[7] = NaN)), 'pose.matrix');
-    expectRejected(forge(msg, 'float32', (w) => (w.pose.matrix = w.pose.matrix.slice(0, 12))), 'pose.matrix');
-    expectRejected(forge(msg, 'float32', (w) => (w.pose = null)), 'pose');
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.pose.matrix[13] = 0.5)),
+      'pose.matrix',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.pose.matrix[3] = 2e5)),
+      'pose.matrix',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.pose.matrix[7] = NaN)),
+      'pose.matrix',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.pose.matrix = w.pose.matrix.slice(0, 12))),
+      'pose.matrix',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.pose = null)),
+      'pose',
+    );
     // A pose that went through float32 somewhere is still accepted.
     const f32 = forge(msg, 'float32', (w) => (w.pose.matrix = Array.from(Float32Array.from(w.pose.matrix))));
     expect(decodeMessage(f32).pose[3]).toBeCloseTo(12.5, 5);
   });
 
   it('bad header fields', () => {
-    expectRejected(forge(msg, 'float32', (w) => (w.header.agentId = '')), 'header.agentId');
-    expectRejected(forge(msg, 'float32', (w) => (w.header.agentId = 'x'.repeat(10_000))), 'header.agentId');
-    expectRejected(forge(msg, 'float32', (w) => (w.header.agentType = 'm1; rm -rf')), 'header.agentType');
-    expectRejected(forge(msg, 'float32', (w) => (w.header.timestamp = '')), 'header.timestamp');
-    expectRejected(forge(msg, 'float32', (w) => (w.header.timestamp = '0000\n69')), 'header.timestamp');
-    expectRejected(forge(msg, 'float32', (w) => (w.header.sequence = '18446744073709551615')), 'header.sequence');
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.header.agentId = '')),
+      'header.agentId',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.header.agentId = 'x'.repeat(10_000))),
+      'header.agentId',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.header.agentType = 'm1; rm -rf')),
+      'header.agentType',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.header.timestamp = '')),
+      'header.timestamp',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.header.timestamp = '0000\n69')),
+      'header.timestamp',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.header.sequence = '18446744073709551615')),
+      'header.sequence',
+    );
   });
 
   it('bad sparse masks', () => {
@@ -419,13 +532,28 @@ describe('hostile messages', () => {
       return Wire.encode(w).finish();
     };
     expect(decodeMessage(withDeltas(() => {})).mask!.reduce((a, b) => a + b, 0)).toBe(3);
-    expectRejected(withDeltas((w) => (w.mask.deltas.value = [2, 0, 31])), 'mask.deltas');
-    expectRejected(withDeltas((w) => (w.mask.deltas.value = [2, 7, 500])), 'mask.deltas');
-    expectRejected(withDeltas((w) => (w.mask.deltas.value = [2, 7])), 'features.data');
+    expectRejected(
+      withDeltas((w) => (w.mask.deltas.value = [2, 0, 31])),
+      'mask.deltas',
+    );
+    expectRejected(
+      withDeltas((w) => (w.mask.deltas.value = [2, 7, 500])),
+      'mask.deltas',
+    );
+    expectRejected(
+      withDeltas((w) => (w.mask.deltas.value = [2, 7])),
+      'features.data',
+    );
     const bitmask = (bits: Uint8Array) => withDeltas((w) => (w.mask = { bitmask: bits }));
     expectRejected(bitmask(new Uint8Array(3)), 'mask.bitmask');
-    expectRejected(withDeltas((w) => (w.mask = {})), 'mask');
-    expectRejected(forge(msg, 'float32', (w) => (w.mask = { deltas: { value: [1] } })), 'features.data');
+    expectRejected(
+      withDeltas((w) => (w.mask = {})),
+      'mask',
+    );
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.mask = { deltas: { value: [1] } })),
+      'features.data',
+    );
     const noFeatures = forge(msg, 'float32', (w) => {
       w.mask = { deltas: { value: [1] } };
       w.features = null;
@@ -449,17 +577,38 @@ describe('hostile messages', () => {
     const withDet = { ...msg, detections: { boxes: new Float32Array([0, 0, 0, 1.5, 1.6, 3.9, 0]), scores: new Float32Array([0.7]) } };
     const forgeDet = (edit: (w: WireMsg) => void) => forge(withDet, 'int8', edit);
     expect(decodeMessage(forgeDet(() => {})).detections!.scores[0]).toBeCloseTo(0.7, 6);
-    expectRejected(forgeDet((w) => (w.detections.scores = [0.7, 0.2])), 'detections.boxes');
-    expectRejected(forgeDet((w) => w.detections.boxes.push(1)), 'detections.boxes');
-    expectRejected(forgeDet((w) => (w.detections.boxes[2] = NaN)), 'detections.boxes');
-    expectRejected(forgeDet((w) => (w.detections.boxes[5] = -3.9)), 'detections.boxes');
-    expectRejected(forgeDet((w) => (w.detections.scores[0] = 1.5)), 'detections.scores');
-    expectRejected(forgeDet((w) => (w.detections.scores[0] = NaN)), 'detections.scores');
+    expectRejected(
+      forgeDet((w) => (w.detections.scores = [0.7, 0.2])),
+      'detections.boxes',
+    );
+    expectRejected(
+      forgeDet((w) => w.detections.boxes.push(1)),
+      'detections.boxes',
+    );
+    expectRejected(
+      forgeDet((w) => (w.detections.boxes[2] = NaN)),
+      'detections.boxes',
+    );
+    expectRejected(
+      forgeDet((w) => (w.detections.boxes[5] = -3.9)),
+      'detections.boxes',
+    );
+    expectRejected(
+      forgeDet((w) => (w.detections.scores[0] = 1.5)),
+      'detections.scores',
+    );
+    expectRejected(
+      forgeDet((w) => (w.detections.scores[0] = NaN)),
+      'detections.scores',
+    );
     const many = forgeDet((w) => {
       w.detections.scores = new Array(20).fill(0.5);
       w.detections.boxes = new Array(140).fill(1);
     });
     expectRejected(many, 'detections.scores', { maxDetections: 10 });
-    expectRejected(forge(msg, 'float32', (w) => (w.features = null)), 'features');
+    expectRejected(
+      forge(msg, 'float32', (w) => (w.features = null)),
+      'features',
+    );
   });
 });

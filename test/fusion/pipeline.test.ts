@@ -30,8 +30,15 @@ const TYPES = ['m1', 'm2', 'm3', 'm4'];
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-collab-'));
   await generateDataset({
-    out: dir, scenarios: 1, frames: 1, seed: SEED, camera: { width: 200, height: 150 }, splits: ['train'], jobs: 1,
-    pcdFormat: 'binary_compressed', shadows: false,
+    out: dir,
+    scenarios: 1,
+    frames: 1,
+    seed: SEED,
+    camera: { width: 200, height: 150 },
+    splits: ['train'],
+    jobs: 1,
+    pcdFormat: 'binary_compressed',
+    shadows: false,
   });
   ds = await openDataset(dir);
   ref = ds.frames()[0];
@@ -117,7 +124,7 @@ describe('collaborative pass', () => {
     await expect(pipeline.fuse([egoFeatures, partner], [ego.frame.lidarPose, pose], {}, [undefined, new Uint8Array(3)])).rejects.toThrow(/3 entries/);
   });
 
-  it('a fusion trust scales an agent\'s weight: 0 leaves it out, equal trusts cancel, 1 is HEAL\'s rule', async () => {
+  it("a fusion trust scales an agent's weight: 0 leaves it out, equal trusts cancel, 1 is HEAL's rule", async () => {
     const ego = agents[0];
     const egoFeatures = await pipeline.encode(ego);
     const partner = await pipeline.encode(agents[1]);
@@ -141,7 +148,11 @@ describe('collaborative pass', () => {
     const opts = { mode: 'intermediate', scoreThreshold: 0.005 } as const;
     const egoId = ref.agentIds[0];
     const withM2 = await distrust.runFrame(agents, egoId, opts);
-    const withoutM2 = await pipeline.runFrame(agents.filter((a) => a.type !== 'm2'), egoId, opts);
+    const withoutM2 = await pipeline.runFrame(
+      agents.filter((a) => a.type !== 'm2'),
+      egoId,
+      opts,
+    );
     expect(withM2.used.some((u) => u.type === 'm2')).toBe(true);
     expect(withM2.detections.length).toBeGreaterThan(0);
     expect(withM2.detections.length).toBe(withoutM2.detections.length);
@@ -167,22 +178,46 @@ describe('collaborative pass', () => {
   it('rejects corrupted and hostile messages and still detects with the rest', async () => {
     const egoId = ref.agentIds[0];
     const [W, H] = featureGrid(SMALL_SPACE);
-    const good = encodeMessage({
-      agentId: '77', agentType: 'm1', timestamp: ref.timestamp, sequence: 1, pose: agents[1].frame.lidarPose,
-      grid: gridForSpace(SMALL_SPACE), features: new Float32Array(SMALL_SPACE.channels * W * H),
-    }, { dtype: 'float32' });
+    const good = encodeMessage(
+      {
+        agentId: '77',
+        agentType: 'm1',
+        timestamp: ref.timestamp,
+        sequence: 1,
+        pose: agents[1].frame.lidarPose,
+        grid: gridForSpace(SMALL_SPACE),
+        features: new Float32Array(SMALL_SPACE.channels * W * H),
+      },
+      { dtype: 'float32' },
+    );
     const truncated = good.subarray(0, good.length - 100);
     const random = new Uint8Array(5000).map((_, i) => (i * 2654435761) >>> 24);
-    const nanFeatures = encodeMessage({
-      agentId: '78', agentType: 'm1', timestamp: ref.timestamp, sequence: 1, pose: agents[1].frame.lidarPose,
-      grid: gridForSpace(SMALL_SPACE), features: new Float32Array(SMALL_SPACE.channels * W * H),
-    }, { dtype: 'float32' });
+    const nanFeatures = encodeMessage(
+      {
+        agentId: '78',
+        agentType: 'm1',
+        timestamp: ref.timestamp,
+        sequence: 1,
+        pose: agents[1].frame.lidarPose,
+        grid: gridForSpace(SMALL_SPACE),
+        features: new Float32Array(SMALL_SPACE.channels * W * H),
+      },
+      { dtype: 'float32' },
+    );
     // Overwrite the last float of the feature payload with a NaN, after encoding (a hostile sender).
     new DataView(nanFeatures.buffer, nanFeatures.byteOffset).setFloat32(nanFeatures.length - 4, NaN, true);
-    const spoofedEgo = encodeMessage({
-      agentId: String(egoId), agentType: 'm1', timestamp: ref.timestamp, sequence: 1, pose: agents[1].frame.lidarPose,
-      grid: gridForSpace(SMALL_SPACE), features: new Float32Array(SMALL_SPACE.channels * W * H),
-    }, { dtype: 'float32' });
+    const spoofedEgo = encodeMessage(
+      {
+        agentId: String(egoId),
+        agentType: 'm1',
+        timestamp: ref.timestamp,
+        sequence: 1,
+        pose: agents[1].frame.lidarPose,
+        grid: gridForSpace(SMALL_SPACE),
+        features: new Float32Array(SMALL_SPACE.channels * W * H),
+      },
+      { dtype: 'float32' },
+    );
     const r = await pipeline.runFrame(agents, egoId, { mode: 'intermediate', scoreThreshold: 0.005 }, [truncated, random, nanFeatures, spoofedEgo, good]);
     const rejected = r.skipped.filter((s) => s.reason.startsWith('rejected message'));
     expect(rejected.length).toBe(4);
@@ -206,7 +241,8 @@ describe('collaborative pass', () => {
     const b = await gpu.runFrame(agents, egoId, { mode: 'intermediate', scoreThreshold: 0.005 });
     expect(b.provider).toBe('webgpu');
     for (let l = 0; l < a.occupancy.length; l++) {
-      const x = a.occupancy[l].data, y = b.occupancy[l].data;
+      const x = a.occupancy[l].data,
+        y = b.occupancy[l].data;
       let maxDiff = 0;
       for (let i = 0; i < x.length; i++) maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
       expect(maxDiff, `occupancy level ${l}`).toBeLessThan(1e-3);

@@ -11,7 +11,9 @@ import { type SharedSpace, SMALL_SPACE } from '../../perception/space.ts';
 
 // 0.8 m cells, 40×40 grid, an off-centre range to exercise the re-centring.
 const space: SharedSpace = { ...SMALL_SPACE, range: [-16, -12, -3, 16, 20, 1], voxel: [0.4, 0.4, 4], featureStride: 2, channels: 1 };
-const W = 40, H = 40, cell = 0.8;
+const W = 40,
+  H = 40,
+  cell = 0.8;
 let warp: SessionInfo;
 
 beforeAll(async () => {
@@ -37,7 +39,8 @@ describe('BEV warping', () => {
     // The agent sees something at (2.4 m, 4.0 m) in its own frame (a cell centre).
     const f = new Float32Array(H * W);
     f[cellOf(2.4 + 0.4, 4.0 + 0.4)] = 1;
-    const px = 2.8, py = 4.4; // centre of that cell
+    const px = 2.8,
+      py = 4.4; // centre of that cell
     // Agent 8 m ahead of the ego (x), same heading: the point is at x + 8 for the ego.
     let { warped } = await warpOne(f, [100, 50, 0, 0, 0, 0], [108, 50, 0, 0, 0, 0]);
     expect(warped[cellOf(px + 8, py)]).toBeCloseTo(1, 4);

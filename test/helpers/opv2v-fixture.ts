@@ -26,7 +26,11 @@ export interface FixtureAgent {
   cameras?: boolean;
 }
 
-const K = [[335.6399, 0, 400], [0, 335.6399, 300], [0, 0, 1]];
+const K = [
+  [335.6399, 0, 400],
+  [0, 335.6399, 300],
+  [0, 0, 1],
+];
 
 function scalar(v: unknown): string {
   if (Array.isArray(v)) return '[]';
@@ -36,8 +40,7 @@ function scalar(v: unknown): string {
 }
 
 const nonEmptyList = (v: unknown): v is unknown[] => Array.isArray(v) && v.length > 0;
-const nonEmptyMap = (v: unknown): v is Record<string, unknown> =>
-  v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0;
+const nonEmptyMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0;
 
 /** PyYAML block style: a list under a key is not indented further ("key:\n- a"), nested lists open "- - a". */
 function seqLines(a: unknown[], ind: string): string[] {
@@ -66,11 +69,18 @@ export function frameYamlText(agent: FixtureAgent, opts: { extraTop?: Record<str
   const pose = agent.lidarPose;
   const cam = (i: number) => ({
     cords: [pose[0] + 2.5, pose[1], pose[2] - 0.9, 0, pose[4] + [0, 100, -100, 180][i], 0],
-    extrinsic: [[1, 0, 0, -2.5], [0, 1, 0, 0], [0, 0, 1, 0.9], [0, 0, 0, 1]],
+    extrinsic: [
+      [1, 0, 0, -2.5],
+      [0, 1, 0, 0],
+      [0, 0, 1, 0.9],
+      [0, 0, 0, 1],
+    ],
     intrinsic: K,
   });
   const vehicles: Record<string, unknown> = {};
-  for (const id of Object.keys(agent.vehicles).map(Number).sort((a, b) => a - b)) {
+  for (const id of Object.keys(agent.vehicles)
+    .map(Number)
+    .sort((a, b) => a - b)) {
     const v = agent.vehicles[id];
     const e: Record<string, unknown> = { angle: v.angle };
     if (v.center) e.center = v.center;
@@ -81,10 +91,16 @@ export function frameYamlText(agent: FixtureAgent, opts: { extraTop?: Record<str
   }
   const top: Record<string, unknown> = {
     RSU: agent.id < 0,
-    camera0: cam(0), camera1: cam(1), camera2: cam(2), camera3: cam(3),
+    camera0: cam(0),
+    camera1: cam(1),
+    camera2: cam(2),
+    camera3: cam(3),
     ego_speed: 12.5,
     lidar_pose: pose,
-    plan_trajectory: [[pose[0] + 1, pose[1], 21], [pose[0] + 2, pose[1], 21]],
+    plan_trajectory: [
+      [pose[0] + 1, pose[1], 21],
+      [pose[0] + 2, pose[1], 21],
+    ],
     predicted_ego_pos: [pose[0], pose[1], 0, 0, pose[4], 0],
     true_ego_pos: [pose[0] + 0.5, pose[1], pose[2] - 1.9, 0, pose[4], 0],
     ...(opts.extraTop ?? {}),
@@ -122,11 +138,7 @@ export async function makeTempDir(prefix: string): Promise<string> {
 }
 
 /** Writes one scenario: every agent at every timestamp (with per-timestamp x shifts of 1 m). */
-export async function writeScenario(
-  scenarioDir: string,
-  agents: FixtureAgent[],
-  timestamps: string[],
-): Promise<void> {
+export async function writeScenario(scenarioDir: string, agents: FixtureAgent[], timestamps: string[]): Promise<void> {
   for (const a of agents) {
     const dir = path.join(scenarioDir, String(a.id));
     await fs.mkdir(dir, { recursive: true });
@@ -155,11 +167,20 @@ export async function writeScenario(
  */
 export function standardAgents(): FixtureAgent[] {
   const car = (x: number, y: number, yaw = 0): FixtureVehicle => ({
-    location: [x, y, 0], center: [0, 0, 0.7], angle: [0, yaw, 0], extent: [2.2, 0.95, 0.75], speed: 20,
+    location: [x, y, 0],
+    center: [0, 0, 0.7],
+    angle: [0, yaw, 0],
+    extent: [2.2, 0.95, 0.75],
+    speed: 20,
   });
   return [
-    { id: 1045, lidarPose: [0, 0, 1.9, 0, 0, 0], vehicles: { 641: car(20, 0), 9001: car(10, 4, 90), 9002: car(-12, -3.5) }, cameras: true,
-      lidars: { 32: ringPoints(50, 8) } },
+    {
+      id: 1045,
+      lidarPose: [0, 0, 1.9, 0, 0, 0],
+      vehicles: { 641: car(20, 0), 9001: car(10, 4, 90), 9002: car(-12, -3.5) },
+      cameras: true,
+      lidars: { 32: ringPoints(50, 8) },
+    },
     { id: 641, lidarPose: [20, 0, 1.9, 0, 0, 0], vehicles: { 1045: car(0, 0), 9002: car(-12.3, -3.5), 9003: car(35, 3.5, 180) } },
     { id: 650, lidarPose: [100, 0, 1.9, 0, 0, 0], vehicles: { 9004: car(110, 0) } },
     { id: -1, lidarPose: [5, 30, 4.0, 0, -90, 0], vehicles: { 9005: car(5, 20, 90) } },

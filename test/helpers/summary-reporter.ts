@@ -5,7 +5,9 @@ import type { Reporter, TestModule } from 'vitest/node';
 
 export default class SummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
-    let passed = 0, failed = 0, skipped = 0;
+    let passed = 0,
+      failed = 0,
+      skipped = 0;
     for (const m of testModules) {
       // A file that failed to load has no tests but is a failure.
       if (m.state() === 'failed' && [...m.children.allTests()].length === 0) failed++;

@@ -155,7 +155,12 @@ describe('networks: tfjs and onnxruntime agree', () => {
   it('pyramidFusion (masked softmax over agents)', async () => {
     const desc = pyramidFusion(tinyFusion);
     expect(desc.outputs.map((o) => o.name)).toEqual(['fused', 'occ0', 'occ1', 'occ2']);
-    expect(desc.outputs.map((o) => o.shape)).toEqual([[1, 8, 12, 16], ['agents', 1, 12, 16], ['agents', 1, 6, 8], ['agents', 1, 3, 4]]);
+    expect(desc.outputs.map((o) => o.shape)).toEqual([
+      [1, 8, 12, 16],
+      ['agents', 1, 12, 16],
+      ['agents', 1, 6, 8],
+      ['agents', 1, 3, 4],
+    ]);
     const A = 3;
     const inputs = {
       features: host(randomFloats(A * 6 * 12 * 16, 2), [A, 6, 12, 16]),
@@ -177,7 +182,11 @@ describe('networks: tfjs and onnxruntime agree', () => {
 
   it('detectionHead', async () => {
     const desc = detectionHead({ inChannels: 8, anchors: 2, dirBins: 2 }, { height: 12, width: 16 });
-    expect(desc.outputs.map((o) => o.shape)).toEqual([['batch', 2, 12, 16], ['batch', 14, 12, 16], ['batch', 4, 12, 16]]);
+    expect(desc.outputs.map((o) => o.shape)).toEqual([
+      ['batch', 2, 12, 16],
+      ['batch', 14, 12, 16],
+      ['batch', 4, 12, 16],
+    ]);
     // Focal-loss prior on the classification bias.
     expect(initWeights(desc, 1).get('head.cls.bias')!.data[0]).toBeCloseTo(-Math.log(99), 5);
     const inputs = { fused: host(randomFloats(8 * 12 * 16, 4), [1, 8, 12, 16]) };
@@ -216,7 +225,17 @@ describe('networks: tfjs and onnxruntime agree', () => {
     const inputs = {
       features: host(randomFloats(A * 6 * 12 * 16, 7), [A, 6, 12, 16]),
       valid: host(new Float32Array(A * 12 * 16).fill(1), [A, 1, 12, 16]),
-      grid: host(affineGrids([[1, 0, 0, 0, 1, 0], [Math.cos(0.5), -Math.sin(0.5), 0.6, Math.sin(0.5), Math.cos(0.5), 0.2]], 12, 16), [A, 12, 16, 2]),
+      grid: host(
+        affineGrids(
+          [
+            [1, 0, 0, 0, 1, 0],
+            [Math.cos(0.5), -Math.sin(0.5), 0.6, Math.sin(0.5), Math.cos(0.5), 0.2],
+          ],
+          12,
+          16,
+        ),
+        [A, 12, 16, 2],
+      ),
     };
     const weights = randomWeights(desc, 17);
     expectParity(await parity(desc, weights, inputs));
@@ -243,7 +262,15 @@ describe('fusion semantics', () => {
     const x0 = randomFloats(2 * 4, 22);
     const x1 = randomFloats(2 * 4, 23, -5, 5);
     const run = (feats: Float32Array[], mask: number[]) =>
-      model.apply({ features: tf.tensor(feats.flatMap((f) => Array.from(f)), [feats.length, 2, 2, 2]), mask: tf.tensor(mask, [feats.length, 1, 2, 2]) }).fused.dataSync();
+      model
+        .apply({
+          features: tf.tensor(
+            feats.flatMap((f) => Array.from(f)),
+            [feats.length, 2, 2, 2],
+          ),
+          mask: tf.tensor(mask, [feats.length, 1, 2, 2]),
+        })
+        .fused.dataSync();
     // Cells: 0 = (0,0), 3 = (1,1). Agent 1 misses cell 0; nobody covers cell 3.
     const both = run([x0, x1], [1, 1, 1, 0, 0, 1, 1, 0]);
     const alone = run([x0], [1, 1, 1, 0]);
@@ -295,7 +322,12 @@ describe('encoder ops (for PointPillars and Lift-Splat encoders): tfjs and onnxr
     const desc = g.build();
     const P = 4;
     const idx = new Int32Array(H * W); // 0 = empty cell, p + 1 = pillar p
-    [[2, 0], [7, 1], [8, 2], [14, 3]].forEach(([cell, p]) => (idx[cell] = p + 1));
+    [
+      [2, 0],
+      [7, 1],
+      [8, 2],
+      [14, 3],
+    ].forEach(([cell, p]) => (idx[cell] = p + 1));
     const inputs = { pillarFeatures: host(randomFloats(P * C, 32), [P, C]), cellIndex: host(idx, [H * W]) };
     const diffs = await parity(desc, new Map(), inputs);
     expectParity(diffs);
@@ -366,7 +398,9 @@ describe('encoder ops (for PointPillars and Lift-Splat encoders): tfjs and onnxr
     const r = tf.tensor(randomFloats(12, 36), [4, 3]);
     const f = (x: tf.Tensor) => tf.sum(tf.mul(model.apply({ pointFeatures: x, index }).out, r)) as tf.Scalar;
     const x0 = randomFloats(15, 37);
-    const grad = tf.grad(f)(tf.tensor(x0, [5, 3])).dataSync();
+    const grad = tf
+      .grad(f)(tf.tensor(x0, [5, 3]))
+      .dataSync();
     const h = 1e-2;
     for (let i = 0; i < 15; i++) {
       const up = x0.slice();
@@ -394,7 +428,12 @@ describe('encoder ops (for PointPillars and Lift-Splat encoders): tfjs and onnxr
     g.output('pooled', g.maxPool(a, 2));
     g.output('flat', g.reshape(a, [0, -1]));
     const desc = g.build();
-    expect(desc.outputs.map((o) => o.shape)).toEqual([['n', 6, 6, 6], ['n', 8, 3, 3], ['n', 6, 3, 3], ['n', 216]]);
+    expect(desc.outputs.map((o) => o.shape)).toEqual([
+      ['n', 6, 6, 6],
+      ['n', 8, 3, 3],
+      ['n', 6, 3, 3],
+      ['n', 216],
+    ]);
     const inputs = { x: host(randomFloats(2 * 4 * 36, 34), [2, 4, 6, 6]) };
     const weights = randomWeights(desc, 34);
     expectParity(await parity(desc, weights, inputs));
@@ -451,7 +490,9 @@ describe('affineGrid and grid sampling', () => {
     const r = tf.tensor(randomFloats(12, 42), [1, 1, 3, 4]);
     const f = (x: tf.Tensor) => tf.sum(tf.mul(model.apply({ features: x, valid, grid }).warped, r)) as tf.Scalar;
     const x0 = randomFloats(12, 43);
-    const grad = tf.grad(f)(tf.tensor(x0, [1, 1, 3, 4])).dataSync();
+    const grad = tf
+      .grad(f)(tf.tensor(x0, [1, 1, 3, 4]))
+      .dataSync();
     const base = f(tf.tensor(x0, [1, 1, 3, 4])).dataSync()[0];
     for (let i = 0; i < 12; i++) {
       const x1 = x0.slice();
@@ -538,7 +579,12 @@ describe('weights', () => {
 describe('descriptions', () => {
   it('HEAL-size networks build with the right shapes (not run: too big for a unit test)', () => {
     const fusion = pyramidFusion(fusionConfigFor(HEAL_SPACE));
-    expect(fusion.outputs.map((o) => o.shape)).toEqual([[1, 256, 256, 256], ['agents', 1, 256, 256], ['agents', 1, 128, 128], ['agents', 1, 64, 64]]);
+    expect(fusion.outputs.map((o) => o.shape)).toEqual([
+      [1, 256, 256, 256],
+      ['agents', 1, 256, 256],
+      ['agents', 1, 128, 128],
+      ['agents', 1, 64, 64],
+    ]);
     const backbone = bevBackbone(HEAL_BACKBONE, { height: 256, width: 256 });
     expect(backbone.outputs[0].shape).toEqual(['agents', 384, 256, 256]);
     const params = fusion.params.filter((p) => p.trainable).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);

@@ -81,7 +81,15 @@ if (webgpuReason) console.warn(`WebGPU parity test skipped: ${webgpuReason}`);
 describe.skipIf(webgpuReason !== undefined)('webgpu provider', () => {
   it('gives the CPU numbers for the ego network (warp, fusion, head) and the encoder ops', async () => {
     const fusion = {
-      backbone: { inChannels: 8, layerNums: [1, 1, 1], layerStrides: [1, 2, 2], numFilters: [8, 16, 32], upsampleStrides: [1, 2, 4], numUpsampleFilters: [8, 8, 8], batchNorm: true },
+      backbone: {
+        inChannels: 8,
+        layerNums: [1, 1, 1],
+        layerStrides: [1, 2, 2],
+        numFilters: [8, 16, 32],
+        upsampleStrides: [1, 2, 4],
+        numUpsampleFilters: [8, 8, 8],
+        batchNorm: true,
+      },
       height: 16,
       width: 16,
       shrinkChannels: 16,
@@ -100,7 +108,17 @@ describe.skipIf(webgpuReason !== undefined)('webgpu provider', () => {
         inputs: {
           features: { data: randomFloats(2 * 8 * 256, 3), shape: [2, 8, 16, 16] },
           valid: { data: new Float32Array(2 * 256).fill(1), shape: [2, 1, 16, 16] },
-          grid: { data: affineGrids([[1, 0, 0, 0, 1, 0], [0.9, -0.4, 0.3, 0.4, 0.9, -0.2]], 16, 16), shape: [2, 16, 16, 2] },
+          grid: {
+            data: affineGrids(
+              [
+                [1, 0, 0, 0, 1, 0],
+                [0.9, -0.4, 0.3, 0.4, 0.9, -0.2],
+              ],
+              16,
+              16,
+            ),
+            shape: [2, 16, 16, 2],
+          },
         },
       },
       {

@@ -60,7 +60,11 @@ describe.skipIf(missing !== undefined)('WebGPU adapter', () => {
       const x = tf.tensor4d(xData, [2, 12, 12, 4]);
       const w = tf.tensor4d(wData, [3, 3, 4, 8]);
       const loss = (xx: import('@tensorflow/tfjs').Tensor, ww: import('@tensorflow/tfjs').Tensor) =>
-        tf.conv2d(xx as import('@tensorflow/tfjs').Tensor4D, ww as import('@tensorflow/tfjs').Tensor4D, [1, 2], 'same').relu().square().mean();
+        tf
+          .conv2d(xx as import('@tensorflow/tfjs').Tensor4D, ww as import('@tensorflow/tfjs').Tensor4D, [1, 2], 'same')
+          .relu()
+          .square()
+          .mean();
       const [gx, gw] = tf.grads(loss)([x, w]);
       const y = tf.conv2d(x, w, 1, 'same');
       // Async reads: tfjs-backend-webgpu's dataSync needs OffscreenCanvas, which Node lacks.
@@ -82,7 +86,10 @@ describe.skipIf(missing !== undefined)('WebGPU adapter', () => {
     afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
     // y = relu(conv3x3(x, w) + b), hand-built so the test depends on no exported network.
-    const C = 8, K = 16, H = 20, W = 24;
+    const C = 8,
+      K = 16,
+      H = 20,
+      W = 24;
     const weight = wave(K * C * 9, 0.37, 0.3);
     const bias = wave(K, 1.1, 0.1);
     const input = wave(C * H * W, 0.11);

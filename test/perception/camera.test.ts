@@ -1,7 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import {
-  CV_TO_UE4, adjustIntrinsics, bevCell, depthBinIndex, depthBins, depthTargets, DEPTH_NO_HIT, frustumPoints, frustumToBev, preprocessImage,
-  splatByCumsum, splatCamera, splatReference, type SplatCamera, type SplatIndex,
+  CV_TO_UE4,
+  adjustIntrinsics,
+  bevCell,
+  depthBinIndex,
+  depthBins,
+  depthTargets,
+  DEPTH_NO_HIT,
+  frustumPoints,
+  frustumToBev,
+  preprocessImage,
+  splatByCumsum,
+  splatCamera,
+  splatReference,
+  type SplatCamera,
+  type SplatIndex,
 } from '../../perception/camera.ts';
 import { HEAL_SPACE, SMALL_SPACE, featureGrid } from '../../perception/space.ts';
 import { invert, multiply, poseToMatrix, x1ToX2, matrixToPose, transformPoint } from '../../datasets/geometry/transforms.ts';
@@ -30,7 +43,9 @@ function vehicleCameras(K: Float64Array): SplatCamera[] {
 
 describe('depth bins', () => {
   it('LID matches the closed form, is increasing with growing widths, and spans [dmin, dmax]', () => {
-    const n = 48, dmin = 2, dmax = 50;
+    const n = 48,
+      dmin = 2,
+      dmax = 50;
     const c = depthBins('LID', dmin, dmax, n);
     const s = depthBins('LID', dmin, dmax, n, 'start');
     const delta = (2 * (dmax - dmin)) / (n * (n + 1));
@@ -98,10 +113,12 @@ describe('preprocessImage and adjustIntrinsics', () => {
       for (let x = 0; x < w; x++) {
         // 4×4 supersampled coverage so the disc's centroid is at (cx, cy) to ~0.01 px.
         let cov = 0;
-        for (let a = 0; a < 4; a++) for (let b = 0; b < 4; b++) {
-          const dx = x + (a + 0.5) / 4 - cx, dy = y + (b + 0.5) / 4 - cy;
-          if (dx * dx + dy * dy <= r * r) cov++;
-        }
+        for (let a = 0; a < 4; a++)
+          for (let b = 0; b < 4; b++) {
+            const dx = x + (a + 0.5) / 4 - cx,
+              dy = y + (b + 0.5) / 4 - cy;
+            if (dx * dx + dy * dy <= r * r) cov++;
+          }
         data.fill(Math.round((255 * cov) / 16), (y * w + x) * 3, (y * w + x) * 3 + 3);
       }
     }
@@ -113,12 +130,17 @@ describe('preprocessImage and adjustIntrinsics', () => {
   };
   function centroid(tensor: Float32Array, w: number, h: number) {
     // Undo the normalisation of the red channel back to [0, 1] intensities.
-    let sx = 0, sy = 0, s = 0;
-    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-      const v = tensor[y * w + x] * 0.229 + 0.485;
-      if (v < 0.02) continue;
-      sx += v * (x + 0.5); sy += v * (y + 0.5); s += v;
-    }
+    let sx = 0,
+      sy = 0,
+      s = 0;
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        const v = tensor[y * w + x] * 0.229 + 0.485;
+        if (v < 0.02) continue;
+        sx += v * (x + 0.5);
+        sy += v * (y + 0.5);
+        s += v;
+      }
     return [sx / s, sy / s];
   }
 
@@ -143,7 +165,8 @@ describe('preprocessImage and adjustIntrinsics', () => {
   });
 
   it('normalises with ImageNet mean/std in CHW order and keeps flat colours flat', () => {
-    const w = 40, h = 30;
+    const w = 40,
+      h = 30;
     const data = new Uint8Array(w * h * 3);
     for (let i = 0; i < w * h; i++) data.set([255, 128, 0], i * 3);
     const pre = preprocessImage({ width: w, height: h, data }, [16, 12]);
@@ -170,7 +193,9 @@ describe('frustum geometry', () => {
   const K = adjustIntrinsics(K800, [272 / 800, 208 / 600]);
   const depth = Float32Array.from([5, 10, 20]);
   const opts = { imageSize: size, downsample: 16, depth };
-  const fW = 17, fH = 13, D = depth.length;
+  const fW = 17,
+    fH = 13,
+    D = depth.length;
   const at = (xyz: Float64Array, n: number, d: number, v: number, u: number) => {
     const i = ((n * D + d) * fH + v) * fW + u;
     return [xyz[3 * i], xyz[3 * i + 1], xyz[3 * i + 2]];
@@ -208,7 +233,12 @@ describe('frustum geometry', () => {
   it('projects back: each frustum point reprojects to its feature pixel at its depth', () => {
     const cams = vehicleCameras(K);
     const xyz = frustumPoints(cams, opts);
-    for (const [n, d, v, u] of [[0, 0, 0, 0], [1, 2, 12, 16], [2, 1, 3, 9], [3, 0, 7, 2]]) {
+    for (const [n, d, v, u] of [
+      [0, 0, 0, 0],
+      [1, 2, 12, 16],
+      [2, 1, 3, 9],
+      [3, 0, 7, 2],
+    ]) {
       const p = at(xyz, n, d, v, u);
       const ue = transformPoint(EXTRINSICS[n], p[0], p[1], p[2]);
       const cv = [ue[1], -ue[2], ue[0]]; // formats.md §1.5
@@ -221,7 +251,8 @@ describe('frustum geometry', () => {
   it("gives the same points for an 'opencv' extrinsic of the same camera", () => {
     const ue = vehicleCameras(K);
     const cv = ue.map((c) => ({ ...c, axes: 'opencv' as const, extrinsic: multiply(invert(CV_TO_UE4), c.extrinsic) }));
-    const a = frustumPoints(ue, opts), b = frustumPoints(cv, opts);
+    const a = frustumPoints(ue, opts),
+      b = frustumPoints(cv, opts);
     let worst = 0;
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
     expect(worst).toBeLessThan(1e-9);
@@ -271,7 +302,8 @@ describe('frustumToBev splat index', () => {
         expect(index.segmentStarts[0]).toBe(0);
         expect(index.segmentEnds[S - 1]).toBe(kept - 1);
         for (let s = 0; s < S; s++) {
-          const a = index.segmentStarts[s], b = index.segmentEnds[s];
+          const a = index.segmentStarts[s],
+            b = index.segmentEnds[s];
           if (s > 0) expect(a).toBe(index.segmentEnds[s - 1] + 1);
           expect(index.cellOfKept[a]).toBe(index.occupiedCells[s]);
           expect(index.cellOfKept[b]).toBe(index.occupiedCells[s]);
@@ -287,7 +319,9 @@ describe('frustumToBev splat index', () => {
         const expectedCell = new Int32Array(index.count);
         for (let i = 0; i < index.count; i++) expectedCell[i] = bevCell(space, xyz[3 * i], xyz[3 * i + 1], xyz[3 * i + 2]);
         const seen = new Int32Array(index.count).fill(-1);
-        index.keptIndex.forEach((i, k) => { seen[i] = index.cellOfKept[k]; });
+        index.keptIndex.forEach((i, k) => {
+          seen[i] = index.cellOfKept[k];
+        });
         expect(Array.from(seen)).toEqual(Array.from(expectedCell));
       });
 
@@ -323,7 +357,8 @@ describe('frustumToBev splat index', () => {
         expect(Array.from(splatByCumsum(ints, index, C))).toEqual(Array.from(splatReference(ints, index, C)));
         const reals = new Float32Array(index.count * C);
         for (let i = 0; i < reals.length; i++) reals[i] = ((i * 40503) % 997) / 997;
-        const a = splatByCumsum(reals, index, C), b = splatReference(reals, index, C);
+        const a = splatByCumsum(reals, index, C),
+          b = splatReference(reals, index, C);
         let worst = 0;
         for (let j = 0; j < a.length; j++) worst = Math.max(worst, Math.abs(a[j] - b[j]));
         expect(worst).toBeLessThan(0.05); // float32 running sums reach ~2e4 here
@@ -341,14 +376,16 @@ describe('frustumToBev splat index', () => {
 function cumsumPath(F: Float32Array, index: SplatIndex, C: number): Float64Array {
   const K = index.keptIndex.length;
   const S = new Float64Array(K * C);
-  for (let k = 0; k < K; k++) for (let c = 0; c < C; c++) {
-    S[k * C + c] = (k > 0 ? S[(k - 1) * C + c] : 0) + F[index.keptIndex[k] * C + c];
-  }
+  for (let k = 0; k < K; k++)
+    for (let c = 0; c < C; c++) {
+      S[k * C + c] = (k > 0 ? S[(k - 1) * C + c] : 0) + F[index.keptIndex[k] * C + c];
+    }
   const nSeg = index.segmentEnds.length;
   const seg = new Float64Array((nSeg + 1) * C);
-  for (let s = 0; s < nSeg; s++) for (let c = 0; c < C; c++) {
-    seg[s * C + c] = S[index.segmentEnds[s] * C + c] - (s > 0 ? S[index.segmentEnds[s - 1] * C + c] : 0);
-  }
+  for (let s = 0; s < nSeg; s++)
+    for (let c = 0; c < C; c++) {
+      seg[s * C + c] = S[index.segmentEnds[s] * C + c] - (s > 0 ? S[index.segmentEnds[s - 1] * C + c] : 0);
+    }
   const [W, H] = index.gridSize;
   const out = new Float64Array(C * W * H);
   for (let cell = 0; cell < W * H; cell++) for (let c = 0; c < C; c++) out[c * W * H + cell] = seg[index.cellToSegment[cell] * C + c];

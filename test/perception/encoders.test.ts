@@ -14,7 +14,16 @@ import { initWeights, type Weights } from '../../models/weights.ts';
 import { buildTfModel } from '../../models/tfjs.ts';
 import { exportOnnx } from '../../models/onnx.ts';
 import { createSession, runSession } from '../../models/runtime.ts';
-import { agentNetwork, agentInputs, checkAgentNetworkConfig, parameterCounts, splatIndexFor, type AgentNetworkConfig, type LssConfig, type PointPillarsConfig } from '../../perception/encoders/agent.ts';
+import {
+  agentNetwork,
+  agentInputs,
+  checkAgentNetworkConfig,
+  parameterCounts,
+  splatIndexFor,
+  type AgentNetworkConfig,
+  type LssConfig,
+  type PointPillarsConfig,
+} from '../../perception/encoders/agent.ts';
 import { builtinAgentConfig } from '../../perception/registry.ts';
 
 type BuiltinType = 'm1' | 'm2' | 'm3' | 'm4';
@@ -97,7 +106,10 @@ function cameraRecords(seed: number, width = 160, height = 120): CameraRecord[] 
     const data = new Uint8Array(width * height * 3);
     for (let j = 0; j < data.length; j++) data[j] = Math.floor(rng.uniform(0, 256));
     const K = Float64Array.from(K800);
-    K[0] *= width / 800; K[2] *= width / 800; K[4] *= height / 600; K[5] *= height / 600;
+    K[0] *= width / 800;
+    K[2] *= width / 800;
+    K[4] *= height / 600;
+    K[5] *= height / 600;
     return {
       name: `camera${i}`,
       imagePath: `camera${i}.png`,
@@ -175,7 +187,8 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 function spread(a: ArrayLike<number>): number {
-  let lo = Infinity, hi = -Infinity;
+  let lo = Infinity,
+    hi = -Infinity;
   for (let i = 0; i < a.length; i++) {
     lo = Math.min(lo, a[i]);
     hi = Math.max(hi, a[i]);
@@ -205,7 +218,10 @@ describe('agent networks m1–m4: tfjs and onnxruntime agree, gradients reach ev
     const names = [...model.variables].filter(([, v]) => v.trainable).map(([n]) => n);
     const vars = model.trainableVariables();
     expect(names.filter((n) => n.startsWith(`encoder.${type}.`)).length).toBeGreaterThan(0);
-    const r = tf.tensor(Float32Array.from({ length: b.bev.data.length }, (_, i) => Math.sin(i * 0.37)), b.bev.shape);
+    const r = tf.tensor(
+      Float32Array.from({ length: b.bev.data.length }, (_, i) => Math.sin(i * 0.37)),
+      b.bev.shape,
+    );
     const { value, grads } = tf.variableGrads(() => {
       const y = model.apply(tfIn, { training: true }).bev;
       return tf.add(tf.mean(tf.mul(y, r)), tf.mean(tf.square(y))) as tf.Scalar;
@@ -214,7 +230,7 @@ describe('agent networks m1–m4: tfjs and onnxruntime agree, gradients reach ev
     const missing: string[] = [];
     vars.forEach((v, i) => {
       const g = grads[v.name]?.dataSync();
-      if (!g || !g.every(Number.isFinite) || !g.some((x) => x !== 0)) missing.push(names[i]);
+      if (!g?.every(Number.isFinite) || !g.some((x) => x !== 0)) missing.push(names[i]);
     });
     expect(missing, 'variables without a usable gradient').toEqual([]);
     tf.dispose([value, r, ...Object.values(grads), ...Object.values(tfIn)]);
@@ -223,7 +239,7 @@ describe('agent networks m1–m4: tfjs and onnxruntime agree, gradients reach ev
 });
 
 describe('PointPillars', () => {
-  it('the scatter puts each pillar\'s PFN feature at its (row, col), zeros elsewhere, in both runtimes', async () => {
+  it("the scatter puts each pillar's PFN feature at its (row, col), zeros elsewhere, in both runtimes", async () => {
     const enc = shrunk('m1').encoder as PointPillarsConfig;
     const g = new GraphBuilder('pfn-scatter');
     const inp = pointPillarsInputs(g, enc, TEST_SPACE);
@@ -247,7 +263,8 @@ describe('PointPillars', () => {
       const grid = out.grid.data;
       const filled = new Uint8Array(H * W);
       for (let q = 0; q < p.numPillars; q++) {
-        const row = p.coords[2 * q], col = p.coords[2 * q + 1];
+        const row = p.coords[2 * q],
+          col = p.coords[2 * q + 1];
         filled[row * W + col] = 1;
         for (let c = 0; c < C; c++) expect(grid[(c * H + row) * W + col]).toBe(pillars[q * C + c]);
       }
@@ -256,7 +273,7 @@ describe('PointPillars', () => {
     expect(maxDiff(a.grid.data, b.grid.data)).toBeLessThanOrEqual(TOL);
   });
 
-  it('the PFN max ignores padded slots: a pillar\'s feature depends only on its real points', async () => {
+  it("the PFN max ignores padded slots: a pillar's feature depends only on its real points", async () => {
     const g = new GraphBuilder('pfn');
     const x = g.input('features', ['pillars', 4, 10]);
     const m = g.input('mask', ['pillars', 4]);
@@ -268,7 +285,8 @@ describe('PointPillars', () => {
     const other = feats.slice();
     for (const slot of [2, 3, 5, 6, 7]) for (let f = 0; f < 10; f++) other[slot * 10 + f] = 0;
     const weights = randomWeights(desc, 5);
-    const run = async (data: Float32Array) => (await runBoth(desc, weights, { features: { data, shape: [2, 4, 10] }, mask: { data: mask, shape: [2, 4] } })).ort.pillars.data;
+    const run = async (data: Float32Array) =>
+      (await runBoth(desc, weights, { features: { data, shape: [2, 4, 10] }, mask: { data: mask, shape: [2, 4] } })).ort.pillars.data;
     expect(maxDiff(await run(feats), await run(other))).toBe(0);
   });
 
@@ -293,7 +311,7 @@ describe('PointPillars', () => {
 });
 
 describe('Lift-Splat', () => {
-  it('the graph\'s cumsum splat equals splatReference on the same frustum features, in both runtimes', async () => {
+  it("the graph's cumsum splat equals splatReference on the same frustum features, in both runtimes", async () => {
     const enc = shrunk('m4').encoder as LssConfig;
     const g = new GraphBuilder('lift-splat');
     const inp = lssInputs(g, enc, TEST_SPACE);
@@ -303,7 +321,11 @@ describe('Lift-Splat', () => {
     const desc = g.build();
     const cfg = { ...shrunk('m4'), encoder: enc };
     const inputs = agentInputs(cfg, TEST_SPACE, sensorData(7));
-    const index = splatIndexFor(enc, TEST_SPACE, cameraRecords(7).map((r) => splatCamera(r, preprocessImage(r.image!, enc.imageSize))));
+    const index = splatIndexFor(
+      enc,
+      TEST_SPACE,
+      cameraRecords(7).map((r) => splatCamera(r, preprocessImage(r.image!, enc.imageSize))),
+    );
     expect(index.keptIndex.length).toBeGreaterThan(100);
     expect(index.keptIndex.length).toBeLessThan(index.count); // some frustum points fall outside the grid
     const { tf: a, ort: b } = await runBoth(desc, randomWeights(desc, 8), inputs);
@@ -370,7 +392,13 @@ describe('Lift-Splat', () => {
     const enc = shrunk('m2').encoder as LssConfig;
     const cams = cameraRecords(1).map((r) => splatCamera(r, preprocessImage(r.image!, enc.imageSize)));
     const a = splatIndexFor(enc, TEST_SPACE, cams);
-    expect(splatIndexFor(enc, TEST_SPACE, cams.map((c) => ({ ...c, extrinsic: Float64Array.from(c.extrinsic) })))).toBe(a);
+    expect(
+      splatIndexFor(
+        enc,
+        TEST_SPACE,
+        cams.map((c) => ({ ...c, extrinsic: Float64Array.from(c.extrinsic) })),
+      ),
+    ).toBe(a);
     const moved = cams.map((c, i) => (i === 0 ? { ...c, extrinsic: multiply(c.extrinsic, poseToMatrix([0, 0, 0.5, 0, 0, 0])) } : c));
     const b = splatIndexFor(enc, TEST_SPACE, moved);
     expect(b).not.toBe(a);
@@ -385,9 +413,13 @@ describe('Lift-Splat', () => {
     expect(two.images.shape).toEqual([2, 3, enc.imageSize[1], enc.imageSize[0]]);
     const camera3 = preprocessImage(cams[3].image!, enc.imageSize).tensor;
     expect(Array.from(two.images.data.subarray(0, camera3.length))).toEqual(Array.from(camera3));
-    expect(() => agentInputs({ ...cfg, encoder: { ...enc, cameras: ['camera9'] } }, TEST_SPACE, { cameras: cams })).toThrow(/camera "camera9" is not in the sensor data/);
+    expect(() => agentInputs({ ...cfg, encoder: { ...enc, cameras: ['camera9'] } }, TEST_SPACE, { cameras: cams })).toThrow(
+      /camera "camera9" is not in the sensor data/,
+    );
     const camera0Only = { ...cfg, encoder: { ...enc, cameras: ['camera0'] } };
-    expect(() => agentInputs(camera0Only, TEST_SPACE, { cameras: [{ ...cams[0], image: undefined }] })).toThrow(/camera0\.png: field "image": camera "camera0" has no decoded image/);
+    expect(() => agentInputs(camera0Only, TEST_SPACE, { cameras: [{ ...cams[0], image: undefined }] })).toThrow(
+      /camera0\.png: field "image": camera "camera0" has no decoded image/,
+    );
     expect(() => agentInputs(cfg, TEST_SPACE, { points: new Float32Array(4) })).toThrow(DataError);
     expect(() => agentInputs(shrunk('m1'), TEST_SPACE, { cameras: cams })).toThrow(/needs a point cloud/);
   });
@@ -439,7 +471,9 @@ describe('built-in types and configs', () => {
     const pp = m1.encoder as PointPillarsConfig;
     const check = (cfg: AgentNetworkConfig) => () => agentNetwork(cfg, SMALL_SPACE);
     expect(check({ ...m1, encoder: { ...pp, pillarSize: [0.3, 0.3] } })).toThrow(/agent type "m1": field "encoder.pillarSize": must divide the space/);
-    expect(check({ ...m1, encoder: { ...pp, pillarSize: [0.4, 0.4] } })).toThrow(/field "encoder.backbone.layerStrides": multiply to 2, but the 256×256 pillar grid needs stride 4/);
+    expect(check({ ...m1, encoder: { ...pp, pillarSize: [0.4, 0.4] } })).toThrow(
+      /field "encoder.backbone.layerStrides": multiply to 2, but the 256×256 pillar grid needs stride 4/,
+    );
     expect(check({ ...m1, encoder: { ...pp, backbone: { ...pp.backbone, numFilters: [32, 32] } } })).toThrow(/encoder.backbone.numFilters/);
     expect(check({ ...m1, aligner: { ...m1.aligner, inChannels: 16 } })).toThrow(/field "aligner.inChannels": must equal the encoder's output channels \(32\)/);
     expect(check({ ...m1, aligner: { ...m1.aligner, channels: 64 } })).toThrow(/aligner.channels.*space "small" \(32\)/);
@@ -447,7 +481,9 @@ describe('built-in types and configs', () => {
     const m2 = builtinAgentConfig('m2', 'small');
     const lss = m2.encoder as LssConfig;
     expect(check({ ...m2, encoder: { ...lss, imageSize: [250, 192] } })).toThrow(/field "encoder.imageSize": must be divisible by downsample 8/);
-    expect(check({ ...m2, encoder: { ...lss, downsample: 16, imageSize: [256, 192] } })).toThrow(/strides \(stem and stages\) multiply to 8, but downsample is 16/);
+    expect(check({ ...m2, encoder: { ...lss, downsample: 16, imageSize: [256, 192] } })).toThrow(
+      /strides \(stem and stages\) multiply to 8, but downsample is 16/,
+    );
     expect(check({ ...m2, encoder: { ...lss, depthBins: { ...lss.depthBins, mode: 'SID' as 'LID' } } })).toThrow(/encoder.depthBins.mode/);
     expect(check({ ...m2, type: 'm 2' })).toThrow(/field "type"/);
   });

@@ -124,7 +124,8 @@ describe('pillarize', () => {
     for (let i = 0; i < n; i++) {
       // 100 tight clusters, so that many pillars overflow their 32 slots; some points out of range.
       const k = Math.floor(r() * 100);
-      const cx = ((k * 37) % 120) - 60, cy = ((k * 53) % 110) - 55;
+      const cx = ((k * 37) % 120) - 60,
+        cy = ((k * 53) % 110) - 55;
       points.set([cx + (r() - 0.5) * 0.3, cy + (r() - 0.5) * 0.3, r() * 5 - 3.5, r()], i * 4);
     }
     const cfg = pillarConfigForSpace(SMALL_SPACE, { maskEgo: true });

@@ -16,7 +16,7 @@ import { agentNetwork } from '../../perception/encoders/agent.ts';
 import { CollabPipeline, egoNetworkFor } from '../../fusion/pipeline.ts';
 import { calibrate, chooseTrust, formatCalibration, type CalibrateRecord } from '../../train/calibrate.ts';
 import { evaluate } from '../../eval/evaluate.ts';
-import { type EvalReport } from '../../eval/contracts.ts';
+import type { EvalReport } from '../../eval/contracts.ts';
 import { parseTrust, trustFromWeights, withTrust, formatTrust } from '../../fusion/trust.ts';
 import { parseCalibrateArgs } from '../../cli/calibrate.ts';
 
@@ -33,8 +33,15 @@ beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-calibrate-'));
   data = path.join(dir, 'data');
   await generateDataset({
-    out: data, scenarios: 2, frames: 3, seed: 5, camera: null, splits: ['test'], jobs: 1,
-    pcdFormat: 'binary_compressed', shadows: false,
+    out: data,
+    scenarios: 2,
+    frames: 3,
+    seed: 5,
+    camera: null,
+    splits: ['test'],
+    jobs: 1,
+    pcdFormat: 'binary_compressed',
+    shadows: false,
   });
   const registry = await loadRegistry();
   const weights: Weights = new Map(initWeights(egoNetworkFor(SMALL_SPACE), 3));
@@ -50,13 +57,34 @@ beforeAll(async () => {
   await fs.writeFile(badFile, bytes.subarray(0, Math.floor(bytes.length / 2)));
 
   result = await calibrate({
-    data, weightsFiles: [weightsFile], types: ['m3'], base: 'm1', split: 'test', grid: GRID, device: 'cpu',
-    profile: 'small', scoreThreshold: SCORE, out: path.join(dir, 'cal'), command: 'test',
+    data,
+    weightsFiles: [weightsFile],
+    types: ['m3'],
+    base: 'm1',
+    split: 'test',
+    grid: GRID,
+    device: 'cpu',
+    profile: 'small',
+    scoreThreshold: SCORE,
+    out: path.join(dir, 'cal'),
+    command: 'test',
   });
   report = await evaluate({
-    data, split: 'test', combos: [['m1', 'm3', 'm3', 'm3', 'm3']], fusion: ['pyramid', 'none'], dtypes: ['float32'], keep: [1],
-    device: 'cpu', profile: 'small', weights: weightsFile, poseNoise: null, latency: 0, drop: 0, seed: 0,
-    out: path.join(dir, 'eval'), scoreThreshold: SCORE,
+    data,
+    split: 'test',
+    combos: [['m1', 'm3', 'm3', 'm3', 'm3']],
+    fusion: ['pyramid', 'none'],
+    dtypes: ['float32'],
+    keep: [1],
+    device: 'cpu',
+    profile: 'small',
+    weights: weightsFile,
+    poseNoise: null,
+    latency: 0,
+    drop: 0,
+    seed: 0,
+    out: path.join(dir, 'eval'),
+    scoreThreshold: SCORE,
   });
 }, 300_000);
 
@@ -112,9 +140,19 @@ describe('heal calibrate', () => {
 
   it('writes nothing when it cannot calibrate', async () => {
     const out = path.join(dir, 'cal-none');
-    await expect(calibrate({
-      data, weightsFiles: [weightsFile], types: ['m3'], base: 'm1', split: 'train', grid: GRID, device: 'cpu', profile: 'small', out,
-    })).rejects.toThrow(/no frames in split "train"/);
+    await expect(
+      calibrate({
+        data,
+        weightsFiles: [weightsFile],
+        types: ['m3'],
+        base: 'm1',
+        split: 'train',
+        grid: GRID,
+        device: 'cpu',
+        profile: 'small',
+        out,
+      }),
+    ).rejects.toThrow(/no frames in split "train"/);
     await expect(fs.stat(out)).rejects.toThrow(/ENOENT/);
   });
 });
@@ -122,8 +160,20 @@ describe('heal calibrate', () => {
 describe('fusion trust', () => {
   it('chooses the best AP@0.5, and the larger trust between equals', () => {
     const ap = (a: number) => ({ '0.3': 0, '0.5': a, '0.7': 0 });
-    expect(chooseTrust([{ trust: 1, ap: ap(0.2) }, { trust: 0.3, ap: ap(0.25) }, { trust: 0, ap: ap(0.1) }])).toBe(0.3);
-    expect(chooseTrust([{ trust: 0.3, ap: ap(0.25) }, { trust: 0.5, ap: ap(0.25) }, { trust: 0, ap: ap(0.25) }])).toBe(0.5);
+    expect(
+      chooseTrust([
+        { trust: 1, ap: ap(0.2) },
+        { trust: 0.3, ap: ap(0.25) },
+        { trust: 0, ap: ap(0.1) },
+      ]),
+    ).toBe(0.3);
+    expect(
+      chooseTrust([
+        { trust: 0.3, ap: ap(0.25) },
+        { trust: 0.5, ap: ap(0.25) },
+        { trust: 0, ap: ap(0.25) },
+      ]),
+    ).toBe(0.5);
   });
 
   it('parses --trust and rejects bad values with the flag and the part', () => {

@@ -30,7 +30,10 @@ describe('heal export', () => {
       const r = await exportModels({ weightsFiles: [wfile], out, space: SMALL_SPACE, registry, types: ['m1', 'm3'], records: [record] });
       expect(r.files.map((f) => f.file).sort()).toEqual(['ego.onnx', 'm1.onnx', 'm3.onnx', 'weights.bin']);
       const manifest = JSON.parse(await readFile(r.manifest, 'utf8'));
-      expect(manifest.types.map((t: { name: string; fusionTrust: number }) => [t.name, t.fusionTrust])).toEqual([['m1', 1], ['m3', 0.5]]);
+      expect(manifest.types.map((t: { name: string; fusionTrust: number }) => [t.name, t.fusionTrust])).toEqual([
+        ['m1', 1],
+        ['m3', 0.5],
+      ]);
       expect(manifest.space.name).toBe('small');
       expect(manifest.training[0]).toMatchObject({ command: 'heal train --steps 7', seed: 3, steps: 7, record: 'train.json', datasetSeed: 11 });
       expect(manifest.weights.meta.step).toBe(7);
@@ -39,7 +42,9 @@ describe('heal export', () => {
         expect(s.outputNames.length).toBeGreaterThan(0);
       }
       // A type whose weights are not in the file is an error naming the file and the parameter.
-      await expect(exportModels({ weightsFiles: [wfile], out, space: SMALL_SPACE, registry, types: ['m2'], records: [] })).rejects.toThrow(/w\.bin.*encoder\.m2\./s);
+      await expect(exportModels({ weightsFiles: [wfile], out, space: SMALL_SPACE, registry, types: ['m2'], records: [] })).rejects.toThrow(
+        /w\.bin.*encoder\.m2\./s,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -71,11 +76,15 @@ describe('heal export', () => {
       drifted.set(name, { shape: w.shape, data: w.data.map((v) => v + 1) });
       const c = path.join(dir, 'drifted.bin');
       await saveWeights(c, drifted);
-      await expect(exportModels({ weightsFiles: [a, c], out, space: SMALL_SPACE, registry, types: ['m1'], records: [] })).rejects.toThrow(/drifted\.bin.*differs/s);
+      await expect(exportModels({ weightsFiles: [a, c], out, space: SMALL_SPACE, registry, types: ['m1'], records: [] })).rejects.toThrow(
+        /drifted\.bin.*differs/s,
+      );
       // Two alignments of the same type clash: the error names the file the first one came from.
       const again = path.join(dir, 'align-m3-again.bin');
       await saveWeights(again, withType('m3', 5));
-      await expect(exportModels({ weightsFiles: [a, b, again], out, space: SMALL_SPACE, registry, types: ['m1'], records: [] })).rejects.toThrow(/align-m3-again\.bin.*encoder\.m3\..*differs.*align-m3\.bin/s);
+      await expect(exportModels({ weightsFiles: [a, b, again], out, space: SMALL_SPACE, registry, types: ['m1'], records: [] })).rejects.toThrow(
+        /align-m3-again\.bin.*encoder\.m3\..*differs.*align-m3\.bin/s,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -11,7 +11,16 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import {
-  depthLoss, detectionLoss, disposeTargets, focalLossSum, perAnchor, rasterizeFootprints, smoothL1, targetTensors, SMOOTH_L1_BETA, DEFAULT_LOSS_WEIGHTS,
+  depthLoss,
+  detectionLoss,
+  disposeTargets,
+  focalLossSum,
+  perAnchor,
+  rasterizeFootprints,
+  smoothL1,
+  targetTensors,
+  SMOOTH_L1_BETA,
+  DEFAULT_LOSS_WEIGHTS,
 } from '../../train/losses.ts';
 import { augmentationMatrix, augmentBox, augmentedInputs, padPillars, PILLAR_BUCKET, type Augmentation } from '../../train/batch.ts';
 import { CHECKPOINT_FILE, NamedAdam, OPTIMIZER_FILE, train, type StageOneModels } from '../../train/trainer.ts';
@@ -20,7 +29,7 @@ import { egoNetworkFor } from '../../fusion/pipeline.ts';
 import { egoNetwork } from '../../fusion/networks/ego.ts';
 import { agentInputs, agentNetwork, type AgentNetworkConfig } from '../../perception/encoders/agent.ts';
 import { buildTfModel } from '../../models/tfjs.ts';
-import { initWeights, loadWeights, saveWeights, type Weights } from '../../models/weights.ts';
+import { initWeights, loadWeights, saveWeights } from '../../models/weights.ts';
 import type { HostTensor } from '../../models/graph.ts';
 import { SMALL_SPACE, type SharedSpace } from '../../perception/space.ts';
 import { generateDataset } from '../../datasets/synthetic/generate.ts';
@@ -29,7 +38,12 @@ import { bevIoU } from '../../datasets/geometry/polygon.ts';
 import { identity4 } from '../../datasets/geometry/transforms.ts';
 
 const TINY_SPACE: SharedSpace = {
-  ...SMALL_SPACE, name: 'tiny', range: [-12.8, -12.8, -3, 12.8, 12.8, 1], voxel: [0.8, 0.8, 4], featureStride: 2, channels: 8,
+  ...SMALL_SPACE,
+  name: 'tiny',
+  range: [-12.8, -12.8, -3, 12.8, 12.8, 1],
+  voxel: [0.8, 0.8, 4],
+  featureStride: 2,
+  channels: 8,
 };
 
 /** m1's small profile shrunk to the tiny space: 0.8 m pillars, 8 channels, one stride-2 level. */
@@ -37,7 +51,12 @@ function tinyLidar(type: string): AgentNetworkConfig {
   return {
     type,
     encoder: {
-      arch: 'pointpillars', pillarSize: [0.8, 0.8], maxPointsPerPillar: 16, maxPillars: 12000, maskEgo: true, pfnChannels: 8,
+      arch: 'pointpillars',
+      pillarSize: [0.8, 0.8],
+      maxPointsPerPillar: 16,
+      maxPillars: 12000,
+      maskEgo: true,
+      pfnChannels: 8,
       backbone: { layerNums: [1], layerStrides: [2], numFilters: [8] },
     },
     aligner: { inChannels: 8, channels: 8, blocks: 1, batchNorm: true },
@@ -50,8 +69,18 @@ function tinyLidar(type: string): AgentNetworkConfig {
  */
 const TINY_EGO = egoNetwork({
   fusion: {
-    height: 16, width: 16, shrinkChannels: 8,
-    backbone: { inChannels: 8, layerNums: [1, 1], layerStrides: [1, 2], numFilters: [8, 8], upsampleStrides: [1, 2], numUpsampleFilters: [8, 8], batchNorm: true },
+    height: 16,
+    width: 16,
+    shrinkChannels: 8,
+    backbone: {
+      inChannels: 8,
+      layerNums: [1, 1],
+      layerStrides: [1, 2],
+      numFilters: [8, 8],
+      upsampleStrides: [1, 2],
+      numUpsampleFilters: [8, 8],
+      batchNorm: true,
+    },
   },
   head: { anchors: 2, dirBins: 2 },
 });
@@ -67,7 +96,9 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 function toTensors(inputs: Record<string, HostTensor>): Record<string, tf.Tensor> {
-  return Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data as Float32Array | Int32Array, v.shape, v.data instanceof Int32Array ? 'int32' : 'float32')]));
+  return Object.fromEntries(
+    Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data as Float32Array | Int32Array, v.shape, v.data instanceof Int32Array ? 'int32' : 'float32')]),
+  );
 }
 
 /** Per-anchor values [N, k] (anchor i = (row·W + col)·A + a) → an NCHW head map, channel a·k + j. */
@@ -114,7 +145,9 @@ describe('losses', () => {
     const prob = tf.tensor(p, [2, 3, 1, 2]);
     const want = -(Math.log(p[4] + 1e-6) + Math.log(p[6] + 1e-6) + Math.log(p[9] + 1e-6)) / 3;
     expect(depthLoss(prob, target).arraySync()).toBeCloseTo(want, 5);
-    const g = tf.grad((x: tf.Tensor) => depthLoss(x, target))(prob).dataSync();
+    const g = tf
+      .grad((x: tf.Tensor) => depthLoss(x, target))(prob)
+      .dataSync();
     const touched = [...g].map((v, i) => (v !== 0 ? i : -1)).filter((i) => i >= 0);
     expect(touched).toEqual([4, 6, 9]);
     expect(g[4]).toBeCloseTo(-1 / (3 * (p[4] + 1e-6)), 4);
@@ -129,7 +162,11 @@ describe('losses', () => {
     const want = d.map((x) => (Math.abs(x) < beta ? (0.5 * x * x) / beta : Math.abs(x) - beta / 2));
     const got = Array.from(smoothL1(tf.tensor1d(d)).dataSync());
     got.forEach((g, i) => expect(g).toBeCloseTo(want[i], 6));
-    const grad = Array.from(tf.grad((x: tf.Tensor) => tf.sum(smoothL1(x)))(tf.tensor1d(d)).dataSync());
+    const grad = Array.from(
+      tf
+        .grad((x: tf.Tensor) => tf.sum(smoothL1(x)))(tf.tensor1d(d))
+        .dataSync(),
+    );
     const wantGrad = d.map((x) => (Math.abs(x) < beta ? x / beta : Math.sign(x)));
     grad.forEach((g, i) => expect(g).toBeCloseTo(wantGrad[i], 5));
   });
@@ -162,7 +199,10 @@ describe('losses', () => {
     const anchors = makeAnchors(TINY_SPACE);
     const { rows: H, cols: W, perCell: A } = anchors;
     // Off the cell centres, so the targets are not all zero.
-    const gt = [[1.1, -2.3, -1.2, 1.5, 1.8, 4.2, 0.3], [-6.5, 4.1, -0.9, 1.6, 1.7, 4.5, 1.8]];
+    const gt = [
+      [1.1, -2.3, -1.2, 1.5, 1.8, 4.2, 0.3],
+      [-6.5, 4.1, -0.9, 1.6, 1.7, 4.5, 1.8],
+    ];
     let t: Targets;
     beforeAll(() => {
       t = assignTargets(anchors, gt, 0.6, 0.45);
@@ -238,7 +278,9 @@ describe('losses', () => {
     it('the mismatch of head and targets is an error', () => {
       const tt = targetTensors(t);
       try {
-        expect(() => detectionLoss({ cls: tf.zeros([1, A, H, W - 1]), reg: tf.zeros([1, 7 * A, H, W - 1]), dir: tf.zeros([1, 2 * A, H, W - 1]) }, tt)).toThrow(/anchors/);
+        expect(() => detectionLoss({ cls: tf.zeros([1, A, H, W - 1]), reg: tf.zeros([1, 7 * A, H, W - 1]), dir: tf.zeros([1, 2 * A, H, W - 1]) }, tt)).toThrow(
+          /anchors/,
+        );
       } finally {
         disposeTargets(tt);
       }
@@ -254,9 +296,17 @@ describe('rasterizeFootprints', () => {
 
   it('marks the cells whose centres lie in the footprint (l along the yaw, w across)', () => {
     // l 2.2 along x reaches cell centres x = −0.5, 0.5, 1.5; w 1.2 across reaches only y = 0.5.
-    expect(cells(rasterizeFootprints([[0.5, 0.5, 0, 1.5, 1.2, 2.2, 0]], range, H, W))).toEqual([[2, 3], [2, 4], [2, 5]]);
+    expect(cells(rasterizeFootprints([[0.5, 0.5, 0, 1.5, 1.2, 2.2, 0]], range, H, W))).toEqual([
+      [2, 3],
+      [2, 4],
+      [2, 5],
+    ]);
     // Turned by 90°, the same box stands along y.
-    expect(cells(rasterizeFootprints([[0.5, 0.5, 0, 1.5, 1.2, 2.2, Math.PI / 2]], range, H, W))).toEqual([[1, 4], [2, 4], [3, 4]]);
+    expect(cells(rasterizeFootprints([[0.5, 0.5, 0, 1.5, 1.2, 2.2, Math.PI / 2]], range, H, W))).toEqual([
+      [1, 4],
+      [2, 4],
+      [3, 4],
+    ]);
   });
 
   it('a rotated box marks exactly the cell centres inside its rotated footprint', () => {
@@ -317,18 +367,21 @@ describe('augmentation', () => {
         expect(bevIoU(bevFromCorners(moved), bevFromCorners(c))).toBeGreaterThan(1 - 1e-9);
         // The same eight corners up to order (a mirror swaps left and right).
         for (let i = 0; i < 8; i++) {
-          const d = Math.min(...Array.from({ length: 8 }, (_, j) => Math.hypot(c[i * 3] - moved[j * 3], c[i * 3 + 1] - moved[j * 3 + 1], c[i * 3 + 2] - moved[j * 3 + 2])));
+          const d = Math.min(
+            ...Array.from({ length: 8 }, (_, j) => Math.hypot(c[i * 3] - moved[j * 3], c[i * 3 + 1] - moved[j * 3 + 1], c[i * 3 + 2] - moved[j * 3 + 2])),
+          );
           expect(d).toBeLessThan(1e-9);
         }
         // The front face (corners 0, 1) stays the front: the yaw is right, not right up to π.
         const front = (k: Float64Array) => [(k[0] + k[3]) / 2, (k[1] + k[4]) / 2];
-        const mf = front(moved), cf = front(c);
+        const mf = front(moved),
+          cf = front(c);
         expect(Math.hypot(mf[0] - cf[0], mf[1] - cf[1])).toBeLessThan(1e-9);
       }
     }
   });
 
-  it('augmentedInputs drops an agent\'s own body before the transform, not where the body lands after it', () => {
+  it("augmentedInputs drops an agent's own body before the transform, not where the body lands after it", () => {
     const cfg = tinyLidar('m1');
     // Shift by 10 m along x: the body return at (1, 0) lands at (11, 0), and a return of a real
     // object at (−9.5, 0.5) lands on the body box at (0.5, 0.5).
@@ -352,12 +405,13 @@ describe('padPillars', () => {
   it('leaves the PointPillars BEV output unchanged in eval mode, and camera inputs alone', async () => {
     const cfg = tinyLidar('m1');
     let s = 12345;
-    const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
     const n = 4000;
     const points = new Float32Array(n * 4);
     for (let i = 0; i < n; i++) {
       // Clustered, so pillars hold several points and the per-pillar max matters.
-      const cx = Math.floor(rand() * 6) * 4 - 11, cy = Math.floor(rand() * 6) * 4 - 11;
+      const cx = Math.floor(rand() * 6) * 4 - 11,
+        cy = Math.floor(rand() * 6) * 4 - 11;
       points.set([cx + rand() * 3, cy + rand() * 3, -2.5 + rand() * 3, rand()], i * 4);
     }
     const inputs = agentInputs(cfg, TINY_SPACE, { points, kind: 'vehicle' });
@@ -368,7 +422,8 @@ describe('padPillars', () => {
     expect(padded.features.shape).toEqual([Math.ceil(p / PILLAR_BUCKET) * PILLAR_BUCKET, 16, 10]);
     expect(padded.mask.shape[0]).toBe(padded.features.shape[0]);
     // Empty cells still point at the zero row, one past the (now padded) last pillar.
-    const c0 = inputs.cellToPillar.data as Int32Array, c1 = padded.cellToPillar.data as Int32Array;
+    const c0 = inputs.cellToPillar.data as Int32Array,
+      c1 = padded.cellToPillar.data as Int32Array;
     for (let i = 0; i < c0.length; i++) expect(c1[i]).toBe(c0[i] === p ? padded.features.shape[0] : c0[i]);
 
     const desc = agentNetwork(cfg, TINY_SPACE);
@@ -398,7 +453,10 @@ describe('padPillars', () => {
 
 describe('optimizer', () => {
   it('NamedAdam follows Adam with bias correction, and its state restores exactly', async () => {
-    const lr = 0.1, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    const lr = 0.1,
+      b1 = 0.9,
+      b2 = 0.999,
+      eps = 1e-8;
     const grads = [0.5, -2, 0.25];
     const params = new Map([['p', tf.variable(tf.tensor1d([1]))]]);
     const opt = new NamedAdam(lr);
@@ -437,7 +495,15 @@ describe('training end to end (tiny)', () => {
     root = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-train-'));
     data = path.join(root, 'data');
     await generateDataset({
-      out: data, scenarios: 3, frames: 2, seed: 5, camera: null, splits: ['train', 'validate', 'test'], jobs: 1, pcdFormat: 'binary_compressed', shadows: false,
+      out: data,
+      scenarios: 3,
+      frames: 2,
+      seed: 5,
+      camera: null,
+      splits: ['train', 'validate', 'test'],
+      jobs: 1,
+      pcdFormat: 'binary_compressed',
+      shadows: false,
     });
   });
   afterAll(async () => {
@@ -469,7 +535,10 @@ describe('training end to end (tiny)', () => {
     expect(maxAbsDiff(ckpt.weights.get('head.cls.weight')!.data, init.get('head.cls.weight')!.data)).toBeGreaterThan(1e-4);
     const opt = await loadWeights(path.join(out, OPTIMIZER_FILE));
     expect(opt.meta.step).toBe(4);
-    const lines = (await fs.readFile(path.join(out, 'validation.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await fs.readFile(path.join(out, 'validation.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.map((l) => l.step)).toEqual([2, 4]);
     for (const l of lines) {
       expect(l.frames).toBe(1);
@@ -504,10 +573,16 @@ describe('training end to end (tiny)', () => {
     const typesDir = path.join(root, 'types');
     await fs.mkdir(typesDir);
     const { encoder, aligner } = tinyLidar('tinylidar32');
-    await fs.writeFile(path.join(typesDir, 'tinylidar32.json'), JSON.stringify({
-      name: 'tinylidar32', description: 'LiDAR-32, tiny PointPillars (test)', modality: 'lidar', sensor: { lidar: 32 },
-      profiles: { tiny: { encoder, aligner } },
-    }));
+    await fs.writeFile(
+      path.join(typesDir, 'tinylidar32.json'),
+      JSON.stringify({
+        name: 'tinylidar32',
+        description: 'LiDAR-32, tiny PointPillars (test)',
+        modality: 'lidar',
+        sensor: { lidar: 32 },
+        profiles: { tiny: { encoder, aligner } },
+      }),
+    );
     const base = runs.straight.checkpoint;
     const out = path.join(root, 'aligned');
     const r = await train({ ...common(), out, steps: 2, valEvery: 2, align: { type: 'tinylidar32', base, typesDirs: [typesDir] } });
@@ -537,13 +612,27 @@ describe('camera alignment with depth supervision (tiny)', () => {
   const typesDir = () => path.join(root, 'types');
   // A camera type scaled to the tiny space: 32×24 input, 4×3 feature map, 8 depth bins.
   const tinyCamera = {
-    name: 'tinycam', description: 'cameras, tiny Lift-Splat (test)', modality: 'camera', sensor: { cameras: ['camera0', 'camera1', 'camera2', 'camera3'] },
+    name: 'tinycam',
+    description: 'cameras, tiny Lift-Splat (test)',
+    modality: 'camera',
+    sensor: { cameras: ['camera0', 'camera1', 'camera2', 'camera3'] },
     profiles: {
       tiny: {
         encoder: {
-          arch: 'lss', imageSize: [32, 24], downsample: 8, depthBins: { mode: 'LID', min: 2, max: 50, count: 8 },
-          imageBackbone: { kind: 'resnet', stem: { channels: 8, stride: 2 }, stages: [{ channels: 8, blocks: 1, stride: 2 }, { channels: 8, blocks: 1, stride: 2 }] },
-          contextChannels: 8, bev: { channels: 8, blocks: 1 },
+          arch: 'lss',
+          imageSize: [32, 24],
+          downsample: 8,
+          depthBins: { mode: 'LID', min: 2, max: 50, count: 8 },
+          imageBackbone: {
+            kind: 'resnet',
+            stem: { channels: 8, stride: 2 },
+            stages: [
+              { channels: 8, blocks: 1, stride: 2 },
+              { channels: 8, blocks: 1, stride: 2 },
+            ],
+          },
+          contextChannels: 8,
+          bev: { channels: 8, blocks: 1 },
         },
         aligner: { inChannels: 8, channels: 8, blocks: 1, batchNorm: true },
       },
@@ -553,9 +642,17 @@ describe('camera alignment with depth supervision (tiny)', () => {
     const parts: Record<string, number>[] = [];
     const logs: string[] = [];
     const r = await train({
-      data: dataDir, out: path.join(root, out), models: TINY_MODELS, seed: 3, steps: 2, valFrames: 1, augment: false,
-      align: { type: 'tinycam', base, typesDirs: [typesDir()] }, lossWeights: { ...DEFAULT_LOSS_WEIGHTS, depth },
-      log: (l) => logs.push(l), onStep: (i) => parts.push(i.parts),
+      data: dataDir,
+      out: path.join(root, out),
+      models: TINY_MODELS,
+      seed: 3,
+      steps: 2,
+      valFrames: 1,
+      augment: false,
+      align: { type: 'tinycam', base, typesDirs: [typesDir()] },
+      lossWeights: { ...DEFAULT_LOSS_WEIGHTS, depth },
+      log: (l) => logs.push(l),
+      onStep: (i) => parts.push(i.parts),
     });
     return { r, parts, logs, weights: (await loadWeights(r.checkpoint)).weights };
   };
@@ -564,7 +661,15 @@ describe('camera alignment with depth supervision (tiny)', () => {
     root = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-camalign-'));
     data = path.join(root, 'data');
     await generateDataset({
-      out: data, scenarios: 1, frames: 2, seed: 5, camera: { width: 64, height: 48 }, splits: ['train'], jobs: 1, pcdFormat: 'binary_compressed', shadows: false,
+      out: data,
+      scenarios: 1,
+      frames: 2,
+      seed: 5,
+      camera: { width: 64, height: 48 },
+      splits: ['train'],
+      jobs: 1,
+      pcdFormat: 'binary_compressed',
+      shadows: false,
     });
     await fs.mkdir(typesDir());
     await fs.writeFile(path.join(typesDir(), 'tinycam.json'), JSON.stringify(tinyCamera));
@@ -602,7 +707,8 @@ describe('CLI', () => {
   function heal(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [fileURLToPath(new URL('../../cli/heal.js', import.meta.url)), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '', err = '';
+      let out = '',
+        err = '';
       child.stdout.on('data', (d) => (out += d));
       child.stderr.on('data', (d) => (err += d));
       child.on('error', reject);

@@ -19,7 +19,12 @@ for (const k of [1, 3]) {
   }
 }
 for (const s of [1, 2, 4]) {
-  cases.push({ name: `conv2dTranspose k${s} s${s}`, x: [2, 5, 4, 6], w: [s, s, 3, 6], f: (x, w) => tf.conv2dTranspose(x, w, [2, 5 * s, 4 * s, 3], s, 'valid') });
+  cases.push({
+    name: `conv2dTranspose k${s} s${s}`,
+    x: [2, 5, 4, 6],
+    w: [s, s, 3, 6],
+    f: (x, w) => tf.conv2dTranspose(x, w, [2, 5 * s, 4 * s, 3], s, 'valid'),
+  });
 }
 // Integer inputs make ties at the maximum, where both tfjs and heal pass the gradient to each.
 cases.push({ name: 'max over an axis, with ties', x: [6, 5, 4, 3], w: [1, 1, 1, 1], f: (x, w) => tf.mul(tf.max(x, 1), tf.sum(w)), integers: true });
@@ -30,8 +35,13 @@ function grads(c: Case, xv: Float32Array, wv: Float32Array): Float32Array[] {
     const x = tf.tensor4d(xv, c.x as [number, number, number, number]);
     const w = tf.tensor4d(wv, c.w as [number, number, number, number]);
     const y = c.f(x, w);
-    const g = tf.tensor(Float32Array.from({ length: y.size }, (_, i) => Math.sin(i)), y.shape);
-    return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(c.f(a as tf.Tensor4D, b as tf.Tensor4D), g)))([x, w]).map((t) => t.dataSync() as Float32Array);
+    const g = tf.tensor(
+      Float32Array.from({ length: y.size }, (_, i) => Math.sin(i)),
+      y.shape,
+    );
+    return tf
+      .grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(c.f(a as tf.Tensor4D, b as tf.Tensor4D), g)))([x, w])
+      .map((t) => t.dataSync() as Float32Array);
   });
 }
 
@@ -46,8 +56,17 @@ function random(n: number, seed: number): Float32Array {
 describe('wasm training backend', () => {
   let reference: Float32Array[][];
   const inputs = cases.map((c, i) => {
-    const x = random(c.x.reduce((a, b) => a * b), 2 * i + 1);
-    return [c.integers ? x.map(Math.round) : x, random(c.w.reduce((a, b) => a * b), 2 * i + 2)];
+    const x = random(
+      c.x.reduce((a, b) => a * b),
+      2 * i + 1,
+    );
+    return [
+      c.integers ? x.map(Math.round) : x,
+      random(
+        c.w.reduce((a, b) => a * b),
+        2 * i + 2,
+      ),
+    ];
   });
 
   beforeAll(async () => {
@@ -67,7 +86,11 @@ describe('wasm training backend', () => {
   });
 
   it('gatherRows on wasm: rows, an error for an index out of range, and its gradient', () => {
-    const table = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+    const table = tf.tensor2d([
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
     expect(Array.from(gatherRows(table, tf.tensor1d([2, 0, 2], 'int32')).dataSync())).toEqual([5, 6, 1, 2, 5, 6]);
     expect(() => gatherRows(table, tf.tensor1d([3], 'int32'))).toThrow(/index 3 outside \[0, 3\)/);
     const g = tf.grad((t: tf.Tensor) => tf.sum(gatherRows(t, tf.tensor1d([2, 0, 2], 'int32'))))(table);

@@ -15,14 +15,39 @@ import { startServer, type ViewServer } from '../../viewer/server.ts';
 import { sceneSchema, matchBoxes, BoxStatus } from '../../viewer/scene.ts';
 import { parseRunMeta } from '../../viewer/run.ts';
 
-interface Counts { points: number; gtBoxes: number; predBoxes: number; tp: number; fp: number; miss: number; agents: number }
-interface Hook { ready: boolean; scenario: string | null; frame: string | null; view: string; error: string | null; counts: Counts }
-interface DecodedBox { box: number[]; corners: number[]; score: number; status: number }
+interface Counts {
+  points: number;
+  gtBoxes: number;
+  predBoxes: number;
+  tp: number;
+  fp: number;
+  miss: number;
+  agents: number;
+}
+interface Hook {
+  ready: boolean;
+  scenario: string | null;
+  frame: string | null;
+  view: string;
+  error: string | null;
+  counts: Counts;
+}
+interface DecodedBox {
+  box: number[];
+  corners: number[];
+  score: number;
+  status: number;
+}
 interface DecodedFrame {
-  scenario: string; timestamp: string; egoId: number; detectionsFrom: string; notes: string[];
+  scenario: string;
+  timestamp: string;
+  egoId: number;
+  detectionsFrom: string;
+  notes: string[];
   agents: { id: number; type: string; ego: boolean; used: boolean; cameras: { name: string }[]; pose: number[] }[];
   points: { count: number; xyz: Uint8Array; agent: Uint8Array };
-  gt: DecodedBox[]; predictions: DecodedBox[];
+  gt: DecodedBox[];
+  predictions: DecodedBox[];
   foreground: { level: number; width: number; height: number; data: Uint8Array; agents: number[] }[];
 }
 
@@ -45,11 +70,13 @@ let timestamps: string[] = [];
 async function get(url: string): Promise<{ status: number; type: string; body: Buffer }> {
   // node:http rather than fetch, so that a path with ".." reaches the server unnormalised.
   return new Promise((resolve, reject) => {
-    http.get(url, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: Buffer.concat(chunks) }));
-    }).on('error', reject);
+    http
+      .get(url, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: Buffer.concat(chunks) }));
+      })
+      .on('error', reject);
   });
 }
 
@@ -74,7 +101,8 @@ function expectedCounts(f: DecodedFrame): Counts {
 
 function pixelStdDev(png: Buffer): number {
   const img = PNG.sync.read(png);
-  let sum = 0, sum2 = 0;
+  let sum = 0,
+    sum2 = 0;
   const n = img.width * img.height;
   for (let i = 0; i < n; i++) {
     const l = 0.299 * img.data[i * 4] + 0.587 * img.data[i * 4 + 1] + 0.114 * img.data[i * 4 + 2];
@@ -92,8 +120,15 @@ beforeAll(async () => {
   // Seed 2's train scenario has three connected vehicles and a roadside unit; cameras are on
   // (small) because m2 and m4 encode them and the page shows them.
   await generateDataset({
-    out: dir, scenarios: 1, frames: 3, seed: 2, camera: { width: 160, height: 120 }, splits: ['train'], jobs: 1,
-    pcdFormat: 'binary_compressed', shadows: false,
+    out: dir,
+    scenarios: 1,
+    frames: 3,
+    seed: 2,
+    camera: { width: 160, height: 120 },
+    splits: ['train'],
+    jobs: 1,
+    pcdFormat: 'binary_compressed',
+    shadows: false,
   });
   const ds = await openDataset(dir);
   const refs = ds.frames();
@@ -141,7 +176,10 @@ describe('heal view server', () => {
     expect(f.gt.length).toBeGreaterThan(0);
     expect(f.predictions.length).toBeGreaterThan(0);
     // Statuses agree with a fresh greedy matching of the same boxes.
-    const m = matchBoxes(f.predictions.map((p) => ({ box: p.box, score: p.score })), f.gt.map((g) => g.box));
+    const m = matchBoxes(
+      f.predictions.map((p) => ({ box: p.box, score: p.score })),
+      f.gt.map((g) => g.box),
+    );
     expect(f.predictions.map((p) => p.status === BoxStatus.TruePositive)).toEqual(m.tp);
     expect(f.gt.map((g) => g.status === BoxStatus.Matched)).toEqual(m.matched);
     expect(f.foreground.length).toBeGreaterThanOrEqual(2);
@@ -174,19 +212,49 @@ describe('heal view server', () => {
     const [split, name] = scenarioKey.split('/');
     const gtBox = ref.gt[0].box;
     const line = {
-      scenario: name, split, timestamp: timestamps[1], egoId: ref.egoId, combo: ['m1', 'm3'], fusion: 'intermediate', dtype: 'float32',
+      scenario: name,
+      split,
+      timestamp: timestamps[1],
+      egoId: ref.egoId,
+      combo: ['m1', 'm3'],
+      fusion: 'intermediate',
+      dtype: 'float32',
       agents: ref.agents.map((a) => ({ id: a.id, type: 'm1', used: true })),
-      detections: [{ box: gtBox, score: 0.9, tp: true }, { box: [30, 30, -1, 1.5, 1.6, 3.9, 0], score: 0.4, tp: false }],
-      gt: [{ box: gtBox, matched: true }, { box: ref.gt[1]?.box ?? [-30, -30, -1, 1.5, 1.6, 3.9, 0], matched: false }],
-      bytes: 0, times: {},
+      detections: [
+        { box: gtBox, score: 0.9, tp: true },
+        { box: [30, 30, -1, 1.5, 1.6, 3.9, 0], score: 0.4, tp: false },
+      ],
+      gt: [
+        { box: gtBox, matched: true },
+        { box: ref.gt[1]?.box ?? [-30, -30, -1, 1.5, 1.6, 3.9, 0], matched: false },
+      ],
+      bytes: 0,
+      times: {},
     };
     // A line of another combo and a broken line: the first is ignored, the second reported, neither fatal.
     const other = { ...line, combo: ['m2'], detections: [] };
     await fs.writeFile(path.join(runDir, 'frames.jsonl'), `${JSON.stringify(line)}\n${JSON.stringify(other)}\n{"scenario": 3}\n`);
-    await fs.writeFile(path.join(runDir, 'run.json'), JSON.stringify({
-      version: 1, data: dir, split, profile: 'small', types: ['m1', 'm3'], combos: [['m1', 'm3']], fusion: ['intermediate'],
-      dtype: 'float32', device: 'cpu', provider: 'cpu', weights: null, poseNoise: 0, latency: 0, drop: 0, seed: 0, createdAt: new Date().toISOString(),
-    }));
+    await fs.writeFile(
+      path.join(runDir, 'run.json'),
+      JSON.stringify({
+        version: 1,
+        data: dir,
+        split,
+        profile: 'small',
+        types: ['m1', 'm3'],
+        combos: [['m1', 'm3']],
+        fusion: ['intermediate'],
+        dtype: 'float32',
+        device: 'cpu',
+        provider: 'cpu',
+        weights: null,
+        poseNoise: 0,
+        latency: 0,
+        drop: 0,
+        seed: 0,
+        createdAt: new Date().toISOString(),
+      }),
+    );
     const warnings: string[] = [];
     const runServer = await startServer(runDir, { port: 0, device: 'cpu', log: (l) => warnings.push(l) });
     try {
@@ -210,8 +278,12 @@ describe('heal view server', () => {
 
   it('rejects a run.json it cannot read, naming the field and value', () => {
     expect(() => parseRunMeta('{"version": 2}', '/x/run.json')).toThrow(/run\.json: field "version".*value: 2/);
-    expect(() => parseRunMeta(JSON.stringify({ version: 1, data: '/d', profile: 'small', types: ['m1'], combos: [['m1']], fusion: 'intermediate', weights: null }), '/x/run.json'))
-      .toThrow(/field "fusion"/);
+    expect(() =>
+      parseRunMeta(
+        JSON.stringify({ version: 1, data: '/d', profile: 'small', types: ['m1'], combos: [['m1']], fusion: 'intermediate', weights: null }),
+        '/x/run.json',
+      ),
+    ).toThrow(/field "fusion"/);
   });
 });
 
@@ -222,14 +294,20 @@ describe.skipIf(!browser)('heal view page (headless Chromium)', () => {
   beforeAll(async () => {
     page = await browser!.newPage({ viewport: { width: 1280, height: 800 } });
     page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
   });
 
   const waitForFrame = (ts: string) =>
-    page.waitForFunction((t) => {
-      const h = (window as unknown as { __heal: Hook }).__heal;
-      return (h?.ready && h.frame === t) || !!h?.error;
-    }, ts, { timeout: 60_000 });
+    page.waitForFunction(
+      (t) => {
+        const h = (window as unknown as { __heal: Hook }).__heal;
+        return (h?.ready && h.frame === t) || !!h?.error;
+      },
+      ts,
+      { timeout: 60_000 },
+    );
 
   it('loads the scene and draws as many points and boxes as the server sent', async () => {
     await page.goto(server.url);
@@ -242,7 +320,11 @@ describe.skipIf(!browser)('heal view page (headless Chromium)', () => {
     expect(h.counts.points).toBeGreaterThan(1000);
     expect(h.counts.predBoxes).toBeGreaterThan(0);
     // The ego's four camera pictures are on the page and decoded.
-    await page.waitForFunction(() => Array.from(document.querySelectorAll('#cameras img')).filter((i) => (i as HTMLImageElement).naturalWidth > 0).length === 4, null, { timeout: 30_000 });
+    await page.waitForFunction(
+      () => Array.from(document.querySelectorAll('#cameras img')).filter((i) => (i as HTMLImageElement).naturalWidth > 0).length === 4,
+      null,
+      { timeout: 30_000 },
+    );
     expect(await page.locator('#badge-random').isVisible()).toBe(true);
     expect(errors).toEqual([]);
   });
@@ -289,7 +371,11 @@ describe.skipIf(!browser)('heal view page (headless Chromium)', () => {
     const again = await browser!.newPage({ viewport: { width: 1000, height: 700 } });
     try {
       await again.goto(page.url());
-      await again.waitForFunction((t) => (window as unknown as { __heal: Hook }).__heal?.ready && (window as unknown as { __heal: Hook }).__heal.frame === t, timestamps[2], { timeout: 60_000 });
+      await again.waitForFunction(
+        (t) => (window as unknown as { __heal: Hook }).__heal?.ready && (window as unknown as { __heal: Hook }).__heal.frame === t,
+        timestamps[2],
+        { timeout: 60_000 },
+      );
       const h = await hook(again);
       expect([h.scenario, h.frame, h.view]).toEqual([scenarioKey, timestamps[2], 'orbit']);
       expect(await again.locator('[data-view=orbit]').getAttribute('class')).toContain('active');
