@@ -2,6 +2,7 @@
 
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { threadId } from 'node:worker_threads';
 
 /** A problem with input data. The message always names the file, and the field and value when known. */
 export class DataError extends Error {
@@ -31,18 +32,41 @@ function formatValue(v: unknown): string {
 let tmpCounter = 0;
 
 /**
- * Writes to `<file>.<pid>.<n>.tmp` and renames over `file`, so a crash or Ctrl-C never leaves a
- * half-written file under the final name.
+ * Writes to `<file>.<pid>.<thread>.<n>.tmp`, fsyncs it and renames it over `file`, so a crash,
+ * Ctrl-C or power loss never leaves a half-written file under the final name. The thread id keeps
+ * two worker threads (each with its own counter) from writing the same temporary file.
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${tmpCounter++}.tmp`;
+  const dir = path.dirname(file);
+  await fs.mkdir(dir, { recursive: true });
+  const tmp = `${file}.${process.pid}.${threadId}.${tmpCounter++}.tmp`;
   try {
-    await fs.writeFile(tmp, data);
+    const handle = await fs.open(tmp, 'w');
+    try {
+      await handle.writeFile(data);
+      // Without it the rename can reach the disk before the data, and a crash leaves an empty file.
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await fs.rename(tmp, file);
   } catch (err) {
     await fs.rm(tmp, { force: true });
     throw err;
+  }
+  await syncDirectory(dir);
+}
+
+/** Makes a rename in `dir` durable. Best effort: Windows cannot open a directory, some filesystems refuse fsync on one. */
+async function syncDirectory(dir: string): Promise<void> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(dir, 'r');
+    await handle.sync();
+  } catch {
+    // The file itself is complete under its final name; only the rename's durability is left to the OS.
+  } finally {
+    await handle?.close().catch(() => {});
   }
 }
 
