@@ -6,7 +6,8 @@
 //   - a differentiable TensorFlow.js model with one tf.Variable per parameter (models/tfjs.ts),
 //     used for training, and
 //   - an ONNX model with the same weights (models/onnx.ts), run by onnxruntime-node for inference.
-// test/parity.test.ts checks that both give the same numbers.
+// Both walk the nodes through one table, models/ops.ts, that holds each op's two lowerings side
+// by side. test/models/parity.test.ts checks that both give the same numbers.
 //
 // How to describe a network
 // -------------------------
@@ -31,8 +32,13 @@
 //   [in, out, kh, kw]; linear weight is [in, out] (y = x·W + b, no transpose in either runtime).
 // - Ops: conv2d (groups), convTranspose2d, batchNorm (any channel axis), linear, relu, sigmoid,
 //   exp, add/sub/mul/div, concat, reduceMax/Sum/Mean, softmax, cumsum, reshape, transpose,
-//   gather, maxPool, gridSample, constants. Adding an op means: a builder method with its shape
-//   rule here, a case in models/tfjs.ts and in models/onnx.ts, and a parity test.
+//   gather, maxPool, gridSample, constants. Adding an op means:
+//     1. its member of `Node` below (op name, attributes, inputs) and a builder method with its
+//        shape rule here;
+//     2. its entry in OPS (models/ops.ts): `onnx` writes it as ONNX nodes, `tfjs` runs it in
+//        TensorFlow.js. OPS is typed over every OpName, so nothing compiles until both exist;
+//     3. a use of it in the every-op graph of test/models/parity.test.ts, which runs both
+//        lowerings against each other and fails while an op of OPS is missing from that graph.
 // - Batch norm: training (tfjs, `apply(…, { training: true })`) normalises with batch statistics
 //   and updates the running ones; inference and the ONNX export use the running statistics.
 //
@@ -103,6 +109,9 @@ export type Node = NodeBase &
   );
 
 export type OpName = Node['op'];
+
+/** The node type of one op (or of several, given a union of names). */
+export type NodeOf<K extends OpName> = Node & { op: K };
 
 export interface GraphDesc {
   name: string;

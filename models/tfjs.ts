@@ -4,10 +4,12 @@
 // (readWeights) are exactly what models/onnx.ts exports. tfjs convolutions want NHWC, so image
 // tensors produced by conv-like nodes stay NHWC internally and are transposed back to NCHW only
 // where a node needs the logical layout (reshape, gather, ...) and at the outputs: every tensor
-// that goes in or comes out of `apply` is NCHW, like the description.
+// that goes in or comes out of `apply` is NCHW, like the description. Each op's tfjs code is its
+// entry in models/ops.ts; this file runs the nodes and provides the layout helpers and kernels.
 
 import * as tf from '@tensorflow/tfjs';
-import type { GraphDesc, Node } from './graph.ts';
+import type { GraphDesc } from './graph.ts';
+import { lowering, type TfKernels, type TfValue } from './ops.ts';
 import { checkWeights, type Weights } from './weights.ts';
 
 export interface ApplyOptions {
@@ -39,14 +41,6 @@ export interface TfModel {
   dispose(): void;
 }
 
-/** A tensor during evaluation; `nhwc` marks a rank-4 tensor held transposed from its logical NCHW. */
-interface Value {
-  t: tf.Tensor;
-  nhwc: boolean;
-}
-
-const NHWC_AXIS = [0, 3, 1, 2];
-
 export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weights'): TfModel {
   checkWeights(desc, weights, source);
   const variables = new Map<string, tf.Variable>();
@@ -63,7 +57,7 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
 
   const apply = (inputs: Record<string, tf.Tensor>, opts: ApplyOptions = {}): Record<string, tf.Tensor> =>
     tf.tidy(() => {
-      const values = new Map<string, Value>();
+      const values = new Map<string, TfValue>();
       for (const spec of desc.inputs) {
         const t = inputs[spec.name];
         if (!t) throw new Error(`${desc.name}: input "${spec.name}" is missing`);
@@ -81,15 +75,14 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
           if (!v) throw new Error(`${desc.name}: node "${node.name}" reads unknown tensor "${name}"`);
           return v;
         });
-        values.set(
-          node.name,
-          runNode(
-            node,
-            args,
-            opts.training ?? false,
-            node.inputs.map((n) => variables.get(n)),
-          ),
-        );
+        const ctx = {
+          ...KERNELS,
+          args,
+          vars: node.inputs.map((n) => variables.get(n)),
+          training: opts.training ?? false,
+          where: `node "${node.name}" (${node.op})`,
+        };
+        values.set(node.name, lowering(node).tfjs(node, ctx));
       }
       const out: Record<string, tf.Tensor> = {};
       for (const o of desc.outputs) out[o.name] = logical(values.get(o.name)!).t;
@@ -113,163 +106,14 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
   };
 }
 
-function logical(v: Value): Value {
+function logical(v: TfValue): TfValue {
   return v.nhwc ? { t: tf.transpose(v.t, [0, 3, 1, 2]), nhwc: false } : v;
 }
 
-function toNhwc(v: Value, where: string): tf.Tensor4D {
+function toNhwc(v: TfValue, where: string): tf.Tensor4D {
   if (v.nhwc) return v.t as tf.Tensor4D;
   if (v.t.rank !== 4) throw new Error(`${where}: expected a rank-4 NCHW tensor, got shape [${v.t.shape}]`);
   return tf.transpose(v.t, [0, 2, 3, 1]) as tf.Tensor4D;
-}
-
-/** Axis of `v`'s storage that holds logical axis `axis`. */
-function physicalAxis(v: Value, axis: number): number {
-  return v.nhwc ? NHWC_AXIS[axis] : axis;
-}
-
-function runNode(node: Node, args: Value[], training: boolean, vars: (tf.Variable | undefined)[]): Value {
-  const where = `node "${node.name}" (${node.op})`;
-  switch (node.op) {
-    case 'conv2d': {
-      const x = toNhwc(args[0], where);
-      const w = args[1].t as tf.Tensor4D; // [O, I/g, kh, kw]
-      const [o, ig] = w.shape;
-      const cin = x.shape[3];
-      const g = node.groups;
-      let y: tf.Tensor4D;
-      if (g === 1) {
-        y = tf.conv2d(x, tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, node.stride, node.pad);
-      } else if (g === cin && ig === 1) {
-        // Depthwise: output channel c·m + q reads input channel c in both ONNX and tfjs.
-        const m = o / cin;
-        const f = tf.transpose(tf.reshape(w, [cin, m, node.kernel[0], node.kernel[1]]), [2, 3, 0, 1]) as tf.Tensor4D;
-        y = tf.depthwiseConv2d(x, f, node.stride, node.pad);
-      } else {
-        const xs = tf.split(x, g, 3);
-        const fs = tf.split(tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, g, 3);
-        y = tf.concat(
-          xs.map((xi, i) => tf.conv2d(xi as tf.Tensor4D, fs[i] as tf.Tensor4D, node.stride, node.pad)),
-          3,
-        );
-      }
-      if (args[2]) y = tf.add(y, args[2].t);
-      return { t: y, nhwc: true };
-    }
-    case 'convTranspose2d': {
-      const x = toNhwc(args[0], where);
-      const w = args[1].t as tf.Tensor4D; // [I, O, kh, kw]
-      const [n, h, wd] = x.shape;
-      const [kh, kw] = node.kernel;
-      const s = node.stride;
-      const outShape: [number, number, number, number] = [n, (h - 1) * s + kh, (wd - 1) * s + kw, w.shape[1]];
-      let y = tf.conv2dTranspose(x, tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, outShape, s, 'valid');
-      if (args[2]) y = tf.add(y, args[2].t);
-      return { t: y, nhwc: true };
-    }
-    case 'batchNorm': {
-      // Keep an NHWC tensor as it is when the channel axis is the logical axis 1.
-      const v = args[0].nhwc && node.axis !== 1 ? logical(args[0]) : args[0];
-      const x = v.t;
-      const axis = physicalAxis(v, node.axis);
-      const bshape = x.shape.map((d, i) => (i === axis ? d : 1));
-      const [gamma, beta, runMean, runVar] = args.slice(1).map((a) => tf.reshape(a.t, bshape));
-      let mean = runMean;
-      let variance = runVar;
-      if (training) {
-        const axes = x.shape.map((_, i) => i).filter((i) => i !== axis);
-        const m = tf.moments(x, axes, true);
-        mean = m.mean;
-        variance = m.variance;
-        const count = x.size / x.shape[axis];
-        const meanVar = vars[3];
-        const varVar = vars[4];
-        if (!meanVar || !varVar) throw new Error(`${where}: running statistics must be parameters`);
-        const k = node.momentum;
-        // PyTorch keeps the unbiased batch variance in its running estimate.
-        const unbiased = tf.mul(variance, count / Math.max(1, count - 1));
-        meanVar.assign(tf.add(tf.mul(meanVar, 1 - k), tf.mul(tf.reshape(mean, meanVar.shape), k)));
-        varVar.assign(tf.add(tf.mul(varVar, 1 - k), tf.mul(tf.reshape(unbiased, varVar.shape), k)));
-      }
-      const scale = tf.mul(gamma, tf.rsqrt(tf.add(variance, node.epsilon)));
-      return { t: tf.add(tf.mul(tf.sub(x, mean), scale), beta), nhwc: v.nhwc };
-    }
-    case 'linear': {
-      const x = logical(args[0]).t;
-      const w = args[1].t as tf.Tensor2D;
-      const [inF, outF] = w.shape;
-      let y: tf.Tensor = tf.matMul(tf.reshape(x, [-1, inF]) as tf.Tensor2D, w);
-      if (args[2]) y = tf.add(y, args[2].t);
-      return { t: tf.reshape(y, [...x.shape.slice(0, -1), outF]), nhwc: false };
-    }
-    case 'relu':
-      return { t: tf.relu(args[0].t), nhwc: args[0].nhwc };
-    case 'sigmoid':
-      return { t: tf.sigmoid(args[0].t), nhwc: args[0].nhwc };
-    case 'exp':
-      return { t: tf.exp(args[0].t), nhwc: args[0].nhwc };
-    case 'identity':
-      return args[0];
-    case 'add':
-    case 'sub':
-    case 'mul':
-    case 'div': {
-      let [a, b] = args;
-      if (a.t.rank === 4 && b.t.rank === 4) {
-        // Same permutation on both sides keeps numpy broadcasting intact.
-        if (a.nhwc !== b.nhwc) {
-          if (a.nhwc) b = { t: toNhwc(b, where), nhwc: true };
-          else a = { t: toNhwc(a, where), nhwc: true };
-        }
-      } else {
-        a = logical(a);
-        b = logical(b);
-      }
-      const f = { add: tf.add, sub: tf.sub, mul: tf.mul, div: tf.div }[node.op];
-      return { t: f(a.t, b.t), nhwc: a.nhwc };
-    }
-    case 'concat': {
-      const nhwc = args.every((a) => a.t.rank === 4) && args.some((a) => a.nhwc);
-      const ts = args.map((a) => (nhwc ? toNhwc(a, where) : logical(a).t));
-      return { t: tf.concat(ts, nhwc ? NHWC_AXIS[node.axis] : node.axis), nhwc };
-    }
-    case 'reduceMax':
-    case 'reduceSum':
-    case 'reduceMean': {
-      const v = node.keepDims ? args[0] : logical(args[0]);
-      const f = { reduceMax: tf.max, reduceSum: tf.sum, reduceMean: tf.mean }[node.op];
-      return { t: f(v.t, physicalAxis(v, node.axis), node.keepDims), nhwc: v.nhwc };
-    }
-    case 'softmax': {
-      // tf.softmax works on the last axis only.
-      const v = args[0];
-      return { t: alongLastAxis(v.t, physicalAxis(v, node.axis), (t) => tf.softmax(t)), nhwc: v.nhwc };
-    }
-    case 'cumsum': {
-      // tfjs 4.22's Cumsum gradient mis-transposes for any axis but the last, so only use that one.
-      const v = args[0];
-      return { t: alongLastAxis(v.t, physicalAxis(v, node.axis), (t) => tf.cumsum(t, t.rank - 1)), nhwc: v.nhwc };
-    }
-    case 'reshape': {
-      const x = logical(args[0]).t;
-      const shape = node.shape.map((d, i) => (d === 0 ? x.shape[i] : d));
-      return { t: tf.reshape(x, shape), nhwc: false };
-    }
-    case 'transpose':
-      return { t: tf.transpose(logical(args[0]).t, node.perm), nhwc: false };
-    case 'gather': {
-      const data = logical(args[0]).t;
-      const idx = logical(args[1]).t;
-      const axis = node.axis < 0 ? node.axis + data.rank : node.axis;
-      return { t: axis === 0 && idx.rank === 1 ? gatherRows(data, idx) : tf.gather(data, idx, node.axis), nhwc: false };
-    }
-    case 'maxPool': {
-      const x = toNhwc(args[0], where);
-      return { t: tf.maxPool(x, node.kernel, node.stride, 'valid'), nhwc: true };
-    }
-    case 'gridSample':
-      return { t: gridSampleNhwc(toNhwc(args[0], where), logical(args[1]).t as tf.Tensor4D, where), nhwc: true };
-  }
 }
 
 /**
@@ -368,3 +212,6 @@ function gridSampleNhwc(x: tf.Tensor4D, grid: tf.Tensor4D, where: string): tf.Te
   }
   return tf.reshape(out!, [n, ho, wo, c]);
 }
+
+/** What every tfjs lowering of models/ops.ts is given besides its node's own inputs. */
+const KERNELS: TfKernels = { tf, logical, toNhwc, alongLastAxis, gatherRows, gridSampleNhwc };

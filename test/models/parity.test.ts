@@ -8,6 +8,7 @@ import { GraphBuilder, type GraphDesc, type HostTensor } from '../../models/grap
 import { initWeights, encodeWeights, decodeWeights, checkWeights, pickWeights, type Weights } from '../../models/weights.ts';
 import { buildTfModel } from '../../models/tfjs.ts';
 import { exportOnnx, onnxOpsOf } from '../../models/onnx.ts';
+import { OPS } from '../../models/ops.ts';
 import { createSession, runSession } from '../../models/runtime.ts';
 import { bevBackbone, HEAL_BACKBONE, type BackboneConfig } from '../../models/layers/backbone.ts';
 import { pyramidFusion, type PyramidFusionConfig } from '../../fusion/networks/pyramid.ts';
@@ -243,6 +244,51 @@ describe('networks: tfjs and onnxruntime agree', () => {
     // The standalone networks use the same parameter names, so their weights slot in.
     const fusionDesc = pyramidFusion(tinyFusion);
     expect(() => pickWeights(fusionDesc, weights)).not.toThrow();
+  });
+});
+
+describe('every op of models/ops.ts: tfjs and onnxruntime agree', () => {
+  it('one graph uses every op of the table (both batch-norm forms, linear with and without bias)', async () => {
+    const g = new GraphBuilder('every-op');
+    const x = g.input('x', ['n', 4, 6, 6]);
+    const index = g.input('index', [3], 'int32');
+    const grid = g.input('grid', ['n', 3, 3, 2]);
+    let y = g.batchNorm(g.conv2d(x, { name: 'conv', out: 4, kernel: 3, groups: 2 }), { name: 'bn' });
+    y = g.convTranspose2d(g.maxPool(y, 2), { name: 'deconv', out: 4, kernel: 2 });
+    // Kept well conditioned (denominator ≥ 1) so the comparison tests the ops, not float32 rounding.
+    const one = g.constant('one', [1], [1]);
+    y = g.sub(g.mul(g.relu(y), g.sigmoid(y)), g.div(g.exp(g.sigmoid(y)), g.add(one, g.exp(y))));
+    let p = g.reshape(g.transpose(y, [0, 2, 3, 1]), [0, -1, 4]);
+    p = g.batchNorm(p, { name: 'bnLast', axis: -1 });
+    p = g.linear(g.linear(p, { name: 'fc1', out: 5 }), { name: 'fc2', out: 5, bias: false });
+    p = g.cumsum(g.softmax(g.reshape(p, [-1, 5]), 0), 0);
+    g.output('rows', g.gather(p, index, 0));
+    g.output('reduced', g.concat([g.reduceMax(p, 1, true), g.reduceSum(p, 1, true), g.reduceMean(p, 1, true)], 1));
+    g.output('sampled', g.gridSample(y, grid));
+    const desc = g.build();
+    // Fails for an op added to OPS until this graph uses it.
+    expect([...new Set(desc.nodes.map((n) => n.op))].sort()).toEqual(Object.keys(OPS).sort());
+    // Batch norm over axis 1 exports as BatchNormalization, over any other axis as a folded Mul/Add.
+    expect(desc.nodes.flatMap((n) => (n.op === 'batchNorm' ? [n.axis] : []))).toEqual([1, 2]);
+    const N = 2;
+    const inputs = {
+      x: host(randomFloats(N * 4 * 36, 81), [N, 4, 6, 6]),
+      index: host(Int32Array.from([0, 40, N * 36 - 1]), [3]),
+      grid: host(
+        affineGrids(
+          [
+            [1, 0, 0, 0, 1, 0],
+            [0.8, 0.2, 0.9, -0.3, 1.1, 0.5],
+          ],
+          3,
+          3,
+        ),
+        [N, 3, 3, 2],
+      ),
+    };
+    const weights = randomWeights(desc, 81);
+    expectParity(await parity(desc, weights, inputs));
+    expectGradients(desc, weights, inputs);
   });
 });
 
