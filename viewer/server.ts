@@ -1,5 +1,6 @@
-// The local web server of `heal view`: the page and its ES modules, three.js and protobufjs straight
-// from node_modules (no bundler), the scene schema, and the API the page reads:
+// The local web server of `heal view`: the page (viewer/web/, its TypeScript transpiled by esbuild on
+// request), three.js's ES modules straight from node_modules, protobufjs (CommonJS only) bundled
+// into one ES module on first request, the scene schema, and the API the page reads:
 //   GET /api/index                               scenarios, frames, agents, meta (small JSON)
 //   GET /api/frame?scenario=SPLIT/NAME&ts=TS     one frame, protobuf healview.Frame
 //   GET /api/camera?scenario=..&ts=..&agent=ID&camera=NAME   the camera picture as stored
@@ -10,10 +11,13 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { build, transform } from 'esbuild';
 import { DataError } from '../datasets/io.ts';
 import { SceneSource, SCENE_PROTO_PATH, type ViewOptions } from './scene.ts';
 
 const VIEWER_DIR = path.dirname(fileURLToPath(import.meta.url));
+/** The page: the only folder of this project served by path (the server's own sources sit beside it). */
+const WEB_DIR = path.join(VIEWER_DIR, 'web');
 const require = createRequire(import.meta.url);
 
 const MIME: Record<string, string> = {
@@ -21,7 +25,6 @@ const MIME: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
   '.proto': 'text/plain; charset=utf-8',
-  '.map': 'application/json',
   '.png': 'image/png',
   '.jpg': 'image/jpeg',
   '.jpeg': 'image/jpeg',
@@ -31,13 +34,56 @@ const MIME: Record<string, string> = {
 function staticRoots(): [string, string][] {
   const threeBuild = path.dirname(require.resolve('three'));
   const threeRoot = path.dirname(threeBuild);
-  const protobufRoot = path.dirname(require.resolve('protobufjs'));
   return [
     ['/vendor/three/', threeBuild],
     ['/vendor/three-addons/', path.join(threeRoot, 'examples', 'jsm')],
-    ['/vendor/protobufjs/', path.join(protobufRoot, 'dist')],
-    ['/', VIEWER_DIR],
+    ['/', WEB_DIR],
   ];
+}
+
+/** The page's modules as JavaScript, by file; a file is transpiled again when it changes. */
+const pageModules = new Map<string, { mtimeMs: number; code: string }>();
+
+async function pageModule(file: string, mtimeMs: number): Promise<string> {
+  const cached = pageModules.get(file);
+  if (cached?.mtimeMs === mtimeMs) return cached.code;
+  // Types only: tsc --noEmit checks them, esbuild drops them (and the type-only imports of server files).
+  const { code } = await transform(await fs.readFile(file, 'utf8'), {
+    loader: 'ts',
+    format: 'esm',
+    target: 'es2022',
+    sourcemap: 'inline',
+    sourcefile: path.relative(VIEWER_DIR, file),
+  });
+  pageModules.set(file, { mtimeMs, code });
+  return code;
+}
+
+let protobufModule: Promise<string> | undefined;
+
+/** protobufjs ships CommonJS and a UMD script, no ES module: the page gets one, bundled once. */
+function protobufBundle(): Promise<string> {
+  protobufModule ??= build({
+    stdin: { contents: "export { default } from 'protobufjs';", resolveDir: VIEWER_DIR, loader: 'js' },
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
+    logLevel: 'silent',
+  }).then(
+    (r) => r.outputFiles[0].text,
+    (err: unknown) => {
+      protobufModule = undefined;
+      throw err;
+    },
+  );
+  return protobufModule;
+}
+
+function sendScript(res: http.ServerResponse, code: string) {
+  res.writeHead(200, { 'content-type': MIME['.js'], 'content-length': Buffer.byteLength(code), 'cache-control': 'no-cache' });
+  res.end(code);
 }
 
 export interface ViewServer {
@@ -74,11 +120,15 @@ async function serveStatic(res: http.ServerResponse, roots: [string, string][], 
     // The page asks for files by URL; nothing outside the served folders may come back.
     if (file !== dir && !file.startsWith(dir + path.sep)) throw new HttpError(403, `outside the served folders: ${pathname}`);
     const ext = path.extname(file).toLowerCase();
+    const page = dir === WEB_DIR && ext === '.ts';
     const type = MIME[ext];
-    // viewer/ also holds the server's own TypeScript: serve only page assets.
-    if (!type || (dir === VIEWER_DIR && ext === '.ts')) continue;
+    if (!type && !page) continue;
     const st = await fs.stat(file).catch(() => undefined);
     if (!st?.isFile()) continue;
+    if (page) {
+      sendScript(res, await pageModule(file, st.mtimeMs));
+      return true;
+    }
     res.writeHead(200, { 'content-type': type, 'content-length': st.size, 'cache-control': 'no-cache' });
     createReadStream(file).pipe(res);
     return true;
@@ -120,6 +170,10 @@ export async function startServer(input: string, opts: ServeOptions = {}): Promi
       if (!st?.isFile()) throw new HttpError(404, `camera picture missing: ${file}`);
       res.writeHead(200, { 'content-type': mime, 'content-length': st.size, 'cache-control': 'max-age=3600' });
       createReadStream(file).pipe(res);
+      return;
+    }
+    if (url.pathname === '/vendor/protobufjs.js') {
+      sendScript(res, await protobufBundle());
       return;
     }
     if (url.pathname === '/proto/scene.proto') {

@@ -205,6 +205,27 @@ describe('heal view server', () => {
     expect((await get(`${server.url}api/frame?scenario=${encodeURIComponent(scenarioKey)}`)).status).toBe(400);
   });
 
+  it('serves the page from viewer/web: its TypeScript as JavaScript, protobufjs as an ES module, no server file', async () => {
+    const html = await get(server.url);
+    expect(html.status).toBe(200);
+    expect(html.type).toMatch(/^text\/html/);
+    const app = await get(`${server.url}app.ts`);
+    expect(app.status).toBe(200);
+    expect(app.type).toMatch(/^text\/javascript/);
+    const code = app.body.toString();
+    // Transpiled: the type-only imports of server files and the type annotations are gone.
+    expect(code).toMatch(/^import protobuf from "protobufjs";/m);
+    expect(code).not.toMatch(/scene\.ts|interface Hook|: HTMLElement/);
+    expect((await get(`${server.url}app.ts`)).body.toString()).toBe(code);
+    const pb = await get(`${server.url}vendor/protobufjs.js`);
+    expect(pb.status).toBe(200);
+    expect(pb.type).toMatch(/^text\/javascript/);
+    expect(pb.body.toString()).toMatch(/export \{[^}]*as default[^}]*\}/);
+    expect((await get(`${server.url}vendor/protobufjs/protobuf.min.js`)).status).toBe(404);
+    expect((await get(`${server.url}..%2fserver.ts`)).status).toBe(403);
+    expect((await get(`${server.url}scene.ts`)).status).toBe(404);
+  });
+
   it('reads a run folder: its detections and GT statuses are shown as the run scored them', async () => {
     const ref = await frameFromServer(server.url, scenarioKey, timestamps[1]);
     const runDir = path.join(dir, 'run');

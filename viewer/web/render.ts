@@ -9,6 +9,7 @@ import { LineSegments2 } from 'three/addons/lines/LineSegments2.js';
 import { LineSegmentsGeometry } from 'three/addons/lines/LineSegmentsGeometry.js';
 import { LineMaterial } from 'three/addons/lines/LineMaterial.js';
 import { CSS2DRenderer, CSS2DObject } from 'three/addons/renderers/CSS2DRenderer.js';
+import type { ViewBox, ViewFrame } from './frame.ts';
 
 export const COLORS = {
   background: 0x0b0f14,
@@ -31,7 +32,7 @@ export const STATUS = { TP: 1, FP: 2, MATCHED: 3, MISSED: 4 };
 // walls and poles above.
 const HEIGHT_MIN = -2.2;
 const HEIGHT_MAX = 2.5;
-const HEIGHT_STOPS = [
+const HEIGHT_STOPS: [number, number[]][] = [
   [0.0, [0.19, 0.07, 0.23]],
   [0.15, [0.27, 0.35, 0.85]],
   [0.35, [0.11, 0.72, 0.88]],
@@ -41,7 +42,7 @@ const HEIGHT_STOPS = [
   [1.0, [0.8, 0.1, 0.05]],
 ];
 
-export function heightColor(z, out = [0, 0, 0]) {
+export function heightColor(z: number, out = [0, 0, 0]): number[] {
   const t = Math.min(1, Math.max(0, (z - HEIGHT_MIN) / (HEIGHT_MAX - HEIGHT_MIN)));
   for (let i = 1; i < HEIGHT_STOPS.length; i++) {
     const [t1, c1] = HEIGHT_STOPS[i];
@@ -58,7 +59,7 @@ export const HEIGHT_RANGE = [HEIGHT_MIN, HEIGHT_MAX];
 export const HEIGHT_GRADIENT = HEIGHT_STOPS.map(([t, c]) => `rgb(${c.map((v) => Math.round(v * 255)).join(',')}) ${t * 100}%`).join(', ');
 
 // Box edges over heal's corner order (0..3 bottom, 4..7 top; 0,1,4,5 are the front face).
-const EDGES = [
+const EDGES: [number, number][] = [
   [0, 1],
   [1, 2],
   [2, 3],
@@ -77,26 +78,27 @@ const EDGES = [
 /** Segments drawn per box: 12 edges and an X on the front face that shows the heading. */
 export const SEGMENTS_PER_BOX = EDGES.length;
 
-function disposeTree(obj) {
+function disposeTree(obj: THREE.Object3D) {
   obj.traverse((o) => {
-    o.geometry?.dispose();
-    if (o.material)
-      (Array.isArray(o.material) ? o.material : [o.material]).forEach((m) => {
-        m.map?.dispose();
+    const drawn = o as Partial<Pick<THREE.Mesh, 'geometry' | 'material'>>;
+    drawn.geometry?.dispose();
+    if (drawn.material)
+      (Array.isArray(drawn.material) ? drawn.material : [drawn.material]).forEach((m) => {
+        (m as THREE.MeshBasicMaterial).map?.dispose();
         m.dispose();
       });
-    if (o.isCSS2DObject) o.element.remove();
+    if (o instanceof CSS2DObject) o.element.remove();
   });
 }
 
 // Foreground probability → RGBA: transparent where empty, a warm ramp where the fusion sees objects.
-const FG_STOPS = [
+const FG_STOPS: [number, number[]][] = [
   [0, [40, 20, 90]],
   [0.5, [190, 40, 130]],
   [0.8, [250, 120, 60]],
   [1, [255, 235, 120]],
 ];
-function foregroundRGBA(p) {
+function foregroundRGBA(p: number): number[] {
   const t = p / 255;
   let c = FG_STOPS[FG_STOPS.length - 1][1];
   for (let i = 1; i < FG_STOPS.length; i++) {
@@ -111,11 +113,59 @@ function foregroundRGBA(p) {
   // Low probabilities fade out so that points and boxes stay readable on top.
   return [c[0], c[1], c[2], Math.round(255 * fgAlpha(t))];
 }
-const fgAlpha = (t) => 0.55 * t ** 2;
+const fgAlpha = (t: number) => 0.55 * t ** 2;
 export const FOREGROUND_GRADIENT = FG_STOPS.map(([t, c]) => `rgba(${c.join(',')},${Math.max(0.15, fgAlpha(t)).toFixed(2)}) ${t * 100}%`).join(', ');
 
+const LAYERS = ['grid', 'points', 'gt', 'pred', 'agents', 'links', 'foreground', 'labels'] as const;
+export type LayerName = (typeof LAYERS)[number];
+
+export interface Counts {
+  points: number;
+  gtBoxes: number;
+  predBoxes: number;
+  tp: number;
+  fp: number;
+  miss: number;
+  agents: number;
+}
+
+interface LineOptions {
+  opacity?: number;
+  dashed?: boolean;
+  /** Drawn over everything (no depth test). */
+  overlay?: boolean;
+}
+
 export class SceneView {
-  constructor(container) {
+  readonly container: HTMLElement;
+  readonly renderer: THREE.WebGLRenderer;
+  readonly labels: CSS2DRenderer;
+  readonly scene: THREE.Scene;
+  readonly root: THREE.Group;
+  readonly layers = {} as Record<LayerName, THREE.Group>;
+  lineMaterials: LineMaterial[] = [];
+  readonly bevCamera: THREE.OrthographicCamera;
+  readonly orbitCamera: THREE.PerspectiveCamera;
+  readonly bevControls: OrbitControls;
+  readonly orbitControls: OrbitControls;
+  view: 'bev' | 'orbit' = 'bev';
+  halfExtent = 55;
+  aspect = 1;
+  groundZ = -1.9;
+  pending = 0;
+  pointColorMode = 'agent';
+  foregroundLevel = 0;
+  foregroundAgent = 'max';
+  frame: ViewFrame | null = null;
+  counts: Counts = { points: 0, gtBoxes: 0, predBoxes: 0, tp: 0, fp: 0, miss: 0, agents: 0 };
+  pointsObject: THREE.Points<THREE.BufferGeometry, THREE.PointsMaterial> | null = null;
+  gtMatchedObject: LineSegments2 | null = null;
+  gtMissedObject: LineSegments2 | null = null;
+  tpObject: LineSegments2 | null = null;
+  fpObject: LineSegments2 | null = null;
+  agentMarkers = 0;
+
+  constructor(container: HTMLElement) {
     this.container = container;
     this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
     this.renderer.setPixelRatio(Math.min(window.devicePixelRatio, 2));
@@ -128,14 +178,12 @@ export class SceneView {
     this.scene = new THREE.Scene();
     this.root = new THREE.Group();
     this.scene.add(this.root);
-    this.layers = {};
-    for (const name of ['grid', 'points', 'gt', 'pred', 'agents', 'links', 'foreground', 'labels']) {
+    for (const name of LAYERS) {
       const g = new THREE.Group();
       g.name = name;
       this.layers[name] = g;
       this.root.add(g);
     }
-    this.lineMaterials = [];
 
     this.bevCamera = new THREE.OrthographicCamera(-1, 1, 1, -1, 0.1, 2000);
     this.bevCamera.up.set(1, 0, 0);
@@ -148,16 +196,8 @@ export class SceneView {
     this.orbitControls = new OrbitControls(this.orbitCamera, this.labels.domElement);
     this.orbitControls.maxPolarAngle = Math.PI * 0.49;
     for (const c of [this.bevControls, this.orbitControls]) c.addEventListener('change', () => this.requestRender());
-    this.view = 'bev';
-    this.halfExtent = 55;
     this.resetCameras();
     this.setView('bev');
-
-    this.pointColorMode = 'agent';
-    this.foregroundLevel = 0;
-    this.foregroundAgent = 'max';
-    this.frame = null;
-    this.counts = { points: 0, gtBoxes: 0, predBoxes: 0, tp: 0, fp: 0, miss: 0, agents: 0 };
 
     new ResizeObserver(() => this.resize()).observe(container);
     this.resize();
@@ -201,7 +241,7 @@ export class SceneView {
     this.requestRender();
   }
 
-  setView(view) {
+  setView(view: string) {
     this.view = view === 'orbit' ? 'orbit' : 'bev';
     this.bevControls.enabled = this.view === 'bev';
     this.orbitControls.enabled = this.view === 'orbit';
@@ -225,13 +265,12 @@ export class SceneView {
     this.labels.render(this.scene, this.camera);
   }
 
-  setLayerVisible(name, visible) {
-    if (this.layers[name]) this.layers[name].visible = visible;
+  setLayerVisible(name: string, visible: boolean) {
+    if (Object.hasOwn(this.layers, name)) this.layers[name as LayerName].visible = visible;
     this.requestRender();
   }
 
-  lineMaterial(color, width, opts = {}) {
-    opts ??= {};
+  lineMaterial(color: number, width: number, opts: LineOptions = {}) {
     // Fat lines are quads built in clip space; the y-mirror of a left-handed frame flips their
     // winding, so they must not be face-culled.
     const m = new LineMaterial({
@@ -250,7 +289,7 @@ export class SceneView {
     return m;
   }
 
-  clearLayer(name) {
+  clearLayer(name: LayerName) {
     const g = this.layers[name];
     for (const c of [...g.children]) {
       g.remove(c);
@@ -259,7 +298,7 @@ export class SceneView {
   }
 
   /** Line segments from a flat [x0,y0,z0,x1,y1,z1, ...] list; returns the object, or null when empty. */
-  segments(positions, color, width, opts) {
+  segments(positions: number[], color: number, width: number, opts?: LineOptions): LineSegments2 | null {
     if (!positions.length) return null;
     const geom = new LineSegmentsGeometry();
     geom.setPositions(positions);
@@ -270,14 +309,14 @@ export class SceneView {
   }
 
   /** Number of segments actually held by a LineSegments2 (0 for null). */
-  static segmentCount(obj) {
+  static segmentCount(obj: LineSegments2 | null): number {
     return obj ? obj.geometry.attributes.instanceStart.count : 0;
   }
 
-  show(frame) {
+  show(frame: ViewFrame): Counts {
     this.frame = frame;
     this.root.scale.set(1, frame.leftHanded ? -1 : 1, 1);
-    for (const name of Object.keys(this.layers)) this.clearLayer(name);
+    for (const name of LAYERS) this.clearLayer(name);
     this.lineMaterials = [];
     const [xmin, ymin, _zmin, xmax, ymax] = frame.range.length === 6 ? frame.range : [-51.2, -51.2, -3, 51.2, 51.2, 1];
     this.groundZ = -1.9;
@@ -293,16 +332,16 @@ export class SceneView {
     return this.counts;
   }
 
-  buildGrid(xmin, ymin, xmax, ymax) {
+  buildGrid(xmin: number, ymin: number, xmax: number, ymax: number) {
     const z = this.groundZ - 0.05;
     const p = [];
     for (let x = Math.ceil(xmin / 10) * 10; x <= xmax; x += 10) p.push(x, ymin, z, x, ymax, z);
     for (let y = Math.ceil(ymin / 10) * 10; y <= ymax; y += 10) p.push(xmin, y, z, xmax, y, z);
-    const grid = this.segments(p, COLORS.grid, 1);
+    const grid = this.segments(p, COLORS.grid, 1)!;
     grid.renderOrder = -2;
     this.layers.grid.add(grid);
     const r = [xmin, ymin, z, xmax, ymin, z, xmax, ymin, z, xmax, ymax, z, xmax, ymax, z, xmin, ymax, z, xmin, ymax, z, xmin, ymin, z];
-    this.layers.grid.add(this.segments(r, COLORS.range, 1.5));
+    this.layers.grid.add(this.segments(r, COLORS.range, 1.5)!);
     for (let d = 20; d <= Math.max(xmax, ymax); d += 20) {
       const el = document.createElement('div');
       el.className = 'grid-label';
@@ -314,9 +353,9 @@ export class SceneView {
   }
 
   buildPoints() {
-    const f = this.frame;
+    const f = this.frame!;
     const n = f.points?.count ?? 0;
-    if (!n) {
+    if (!f.points || !n) {
       this.pointsObject = null;
       return;
     }
@@ -334,7 +373,7 @@ export class SceneView {
     this.colorPoints();
   }
 
-  setPointColorMode(mode) {
+  setPointColorMode(mode: string) {
     this.pointColorMode = mode;
     this.colorPoints();
     this.requestRender();
@@ -342,8 +381,8 @@ export class SceneView {
 
   colorPoints() {
     const pts = this.pointsObject;
-    if (!pts) return;
     const f = this.frame;
+    if (!pts || !f?.points) return;
     const pos = pts.geometry.attributes.position.array;
     const col = pts.geometry.attributes.color;
     const agentIdx = f.points.agent;
@@ -365,8 +404,8 @@ export class SceneView {
     col.needsUpdate = true;
   }
 
-  boxSegments(boxes) {
-    const p = [];
+  boxSegments(boxes: ViewBox[]): number[] {
+    const p: number[] = [];
     for (const b of boxes) {
       const c = b.corners;
       for (const [i, j] of EDGES) p.push(c[i * 3], c[i * 3 + 1], c[i * 3 + 2], c[j * 3], c[j * 3 + 1], c[j * 3 + 2]);
@@ -375,37 +414,33 @@ export class SceneView {
   }
 
   buildBoxes() {
-    const f = this.frame;
-    const add = (layer, key, boxes, color, width, opts) => {
+    const f = this.frame!;
+    const add = (layer: THREE.Group, boxes: ViewBox[], color: number, width: number, opts?: LineOptions) => {
       const obj = this.segments(this.boxSegments(boxes), color, width, opts);
-      this[key] = obj;
       if (obj) layer.add(obj);
+      return obj;
     };
-    add(
+    this.gtMatchedObject = add(
       this.layers.gt,
-      'gtMatchedObject',
       f.gt.filter((b) => b.status === STATUS.MATCHED),
       COLORS.matched,
       1.5,
       { opacity: 0.9 },
     );
-    add(
+    this.gtMissedObject = add(
       this.layers.gt,
-      'gtMissedObject',
       f.gt.filter((b) => b.status === STATUS.MISSED),
       COLORS.missed,
       2.5,
     );
-    add(
+    this.tpObject = add(
       this.layers.pred,
-      'tpObject',
       f.predictions.filter((b) => b.status === STATUS.TP),
       COLORS.tp,
       2.5,
     );
-    add(
+    this.fpObject = add(
       this.layers.pred,
-      'fpObject',
       f.predictions.filter((b) => b.status === STATUS.FP),
       COLORS.fp,
       2.5,
@@ -413,10 +448,10 @@ export class SceneView {
   }
 
   buildAgents() {
-    const f = this.frame;
+    const f = this.frame!;
     const ego = f.agents.find((a) => a.ego);
-    const links = [],
-      linksOff = [];
+    const links: number[] = [],
+      linksOff: number[] = [];
     let markers = 0;
     f.agents.forEach((a, i) => {
       if (a.pose.length !== 16) return;
@@ -484,7 +519,7 @@ export class SceneView {
     if (off) this.layers.links.add(off);
     if (ego) {
       // The communication range around the ego: agents outside it send nothing.
-      const p = [];
+      const p: number[] = [];
       const r = 70,
         n = 96;
       for (let k = 0; k < n; k++) {
@@ -492,11 +527,11 @@ export class SceneView {
           a1 = ((k + 1) / n) * Math.PI * 2;
         p.push(r * Math.cos(a0), r * Math.sin(a0), this.groundZ, r * Math.cos(a1), r * Math.sin(a1), this.groundZ);
       }
-      this.layers.links.add(this.segments(p, COLORS.linkOff, 1, { opacity: 0.5 }));
+      this.layers.links.add(this.segments(p, COLORS.linkOff, 1, { opacity: 0.5 })!);
     }
   }
 
-  setForeground(level, agent) {
+  setForeground(level: number, agent: string) {
     this.foregroundLevel = level;
     this.foregroundAgent = agent;
     this.clearLayer('foreground');
@@ -505,7 +540,7 @@ export class SceneView {
   }
 
   buildForeground() {
-    const f = this.frame;
+    const f = this.frame!;
     const lv = f.foreground.find((l) => l.level === this.foregroundLevel) ?? f.foreground[0];
     if (!lv) return;
     const { width: w, height: h, data } = lv;
@@ -559,7 +594,7 @@ export class SceneView {
    * The box under a screen position: the ray is cut with the ground plane and the footprint
    * (corners 0..3) that contains that point wins, predictions before GT. Returns null when none.
    */
-  pick(clientX, clientY) {
+  pick(clientX: number, clientY: number): { kind: 'prediction' | 'gt'; box: ViewBox } | null {
     const f = this.frame;
     if (!f) return null;
     const rect = this.renderer.domElement.getBoundingClientRect();
@@ -570,7 +605,7 @@ export class SceneView {
     if (!ray.ray.intersectPlane(new THREE.Plane(new THREE.Vector3(0, 0, 1), -this.groundZ), hit)) return null;
     const x = hit.x,
       y = f.leftHanded ? -hit.y : hit.y;
-    const inside = (c) => {
+    const inside = (c: number[]) => {
       let sign = 0;
       for (let i = 0; i < 4; i++) {
         const j = (i + 1) % 4;
@@ -582,7 +617,7 @@ export class SceneView {
       }
       return true;
     };
-    const visible = (layer) => this.layers[layer].visible;
+    const visible = (layer: LayerName) => this.layers[layer].visible;
     const pred = visible('pred') ? f.predictions.find((b) => inside(b.corners)) : undefined;
     if (pred) return { kind: 'prediction', box: pred };
     const gt = visible('gt') ? f.gt.find((b) => inside(b.corners)) : undefined;
@@ -590,10 +625,10 @@ export class SceneView {
   }
 
   /** Centres the active camera on an agent. */
-  focusOn(agentId) {
+  focusOn(agentId: number | null) {
     const a = this.frame?.agents.find((x) => x.id === agentId);
     if (a?.pose.length !== 16) return;
-    const sy = this.frame.leftHanded ? -1 : 1;
+    const sy = this.frame!.leftHanded ? -1 : 1;
     const target = new THREE.Vector3(a.pose[3], sy * a.pose[7], 0);
     if (this.view === 'bev') {
       this.bevControls.target.copy(target);

@@ -2,13 +2,33 @@
 // here by protobufjs), hands them to the three.js view, and keeps the URL hash in step
 // (#scenario=SPLIT/NAME&frame=TS&view=bev|orbit) so that a link reopens the same scene.
 
-import { SceneView, AGENT_COLORS, COLORS, FOREGROUND_GRADIENT, HEIGHT_GRADIENT, HEIGHT_RANGE } from './render.js';
+import protobuf from 'protobufjs';
+import type { IndexScenario, ViewIndex } from '../scene.ts';
+import type { ViewFrame } from './frame.ts';
+import { SceneView, AGENT_COLORS, COLORS, FOREGROUND_GRADIENT, HEIGHT_GRADIENT, HEIGHT_RANGE, type Counts } from './render.ts';
 
-const $ = (id) => document.getElementById(id);
-const hex = (n) => `#${n.toString(16).padStart(6, '0')}`;
+/** What tests and scripts read: updated after each frame has been drawn. */
+interface Hook {
+  ready: boolean;
+  scenario: string | null;
+  frame: string | null;
+  frameIndex: number;
+  view: 'bev' | 'orbit';
+  error: string | null;
+  counts: Counts;
+}
 
-// What tests and scripts read: updated after each frame has been drawn.
-const hook = (window.__heal = {
+declare global {
+  interface Window {
+    __heal: Hook;
+  }
+}
+
+// Every id the page asks for is in index.html; T names the element's kind where the page reads more than HTMLElement.
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const hex = (n: number) => `#${n.toString(16).padStart(6, '0')}`;
+
+const hook: Hook = (window.__heal = {
   ready: false,
   scenario: null,
   frame: null,
@@ -18,9 +38,22 @@ const hook = (window.__heal = {
   counts: { points: 0, gtBoxes: 0, predBoxes: 0, tp: 0, fp: 0, miss: 0, agents: 0 },
 });
 
-const state = {
+interface State {
+  index: ViewIndex | null;
+  scenario: IndexScenario | null;
+  frameIndex: number;
+  view: 'bev' | 'orbit';
+  playing: boolean;
+  loadToken: number;
+  selectedAgent: number | null;
+  frame: ViewFrame | null;
+  /** Said once with the next frame: a link that pointed at something not here. */
+  pendingNote?: string[];
+}
+
+const state: State = {
   index: null,
-  scenario: null, // IndexScenario
+  scenario: null,
   frameIndex: 0,
   view: 'bev',
   playing: false,
@@ -29,12 +62,12 @@ const state = {
   frame: null,
 };
 
-let FrameType;
-let view;
+let FrameType: protobuf.Type;
+let view: SceneView;
 
 async function loadSchema() {
   const text = await (await fetch('/proto/scene.proto')).text();
-  FrameType = window.protobuf.parse(text).root.lookupType('healview.Frame');
+  FrameType = protobuf.parse(text).root.lookupType('healview.Frame');
 }
 
 function readHash() {
@@ -52,27 +85,27 @@ function writeHash() {
   if (location.hash !== h) history.replaceState(null, '', h);
 }
 
-function showError(message) {
+function showError(message: string) {
   hook.error = message;
   const el = $('error');
   el.textContent = message;
   el.hidden = !message;
 }
 
-function setStatus(text) {
+function setStatus(text: string) {
   $('status').textContent = text;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Frames
 
-async function loadFrame() {
+async function loadFrame(): Promise<boolean> {
   const token = ++state.loadToken;
-  const sc = state.scenario;
+  const sc = state.scenario!;
   const fr = sc.frames[state.frameIndex];
   hook.ready = false;
   writeHash();
-  $('timeline').value = String(state.frameIndex);
+  $<HTMLInputElement>('timeline').value = String(state.frameIndex);
   $('frame-label').textContent = `${fr.ts}  ·  ${state.frameIndex + 1} / ${sc.frames.length}`;
   setStatus('loading…');
   const t0 = performance.now();
@@ -88,7 +121,7 @@ async function loadFrame() {
   const bytes = new Uint8Array(await res.arrayBuffer());
   // A newer request (scrubbing fast) makes this one stale: drop it.
   if (token !== state.loadToken) return false;
-  const frame = FrameType.decode(bytes);
+  const frame = FrameType.decode(bytes) as unknown as ViewFrame;
   state.frame = frame;
   showError('');
   const counts = view.show(frame);
@@ -96,7 +129,7 @@ async function loadFrame() {
   renderPanel(frame, bytes.length, performance.now() - t0);
   renderCameras();
   // Counts come from the scene graph, after the draw call.
-  await new Promise((r) =>
+  await new Promise<void>((r) =>
     requestAnimationFrame(() => {
       view.renderNow();
       r();
@@ -107,9 +140,9 @@ async function loadFrame() {
   return true;
 }
 
-function goTo(index) {
+function goTo(index: number): Promise<boolean> {
   if (index !== state.frameIndex) state.pendingNote = [];
-  const n = state.scenario.frames.length;
+  const n = state.scenario!.frames.length;
   state.frameIndex = Math.max(0, Math.min(n - 1, index));
   return loadFrame().catch((e) => {
     console.error(e);
@@ -117,11 +150,11 @@ function goTo(index) {
   });
 }
 
-function selectScenario(key, frameTs) {
-  const sc = state.index.scenarios.find((s) => s.key === key) ?? state.index.scenarios[0];
+function selectScenario(key: string | null, frameTs?: string | null): Promise<boolean> {
+  const sc = state.index!.scenarios.find((s) => s.key === key) ?? state.index!.scenarios[0];
   state.scenario = sc;
-  $('scenario').value = sc.key;
-  const tl = $('timeline');
+  $<HTMLSelectElement>('scenario').value = sc.key;
+  const tl = $<HTMLInputElement>('timeline');
   tl.max = String(sc.frames.length - 1);
   const marks = $('timeline-marks');
   marks.innerHTML = '';
@@ -150,9 +183,9 @@ async function play() {
   $('play').title = 'pause (space)';
   while (state.playing) {
     const t0 = performance.now();
-    const next = state.frameIndex + 1 < state.scenario.frames.length ? state.frameIndex + 1 : 0;
+    const next = state.frameIndex + 1 < state.scenario!.frames.length ? state.frameIndex + 1 : 0;
     await goTo(next);
-    const wait = 1000 / Number($('speed').value) - (performance.now() - t0);
+    const wait = 1000 / Number($<HTMLSelectElement>('speed').value) - (performance.now() - t0);
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
 }
@@ -163,18 +196,18 @@ function pause() {
   $('play').title = 'play (space)';
 }
 
-function setView(v) {
+function setView(v: string) {
   state.view = v === 'orbit' ? 'orbit' : 'bev';
   view.setView(state.view);
   hook.view = state.view;
-  for (const b of document.querySelectorAll('[data-view]')) b.classList.toggle('active', b.dataset.view === state.view);
+  for (const b of document.querySelectorAll<HTMLElement>('[data-view]')) b.classList.toggle('active', b.dataset.view === state.view);
   writeHash();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Panel
 
-function renderPanel(frame, bytes, ms) {
+function renderPanel(frame: ViewFrame, bytes: number, ms: number) {
   const c = view.counts;
   $('counts').innerHTML = [
     ['points', c.points.toLocaleString()],
@@ -205,7 +238,7 @@ function renderPanel(frame, bytes, ms) {
     })
     .join('');
   $('agents').innerHTML = `<tr><th>agent</th><th>type</th><th>kind</th><th>link</th><th>dist</th><th>pts</th></tr>${rows}`;
-  for (const tr of $('agents').querySelectorAll('tr[data-agent]')) {
+  for (const tr of $('agents').querySelectorAll<HTMLElement>('tr[data-agent]')) {
     tr.addEventListener('click', () => {
       state.selectedAgent = Number(tr.dataset.agent);
       for (const r of $('agents').querySelectorAll('tr')) r.classList.toggle('selected', r === tr);
@@ -214,17 +247,17 @@ function renderPanel(frame, bytes, ms) {
     });
   }
 
-  const fg = $('fg-agent');
+  const fg = $<HTMLSelectElement>('fg-agent');
   const levels = frame.foreground;
   const cur = fg.value;
   fg.innerHTML = '<option value="max">max over agents</option>' + (levels[0]?.agents ?? []).map((id) => `<option value="${id}">agent ${id}</option>`).join('');
   fg.value = [...fg.options].some((o) => o.value === cur) ? cur : 'max';
-  const lvSel = $('fg-level');
+  const lvSel = $<HTMLSelectElement>('fg-level');
   const curL = lvSel.value;
   lvSel.innerHTML = levels.map((l) => `<option value="${l.level}">level ${l.level} · ${l.width}×${l.height}</option>`).join('') || '<option>none</option>';
   if ([...lvSel.options].some((o) => o.value === curL)) lvSel.value = curL;
 
-  const notes = [...(state.pendingNote ?? []), ...state.index.notes, ...frame.notes];
+  const notes = [...(state.pendingNote ?? []), ...state.index!.notes, ...frame.notes];
   for (const a of frame.agents) if (a.skipped && !a.ego) notes.push(`agent ${a.id}: ${a.skipped}`);
   $('notes').innerHTML = notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('');
   $('notes-box').hidden = notes.length === 0;
@@ -236,8 +269,8 @@ function renderCameras() {
   const frame = state.frame;
   if (!frame) return;
   const a = frame.agents.find((x) => x.id === state.selectedAgent);
-  const sc = state.scenario.key,
-    ts = state.scenario.frames[state.frameIndex].ts;
+  const sc = state.scenario!.key,
+    ts = state.scenario!.frames[state.frameIndex].ts;
   $('cameras-title').textContent = a ? `cameras · agent ${a.id}${a.ego ? ' (ego)' : ''} · ${a.type}` : 'cameras';
   if (!a?.cameras.length) {
     strip.innerHTML = '<div class="empty">this agent has no cameras</div>';
@@ -252,9 +285,9 @@ function renderCameras() {
   for (const img of strip.querySelectorAll('img')) img.addEventListener('click', () => openLightbox(img.src, img.alt));
 }
 
-const STATUS_TEXT = { 1: 'true positive', 2: 'false positive', 3: 'matched', 4: 'missed' };
+const STATUS_TEXT: Record<number, string> = { 1: 'true positive', 2: 'false positive', 3: 'matched', 4: 'missed' };
 
-function showTooltip(clientX, clientY) {
+function showTooltip(clientX: number, clientY: number) {
   const tip = $('tooltip');
   const hit = view.pick(clientX, clientY);
   if (!hit) {
@@ -273,18 +306,19 @@ function showTooltip(clientX, clientY) {
   tip.hidden = false;
 }
 
-function openLightbox(src, alt) {
-  $('lightbox-img').src = src;
-  $('lightbox-img').alt = alt;
+function openLightbox(src: string, alt: string) {
+  $<HTMLImageElement>('lightbox-img').src = src;
+  $<HTMLImageElement>('lightbox-img').alt = alt;
   $('lightbox').hidden = false;
 }
 
-function escapeHtml(s) {
-  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+function escapeHtml(s: unknown) {
+  return String(s).replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
 }
 
 function buildLegend() {
-  const item = (color, label, cls = 'line') => `<div class="legend-item"><span class="${cls}" style="--c:${color}"></span>${label}</div>`;
+  const item = (color: string, label: string, cls = 'line') => `<div class="legend-item"><span class="${cls}" style="--c:${color}"></span>${label}</div>`;
   $('legend').innerHTML = [
     item(hex(COLORS.tp), 'prediction, true positive'),
     item(hex(COLORS.fp), 'prediction, false positive'),
@@ -303,11 +337,13 @@ function buildLegend() {
 // Wiring
 
 function wire() {
-  $('scenario').addEventListener('change', (e) => {
+  const scenario = $<HTMLSelectElement>('scenario');
+  scenario.addEventListener('change', () => {
     pause();
-    selectScenario(e.target.value);
+    selectScenario(scenario.value);
   });
-  $('timeline').addEventListener('input', (e) => goTo(Number(e.target.value)));
+  const timeline = $<HTMLInputElement>('timeline');
+  timeline.addEventListener('input', () => goTo(Number(timeline.value)));
   $('play').addEventListener('click', () => (state.playing ? pause() : play()));
   $('prev').addEventListener('click', () => {
     pause();
@@ -317,20 +353,22 @@ function wire() {
     pause();
     goTo(state.frameIndex + 1);
   });
-  for (const b of document.querySelectorAll('[data-view]')) b.addEventListener('click', () => setView(b.dataset.view));
+  for (const b of document.querySelectorAll<HTMLElement>('[data-view]')) b.addEventListener('click', () => setView(b.dataset.view ?? 'bev'));
   $('reset-camera').addEventListener('click', () => view.resetCameras());
-  for (const cb of document.querySelectorAll('[data-layer]')) {
+  for (const cb of document.querySelectorAll<HTMLInputElement>('[data-layer]')) {
     cb.addEventListener('change', () => {
-      if (cb.dataset.layer === 'cameras') $('camera-strip').hidden = !cb.checked;
-      else view.setLayerVisible(cb.dataset.layer, cb.checked);
-      if (cb.dataset.layer === 'agents') view.setLayerVisible('labels', cb.checked);
+      const layer = cb.dataset.layer ?? '';
+      if (layer === 'cameras') $('camera-strip').hidden = !cb.checked;
+      else view.setLayerVisible(layer, cb.checked);
+      if (layer === 'agents') view.setLayerVisible('labels', cb.checked);
     });
   }
-  $('color-mode').addEventListener('change', (e) => {
-    view.setPointColorMode(e.target.value);
-    $('height-scale').hidden = e.target.value !== 'height';
+  const colorMode = $<HTMLSelectElement>('color-mode');
+  colorMode.addEventListener('change', () => {
+    view.setPointColorMode(colorMode.value);
+    $('height-scale').hidden = colorMode.value !== 'height';
   });
-  const fg = () => view.setForeground(Number($('fg-level').value), $('fg-agent').value);
+  const fg = () => view.setForeground(Number($<HTMLSelectElement>('fg-level').value), $<HTMLSelectElement>('fg-agent').value);
   $('fg-level').addEventListener('change', fg);
   $('fg-agent').addEventListener('change', fg);
   $('lightbox').addEventListener('click', () => {
@@ -369,6 +407,7 @@ function wire() {
   window.addEventListener('hashchange', () => {
     const h = readHash();
     if (h.view && h.view !== state.view) setView(h.view);
+    if (!state.scenario) return;
     if (h.scenario && h.scenario !== state.scenario.key) selectScenario(h.scenario, h.frame);
     else if (h.frame && h.frame !== state.scenario.frames[state.frameIndex].ts) {
       const i = state.scenario.frames.findIndex((f) => f.ts === h.frame);
@@ -385,9 +424,9 @@ async function main() {
     await loadSchema();
     const res = await fetch('/api/index');
     if (!res.ok) throw new Error(`/api/index: ${res.status} ${await res.text()}`);
-    state.index = await res.json();
+    state.index = (await res.json()) as ViewIndex;
   } catch (e) {
-    showError(String(e.message ?? e));
+    showError(String((e as Error).message ?? e));
     return;
   }
   const ix = state.index;
