@@ -1,0 +1,491 @@
+// Generated from proto/heal.proto by `npm run proto` (proto/generate.ts); do not edit.
+import * as $protobuf from "protobufjs";
+import Long = require("long");
+
+/** Namespace heal. */
+export namespace heal {
+
+    /**
+     * Properties of a Header.
+     * @deprecated Use heal.Header.$Properties instead.
+     */
+    interface IHeader extends heal.Header.$Properties {
+    }
+
+    /** Represents a Header. */
+    class Header {
+
+        /**
+         * Constructs a new Header.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.Header.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** Sender's id within the scene (e.g. the OPV2V CAV id "641"). */
+        agentId: string;
+
+        /** Agent type of the sender ("m1".."m4"): which encoder made the features. */
+        agentType: string;
+
+        /** Frame timestamp of the sensor data, as the dataset names it (e.g. "000069"). */
+        timestamp: string;
+
+        /** Increases by one per message from this sender. */
+        sequence: (number|Long);
+
+        /** Schema version this message was written with (currently 1). 0 means unset and is rejected. */
+        schemaVersion: number;
+    }
+
+    namespace Header {
+
+        /** Properties of a Header. */
+        interface $Properties {
+
+            /** Sender's id within the scene (e.g. the OPV2V CAV id "641"). */
+            agentId?: (string|null);
+
+            /** Agent type of the sender ("m1".."m4"): which encoder made the features. */
+            agentType?: (string|null);
+
+            /** Frame timestamp of the sensor data, as the dataset names it (e.g. "000069"). */
+            timestamp?: (string|null);
+
+            /** Increases by one per message from this sender. */
+            sequence?: (number|Long|null);
+
+            /** Schema version this message was written with (currently 1). 0 means unset and is rejected. */
+            schemaVersion?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a Header. */
+        type $Shape = heal.Header.$Properties;
+    }
+
+    /**
+     * Properties of a Pose.
+     * @deprecated Use heal.Pose.$Properties instead.
+     */
+    interface IPose extends heal.Pose.$Properties {
+    }
+
+    /** T_world<-lidar of the sender, 4x4 row-major (16 values). */
+    class Pose {
+
+        /**
+         * Constructs a new Pose.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.Pose.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** Pose matrix. */
+        matrix: number[];
+    }
+
+    namespace Pose {
+
+        /** Properties of a Pose. */
+        interface $Properties {
+
+            /** Pose matrix */
+            matrix?: (number[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a Pose. */
+        type $Shape = heal.Pose.$Properties;
+    }
+
+    /**
+     * Properties of a Grid.
+     * @deprecated Use heal.Grid.$Properties instead.
+     */
+    interface IGrid extends heal.Grid.$Properties {
+    }
+
+    /**
+     * The BEV grid the features live on, in the sender's LiDAR frame. Row r covers
+     * y in [y_min + r*cell_size, y_min + (r+1)*cell_size) (rows = y, increasing), column c covers
+     * x in [x_min + c*cell_size, ...). width*cell_size = x_max - x_min, height*cell_size = y_max - y_min.
+     */
+    class Grid {
+
+        /**
+         * Constructs a new Grid.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.Grid.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** Grid xMin. */
+        xMin: number;
+
+        /** Grid xMax. */
+        xMax: number;
+
+        /** Grid yMin. */
+        yMin: number;
+
+        /** Grid yMax. */
+        yMax: number;
+
+        /** Grid cellSize. */
+        cellSize: number;
+
+        /** Grid width. */
+        width: number;
+
+        /** Grid height. */
+        height: number;
+
+        /** Grid channels. */
+        channels: number;
+    }
+
+    namespace Grid {
+
+        /** Properties of a Grid. */
+        interface $Properties {
+
+            /** Grid xMin */
+            xMin?: (number|null);
+
+            /** Grid xMax */
+            xMax?: (number|null);
+
+            /** Grid yMin */
+            yMin?: (number|null);
+
+            /** Grid yMax */
+            yMax?: (number|null);
+
+            /** Grid cellSize */
+            cellSize?: (number|null);
+
+            /** Grid width */
+            width?: (number|null);
+
+            /** Grid height */
+            height?: (number|null);
+
+            /** Grid channels */
+            channels?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a Grid. */
+        type $Shape = heal.Grid.$Properties;
+    }
+
+    /** DType enum. */
+    enum DType {
+
+        /** DTYPE_UNSPECIFIED value */
+        DTYPE_UNSPECIFIED = 0,
+
+        /** little-endian IEEE binary32 */
+        FLOAT32 = 1,
+
+        /** little-endian IEEE binary16 */
+        FLOAT16 = 2,
+
+        /** symmetric: value = q * scale, q in [-127, 127] */
+        INT8 = 3
+    }
+
+    /**
+     * Properties of a Features.
+     * @deprecated Use heal.Features.$Properties instead.
+     */
+    interface IFeatures extends heal.Features.$Properties {
+    }
+
+    /** Represents a Features. */
+    class Features {
+
+        /**
+         * Constructs a new Features.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.Features.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** Logical dense shape [channels, height, width]; must match the grid. */
+        shape: number[];
+
+        /** Features dtype. */
+        dtype: heal.DType;
+
+        /**
+         * Channel-major: all transmitted cells of channel 0 (in increasing cell index), then channel 1...
+         * Without a mask every cell is transmitted, so this is the dense [C, H, W] tensor.
+         */
+        data: Uint8Array;
+
+        /** INT8 only: one scale (per tensor) or one per channel. Empty for float dtypes. */
+        scale: number[];
+    }
+
+    namespace Features {
+
+        /** Properties of a Features. */
+        interface $Properties {
+
+            /** Logical dense shape [channels, height, width]; must match the grid. */
+            shape?: (number[]|null);
+
+            /** Features dtype */
+            dtype?: (heal.DType|null);
+
+            /**
+             * Channel-major: all transmitted cells of channel 0 (in increasing cell index), then channel 1...
+             * Without a mask every cell is transmitted, so this is the dense [C, H, W] tensor.
+             */
+            data?: (Uint8Array|null);
+
+            /** INT8 only: one scale (per tensor) or one per channel. Empty for float dtypes. */
+            scale?: (number[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a Features. */
+        type $Shape = heal.Features.$Properties;
+    }
+
+    /**
+     * Properties of a SparseMask.
+     * @deprecated Use heal.SparseMask.$Properties instead.
+     */
+    interface ISparseMask extends heal.SparseMask.$Properties {
+    }
+
+    /** Which cells the features cover (sparse messages). Cell index = row * width + column. */
+    class SparseMask {
+
+        /**
+         * Constructs a new SparseMask.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.SparseMask.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** ceil(H*W/8) bytes, bit (i % 8) of byte (i / 8) set when cell i is transmitted; padding bits 0. */
+        bitmask?: (Uint8Array|null);
+
+        /** First value is the first cell index, each next one the (positive) gap to the previous. */
+        deltas?: (heal.CellDeltas.$Properties|null);
+
+        /** SparseMask cells. */
+        cells?: ("bitmask"|"deltas");
+    }
+
+    namespace SparseMask {
+
+        /** Properties of a SparseMask. */
+        interface $Properties {
+
+            /** ceil(H*W/8) bytes, bit (i % 8) of byte (i / 8) set when cell i is transmitted; padding bits 0. */
+            bitmask?: (Uint8Array|null);
+
+            /** First value is the first cell index, each next one the (positive) gap to the previous. */
+            deltas?: (heal.CellDeltas.$Properties|null);
+
+            /** SparseMask cells */
+            cells?: ("bitmask"|"deltas");
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Narrowed shape of a SparseMask. */
+        type $Shape = {
+          bitmask?: Uint8Array|null;
+          deltas?: heal.CellDeltas.$Shape|null;
+          $unknowns?: Uint8Array[];
+        } & (
+          ({ cells?: undefined; bitmask?: null; deltas?: null }|{ cells?: "bitmask"; bitmask: Uint8Array; deltas?: null }|{ cells?: "deltas"; bitmask?: null; deltas: heal.CellDeltas.$Shape })
+        );
+    }
+
+    /**
+     * Properties of a CellDeltas.
+     * @deprecated Use heal.CellDeltas.$Properties instead.
+     */
+    interface ICellDeltas extends heal.CellDeltas.$Properties {
+    }
+
+    /** Represents a CellDeltas. */
+    class CellDeltas {
+
+        /**
+         * Constructs a new CellDeltas.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.CellDeltas.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** CellDeltas value. */
+        value: number[];
+    }
+
+    namespace CellDeltas {
+
+        /** Properties of a CellDeltas. */
+        interface $Properties {
+
+            /** CellDeltas value */
+            value?: (number[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a CellDeltas. */
+        type $Shape = heal.CellDeltas.$Properties;
+    }
+
+    /**
+     * Properties of a Detections.
+     * @deprecated Use heal.Detections.$Properties instead.
+     */
+    interface IDetections extends heal.Detections.$Properties {
+    }
+
+    /** Late fusion: the sender's own detections in its LiDAR frame. */
+    class Detections {
+
+        /**
+         * Constructs a new Detections.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.Detections.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** N boxes x 7 values [x, y, z, h, w, l, yaw] (heal's Box7, yaw in radians). */
+        boxes: number[];
+
+        /** N confidences in [0, 1]. */
+        scores: number[];
+    }
+
+    namespace Detections {
+
+        /** Properties of a Detections. */
+        interface $Properties {
+
+            /** N boxes x 7 values [x, y, z, h, w, l, yaw] (heal's Box7, yaw in radians). */
+            boxes?: (number[]|null);
+
+            /** N confidences in [0, 1]. */
+            scores?: (number[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a Detections. */
+        type $Shape = heal.Detections.$Properties;
+    }
+
+    /**
+     * Properties of a CollabMessage.
+     * @deprecated Use heal.CollabMessage.$Properties instead.
+     */
+    interface ICollabMessage extends heal.CollabMessage.$Properties {
+    }
+
+    /** Represents a CollabMessage. */
+    class CollabMessage {
+
+        /**
+         * Constructs a new CollabMessage.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.CollabMessage.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** CollabMessage header. */
+        header?: (heal.Header.$Properties|null);
+
+        /** CollabMessage pose. */
+        pose?: (heal.Pose.$Properties|null);
+
+        /** CollabMessage grid. */
+        grid?: (heal.Grid.$Properties|null);
+
+        /** CollabMessage features. */
+        features?: (heal.Features.$Properties|null);
+
+        /** Absent: dense (every cell transmitted). */
+        mask?: (heal.SparseMask.$Properties|null);
+
+        /** CollabMessage detections. */
+        detections?: (heal.Detections.$Properties|null);
+    }
+
+    namespace CollabMessage {
+
+        /** Properties of a CollabMessage. */
+        interface $Properties {
+
+            /** CollabMessage header */
+            header?: (heal.Header.$Properties|null);
+
+            /** CollabMessage pose */
+            pose?: (heal.Pose.$Properties|null);
+
+            /** CollabMessage grid */
+            grid?: (heal.Grid.$Properties|null);
+
+            /** CollabMessage features */
+            features?: (heal.Features.$Properties|null);
+
+            /** Absent: dense (every cell transmitted). */
+            mask?: (heal.SparseMask.$Properties|null);
+
+            /** CollabMessage detections */
+            detections?: (heal.Detections.$Properties|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a CollabMessage. */
+        type $Shape = {
+          header?: heal.Header.$Shape|null;
+          pose?: heal.Pose.$Shape|null;
+          grid?: heal.Grid.$Shape|null;
+          features?: heal.Features.$Shape|null;
+          mask?: heal.SparseMask.$Shape|null;
+          detections?: heal.Detections.$Shape|null;
+          $unknowns?: Uint8Array[];
+        };
+    }
+}
