@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { DataError } from '../datasets/io.ts';
 import { featureCellSize, featureGrid, type SharedSpace } from '../perception/space.ts';
+import type { heal } from '../proto/heal.d.ts';
 
 export const SCHEMA_VERSION = 1;
 
@@ -130,7 +131,7 @@ function loadSchema(): Schema {
 }
 
 const DTYPE_BYTES: Record<FeatureDType, number> = { float32: 4, float16: 2, int8: 1 };
-const DTYPE_TO_WIRE: Record<FeatureDType, string> = { float32: 'FLOAT32', float16: 'FLOAT16', int8: 'INT8' };
+const DTYPE_TO_WIRE: Record<FeatureDType, keyof typeof heal.DType> = { float32: 'FLOAT32', float16: 'FLOAT16', int8: 'INT8' };
 
 // ---------------------------------------------------------------------------------------------
 // float16
@@ -329,7 +330,7 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
   if (!Number.isSafeInteger(msg.sequence) || msg.sequence < 0) throw new MessageError('header.sequence', 'must be an integer in [0, 2^53)', msg.sequence);
   checkPose(Array.from(msg.pose), DEFAULT_LIMITS);
   checkGrid(msg.grid);
-  const obj: Record<string, unknown> = {
+  const obj: heal.CollabMessage.$Properties = {
     header: {
       agentId: msg.agentId,
       agentType: msg.agentType,
@@ -367,7 +368,7 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
       obj.mask = encodeMask(mask, cellIndices);
     }
     const { data, scale } = quantize(values, C, n, opts.dtype, int8Scale);
-    obj.features = { shape: [C, H, W], dtype: DTYPE_TO_WIRE[opts.dtype], data, scale };
+    obj.features = { shape: [C, H, W], dtype: loadSchema().dtypeEnum.values[DTYPE_TO_WIRE[opts.dtype]], data, scale };
   }
   if (msg.detections) {
     obj.detections = { boxes: Array.from(msg.detections.boxes), scores: Array.from(msg.detections.scores) };
@@ -379,9 +380,6 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-/** A decoded protobufjs message: untrusted, every field is checked before use. */
-type Wire = any;
-
 /** Parses and validates untrusted bytes. Every failure is a MessageError; nothing else escapes. */
 export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits = {}): DecodedMessage {
   const lim = { ...DEFAULT_LIMITS, ...limits };
@@ -390,9 +388,11 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits = {}): Dec
     throw new MessageError('bytes', `message is ${bytes.length} bytes, over the ${lim.maxBytes}-byte limit`);
   }
   if (bytes.length === 0) throw new MessageError('bytes', 'message is empty');
-  let wire: Wire;
+  // Untrusted: every field is checked before use. Reflection decodes into the objects the generated
+  // classes describe, both made from proto/heal.proto.
+  let wire: heal.CollabMessage;
   try {
-    wire = loadSchema().message.decode(bytes);
+    wire = loadSchema().message.decode(bytes) as heal.CollabMessage;
   } catch (err) {
     throw new MessageError('protobuf', `not a valid CollabMessage: ${(err as Error).message}`);
   }
@@ -405,13 +405,13 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits = {}): Dec
   }
 }
 
-function toNumber(v: unknown): number {
+/** A uint64 as protobufjs decodes it: a Long when the long package is there, else a number. */
+function toNumber(v: heal.Header.$Properties['sequence']): number {
   if (typeof v === 'number') return v;
-  if (v && typeof v === 'object' && 'toNumber' in v) return (v as { toNumber(): number }).toNumber();
-  return NaN;
+  return v ? v.toNumber() : NaN;
 }
 
-function checkText(field: string, v: unknown, maxLen: number, pattern?: RegExp): string {
+function checkText(field: string, v: string | null | undefined, maxLen: number, pattern?: RegExp): string {
   if (typeof v !== 'string' || v.length === 0) throw new MessageError(field, 'is missing or empty');
   if (v.length > maxLen) throw new MessageError(field, `is longer than ${maxLen} characters`, v);
   if (/[\u0000-\u001f\u007f]/.test(v)) throw new MessageError(field, 'contains control characters', v);
@@ -419,11 +419,11 @@ function checkText(field: string, v: unknown, maxLen: number, pattern?: RegExp):
   return v;
 }
 
-function checkPose(matrix: unknown, lim: Required<DecodeLimits>): Float64Array {
+function checkPose(matrix: readonly number[] | null | undefined, lim: Required<DecodeLimits>): Float64Array {
   if (!Array.isArray(matrix) || matrix.length !== 16) {
     throw new MessageError('pose.matrix', `must hold 16 values (4×4 row-major), has ${Array.isArray(matrix) ? matrix.length : 0}`);
   }
-  const m = Float64Array.from(matrix as number[]);
+  const m = Float64Array.from(matrix);
   for (let i = 0; i < 16; i++) if (!Number.isFinite(m[i])) throw new MessageError('pose.matrix', `entry ${i} is not finite`, m[i]);
   const tol = lim.poseTolerance;
   const last = [m[12], m[13], m[14], m[15] - 1];
@@ -444,17 +444,18 @@ function checkPose(matrix: unknown, lim: Required<DecodeLimits>): Float64Array {
   return m;
 }
 
-function checkGrid(g: Wire): BevGrid {
+function checkGrid(g: heal.Grid.$Properties | null | undefined): BevGrid {
   if (!g) throw new MessageError('grid', 'is missing');
+  // Decoding fills unset scalars with 0; an absent value (only in a hand-built object) fails as NaN.
   const grid: BevGrid = {
-    xMin: g.xMin,
-    xMax: g.xMax,
-    yMin: g.yMin,
-    yMax: g.yMax,
-    cellSize: g.cellSize,
-    width: g.width,
-    height: g.height,
-    channels: g.channels,
+    xMin: g.xMin ?? NaN,
+    xMax: g.xMax ?? NaN,
+    yMin: g.yMin ?? NaN,
+    yMax: g.yMax ?? NaN,
+    cellSize: g.cellSize ?? NaN,
+    width: g.width ?? NaN,
+    height: g.height ?? NaN,
+    channels: g.channels ?? NaN,
   };
   for (const k of ['xMin', 'xMax', 'yMin', 'yMax', 'cellSize'] as const) {
     if (!Number.isFinite(grid[k]) || Math.abs(grid[k]) > 1e4) throw new MessageError(`grid.${k}`, 'must be finite and within ±10 km', grid[k]);
@@ -478,10 +479,10 @@ function checkGrid(g: Wire): BevGrid {
 }
 
 /** The transmitted cell indices, in increasing order. */
-function checkMask(m: Wire, cells: number): Uint32Array {
+function checkMask(m: heal.SparseMask.$Properties, cells: number): Uint32Array {
   // `cells` is protobufjs's virtual oneof: the member that was last on the wire.
   if (m.cells === 'bitmask') {
-    const bits: Uint8Array = m.bitmask;
+    const bits = m.bitmask ?? new Uint8Array(0);
     if (bits.length !== Math.ceil(cells / 8)) {
       throw new MessageError('mask.bitmask', `has ${bits.length} bytes, a ${cells}-cell grid needs ${Math.ceil(cells / 8)}`);
     }
@@ -494,7 +495,7 @@ function checkMask(m: Wire, cells: number): Uint32Array {
     return idx;
   }
   if (m.cells === 'deltas') {
-    const d: number[] = m.deltas.value ?? [];
+    const d = m.deltas?.value ?? [];
     if (d.length > cells) throw new MessageError('mask.deltas', `lists ${d.length} cells, the grid has ${cells}`);
     const idx = new Uint32Array(d.length);
     let cur = 0;
@@ -510,13 +511,13 @@ function checkMask(m: Wire, cells: number): Uint32Array {
 }
 
 function checkFeatures(
-  f: Wire,
-  maskWire: Wire,
+  f: heal.Features.$Properties,
+  maskWire: heal.SparseMask.$Properties | null | undefined,
   grid: BevGrid,
   lim: Required<DecodeLimits>,
 ): { features: Float32Array; mask?: Uint8Array; dtype: FeatureDType } {
   const { channels: C, height: H, width: W } = grid;
-  const shape: number[] = f.shape ?? [];
+  const shape = f.shape ?? [];
   if (shape.length !== 3 || shape[0] !== C || shape[1] !== H || shape[2] !== W) {
     throw new MessageError('features.shape', `must be [channels, height, width] = [${C}, ${H}, ${W}] as the grid says`, shape);
   }
@@ -529,12 +530,12 @@ function checkFeatures(
   if (!dtype) throw new MessageError('features.dtype', 'is unset or unknown', f.dtype);
   const idx = maskWire ? checkMask(maskWire, cells) : undefined;
   const n = idx ? idx.length : cells;
-  const data: Uint8Array = f.data ?? new Uint8Array(0);
+  const data = f.data ?? new Uint8Array(0);
   const expected = C * n * DTYPE_BYTES[dtype];
   if (data.length !== expected) {
     throw new MessageError('features.data', `has ${data.length} bytes; ${C} channels × ${n} cells as ${dtype} need ${expected}`);
   }
-  const scale: number[] = f.scale ?? [];
+  const scale = f.scale ?? [];
   if (dtype === 'int8') {
     if (scale.length !== 1 && scale.length !== C) throw new MessageError('features.scale', `int8 needs 1 or ${C} scales, has ${scale.length}`);
     for (const s of scale) if (!Number.isFinite(s) || s < 0) throw new MessageError('features.scale', 'scales must be finite and ≥ 0', s);
@@ -578,9 +579,9 @@ function checkFeatures(
   return { features, mask, dtype };
 }
 
-function checkDetections(d: Wire, lim: Required<DecodeLimits>): Detections {
-  const boxes: number[] = d.boxes ?? [];
-  const scores: number[] = d.scores ?? [];
+function checkDetections(d: heal.Detections.$Properties, lim: Required<DecodeLimits>): Detections {
+  const boxes = d.boxes ?? [];
+  const scores = d.scores ?? [];
   if (scores.length > lim.maxDetections) throw new MessageError('detections.scores', `${scores.length} detections, over the limit of ${lim.maxDetections}`);
   if (boxes.length !== scores.length * 7) {
     throw new MessageError('detections.boxes', `has ${boxes.length} values; ${scores.length} scores need ${scores.length * 7} (7 per box)`);
@@ -599,7 +600,7 @@ function checkDetections(d: Wire, lim: Required<DecodeLimits>): Detections {
   return { boxes: Float32Array.from(boxes), scores: Float32Array.from(scores) };
 }
 
-function validate(w: Wire, lim: Required<DecodeLimits>): DecodedMessage {
+function validate(w: heal.CollabMessage, lim: Required<DecodeLimits>): DecodedMessage {
   const h = w.header;
   if (!h) throw new MessageError('header', 'is missing');
   const schemaVersion = h.schemaVersion;

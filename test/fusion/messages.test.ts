@@ -17,11 +17,22 @@ import {
   messageWireSize,
 } from '../../fusion/messages.ts';
 import { SMALL_SPACE } from '../../perception/space.ts';
+import type { heal } from '../../proto/heal.d.ts';
 
 // The same schema file, parsed independently, to forge hostile messages field by field.
 const root = protobuf.loadSync(fileURLToPath(new URL('../../proto/heal.proto', import.meta.url)));
 const Wire = root.lookupType('heal.CollabMessage');
-type WireMsg = protobuf.Message & Record<string, any>;
+/** A decoded CollabMessage as protobufjs builds it: each part an instance of its generated class, or null when absent. */
+interface WireMsg {
+  header: heal.Header | null;
+  pose: heal.Pose | null;
+  grid: heal.Grid | null;
+  features: heal.Features | null;
+  mask: heal.SparseMask | null;
+  detections: heal.Detections | null;
+}
+/** Decodes without any checks, to forge from. */
+const decodeWire = (bytes: Uint8Array) => Wire.decode(bytes) as unknown as WireMsg;
 
 /** Small deterministic generator (mulberry32), so failures reproduce. */
 function rng(seed: number): () => number {
@@ -56,7 +67,7 @@ function sampleMessage(seed = 1): CollabMessage {
 }
 
 function forge(msg: CollabMessage, dtype: FeatureDType, edit: (w: WireMsg) => void, opts: { sparseThreshold?: number } = {}): Uint8Array {
-  const w = Wire.decode(encodeMessage(msg, { dtype, ...opts })) as WireMsg;
+  const w = decodeWire(encodeMessage(msg, { dtype, ...opts }));
   edit(w);
   return Wire.encode(w).finish();
 }
@@ -150,7 +161,7 @@ describe('collaboration message round trip', () => {
     it(`int8 (${int8Scale} scale) errs at most scale/2`, () => {
       const msg = sampleMessage(3);
       const bytes = encodeMessage(msg, { dtype: 'int8', int8Scale });
-      const scales: number[] = (Wire.decode(bytes) as WireMsg).features.scale;
+      const scales: number[] = decodeWire(bytes).features!.scale;
       expect(scales.length).toBe(int8Scale === 'tensor' ? 1 : C);
       const d = decodeMessage(bytes);
       expect(d.dtype).toBe('int8');
@@ -179,7 +190,7 @@ describe('collaboration message round trip', () => {
     const confidence = new Float32Array(cells);
     for (const i of [3, 4, 50, 51, 52, 119]) confidence[i] = 0.9;
     const bytes = encodeMessage(msg, { dtype: 'float32', sparseThreshold: 0.5, confidence });
-    expect((Wire.decode(bytes) as WireMsg).mask.cells).toBe('deltas');
+    expect(decodeWire(bytes).mask!.cells).toBe('deltas');
     const d = decodeMessage(bytes);
     expect(Array.from(d.mask!).flatMap((m, i) => (m ? [i] : []))).toEqual([3, 4, 50, 51, 52, 119]);
     for (let c = 0; c < C; c++) {
@@ -198,7 +209,7 @@ describe('collaboration message round trip', () => {
     for (let i = 0; i < cells; i++) keep[i] = (i * 7) % 3 === 0 ? 1 : 0;
     for (let c = 0; c < C; c++) for (let i = 0; i < cells; i++) if (!keep[i]) msg.features![c * cells + i] = 0;
     const bytes = encodeMessage(msg, { dtype: 'float16', sparseThreshold: 0 });
-    expect((Wire.decode(bytes) as WireMsg).mask.cells).toBe('bitmask');
+    expect(decodeWire(bytes).mask!.cells).toBe('bitmask');
     const d = decodeMessage(bytes);
     expect(Array.from(d.mask!)).toEqual(Array.from(keep));
     const dense = decodeMessage(encodeMessage(msg, { dtype: 'float16' }));
@@ -275,7 +286,7 @@ describe('hostile messages', () => {
 
   it('is a DataError subclass naming field and reason', () => {
     const e = expectRejected(
-      forge(msg, 'float32', (w) => (w.header.schemaVersion = 9)),
+      forge(msg, 'float32', (w) => (w.header!.schemaVersion = 9)),
       'header.schemaVersion',
     );
     expect(e).toBeInstanceOf(DataError);
@@ -327,11 +338,11 @@ describe('hostile messages', () => {
 
   it('unknown or missing schema version', () => {
     expectRejected(
-      forge(msg, 'float32', (w) => (w.header.schemaVersion = SCHEMA_VERSION + 1)),
+      forge(msg, 'float32', (w) => (w.header!.schemaVersion = SCHEMA_VERSION + 1)),
       'header.schemaVersion',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.header.schemaVersion = 0)),
+      forge(msg, 'float32', (w) => (w.header!.schemaVersion = 0)),
       'header.schemaVersion',
     );
     expectRejected(
@@ -343,32 +354,33 @@ describe('hostile messages', () => {
   it('shape that does not match the bytes or the grid', () => {
     // Claims 64×100×100 with the grid to match, but carries the 6×10×12 payload.
     const claims = forge(msg, 'float32', (w) => {
-      w.features.shape = [64, 100, 100];
-      Object.assign(w.grid, { channels: 64, width: 100, height: 100, xMin: -40, xMax: 40, yMin: -40, yMax: 40 });
+      w.features!.shape = [64, 100, 100];
+      Object.assign(w.grid!, { channels: 64, width: 100, height: 100, xMin: -40, xMax: 40, yMin: -40, yMax: 40 });
     });
     expectRejected(claims, 'features.data');
     expectRejected(
-      forge(msg, 'float32', (w) => (w.features.shape = [C, W, H])),
+      forge(msg, 'float32', (w) => (w.features!.shape = [C, W, H])),
       'features.shape',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.features.shape = [C, H])),
+      forge(msg, 'float32', (w) => (w.features!.shape = [C, H])),
       'features.shape',
     );
     expectRejected(
-      forge(msg, 'float16', (w) => (w.features.data = w.features.data.subarray(1))),
+      forge(msg, 'float16', (w) => (w.features!.data = w.features!.data.subarray(1))),
       'features.data',
     );
     expectRejected(
-      forge(msg, 'int8', (w) => (w.features.data = new Uint8Array(w.features.data.length + C))),
+      forge(msg, 'int8', (w) => (w.features!.data = new Uint8Array(w.features!.data.length + C))),
       'features.data',
     );
+    // Values outside the generated types go in through Object.assign, as a hostile sender would.
     expectRejected(
-      forge(msg, 'float32', (w) => (w.features.dtype = 7)),
+      forge(msg, 'float32', (w) => Object.assign(w.features!, { dtype: 7 })),
       'features.dtype',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.features.dtype = 0)),
+      forge(msg, 'float32', (w) => (w.features!.dtype = 0)),
       'features.dtype',
     );
   });
@@ -376,15 +388,15 @@ describe('hostile messages', () => {
   it('negative, zero and huge dimensions', () => {
     // uint32 on the wire: -1 arrives as 4294967295.
     expectRejected(
-      forge(msg, 'float32', (w) => (w.grid.width = -1)),
+      forge(msg, 'float32', (w) => (w.grid!.width = -1)),
       'grid.width',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.grid.channels = 0)),
+      forge(msg, 'float32', (w) => (w.grid!.channels = 0)),
       'grid.channels',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.grid.height = 1e6)),
+      forge(msg, 'float32', (w) => (w.grid!.height = 1e6)),
       'grid.height',
     );
     // A consistent but enormous grid whose sparse payload is tiny: refused before allocating it.
@@ -392,28 +404,28 @@ describe('hostile messages', () => {
       msg,
       'float32',
       (w) => {
-        Object.assign(w.grid, { width: 60000, height: 60000, channels: 64, xMin: -3000, xMax: 3000, yMin: -3000, yMax: 3000, cellSize: 0.1 });
-        w.features.shape = [64, 60000, 60000];
+        Object.assign(w.grid!, { width: 60000, height: 60000, channels: 64, xMin: -3000, xMax: 3000, yMin: -3000, yMax: 3000, cellSize: 0.1 });
+        w.features!.shape = [64, 60000, 60000];
       },
       { sparseThreshold: 1e9 },
     );
     expectRejected(huge, 'features.shape');
     expectRejected(
-      forge(msg, 'float32', (w) => (w.grid.cellSize = 0)),
+      forge(msg, 'float32', (w) => (w.grid!.cellSize = 0)),
       'grid.cellSize',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.grid.xMax = 100)),
+      forge(msg, 'float32', (w) => (w.grid!.xMax = 100)),
       'grid.width',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.grid.yMin = NaN)),
+      forge(msg, 'float32', (w) => (w.grid!.yMin = NaN)),
       'grid.yMin',
     );
   });
 
   it('NaN and Inf in features, for every dtype', () => {
-    const setF32 = (w: WireMsg, i: number, v: number) => new DataView(w.features.data.buffer, w.features.data.byteOffset).setFloat32(i * 4, v, true);
+    const setF32 = (w: WireMsg, i: number, v: number) => new DataView(w.features!.data.buffer, w.features!.data.byteOffset).setFloat32(i * 4, v, true);
     expectRejected(
       forge(msg, 'float32', (w) => setF32(w, 5, NaN)),
       'features.data',
@@ -423,8 +435,8 @@ describe('hostile messages', () => {
       'features.data',
     );
     const setF16 = (w: WireMsg, i: number, h: number) => {
-      w.features.data[i * 2] = h & 0xff;
-      w.features.data[i * 2 + 1] = h >> 8;
+      w.features!.data[i * 2] = h & 0xff;
+      w.features!.data[i * 2 + 1] = h >> 8;
     };
     expectRejected(
       forge(msg, 'float16', (w) => setF16(w, 9, 0x7e00)),
@@ -435,55 +447,55 @@ describe('hostile messages', () => {
       'features.data',
     );
     expectRejected(
-      forge(msg, 'int8', (w) => (w.features.scale[2] = NaN)),
+      forge(msg, 'int8', (w) => (w.features!.scale[2] = NaN)),
       'features.scale',
     );
     expectRejected(
-      forge(msg, 'int8', (w) => (w.features.scale[0] = Infinity)),
+      forge(msg, 'int8', (w) => (w.features!.scale[0] = Infinity)),
       'features.scale',
     );
     expectRejected(
-      forge(msg, 'int8', (w) => (w.features.scale = [1, 2])),
+      forge(msg, 'int8', (w) => (w.features!.scale = [1, 2])),
       'features.scale',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.features.scale = [1])),
+      forge(msg, 'float32', (w) => (w.features!.scale = [1])),
       'features.scale',
     );
     expectRejected(
-      forge(msg, 'int8', (w) => (w.features.data[3] = 0x80)),
+      forge(msg, 'int8', (w) => (w.features!.data[3] = 0x80)),
       'features.data',
     );
     // A huge but finite scale overflows float32 on dequantisation.
     expectRejected(
-      forge(msg, 'int8', (w) => (w.features.scale = [3e38])),
+      forge(msg, 'int8', (w) => (w.features!.scale = [3e38])),
       'features.data',
     );
   });
 
   it('bad poses', () => {
-    const scaled = forge(msg, 'float32', (w) => (w.pose.matrix[0] *= 1.01));
+    const scaled = forge(msg, 'float32', (w) => (w.pose!.matrix[0] *= 1.01));
     expect(expectRejected(scaled, 'pose.matrix').reason).toMatch(/orthonormal/);
-    const sheared = forge(msg, 'float32', (w) => (w.pose.matrix[1] += 0.05));
+    const sheared = forge(msg, 'float32', (w) => (w.pose!.matrix[1] += 0.05));
     expectRejected(sheared, 'pose.matrix');
     const mirrored = forge(msg, 'float32', (w) => {
-      for (const i of [0, 4, 8]) w.pose.matrix[i] = -w.pose.matrix[i];
+      for (const i of [0, 4, 8]) w.pose!.matrix[i] = -w.pose!.matrix[i];
     });
     expect(expectRejected(mirrored, 'pose.matrix').reason).toMatch(/reflection/);
     expectRejected(
-      forge(msg, 'float32', (w) => (w.pose.matrix[13] = 0.5)),
+      forge(msg, 'float32', (w) => (w.pose!.matrix[13] = 0.5)),
       'pose.matrix',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.pose.matrix[3] = 2e5)),
+      forge(msg, 'float32', (w) => (w.pose!.matrix[3] = 2e5)),
       'pose.matrix',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.pose.matrix[7] = NaN)),
+      forge(msg, 'float32', (w) => (w.pose!.matrix[7] = NaN)),
       'pose.matrix',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.pose.matrix = w.pose.matrix.slice(0, 12))),
+      forge(msg, 'float32', (w) => (w.pose!.matrix = w.pose!.matrix.slice(0, 12))),
       'pose.matrix',
     );
     expectRejected(
@@ -491,33 +503,34 @@ describe('hostile messages', () => {
       'pose',
     );
     // A pose that went through float32 somewhere is still accepted.
-    const f32 = forge(msg, 'float32', (w) => (w.pose.matrix = Array.from(Float32Array.from(w.pose.matrix))));
+    const f32 = forge(msg, 'float32', (w) => (w.pose!.matrix = Array.from(Float32Array.from(w.pose!.matrix))));
     expect(decodeMessage(f32).pose[3]).toBeCloseTo(12.5, 5);
   });
 
   it('bad header fields', () => {
     expectRejected(
-      forge(msg, 'float32', (w) => (w.header.agentId = '')),
+      forge(msg, 'float32', (w) => (w.header!.agentId = '')),
       'header.agentId',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.header.agentId = 'x'.repeat(10_000))),
+      forge(msg, 'float32', (w) => (w.header!.agentId = 'x'.repeat(10_000))),
       'header.agentId',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.header.agentType = 'm1; rm -rf')),
+      forge(msg, 'float32', (w) => (w.header!.agentType = 'm1; rm -rf')),
       'header.agentType',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.header.timestamp = '')),
+      forge(msg, 'float32', (w) => (w.header!.timestamp = '')),
       'header.timestamp',
     );
     expectRejected(
-      forge(msg, 'float32', (w) => (w.header.timestamp = '0000\n69')),
+      forge(msg, 'float32', (w) => (w.header!.timestamp = '0000\n69')),
       'header.timestamp',
     );
+    // protobufjs writes a decimal string as the uint64 it spells.
     expectRejected(
-      forge(msg, 'float32', (w) => (w.header.sequence = '18446744073709551615')),
+      forge(msg, 'float32', (w) => Object.assign(w.header!, { sequence: '18446744073709551615' })),
       'header.sequence',
     );
   });
@@ -526,22 +539,22 @@ describe('hostile messages', () => {
     const confidence = new Float32Array(H * W);
     for (const i of [2, 9, 40]) confidence[i] = 1;
     const withDeltas = (edit: (w: WireMsg) => void) => {
-      const w = Wire.decode(encodeMessage(msg, { dtype: 'float32', sparseThreshold: 0.5, confidence })) as WireMsg;
-      expect(w.mask.cells).toBe('deltas');
+      const w = decodeWire(encodeMessage(msg, { dtype: 'float32', sparseThreshold: 0.5, confidence }));
+      expect(w.mask!.cells).toBe('deltas');
       edit(w);
       return Wire.encode(w).finish();
     };
     expect(decodeMessage(withDeltas(() => {})).mask!.reduce((a, b) => a + b, 0)).toBe(3);
     expectRejected(
-      withDeltas((w) => (w.mask.deltas.value = [2, 0, 31])),
+      withDeltas((w) => (w.mask!.deltas!.value = [2, 0, 31])),
       'mask.deltas',
     );
     expectRejected(
-      withDeltas((w) => (w.mask.deltas.value = [2, 7, 500])),
+      withDeltas((w) => (w.mask!.deltas!.value = [2, 7, 500])),
       'mask.deltas',
     );
     expectRejected(
-      withDeltas((w) => (w.mask.deltas.value = [2, 7])),
+      withDeltas((w) => (w.mask!.deltas!.value = [2, 7])),
       'features.data',
     );
     const bitmask = (bits: Uint8Array) => withDeltas((w) => (w.mask = { bitmask: bits }));
@@ -565,11 +578,11 @@ describe('hostile messages', () => {
   it('padding bits of a bitmask must be zero', () => {
     const grid = { xMin: 0, xMax: 13 * 0.5, yMin: 0, yMax: 9 * 0.5, cellSize: 0.5, width: 13, height: 9, channels: 2 };
     const m = { ...sampleMessage(), grid, features: new Float32Array(2 * 117).map((_, i) => (i % 117) % 2) };
-    const w = Wire.decode(encodeMessage(m, { dtype: 'float32', sparseThreshold: 0.5 })) as WireMsg;
-    expect(w.mask.cells).toBe('bitmask');
-    expect(w.mask.bitmask.length).toBe(15); // 117 cells
+    const w = decodeWire(encodeMessage(m, { dtype: 'float32', sparseThreshold: 0.5 }));
+    expect(w.mask!.cells).toBe('bitmask');
+    expect(w.mask!.bitmask!.length).toBe(15); // 117 cells
     expect(decodeMessage(Wire.encode(w).finish()).mask!.length).toBe(117);
-    w.mask.bitmask[14] |= 0x40; // bit 118 of 120
+    w.mask!.bitmask![14] |= 0x40; // bit 118 of 120
     expectRejected(Wire.encode(w).finish(), 'mask.bitmask');
   });
 
@@ -578,32 +591,32 @@ describe('hostile messages', () => {
     const forgeDet = (edit: (w: WireMsg) => void) => forge(withDet, 'int8', edit);
     expect(decodeMessage(forgeDet(() => {})).detections!.scores[0]).toBeCloseTo(0.7, 6);
     expectRejected(
-      forgeDet((w) => (w.detections.scores = [0.7, 0.2])),
+      forgeDet((w) => (w.detections!.scores = [0.7, 0.2])),
       'detections.boxes',
     );
     expectRejected(
-      forgeDet((w) => w.detections.boxes.push(1)),
+      forgeDet((w) => w.detections!.boxes.push(1)),
       'detections.boxes',
     );
     expectRejected(
-      forgeDet((w) => (w.detections.boxes[2] = NaN)),
+      forgeDet((w) => (w.detections!.boxes[2] = NaN)),
       'detections.boxes',
     );
     expectRejected(
-      forgeDet((w) => (w.detections.boxes[5] = -3.9)),
+      forgeDet((w) => (w.detections!.boxes[5] = -3.9)),
       'detections.boxes',
     );
     expectRejected(
-      forgeDet((w) => (w.detections.scores[0] = 1.5)),
+      forgeDet((w) => (w.detections!.scores[0] = 1.5)),
       'detections.scores',
     );
     expectRejected(
-      forgeDet((w) => (w.detections.scores[0] = NaN)),
+      forgeDet((w) => (w.detections!.scores[0] = NaN)),
       'detections.scores',
     );
     const many = forgeDet((w) => {
-      w.detections.scores = new Array(20).fill(0.5);
-      w.detections.boxes = new Array(140).fill(1);
+      w.detections!.scores = new Array(20).fill(0.5);
+      w.detections!.boxes = new Array(140).fill(1);
     });
     expectRejected(many, 'detections.scores', { maxDetections: 10 });
     expectRejected(
