@@ -91,7 +91,9 @@ export function decodeSafetensors(bytes: Uint8Array, file = 'safetensors'): { te
     }
     const offs = t.data_offsets;
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0) || offs[0] > offs[1] || offs[1] > bufferLen) {
-      throw new DataError(file, `${name}.data_offsets`, `must be [begin, end] with 0 <= begin <= end <= ${bufferLen} (the data buffer's length)`, offs);
+      const past =
+        Array.isArray(offs) && offs.length === 2 && offs[0] <= offs[1] && offs[1] > bufferLen ? '; the file is truncated, or the offset is wrong' : '';
+      throw new DataError(file, `${name}.data_offsets`, `must be [begin, end] with 0 <= begin <= end <= ${bufferLen} (the data buffer's length${past})`, offs);
     }
     const [begin, end] = offs as number[];
     // Multiply step by step against the span, so an absurd shape never overflows into a match.

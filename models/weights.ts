@@ -1,18 +1,20 @@
-// Named float32 weights: seeded initialisation, checks against a description, and a compact file.
+// Named float32 weights: seeded initialisation, checks against a description, and the weight file.
 //
-// File layout (little-endian):
-//   8 bytes   ASCII "HEALWTS1"
-//   uint32    byte length L of the JSON header
-//   L bytes   UTF-8 JSON {format: "heal-weights", version: 1, meta: {...}, tensors: [{name, shape}]},
-//             space-padded so the data starts on a 4-byte boundary
-//   float32[] every tensor's values in header order, row-major
-// The JSON header keeps the file self-describing (`meta` records the command, seed and data that
-// made the weights); the raw blob keeps it small and fast to load.
+// Weight files use the safetensors layout (models/safetensors.ts), so Python's safetensors and
+// PyTorch read them as they are: every tensor F32 in insertion order, and `meta` (the command, seed
+// and data that made the weights; a nested object) as one JSON string under __metadata__.heal,
+// because safetensors metadata values must be strings. Files without that key (written by PyTorch
+// or anything else) load with empty meta.
+//
+// Files from before the switch ("HEALWTS1" magic, u32 header length, JSON header
+// {format: "heal-weights", version: 1, meta, tensors: [{name, shape}]} space-padded to 4 bytes,
+// then float32 values in header order) are still read; only safetensors is written.
 
 import * as os from 'node:os';
 import type { GraphDesc, ParamSpec } from './graph.ts';
 import { sameShape, sizeOf } from './graph.ts';
 import { DataError, readFileChecked, writeFileAtomic } from '../datasets/io.ts';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.ts';
 import { rngFor } from '../datasets/rng.ts';
 
 export interface WeightTensor {
@@ -23,8 +25,6 @@ export interface WeightTensor {
 export type Weights = Map<string, WeightTensor>;
 
 export type WeightsMeta = Record<string, unknown>;
-
-const MAGIC = 'HEALWTS1';
 
 /**
  * Deterministic initial weights. Each parameter draws from its own stream keyed by (seed, name),
@@ -90,41 +90,79 @@ export function pickWeights(desc: GraphDesc, weights: Weights, source = 'weights
   return new Map(desc.params.map((p) => [p.name, weights.get(p.name)!]));
 }
 
+/** The __metadata__ key that holds heal's meta, as a JSON string. */
+export const META_KEY = 'heal';
+
+const LEGACY_MAGIC = 'HEALWTS1';
+const ZIP_MAGIC = 'PK\x03\x04';
+
 export function encodeWeights(weights: Weights, meta: WeightsMeta = {}): Uint8Array {
-  if (os.endianness() !== 'LE') throw new Error('heal weight files are little-endian; this host is big-endian');
-  const tensors = [...weights].map(([name, w]) => {
+  const tensors = new Map<string, SafeTensor>();
+  for (const [name, w] of weights) {
     if (w.data.length !== sizeOf(w.shape)) throw new Error(`weight "${name}": ${w.data.length} values for shape [${w.shape}]`);
-    return { name, shape: w.shape };
-  });
-  let header = Buffer.from(JSON.stringify({ format: 'heal-weights', version: 1, meta, tensors }), 'utf8');
-  const pad = (4 - ((MAGIC.length + 4 + header.length) % 4)) % 4;
-  if (pad) header = Buffer.concat([header, Buffer.alloc(pad, 0x20)]);
-  const floats = tensors.reduce((s, t) => s + sizeOf(t.shape), 0);
-  const out = new Uint8Array(MAGIC.length + 4 + header.length + floats * 4);
-  out.set(Buffer.from(MAGIC, 'ascii'), 0);
-  new DataView(out.buffer).setUint32(MAGIC.length, header.length, true);
-  out.set(header, MAGIC.length + 4);
-  const blob = new Float32Array(out.buffer, MAGIC.length + 4 + header.length, floats);
-  let o = 0;
-  for (const [, w] of weights) {
-    blob.set(w.data, o);
-    o += w.data.length;
+    tensors.set(name, { dtype: 'F32', shape: w.shape, data: w.data });
+  }
+  return encodeSafetensors(tensors, { [META_KEY]: JSON.stringify(meta) });
+}
+
+/** A weight file in either layout (told apart by the first bytes); tensors come out as float32. */
+export function decodeWeights(bytes: Uint8Array, file = 'weights'): { weights: Weights; meta: WeightsMeta } {
+  const start = Buffer.from(bytes.subarray(0, 8)).toString('latin1');
+  if (start === LEGACY_MAGIC) return decodeLegacyWeights(bytes, file);
+  if (start.startsWith(ZIP_MAGIC)) {
+    throw new DataError(file, undefined, 'is a zip archive (a PyTorch .pth checkpoint?), not a weight file in the safetensors layout');
+  }
+  const { tensors, metadata } = decodeSafetensors(bytes, file);
+  const weights: Weights = new Map();
+  for (const [name, t] of tensors) weights.set(name, { shape: t.shape, data: toFloat32(t, name, file) });
+  return { weights, meta: parseMeta(metadata[META_KEY], file) };
+}
+
+function parseMeta(text: string | undefined, file: string): WeightsMeta {
+  if (text === undefined) return {};
+  let meta: unknown;
+  try {
+    meta = JSON.parse(text);
+  } catch (err) {
+    throw new DataError(file, `__metadata__.${META_KEY}`, `is not valid JSON: ${(err as Error).message}`, text);
+  }
+  if (!meta || typeof meta !== 'object' || Array.isArray(meta)) throw new DataError(file, `__metadata__.${META_KEY}`, 'must be a JSON object', text);
+  return meta as WeightsMeta;
+}
+
+// float32 holds every integer up to 2^24 exactly.
+const EXACT_INT = 2 ** 24;
+
+/**
+ * Float32 values of a tensor: F32, F16 and BF16 exactly; F64 rounded to nearest (as torch's
+ * .float()); integer and bool tensors (a state dict's num_batches_tracked) only when every value
+ * is exact in float32. Anything that would silently change a value is refused, naming it.
+ */
+function toFloat32(t: SafeTensor, name: string, file: string): Float32Array {
+  if (t.data instanceof Float32Array) return t.data;
+  const out = new Float32Array(t.data.length);
+  for (let i = 0; i < t.data.length; i++) {
+    const v = Number(t.data[i]);
+    out[i] = v;
+    const exact = t.dtype === 'F64' ? Number.isFinite(out[i]) || !Number.isFinite(v) : Math.abs(v) <= EXACT_INT;
+    if (!exact) {
+      const why = t.dtype === 'F64' ? 'is outside the float32 range' : `is not exact in float32 (beyond ±${EXACT_INT})`;
+      throw new DataError(file, name, `${t.dtype} value at index ${i} ${why}`, typeof t.data[i] === 'bigint' ? t.data[i].toString() : v);
+    }
   }
   return out;
 }
 
-export function decodeWeights(bytes: Uint8Array, file = 'weights'): { weights: Weights; meta: WeightsMeta } {
+function decodeLegacyWeights(bytes: Uint8Array, file: string): { weights: Weights; meta: WeightsMeta } {
   if (os.endianness() !== 'LE') throw new Error('heal weight files are little-endian; this host is big-endian');
-  if (bytes.length < MAGIC.length + 4 || Buffer.from(bytes.subarray(0, MAGIC.length)).toString('ascii') !== MAGIC) {
-    throw new DataError(file, undefined, `not a heal weight file (expected it to start with "${MAGIC}")`);
-  }
+  if (bytes.length < LEGACY_MAGIC.length + 4) throw new DataError(file, 'header', `file is ${bytes.length} bytes, too short for the header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = view.getUint32(MAGIC.length, true);
-  const dataStart = MAGIC.length + 4 + headerLen;
+  const headerLen = view.getUint32(LEGACY_MAGIC.length, true);
+  const dataStart = LEGACY_MAGIC.length + 4 + headerLen;
   if (dataStart > bytes.length) throw new DataError(file, 'header', `length ${headerLen} runs past the end of the file (${bytes.length} bytes)`);
   let header: { format?: unknown; version?: unknown; meta?: unknown; tensors?: unknown };
   try {
-    header = JSON.parse(Buffer.from(bytes.subarray(MAGIC.length + 4, dataStart)).toString('utf8'));
+    header = JSON.parse(Buffer.from(bytes.subarray(LEGACY_MAGIC.length + 4, dataStart)).toString('utf8'));
   } catch (err) {
     throw new DataError(file, 'header', `is not valid JSON: ${(err as Error).message}`);
   }
