@@ -12,8 +12,9 @@ import { featureGrid } from '../perception/space.ts';
 import type { Registry } from '../perception/registry.ts';
 import { alignToGround, groundAlignedPose } from '../perception/ground.ts';
 import { agentNetwork, agentInputs } from '../perception/encoders/agent.ts';
-import { egoNetwork } from './networks/ego.ts';
-import type { PyramidFusionConfig } from './networks/pyramid.ts';
+import { egoNetwork, type EgoNetworkOptions } from './networks/ego.ts';
+import { pyramidLevelSizes, type PyramidFusionConfig } from './networks/pyramid.ts';
+import { affineGrids } from './networks/warp.ts';
 import type { GraphDesc, HostTensor } from '../models/graph.ts';
 import { exportOnnx } from '../models/onnx.ts';
 import { initWeights, loadWeights, pickWeights, type Weights } from '../models/weights.ts';
@@ -21,7 +22,7 @@ import { createSession, runSession, type Device, type Provider, type SessionInfo
 import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
 import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType, type DecodedMessage } from './messages.ts';
-import { warpGrids } from './warp.ts';
+import { agentFromEgo, warpGrids, warpTheta } from './warp.ts';
 import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
 import { invert, multiply } from '../datasets/geometry/transforms.ts';
@@ -88,11 +89,48 @@ export interface FrameResult {
 
 export function fusionConfigFor(space: SharedSpace): PyramidFusionConfig {
   const [w, h] = featureGrid(space);
-  return { height: h, width: w, shrinkChannels: space.fusion.shrinkChannels, backbone: { ...space.fusion.backbone, inChannels: space.channels } };
+  const { backbone, shrinkChannels, shrink, warp } = space.fusion;
+  return { height: h, width: w, shrinkChannels, shrink, warp, backbone: { ...backbone, inChannels: space.channels } };
 }
 
-export function egoNetworkFor(space: SharedSpace): GraphDesc {
-  return egoNetwork({ fusion: fusionConfigFor(space), head: { anchors: space.anchor.yawsDeg.length, dirBins: 2 } });
+export function egoNetworkFor(space: SharedSpace, opts: EgoNetworkOptions = {}): GraphDesc {
+  return egoNetwork({ fusion: fusionConfigFor(space), head: { anchors: space.anchor.yawsDeg.length, dirBins: 2 } }, opts);
+}
+
+/**
+ * The ego network's inputs for agents' stacked features [A, C, H, W] (ego first) and their
+ * T_world←lidar: the per-level grids (or the one grid), the validity map and the trust.
+ * `valid` is [A, H, W] (1 where the agent sent the cell); `trust` one number per agent.
+ */
+export function egoInputsFor(
+  space: SharedSpace,
+  stacked: Float32Array,
+  poses: Float64Array[],
+  valid: Float32Array,
+  trust: number[],
+): Record<string, HostTensor> {
+  const cfg = fusionConfigFor(space);
+  const { height: H, width: W } = cfg;
+  const C = space.channels;
+  const A = poses.length;
+  const inputs: Record<string, HostTensor> = { features: { data: stacked, shape: [A, C, H, W] } };
+  if (cfg.warp === 'per-level') {
+    inputs.valid = { data: valid, shape: [A, 1, H, W] };
+    inputs.trust = { data: Float32Array.from(poses, (_, i) => trust[i] ?? 1), shape: [A, 1, 1, 1] };
+    // One θ per agent serves every level: it is normalised by the range's extent, not by cells.
+    const thetas = poses.map((p) => warpTheta(agentFromEgo(poses[0], p), space));
+    for (const [l, [h, w]] of pyramidLevelSizes(cfg).entries()) inputs[`grid${l}`] = { data: affineGrids(thetas, h, w), shape: [A, h, w, 2] };
+  } else {
+    // The validity map scales the agent's softmax weight cell by cell, so trust scales it too.
+    const scaled = valid.slice();
+    trust.forEach((t, i) => {
+      if (t === 1) return;
+      for (let c = 0; c < H * W; c++) scaled[i * H * W + c] *= t;
+    });
+    inputs.valid = { data: scaled, shape: [A, 1, H, W] };
+    inputs.grid = { data: warpGrids(poses[0], poses, space, H, W), shape: [A, H, W, 2] };
+  }
+  return inputs;
 }
 
 const now = () => performance.now();
@@ -208,17 +246,8 @@ export class CollabPipeline {
       if (m.length !== H * W) throw new Error(`fuse: agent ${i}'s mask of sent cells has ${m.length} entries, the grid has ${H}×${W}`);
       for (let c = 0; c < H * W; c++) valid[i * H * W + c] = m[c];
     });
-    // The validity map scales the agent's softmax weight cell by cell, so trust scales it too.
-    trust.forEach((t, i) => {
-      if (t === 1) return;
-      for (let c = 0; c < H * W; c++) valid[i * H * W + c] *= t;
-    });
     const t = now();
-    const out = await runSession(this.ego.session, {
-      features: { data: stacked, shape: [A, C, H, W] },
-      valid: { data: valid, shape: [A, 1, H, W] },
-      grid: { data: warpGrids(poses[0], poses, space, H, W), shape: [A, H, W, 2] },
-    });
+    const out = await runSession(this.ego.session, egoInputsFor(space, stacked, poses, valid, trust));
     addTime(times, 'warp+fuse+head', now() - t);
     return out;
   }

@@ -31,7 +31,7 @@
 // - Parameter layouts are ONNX's: conv weight [out, in/groups, kh, kw], conv-transpose weight
 //   [in, out, kh, kw]; linear weight is [in, out] (y = x·W + b, no transpose in either runtime).
 // - Ops: conv2d (groups), convTranspose2d, batchNorm (any channel axis), linear, relu, sigmoid,
-//   exp, add/sub/mul/div, concat, reduceMax/Sum/Mean, softmax, cumsum, reshape, transpose,
+//   exp, sign, add/sub/mul/div, concat, reduceMax/Sum/Mean, softmax, cumsum, reshape, transpose,
 //   gather, maxPool, gridSample, constants. Adding an op means:
 //     1. its member of `Node` below (op name, attributes, inputs) and a builder method with its
 //        shape rule here;
@@ -95,7 +95,7 @@ export type Node = NodeBase &
     | { op: 'convTranspose2d'; kernel: [number, number]; stride: number } // [x, w, b?]
     | { op: 'batchNorm'; axis: number; rank: number; epsilon: number; momentum: number } // [x, gamma, beta, mean, var]
     | { op: 'linear' } // [x, w, b?] over the last axis
-    | { op: 'relu' | 'sigmoid' | 'exp' | 'identity' }
+    | { op: 'relu' | 'sigmoid' | 'exp' | 'sign' | 'identity' }
     | { op: 'add' | 'sub' | 'mul' | 'div' } // [a, b], numpy broadcasting
     | { op: 'concat'; axis: number }
     | { op: 'reduceMax' | 'reduceSum' | 'reduceMean'; axis: number; keepDims: boolean }
@@ -300,6 +300,10 @@ export class GraphBuilder {
   exp(x: TensorRef, name?: string): TensorRef {
     return this.unary('exp', x, name);
   }
+  /** −1, 0 or 1 by the sign of each element (ONNX Sign); its gradient is zero. */
+  sign(x: TensorRef, name?: string): TensorRef {
+    return this.unary('sign', x, name);
+  }
 
   add(a: TensorRef, b: TensorRef, name?: string): TensorRef {
     return this.binary('add', a, b, name);
@@ -449,7 +453,7 @@ export class GraphBuilder {
     };
   }
 
-  private unary(op: 'relu' | 'sigmoid' | 'exp', x: TensorRef, name?: string): TensorRef {
+  private unary(op: 'relu' | 'sigmoid' | 'exp' | 'sign', x: TensorRef, name?: string): TensorRef {
     return this.node({ op, name: name ?? this.autoName(op), inputs: [x.name] }, [...x.shape]);
   }
 

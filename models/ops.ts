@@ -271,6 +271,7 @@ export const OPS: OpTable = {
   relu: { onnx: plainOnnx('Relu'), tfjs: unaryTf((tf) => tf.relu) },
   sigmoid: { onnx: plainOnnx('Sigmoid'), tfjs: unaryTf((tf) => tf.sigmoid) },
   exp: { onnx: plainOnnx('Exp'), tfjs: unaryTf((tf) => tf.exp) },
+  sign: { onnx: plainOnnx('Sign'), tfjs: unaryTf((tf) => tf.sign) },
   identity: { onnx: plainOnnx('Identity'), tfjs: (_node, { args }) => args[0] },
 
   add: { onnx: plainOnnx('Add'), tfjs: binaryTf((tf) => tf.add) },

@@ -4,6 +4,22 @@
 
 import { HEAL_BACKBONE, SMALL_BACKBONE, type BackboneConfig } from '../models/layers/backbone.ts';
 
+/**
+ * 'double-conv': HEAL's DownsampleConv (two 3×3 convs with bias, each followed by ReLU, no batch
+ * norm). 'conv-bn': one 3×3 conv + batch norm + ReLU, kept only for the small profile's shipped
+ * weights; that profile moves to 'double-conv' when it is retrained.
+ */
+export type ShrinkKind = 'double-conv' | 'conv-bn';
+
+/**
+ * 'per-level': HEAL's order: the pyramid runs on each agent's map in its own frame, and at every
+ * level the level's features and foreground scores are warped into the ego frame and fused.
+ * 'before-pyramid': the maps are warped once, before the pyramid, which then runs in the ego frame
+ * and weights with the warped (fractional) coverage; kept only for the small profile's shipped
+ * weights, which move to 'per-level' when they are retrained.
+ */
+export type WarpPlacement = 'per-level' | 'before-pyramid';
+
 export interface AnchorConfig {
   /** Anchor size in meters (formats.md §4.4: l 3.9, w 1.6, h 1.56). */
   l: number;
@@ -28,8 +44,12 @@ export interface SharedSpace {
   anchor: AnchorConfig;
   /** Communication range in meters (XY distance between LiDAR poses). */
   commRange: number;
-  /** The ego's pyramid fusion: its backbone (inChannels = channels) and shrink conv (0 = none). */
-  fusion: { backbone: BackboneConfig; shrinkChannels: number };
+  /**
+   * The ego's pyramid fusion (fusion/networks/pyramid.ts): its backbone (inChannels = channels; the
+   * block type, groups and width per group are in it), shrink width (0 = none), shrink kind and
+   * where the agents' maps are warped into the ego frame.
+   */
+  fusion: { backbone: BackboneConfig; shrinkChannels: number; shrink: ShrinkKind; warp: WarpPlacement };
 }
 
 const ANCHOR: AnchorConfig = { l: 3.9, w: 1.6, h: 1.56, z: -1, yawsDeg: [0, 90] };
@@ -43,7 +63,7 @@ export const HEAL_SPACE: SharedSpace = {
   channels: 64,
   anchor: ANCHOR,
   commRange: 70,
-  fusion: { backbone: HEAL_BACKBONE, shrinkChannels: 256 },
+  fusion: { backbone: HEAL_BACKBONE, shrinkChannels: 256, shrink: 'double-conv', warp: 'per-level' },
 };
 
 /** The default: small enough that a 2-core CPU can run it, and train it. */
@@ -55,7 +75,8 @@ export const SMALL_SPACE: SharedSpace = {
   channels: 32,
   anchor: ANCHOR,
   commRange: 70,
-  fusion: { backbone: SMALL_BACKBONE, shrinkChannels: 32 },
+  // The shrink and warp placement of the shipped weights; HEAL's ('double-conv', 'per-level') once retrained.
+  fusion: { backbone: SMALL_BACKBONE, shrinkChannels: 32, shrink: 'conv-bn', warp: 'before-pyramid' },
 };
 
 export const SPACES: Record<string, SharedSpace> = { small: SMALL_SPACE, heal: HEAL_SPACE };

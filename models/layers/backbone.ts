@@ -1,14 +1,15 @@
-// Multi-scale ResNet BEV backbone (the structure of HEAL's ResNetBEVBackbone): levels of basic
-// blocks, each level starting with a strided block, then per-level transposed-conv "deblocks"
-// that bring every level back to one resolution, concatenated along channels.
+// Multi-scale ResNet BEV backbone (the structure of HEAL's ResNetBEVBackbone and of its pyramid's
+// ResNeXt): levels of basic or bottleneck blocks, each level starting with a strided block, then
+// per-level transposed-conv "deblocks" that bring every level back to one resolution,
+// concatenated along channels.
 
 import { GraphBuilder, type GraphDesc, type TensorRef, type Dim } from '../graph.ts';
-import { basicBlock } from './blocks.ts';
+import { basicBlock, bottleneck } from './blocks.ts';
 
 export interface BackboneConfig {
   /** Input channels. */
   inChannels: number;
-  /** Basic blocks per level. */
+  /** Blocks per level. */
   layerNums: number[];
   /** Stride of each level's first block (relative to the previous level). */
   layerStrides: number[];
@@ -19,6 +20,11 @@ export interface BackboneConfig {
   /** Output channels of each level's deblock. */
   numUpsampleFilters: number[];
   batchNorm: boolean;
+  /** ResNet basic blocks (default) or ResNeXt bottlenecks with expansion 1 (HEAL's pyramid). */
+  block?: 'basic' | 'bottleneck';
+  /** Bottleneck only: groups of the 3×3 conv, and ResNeXt's width per group (inner width = ⌊filters·widthPerGroup/64⌋·groups). */
+  groups?: number;
+  widthPerGroup?: number;
 }
 
 /** Small CPU profile: three levels of one block each. */
@@ -32,15 +38,18 @@ export const SMALL_BACKBONE: BackboneConfig = {
   batchNorm: true,
 };
 
-/** HEAL's sizes (fusion backbone of the OPV2V-H configs, with basic blocks). */
+/** HEAL's pyramid (PyramidFusion of the OPV2V-H configs): ResNeXt bottlenecks, 32 groups of width 4, expansion 1. */
 export const HEAL_BACKBONE: BackboneConfig = {
   inChannels: 64,
-  layerNums: [3, 4, 5],
+  layerNums: [3, 5, 8],
   layerStrides: [1, 2, 2],
   numFilters: [64, 128, 256],
   upsampleStrides: [1, 2, 4],
   numUpsampleFilters: [128, 128, 128],
   batchNorm: true,
+  block: 'bottleneck',
+  groups: 32,
+  widthPerGroup: 4,
 };
 
 export function checkBackboneConfig(cfg: BackboneConfig, where: string): void {
@@ -54,18 +63,27 @@ export function checkBackboneConfig(cfg: BackboneConfig, where: string): void {
   }
   for (const [i, s] of cfg.layerStrides.entries()) if (!(Number.isInteger(s) && s >= 1)) throw new Error(`${where}: layerStrides[${i}] = ${s}`);
   for (const [i, s] of cfg.upsampleStrides.entries()) if (!(Number.isInteger(s) && s >= 1)) throw new Error(`${where}: upsampleStrides[${i}] = ${s}`);
+  const block = cfg.block ?? 'basic';
+  if (block !== 'basic' && block !== 'bottleneck') throw new Error(`${where}: block must be "basic" or "bottleneck", got ${JSON.stringify(cfg.block)}`);
+  if (block === 'bottleneck') {
+    const { groups, widthPerGroup } = cfg;
+    if (!(Number.isInteger(groups) && groups! >= 1 && Number.isInteger(widthPerGroup) && widthPerGroup! >= 1)) {
+      throw new Error(`${where}: bottleneck blocks need positive integer groups and widthPerGroup, got ${groups} and ${widthPerGroup}`);
+    }
+  }
 }
 
 /** Level `level` of the backbone (its blocks), on the previous level's output. */
 export function backboneLevel(g: GraphBuilder, x: TensorRef, cfg: BackboneConfig, level: number, prefix: string): TensorRef {
   let y = x;
   for (let b = 0; b < cfg.layerNums[level]; b++) {
-    y = basicBlock(g, y, {
+    const o = {
       name: `${prefix}.level${level}.block${b}`,
       out: cfg.numFilters[level],
       stride: b === 0 ? cfg.layerStrides[level] : 1,
       batchNorm: cfg.batchNorm,
-    });
+    };
+    y = cfg.block === 'bottleneck' ? bottleneck(g, y, { ...o, groups: cfg.groups!, widthPerGroup: cfg.widthPerGroup! }) : basicBlock(g, y, o);
   }
   return y;
 }

@@ -77,7 +77,10 @@ export function checkAgentNetworkConfig(cfg: AgentNetworkConfig, space: SharedSp
   if (al.inChannels !== out) throw new DataError(src, 'aligner.inChannels', `must equal the encoder's output channels (${out})`, al.inChannels);
   if (al.channels !== space.channels)
     throw new DataError(src, 'aligner.channels', `must equal the channels of space "${space.name}" (${space.channels})`, al.channels);
-  if (!(Number.isInteger(al.blocks) && al.blocks >= 1)) throw new DataError(src, 'aligner.blocks', 'must be a positive integer', al.blocks);
+  if (!(Number.isInteger(al.blocks) && al.blocks >= 0)) throw new DataError(src, 'aligner.blocks', 'must be a whole number ≥ 0 (0: the identity)', al.blocks);
+  if (al.blocks === 0 && al.inChannels !== al.channels) {
+    throw new DataError(src, 'aligner.inChannels', `must equal aligner.channels (${al.channels}) when blocks is 0 (the identity)`, al.inChannels);
+  }
   if (typeof al.batchNorm !== 'boolean') throw new DataError(src, 'aligner.batchNorm', 'must be true or false', al.batchNorm);
 }
 

@@ -1,5 +1,6 @@
 // Aligner: a per-agent-type adapter from one encoder's BEV features into the shared feature
-// space the fusion network expects (HEAL uses ConvNeXt blocks; residual basic blocks here).
+// space the fusion network expects (HEAL uses ConvNeXt blocks; residual basic blocks here). With
+// no blocks it is the identity, as HEAL's stage-1 aligner (the type that trains the fusion).
 // Backward alignment trains a new type's encoder + aligner against the frozen fusion and head.
 
 import { GraphBuilder, type GraphDesc, type TensorRef, type Dim } from '../../models/graph.ts';
@@ -10,7 +11,7 @@ export interface AlignerConfig {
   inChannels: number;
   /** Channels of the shared space. */
   channels: number;
-  /** Residual blocks (the first also maps inChannels → channels when they differ). */
+  /** Residual blocks (the first also maps inChannels → channels when they differ); 0 for the identity (then inChannels = channels). */
   blocks: number;
   batchNorm: boolean;
 }
@@ -18,7 +19,10 @@ export interface AlignerConfig {
 export const SMALL_ALIGNER: AlignerConfig = { inChannels: 32, channels: 32, blocks: 2, batchNorm: true };
 
 export function addAligner(g: GraphBuilder, x: TensorRef, cfg: AlignerConfig, prefix: string): TensorRef {
-  if (!(cfg.blocks >= 1)) throw new Error(`${prefix}: aligner needs at least one block, got ${cfg.blocks}`);
+  if (!(Number.isInteger(cfg.blocks) && cfg.blocks >= 0)) throw new Error(`${prefix}: aligner blocks must be a whole number ≥ 0, got ${cfg.blocks}`);
+  if (cfg.blocks === 0 && cfg.inChannels !== cfg.channels) {
+    throw new Error(`${prefix}: an aligner without blocks is the identity, so inChannels (${cfg.inChannels}) must equal channels (${cfg.channels})`);
+  }
   let y = x;
   for (let b = 0; b < cfg.blocks; b++) y = basicBlock(g, y, { name: `${prefix}.block${b}`, out: cfg.channels, stride: 1, batchNorm: cfg.batchNorm });
   return y;

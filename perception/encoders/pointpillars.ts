@@ -1,6 +1,6 @@
 // PointPillars LiDAR encoder (the structure of PointPillars / HEAL's point_pillar encoder):
 //   pillar feature net (PFN): every point's 10 decorated features → linear (no bias) → batch norm
-//     → ReLU, then a max over the points of each pillar (padding slots masked out);
+//     → ReLU, then a max over the 32 slots of each pillar (see PfnPadding for the padded slots);
 //   scatter: the [P, C] pillar features onto the pillar grid by a gather on cellToPillar, whose
 //     empty cells point at one appended zero row (perception/pillars.ts);
 //   BEV backbone: levels of ResNet basic blocks whose strides bring the pillar grid down to the
@@ -25,6 +25,8 @@ export interface PointPillarsConfig {
   maskEgo: boolean;
   /** Width of the pillar feature net. */
   pfnChannels: number;
+  /** How padded point slots enter the PFN's max; default 'zero-points' (HEAL's). */
+  pfnPadding?: PfnPadding;
   /**
    * BEV backbone on the pillar grid: levels of basic blocks, each starting with a block of that
    * level's stride. The strides must multiply to (pillar grid) / (feature grid). The last
@@ -32,6 +34,15 @@ export interface PointPillarsConfig {
    */
   backbone: { layerNums: number[]; layerStrides: number[]; numFilters: number[] };
 }
+
+/**
+ * 'zero-points' (HEAL's PillarVFE): a padded slot is an all-zero point; it goes through the linear,
+ * batch norm and ReLU like a real one, and the constant it becomes takes part in the max.
+ * 'masked-after-relu': padded slots are zeroed after the ReLU, so only real points count. Only the
+ * small profile's shipped weights use it (they were trained so); that profile moves to
+ * 'zero-points' when it is retrained.
+ */
+export type PfnPadding = 'zero-points' | 'masked-after-relu';
 
 /** The graph inputs of a PointPillars encoder. */
 export interface PointPillarsInputs {
@@ -91,6 +102,12 @@ export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSp
   need(isPosInt(cfg.maxPillars), 'maxPillars', 'must be a positive integer', cfg.maxPillars);
   need(typeof cfg.maskEgo === 'boolean', 'maskEgo', 'must be true or false', cfg.maskEgo);
   need(isPosInt(cfg.pfnChannels), 'pfnChannels', 'must be a positive integer', cfg.pfnChannels);
+  need(
+    cfg.pfnPadding === undefined || cfg.pfnPadding === 'zero-points' || cfg.pfnPadding === 'masked-after-relu',
+    'pfnPadding',
+    'must be "zero-points" (HEAL) or "masked-after-relu"',
+    cfg.pfnPadding,
+  );
   const bb = cfg.backbone;
   need(typeof bb === 'object' && bb !== null, 'backbone', 'must be an object {layerNums, layerStrides, numFilters}', bb);
   need(isIntList(bb.layerNums), 'backbone.layerNums', 'must be a non-empty list of positive integers', bb.layerNums);
@@ -139,12 +156,22 @@ export function pointPillarsInputs(g: GraphBuilder, cfg: PointPillarsConfig, spa
   };
 }
 
-/** PFN: [P, N, 10] points → [P, C] pillar features (masked max over the pillar's points). */
-export function addPillarFeatureNet(g: GraphBuilder, features: TensorRef, mask: TensorRef, channels: number, prefix: string): TensorRef {
-  let y = g.linear(features, { name: `${prefix}.linear`, out: channels, bias: false });
+/** PFN: [P, N, 10] points → [P, C] pillar features (max over the pillar's slots, see PfnPadding). */
+export function addPillarFeatureNet(
+  g: GraphBuilder,
+  features: TensorRef,
+  mask: TensorRef,
+  channels: number,
+  prefix: string,
+  padding: PfnPadding = 'zero-points',
+): TensorRef {
+  const slotMask = () => g.reshape(mask, [0, 0, 1], `${prefix}.mask`);
+  // HEAL multiplies the decorated features by the slot mask, so whatever a padded slot holds it is a zero point.
+  const x = padding === 'zero-points' ? g.mul(features, slotMask(), `${prefix}.masked_points`) : features;
+  let y = g.linear(x, { name: `${prefix}.linear`, out: channels, bias: false });
   y = g.relu(g.batchNorm(y, { name: `${prefix}.bn`, axis: -1, epsilon: 1e-3, momentum: 0.01 }));
   // After the ReLU every feature is ≥ 0, so zeroing padded slots leaves the max of the real points.
-  y = g.mul(y, g.reshape(mask, [0, 0, 1], `${prefix}.mask`));
+  if (padding === 'masked-after-relu') y = g.mul(y, slotMask());
   return g.reduceMax(y, 1, false, `${prefix}.max`);
 }
 
@@ -161,9 +188,9 @@ export function addPillarScatter(g: GraphBuilder, pillars: TensorRef, cellToPill
 /** The whole encoder: inputs → [1, C_enc, H', W'] on the shared feature grid. */
 export function addPointPillars(g: GraphBuilder, inputs: PointPillarsInputs, cfg: PointPillarsConfig, space: SharedSpace, prefix: string): TensorRef {
   checkPointPillarsConfig(cfg, space, prefix);
-  const pillars = addPillarFeatureNet(g, inputs.features, inputs.mask, cfg.pfnChannels, `${prefix}.pfn`);
+  const pillars = addPillarFeatureNet(g, inputs.features, inputs.mask, cfg.pfnChannels, `${prefix}.pfn`, cfg.pfnPadding);
   const bev = addPillarScatter(g, pillars, inputs.cellToPillar, pillarGridOf(cfg, space), `${prefix}.scatter`);
-  const bb: BackboneConfig = { inChannels: cfg.pfnChannels, ...cfg.backbone, upsampleStrides: [], numUpsampleFilters: [], batchNorm: true };
+  const bb: BackboneConfig = { inChannels: cfg.pfnChannels, ...cfg.backbone, upsampleStrides: [], numUpsampleFilters: [], batchNorm: true, block: 'basic' };
   const levels = backboneLevels(g, bev, bb, `${prefix}.backbone`);
   return levels[levels.length - 1];
 }

@@ -11,7 +11,8 @@ import { exportOnnx, onnxOpsOf } from '../../models/onnx.ts';
 import { OPS } from '../../models/ops.ts';
 import { createSession, runSession } from '../../models/runtime.ts';
 import { bevBackbone, HEAL_BACKBONE, type BackboneConfig } from '../../models/layers/backbone.ts';
-import { pyramidFusion, type PyramidFusionConfig } from '../../fusion/networks/pyramid.ts';
+import { pyramidFusion, pyramidLevelSizes, type PyramidFusionConfig } from '../../fusion/networks/pyramid.ts';
+import { addPillarFeatureNet } from '../../perception/encoders/pointpillars.ts';
 import { fusionConfigFor } from '../../fusion/pipeline.ts';
 import { HEAL_SPACE } from '../../perception/space.ts';
 import { detectionHead } from '../../fusion/networks/head.ts';
@@ -264,7 +265,8 @@ describe('every op of models/ops.ts: tfjs and onnxruntime agree', () => {
     p = g.cumsum(g.softmax(g.reshape(p, [-1, 5]), 0), 0);
     g.output('rows', g.gather(p, index, 0));
     g.output('reduced', g.concat([g.reduceMax(p, 1, true), g.reduceSum(p, 1, true), g.reduceMean(p, 1, true)], 1));
-    g.output('sampled', g.gridSample(y, grid));
+    // sign of the sampled input: 0 exactly where a sample falls outside the map (HEAL's coverage indicator).
+    g.output('sampled', g.mul(g.gridSample(y, grid), g.sign(g.gridSample(x, grid))));
     const desc = g.build();
     // Fails for an op added to OPS until this graph uses it.
     expect([...new Set(desc.nodes.map((n) => n.op))].sort()).toEqual(Object.keys(OPS).sort());
@@ -289,6 +291,136 @@ describe('every op of models/ops.ts: tfjs and onnxruntime agree', () => {
     const weights = randomWeights(desc, 81);
     expectParity(await parity(desc, weights, inputs));
     expectGradients(desc, weights, inputs);
+  });
+});
+
+/** A tiny HEAL-style pyramid: ResNeXt bottlenecks (4 groups), per-level warping, DoubleConv shrink. */
+const tinyBottleneck: BackboneConfig = { ...tinyBackbone, inChannels: 8, numFilters: [8, 8, 16], block: 'bottleneck', groups: 4, widthPerGroup: 16 };
+const tinyHealFusion: PyramidFusionConfig = { backbone: tinyBottleneck, height: 12, width: 16, shrinkChannels: 8, shrink: 'double-conv', warp: 'per-level' };
+
+/** Per-level inputs for `thetas` (agent → ego), with validity and trust. */
+function perLevelHostInputs(thetas: number[][], features: Float32Array, valid: Float32Array, trust: number[]): Record<string, HostTensor> {
+  const A = thetas.length;
+  const inputs: Record<string, HostTensor> = {
+    features: host(features, [A, 8, 12, 16]),
+    valid: host(valid, [A, 1, 12, 16]),
+    trust: host(Float32Array.from(trust), [A, 1, 1, 1]),
+  };
+  pyramidLevelSizes(tinyHealFusion).forEach(([h, w], l) => {
+    inputs[`grid${l}`] = host(affineGrids(thetas, h, w), [A, h, w, 2]);
+  });
+  return inputs;
+}
+
+const HEAL_THETAS = [
+  [1, 0, 0, 0, 1, 0],
+  [Math.cos(0.5), -Math.sin(0.5), 0.6, Math.sin(0.5), Math.cos(0.5), 0.2], // partly outside the ego's map
+  [0.8, 0.2, 0.9, -0.3, 1.1, 0.5],
+];
+
+describe("HEAL's pyramid pieces: tfjs and onnxruntime agree", () => {
+  it('ResNeXt bottleneck backbone: grouped 3×3 carrying the stride, identity and projection shortcuts (random weights)', async () => {
+    const desc = bevBackbone({ ...tinyBottleneck, inChannels: 6 }, { height: 12, width: 16 });
+    // Width ⌊8·16/64⌋·4 = 8 in 4 groups of 2; the projection only where the stride or width changes.
+    expect(desc.params.find((p) => p.name === 'backbone.level0.block0.conv2.conv.weight')!.shape).toEqual([8, 2, 3, 3]);
+    expect(desc.params.find((p) => p.name === 'backbone.level2.block0.conv2.conv.weight')!.shape).toEqual([16, 4, 3, 3]);
+    const downs = desc.params.filter((p) => p.name.endsWith('.down.conv.weight')).map((p) => p.name);
+    expect(downs).toEqual(['backbone.level0.block0.down.conv.weight', 'backbone.level1.block0.down.conv.weight', 'backbone.level2.block0.down.conv.weight']);
+    expect(desc.params.some((p) => p.name.includes('conv') && p.name.endsWith('.bias') && !p.name.includes('deblock'))).toBe(false);
+    const inputs = { bev: host(randomFloats(2 * 6 * 12 * 16, 31), [2, 6, 12, 16]) };
+    const weights = randomWeights(desc, 32);
+    expectParity(await parity(desc, weights, inputs));
+    expectGradients(desc, weights, inputs);
+  });
+
+  it('per-level fusion: warped features and scores, sign(score) coverage, validity and trust, DoubleConv shrink (random weights)', async () => {
+    const desc = pyramidFusion(tinyHealFusion);
+    expect(desc.inputs.map((i) => i.name)).toEqual(['features', 'valid', 'trust', 'grid0', 'grid1', 'grid2']);
+    expect(desc.params.filter((p) => p.name.startsWith('fusion.shrink.')).map((p) => p.name)).toEqual([
+      'fusion.shrink.conv1.weight',
+      'fusion.shrink.conv1.bias',
+      'fusion.shrink.conv2.weight',
+      'fusion.shrink.conv2.bias',
+    ]);
+    const A = 3;
+    const valid = new Float32Array(A * 12 * 16).fill(1);
+    for (let c = 0; c < 12 * 16; c += 3) valid[2 * 12 * 16 + c] = 0; // agent 2 sent a sparse message
+    const inputs = perLevelHostInputs(HEAL_THETAS, randomFloats(A * 8 * 12 * 16, 33), valid, [1, 0.5, 1]);
+    const weights = randomWeights(desc, 34);
+    expectParity(await parity(desc, weights, inputs));
+    expectGradients(desc, weights, inputs);
+  });
+
+  it('ego network, per-level: pyramid and head in one graph; intermediates on request (random weights)', async () => {
+    const desc = egoNetwork({ fusion: tinyHealFusion, head: { anchors: 2, dirBins: 2 } }, { intermediates: true });
+    expect(desc.outputs.map((o) => o.name)).toEqual(['cls', 'reg', 'dir', 'occ0', 'occ1', 'occ2', 'fused', 'fusedLevel0', 'fusedLevel1', 'fusedLevel2']);
+    const A = 2;
+    const inputs = perLevelHostInputs(HEAL_THETAS.slice(0, A), randomFloats(A * 8 * 12 * 16, 35), new Float32Array(A * 12 * 16).fill(1), [1, 1]);
+    expectParity(await parity(desc, randomWeights(desc, 36), inputs));
+  });
+
+  it("per-level weights are HEAL's: an agent off the map, untrusted or sending nothing leaves the ego alone, exactly", async () => {
+    const desc = egoNetwork({ fusion: tinyHealFusion, head: { anchors: 2, dirBins: 2 } }, { intermediates: true });
+    const { session } = await createSession(exportOnnx(desc, randomWeights(desc, 37)), { device: 'cpu' });
+    const ego = randomFloats(8 * 12 * 16, 38);
+    const other = randomFloats(8 * 12 * 16, 39, -3, 3);
+    const both = Float32Array.from([...ego, ...other]);
+    const ones = new Float32Array(2 * 12 * 16).fill(1);
+    const run = (inputs: Record<string, HostTensor>) => runSession(session, inputs);
+    const alone = await run(perLevelHostInputs([HEAL_THETAS[0]], ego, ones.subarray(0, 12 * 16), [1]));
+    const offMap = await run(perLevelHostInputs([HEAL_THETAS[0], [1, 0, 5, 0, 1, 0]], both, ones, [1, 1]));
+    const untrusted = await run(perLevelHostInputs(HEAL_THETAS.slice(0, 2), both, ones, [1, 0]));
+    const silent = await run(perLevelHostInputs(HEAL_THETAS.slice(0, 2), both, Float32Array.from(ones).fill(0, 12 * 16), [1, 1]));
+    const fused = await run(perLevelHostInputs(HEAL_THETAS.slice(0, 2), both, ones, [1, 1]));
+    for (const name of ['fusedLevel0', 'fusedLevel1', 'fusedLevel2', 'cls']) {
+      for (const out of [offMap, untrusted, silent]) expect(Array.from(out[name].data)).toEqual(Array.from(alone[name].data));
+      expect(fused[name].data).not.toEqual(alone[name].data);
+    }
+    // The ego's own-frame occupancy does not depend on the others.
+    expect(Array.from(fused.occ0.data.subarray(0, 12 * 16))).toEqual(Array.from(alone.occ0.data));
+    await session.release();
+  });
+
+  it('PFN with zero points for padded slots: their batch-norm constant takes part in the max, as in HEAL (random weights)', async () => {
+    const C = 16;
+    const g = new GraphBuilder('pfn-heal');
+    const x = g.input('features', ['pillars', 4, 10]);
+    const m = g.input('mask', ['pillars', 4]);
+    g.output('pillars', addPillarFeatureNet(g, x, m, C, 'pfn', 'zero-points'));
+    const desc = g.build();
+    const weights = randomWeights(desc, 41);
+    // Garbage in the padded slots: the mask makes them zero points whatever they hold.
+    const feats = randomFloats(2 * 4 * 10, 42, -2, 2);
+    const mask = Float32Array.from([1, 0, 0, 0, 1, 1, 1, 1]);
+    const inputs = { features: host(feats, [2, 4, 10]), mask: host(mask, [2, 4]) };
+    expectParity(await parity(desc, weights, inputs));
+    // Reference: max over slots of relu(bn(x·W)), a padded slot being x = 0; and the max over real points only.
+    const W = weights.get('pfn.linear.weight')!.data; // [10, C]
+    const [gamma, beta, mean, variance] = ['gamma', 'beta', 'mean', 'var'].map((k) => weights.get(`pfn.bn.${k}`)!.data);
+    const heal = new Float32Array(2 * C);
+    const realOnly = new Float32Array(2 * C);
+    for (let p = 0; p < 2; p++) {
+      for (let c = 0; c < C; c++) {
+        let best = -Infinity;
+        let bestReal = 0;
+        for (let s = 0; s < 4; s++) {
+          let v = 0;
+          if (mask[p * 4 + s]) for (let k = 0; k < 10; k++) v += feats[(p * 4 + s) * 10 + k] * W[k * C + c];
+          const y = Math.max(0, ((v - mean[c]) / Math.sqrt(variance[c] + 1e-3)) * gamma[c] + beta[c]);
+          best = Math.max(best, y);
+          if (mask[p * 4 + s]) bestReal = Math.max(bestReal, y);
+        }
+        heal[p * C + c] = best;
+        realOnly[p * C + c] = bestReal;
+      }
+    }
+    const { session } = await createSession(exportOnnx(desc, weights), { device: 'cpu' });
+    const out = (await runSession(session, inputs)).pillars.data;
+    await session.release();
+    for (let i = 0; i < heal.length; i++) expect(out[i]).toBeCloseTo(heal[i], 5);
+    // Pillar 0 (three padded slots) differs from a max over its one real point; pillar 1 (full) does not.
+    expect(Array.from(heal.subarray(0, C)).some((v, c) => v > realOnly[c] + 1e-3)).toBe(true);
+    expect(Array.from(heal.subarray(C))).toEqual(Array.from(realOnly.subarray(C)));
   });
 });
 
