@@ -5,7 +5,8 @@
 import { type Pose6, multiply, matrixToPose, poseToMatrix } from '../geometry/transforms.ts';
 import { rngFor } from '../rng.ts';
 import { ROAD_HALF_WIDTH, buildTown } from './town.ts';
-import { buildLaneGraph, simulateTraffic } from './traffic.ts';
+import { buildLaneGraph } from './lanes.ts';
+import { simulateTraffic } from './traffic.ts';
 import { VEHICLE_LIDAR_MOUNT } from './lidar.ts';
 import { vehicleSolids } from './shapes.ts';
 import type { Agent, ScenarioWorld, Solid } from './world.ts';

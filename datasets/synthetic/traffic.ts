@@ -1,15 +1,16 @@
-// Traffic: a lane graph over the road grid and a 20 Hz simulation of the moving vehicles.
+// Traffic: a 20 Hz simulation of the moving vehicles over the lane graph (lanes.ts).
 //
 // Vehicles follow their lane with the Intelligent Driver Model (keep a time gap to the car
-// ahead, slow for turns), and at each intersection go straight or turn. Right-hand traffic: in
-// UE4's left-handed axes the right of heading (cos ψ, sin ψ) is (−sin ψ, cos ψ). Intersections
-// have two-phase traffic lights, and a vehicle only enters when no vehicle already inside is on a
+// ahead, slow for turns), and at each intersection go straight or turn. Intersections have
+// two-phase traffic lights, and a vehicle only enters when no vehicle already inside is on a
 // crossing path and its exit lane has room, so bodies never overlap. Parked vehicles stand in the
-// parking strips and lot stalls.
+// parking strips and lot stalls. The simulation is one state object (TrafficState) that each
+// step changes in place, vehicle by vehicle.
 
 import type { Rng } from '../rng.ts';
-import { CURB_HEIGHT, LANE_WIDTH, type LotSpot, type NoParkingZone, PARKING_WIDTH, ROAD_HALF_WIDTH, STOP_LINE } from './town.ts';
-import type { Town, VehiclePose, VehicleSpec, VehicleType } from './world.ts';
+import { type LaneGraph, type Path, laneDirection, laneIds, pathAfter, pointAt, routePoint } from './lanes.ts';
+import { CURB_HEIGHT, LANE_WIDTH, type LotSpot, type NoParkingZone, PARKING_WIDTH, ROAD_HALF_WIDTH } from './town.ts';
+import type { VehiclePose, VehicleSpec, VehicleType } from './world.ts';
 
 export const SIM_DT = 0.05;
 
@@ -49,183 +50,6 @@ const PAINTS: [number, number, number][] = [
   [0.78, 0.78, 0.74],
   [0.5, 0.12, 0.12],
 ];
-
-// ---------------------------------------------------------------------------------------------
-// Lane graph
-
-export interface Path {
-  kind: 'lane' | 'connector';
-  /** Polyline x0,y0,x1,y1,... and cumulative arc length at each vertex. */
-  pts: Float64Array;
-  cum: Float64Array;
-  length: number;
-  /** lane: start and end node; connector: the node it crosses (from = to). */
-  from: number;
-  to: number;
-  /** Lanes: the connectors that continue it. Connectors: [exit lane]. */
-  next: number[];
-  /** Connectors only. */
-  inLane: number;
-  outLane: number;
-  turn: 'straight' | 'left' | 'right' | '';
-  /** Lanes: 0 runs along x, 1 along y (which light phase it waits for). */
-  axis: number;
-}
-
-export interface LaneGraph {
-  nodes: { x: number; y: number; degree: number }[];
-  paths: Path[];
-  /** conflicts[c] = connector ids whose swept corridors cross connector c. */
-  conflicts: Map<number, Set<number>>;
-}
-
-function polyline(points: [number, number][]): { pts: Float64Array; cum: Float64Array; length: number } {
-  const pts = new Float64Array(points.length * 2);
-  const cum = new Float64Array(points.length);
-  points.forEach(([x, y], i) => {
-    pts[i * 2] = x;
-    pts[i * 2 + 1] = y;
-    if (i > 0) cum[i] = cum[i - 1] + Math.hypot(x - points[i - 1][0], y - points[i - 1][1]);
-  });
-  return { pts, cum, length: cum[points.length - 1] };
-}
-
-/** Point at arc length s (clamped to the path). */
-export function pointAt(p: Path, s: number): [number, number] {
-  const cum = p.cum;
-  const n = cum.length;
-  if (s <= 0) return [p.pts[0], p.pts[1]];
-  if (s >= p.length) return [p.pts[(n - 1) * 2], p.pts[(n - 1) * 2 + 1]];
-  let lo = 0,
-    hi = n - 1;
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (cum[mid] <= s) lo = mid;
-    else hi = mid;
-  }
-  const t = (s - cum[lo]) / (cum[hi] - cum[lo] || 1);
-  return [p.pts[lo * 2] + t * (p.pts[hi * 2] - p.pts[lo * 2]), p.pts[lo * 2 + 1] + t * (p.pts[hi * 2 + 1] - p.pts[lo * 2 + 1])];
-}
-
-export function buildLaneGraph(town: Town): LaneGraph {
-  const { xs, ys } = town;
-  const nY = ys.length;
-  const node = (i: number, j: number) => i * nY + j;
-  const nodes: LaneGraph['nodes'] = [];
-  for (let i = 0; i < xs.length; i++) {
-    for (let j = 0; j < nY; j++) {
-      const deg = (i > 0 ? 1 : 0) + (i < xs.length - 1 ? 1 : 0) + (j > 0 ? 1 : 0) + (j < nY - 1 ? 1 : 0);
-      nodes.push({ x: xs[i], y: ys[j], degree: deg });
-    }
-  }
-  const paths: Path[] = [];
-  const off = LANE_WIDTH / 2;
-  const addLane = (a: number, b: number) => {
-    const A = nodes[a],
-      B = nodes[b];
-    const len = Math.hypot(B.x - A.x, B.y - A.y);
-    const dx = (B.x - A.x) / len,
-      dy = (B.y - A.y) / len;
-    const rx = -dy * off,
-      ry = dx * off;
-    const line = polyline([
-      [A.x + dx * STOP_LINE + rx, A.y + dy * STOP_LINE + ry],
-      [B.x - dx * STOP_LINE + rx, B.y - dy * STOP_LINE + ry],
-    ]);
-    paths.push({ kind: 'lane', ...line, from: a, to: b, next: [], inLane: -1, outLane: -1, turn: '', axis: Math.abs(dx) > 0.5 ? 0 : 1 });
-  };
-  for (let i = 0; i < xs.length; i++) {
-    for (let j = 0; j < nY; j++) {
-      if (i < xs.length - 1) {
-        addLane(node(i, j), node(i + 1, j));
-        addLane(node(i + 1, j), node(i, j));
-      }
-      if (j < nY - 1) {
-        addLane(node(i, j), node(i, j + 1));
-        addLane(node(i, j + 1), node(i, j));
-      }
-    }
-  }
-  const laneCount = paths.length;
-  const byNode = new Map<number, number[]>();
-  for (let l = 0; l < laneCount; l++) {
-    const to = paths[l].to;
-    if (!byNode.has(to)) byNode.set(to, []);
-    byNode.get(to)!.push(l);
-  }
-  const conflicts = new Map<number, Set<number>>();
-  for (const [n, incoming] of byNode) {
-    const outgoing = [];
-    for (let l = 0; l < laneCount; l++) if (paths[l].from === n) outgoing.push(l);
-    const here: number[] = [];
-    for (const inL of incoming) {
-      for (const outL of outgoing) {
-        if (paths[outL].to === paths[inL].from) continue; // no U-turns
-        const c = connector(paths[inL], paths[outL], inL, outL, n);
-        paths.push(c);
-        paths[inL].next.push(paths.length - 1);
-        here.push(paths.length - 1);
-      }
-    }
-    for (const a of here) conflicts.set(a, new Set());
-    for (const a of here) {
-      for (const b of here) {
-        if (a >= b) continue;
-        const pa = paths[a],
-          pb = paths[b];
-        if (pa.inLane === pb.inLane) continue; // handled by following: see canEnter
-        if (pa.outLane === pb.outLane || minDistance(pa, pb) < 3.0) {
-          conflicts.get(a)!.add(b);
-          conflicts.get(b)!.add(a);
-        }
-      }
-    }
-  }
-  return { nodes, paths, conflicts };
-}
-
-function connector(inP: Path, outP: Path, inL: number, outL: number, n: number): Path {
-  const m = inP.pts.length;
-  const p0: [number, number] = [inP.pts[m - 2], inP.pts[m - 1]];
-  const p1: [number, number] = [outP.pts[0], outP.pts[1]];
-  const d0 = [(inP.pts[m - 2] - inP.pts[0]) / inP.length, (inP.pts[m - 1] - inP.pts[1]) / inP.length];
-  const d1 = [(outP.pts[2] - outP.pts[0]) / outP.length, (outP.pts[3] - outP.pts[1]) / outP.length];
-  const cross = d0[0] * d1[1] - d0[1] * d1[0];
-  let points: [number, number][];
-  let turn: Path['turn'];
-  if (Math.abs(cross) < 1e-6) {
-    points = [p0, p1];
-    turn = 'straight';
-  } else {
-    // Quadratic Bézier with its control point where the two lane lines meet.
-    const t = ((p1[0] - p0[0]) * d1[1] - (p1[1] - p0[1]) * d1[0]) / cross;
-    const c = [p0[0] + d0[0] * t, p0[1] + d0[1] * t];
-    points = [];
-    const k = 20;
-    for (let i = 0; i <= k; i++) {
-      const u = i / k;
-      const a = (1 - u) * (1 - u),
-        b = 2 * u * (1 - u),
-        e = u * u;
-      points.push([a * p0[0] + b * c[0] + e * p1[0], a * p0[1] + b * c[1] + e * p1[1]]);
-    }
-    // Positive yaw turns x towards y, which is to the right in UE4 axes.
-    turn = cross > 0 ? 'right' : 'left';
-  }
-  return { kind: 'connector', ...polyline(points), from: n, to: n, next: [outL], inLane: inL, outLane: outL, turn, axis: inP.axis };
-}
-
-function minDistance(a: Path, b: Path): number {
-  let best = Infinity;
-  for (let s = 0; s <= a.length; s += 0.5) {
-    const p = pointAt(a, s);
-    for (let t = 0; t <= b.length; t += 0.5) {
-      const q = pointAt(b, t);
-      best = Math.min(best, Math.hypot(p[0] - q[0], p[1] - q[1]));
-    }
-  }
-  return best;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Vehicles
@@ -271,6 +95,11 @@ interface SimVehicle {
   homing: boolean;
 }
 
+interface ParkedVehicle {
+  spec: VehicleSpec;
+  pose: VehiclePose;
+}
+
 export interface TrafficOptions {
   /** Index of the node the roadside unit watches; connected vehicles drive around it. */
   homeNode: number;
@@ -302,29 +131,53 @@ export interface TrafficResult {
 
 const round4 = (v: number) => Math.round(v * 1e4) / 1e4;
 
+/**
+ * Places the vehicles, runs the simulation and records the poses. The draws from `rng` happen in
+ * a fixed order (moving vehicles, parked ones, lights, then route choices step by step), which is
+ * what keeps a scenario byte-identical from run to run.
+ */
 export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions): TrafficResult {
-  const { paths, nodes } = graph;
-  const lanes = paths.map((_, i) => i).filter((i) => paths[i].kind === 'lane');
-  const vehicles: SimVehicle[] = [];
-  const parked: { spec: VehicleSpec; pose: VehiclePose }[] = [];
-
-  const occupied = (lane: number, s: number, len: number) => vehicles.some((o) => o.path === lane && Math.abs(o.s - s) < (o.spec.length + len) / 2 + 6);
-  const spawn = (lane: number, spec: VehicleSpec, homing: boolean): boolean => {
-    const p = paths[lane];
-    const lo = spec.length / 2 + 1,
-      hi = p.length - spec.length / 2 - 2;
-    if (hi <= lo) return false;
-    for (let attempt = 0; attempt < 8; attempt++) {
-      const s = rng.uniform(lo, hi);
-      if (occupied(lane, s, spec.length)) continue;
-      const t = VEHICLE_TYPES[spec.type];
-      const v0 = rng.uniform(t.speed[0], t.speed[1]);
-      vehicles.push({ spec, path: lane, s, v: v0 * rng.uniform(0.3, 0.9), v0, accel: t.accel, plan: -1, committed: -1, prev: -1, homing });
-      return true;
+  const vehicles = spawnMoving(graph, rng, opts);
+  const parked = [...parkAlongKerbs(graph, rng, opts.noParking), ...parkInLots(rng, opts.lotSpots)];
+  const state = startTraffic(graph, rng, vehicles, opts.homeNode);
+  const poses: VehiclePose[][] = [];
+  const totalSteps = opts.warmupSteps + (opts.recordedFrames - 1) * opts.recordEvery + opts.tailSteps;
+  for (let step = 0; step <= totalSteps; step++) {
+    if (step >= opts.warmupSteps && (step - opts.warmupSteps) % opts.recordEvery === 0) {
+      const frame: VehiclePose[] = vehicles.map((v) => bodyPose(graph, v));
+      for (const pk of parked) frame.push(pk.pose);
+      poses.push(frame);
     }
-    return false;
-  };
+    stepTraffic(state);
+  }
+  return trafficResult(vehicles, parked, poses, opts);
+}
 
+// ---------------------------------------------------------------------------------------------
+// Placing the vehicles
+
+/** Puts a vehicle at a random free spot of `lane` (8 tries); false when none was found. */
+function spawn(graph: LaneGraph, rng: Rng, vehicles: SimVehicle[], lane: number, spec: VehicleSpec, homing: boolean): boolean {
+  const p = graph.paths[lane];
+  const lo = spec.length / 2 + 1,
+    hi = p.length - spec.length / 2 - 2;
+  if (hi <= lo) return false;
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const s = rng.uniform(lo, hi);
+    if (vehicles.some((o) => o.path === lane && Math.abs(o.s - s) < (o.spec.length + spec.length) / 2 + 6)) continue;
+    const t = VEHICLE_TYPES[spec.type];
+    const v0 = rng.uniform(t.speed[0], t.speed[1]);
+    vehicles.push({ spec, path: lane, s, v: v0 * rng.uniform(0.3, 0.9), v0, accel: t.accel, plan: -1, committed: -1, prev: -1, homing });
+    return true;
+  }
+  return false;
+}
+
+/** The moving vehicles: the connected-vehicle candidates first, then the background traffic. */
+function spawnMoving(graph: LaneGraph, rng: Rng, opts: TrafficOptions): SimVehicle[] {
+  const { paths } = graph;
+  const lanes = laneIds(graph);
+  const vehicles: SimVehicle[] = [];
   // Candidates for the connected vehicles: cars on the lanes into and out of the home
   // intersection that keep circling the blocks around it. The agents are picked among them
   // after the simulation, as the ones that stay closest together while recording.
@@ -332,7 +185,8 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
   const poolSize = opts.cavs + 5;
   let pooled = 0;
   for (let tries = 0; pooled < poolSize && tries < poolSize * 10; tries++) {
-    if (spawn(rng.pick(homeLanes), sampleVehicle(rng, 0, CAR_MIX, false), true)) pooled++;
+    const lane = rng.pick(homeLanes);
+    if (spawn(graph, rng, vehicles, lane, sampleVehicle(rng, 0, CAR_MIX, false), true)) pooled++;
   }
   if (pooled < opts.cavs) throw new Error('synthetic traffic: could not place the connected vehicles');
 
@@ -340,16 +194,19 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
   const spacing = rng.uniform(55, 85);
   for (const l of lanes) {
     const n = Math.round(paths[l].length / spacing + rng.uniform(-0.5, 0.5));
-    for (let k = 0; k < n; k++) spawn(l, sampleVehicle(rng, 0, MOVING_MIX, false), false);
+    for (let k = 0; k < n; k++) spawn(graph, rng, vehicles, l, sampleVehicle(rng, 0, MOVING_MIX, false), false);
   }
+  return vehicles;
+}
 
-  // Parked: a share of the parking strips, and lot stalls.
-  for (const l of lanes) {
+/** Parked vehicles in a share of the parking strips, clear of the no-parking zones. */
+function parkAlongKerbs(graph: LaneGraph, rng: Rng, noParking: NoParkingZone[]): ParkedVehicle[] {
+  const parked: ParkedVehicle[] = [];
+  for (const l of laneIds(graph)) {
     if (!rng.chance(0.6)) continue;
-    const p = paths[l];
+    const p = graph.paths[l];
     const occupancy = rng.uniform(0.2, 0.65);
-    const dx = (p.pts[2] - p.pts[0]) / p.length,
-      dy = (p.pts[3] - p.pts[1]) / p.length;
+    const [dx, dy] = laneDirection(p);
     // The parking strip centre, measured from the lane centre line towards the kerb.
     const side = ROAD_HALF_WIDTH - PARKING_WIDTH / 2 - LANE_WIDTH / 2;
     const kerbX = -dy * side,
@@ -364,7 +221,7 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
       const [lx, ly] = pointAt(p, s);
       const x = lx + kerbX,
         y = ly + kerbY;
-      const blocked = opts.noParking.some((z) => Math.hypot(z.x - x, z.y - y) < z.r + spec.length / 2);
+      const blocked = noParking.some((z) => Math.hypot(z.x - x, z.y - y) < z.r + spec.length / 2);
       if (!blocked && rng.chance(occupancy)) {
         const yaw = (Math.atan2(dy, dx) * 180) / Math.PI + rng.uniform(-1.5, 1.5);
         parked.push({ spec, pose: { x: round4(x), y: round4(y), z: 0, yaw: round4(yaw), speed: 0 } });
@@ -372,272 +229,329 @@ export function simulateTraffic(graph: LaneGraph, rng: Rng, opts: TrafficOptions
       cursor = end + rng.uniform(0.8, 2.5);
     }
   }
+  return parked;
+}
+
+/** Parked vehicles in a share of the lot stalls, some backed in. */
+function parkInLots(rng: Rng, lotSpots: LotSpot[]): ParkedVehicle[] {
+  const parked: ParkedVehicle[] = [];
   const lotFill = rng.uniform(0.3, 0.7);
-  for (const spot of opts.lotSpots) {
+  for (const spot of lotSpots) {
     if (!rng.chance(lotFill)) continue;
     const spec = sampleVehicle(rng, 0, [0.3, 0.4, 0.25, 0.05, 0, 0], true);
     const jitter = rng.uniform(-0.15, 0.15);
     const yaw = spot.yaw + rng.uniform(-3, 3) + (rng.chance(0.3) ? 180 : 0);
     parked.push({ spec, pose: { x: round4(spot.x + jitter), y: round4(spot.y), z: CURB_HEIGHT, yaw: round4(yaw), speed: 0 } });
   }
+  return parked;
+}
 
-  // ------------------------------------------------------------------------------------------
-  // Simulation
+// ---------------------------------------------------------------------------------------------
+// Simulation state
 
+/** A junction's traffic lights: green for lanes along x, all red, green along y, all red. */
+interface Junction {
+  signals: boolean;
+  /** Seconds into the cycle at t = 0. */
+  offset: number;
+  /** Length of each green phase, s. */
+  green: number;
+}
+
+const ALL_RED = 2;
+
+/** Everything one simulation step reads and changes. */
+interface TrafficState {
+  graph: LaneGraph;
+  /** Route choices at the end of each lane draw from it. */
+  rng: Rng;
+  vehicles: SimVehicle[];
+  /** Per node. */
+  junctions: Junction[];
+  /** Per node: the vehicles cleared to cross it, with their connector. */
+  committedAt: Map<SimVehicle, number>[];
+  /** Per node: the vehicles waiting at the line for their turn, with the time they started asking. */
+  waitingAt: Map<SimVehicle, number>[];
+  /** The intersection the homing vehicles circle. */
+  home: { x: number; y: number };
+  /** Steps taken; the simulated time is step · SIM_DT. */
+  step: number;
+}
+
+function startTraffic(graph: LaneGraph, rng: Rng, vehicles: SimVehicle[], homeNode: number): TrafficState {
+  const { nodes } = graph;
   // About half the junctions have traffic lights (always the one the roadside unit watches);
   // at the others, drivers slow down and go when the way is clear.
-  const phase = nodes.map((n, i) => ({
+  const junctions = nodes.map((n, i) => ({
     offset: rng.uniform(0, 40),
     green: rng.uniform(9, 14),
-    signals: n.degree >= 3 && (i === opts.homeNode || rng.chance(0.5)),
+    signals: n.degree >= 3 && (i === homeNode || rng.chance(0.5)),
   }));
-  const ALL_RED = 2;
-  /** True when a vehicle on a lane along `axis` sees green at node n at time t. */
-  const green = (n: number, axis: number, t: number): boolean => {
-    if (!phase[n].signals) return true;
-    const ph = phase[n];
-    const cycle = 2 * (ph.green + ALL_RED);
-    const u = (((t + ph.offset) % cycle) + cycle) % cycle;
-    return axis === 0 ? u < ph.green : u >= ph.green + ALL_RED && u < 2 * ph.green + ALL_RED;
+  const state: TrafficState = {
+    graph,
+    rng,
+    vehicles,
+    junctions,
+    committedAt: nodes.map(() => new Map<SimVehicle, number>()),
+    waitingAt: nodes.map(() => new Map<SimVehicle, number>()),
+    home: nodes[homeNode],
+    step: 0,
   };
+  for (const v of vehicles) choosePlan(state, v);
+  return state;
+}
 
-  // Per intersection: the vehicles cleared to cross it (with their connector), and the ones
-  // waiting at the line for their turn (with the time they started asking).
-  const committedAt = nodes.map(() => new Map<SimVehicle, number>());
-  const waitingAt = nodes.map(() => new Map<SimVehicle, number>());
+/** True when a vehicle on a lane along `axis` sees green at this junction at time t. */
+function green(j: Junction, axis: number, t: number): boolean {
+  if (!j.signals) return true;
+  const cycle = 2 * (j.green + ALL_RED);
+  const u = (((t + j.offset) % cycle) + cycle) % cycle;
+  return axis === 0 ? u < j.green : u >= j.green + ALL_RED && u < 2 * j.green + ALL_RED;
+}
 
-  const home = nodes[opts.homeNode];
-  const choosePlan = (v: SimVehicle) => {
-    const options = paths[v.path].next;
-    if (v.homing && rng.chance(0.9)) {
-      // Head for the exit whose far end is nearest the home intersection: the car circles the
-      // blocks around it instead of wandering off across town.
-      let best = options[0],
-        bestD = Infinity;
-      for (const c of options) {
-        const end = nodes[paths[paths[c].outLane].to];
-        const d = Math.hypot(end.x - home.x, end.y - home.y) + rng.uniform(0, 30);
-        if (d < bestD) {
-          bestD = d;
-          best = c;
-        }
-      }
-      v.plan = best;
-      return;
-    }
-    const w = options.map((c) => (paths[c].turn === 'straight' ? 0.5 : 0.25));
-    v.plan = options[rng.weighted(w)];
-  };
-  for (const v of vehicles) choosePlan(v);
-
-  const turnSpeed = (c: Path) => (c.turn === 'right' ? 4.5 : c.turn === 'left' ? 6.5 : Infinity);
-
-  /** Room at the start of a lane: distance from its start to the rearmost body on it, minus bodies headed there. */
-  const roomOn = (lane: number, node: number, self: SimVehicle): number => {
-    let room = paths[lane].length;
-    for (const o of vehicles) if (o.path === lane) room = Math.min(room, o.s - o.spec.length / 2);
-    for (const [o, oc] of committedAt[node]) {
-      if (o !== self && o.path !== lane && paths[oc].outLane === lane) room -= o.spec.length + 2.5;
-    }
-    return room;
-  };
-
-  const long = (v: SimVehicle) => v.spec.length > 6.2;
-
-  /** Would v on connector c clash with o on connector oc (o being ahead in the same approach counts as following)? */
-  const clash = (v: SimVehicle, c: number, o: SimVehicle, oc: number): boolean => {
-    if (paths[oc].inLane === paths[c].inLane) {
-      // Same approach: following on the same connector is the driver model's job; on another
-      // connector, wait until the one ahead has pulled well into its own path.
-      if (oc === c || o.path === paths[oc].outLane) return false;
-      return !(o.path === oc && o.s - o.spec.length / 2 > 7);
-    }
-    // A long vehicle cuts deep into the inside of a turn: it turns with the intersection to itself.
-    const turning = (x: SimVehicle, xc: number) => long(x) && paths[xc].turn !== 'straight';
-    return turning(v, c) || turning(o, oc) || graph.conflicts.get(c)!.has(oc);
-  };
-
-  /**
-   * May v (on a lane, heading into connector v.plan) enter the intersection now? Not while a
-   * vehicle inside is on a crossing path, nor ahead of a crossing vehicle that has been waiting
-   * longer (first come, first served), nor when its exit lane has no room.
-   */
-  const canEnter = (v: SimVehicle): boolean => {
-    const c = v.plan;
-    const node = paths[c].from;
-    for (const [o, oc] of committedAt[node]) if (o !== v && clash(v, c, o, oc)) return false;
-    const since = waitingAt[node].get(v) ?? Infinity;
-    for (const [o, t] of waitingAt[node]) {
-      if (o !== v && t < since && paths[o.plan].inLane !== paths[c].inLane && clash(v, c, o, o.plan)) return false;
-    }
-    return roomOn(paths[c].outLane, node, v) >= v.spec.length + 2.5;
-  };
-
-  /** Nearest body ahead along v's route: [distance between centres, its length, its speed]. */
-  const leader = (v: SimVehicle): [number, number, number] | undefined => {
-    // `base` is where the searched path starts, measured from v's centre along the route.
-    let base = -v.s;
-    let path = v.path;
-    for (let hop = 0; hop < 3; hop++) {
-      let best: SimVehicle | undefined;
-      for (const o of vehicles) {
-        if (o === v || o.path !== path || base + o.s <= 0) continue;
-        if (!best || o.s < best.s) best = o;
-      }
-      if (best) return [base + best.s, best.spec.length, best.v];
-      const p = paths[path];
-      base += p.length;
-      if (base > 90) return undefined;
-      const next = p.kind === 'lane' ? (hop === 0 ? v.plan : -1) : p.outLane;
-      if (next < 0) return undefined;
-      path = next;
-    }
-    return undefined;
-  };
-
-  const stepAll = (t: number) => {
-    for (const v of vehicles) {
-      const p = paths[v.path];
-      let vmax = v.v0;
-      let gap = Infinity;
-      let dv = 0;
-      let hardStop = Infinity; // largest allowed s on the current path
-      const ahead = leader(v);
-      if (ahead) {
-        gap = ahead[0] - (ahead[1] + v.spec.length) / 2;
-        dv = v.v - ahead[2];
-      }
-      if (p.kind === 'connector') {
-        vmax = Math.min(vmax, turnSpeed(p));
-      } else {
-        const c = paths[v.plan];
-        const toLine = p.length - v.s - v.spec.length / 2;
-        const atLine = phase[c.from].signals ? Math.min(turnSpeed(c), 99) : Math.min(turnSpeed(c), 4);
-        vmax = Math.min(vmax, Math.sqrt(atLine ** 2 + 2 * 1.5 * Math.max(0, toLine)));
-        if (v.committed < 0 && toLine < 60) {
-          const node = c.from;
-          const lightOk = green(node, p.axis, t);
-          // A vehicle that cannot stop comfortably on amber goes on, if the way is clear.
-          const mustGo = !lightOk && v.v * v.v > 2 * 5 * Math.max(0.1, toLine) && green(node, p.axis, t - ALL_RED);
-          // Ask for the intersection once within comfortable braking distance of the line.
-          const close = toLine < 3 + v.v * 0.3 + (v.v * v.v) / 8;
-          const asking = (lightOk || mustGo) && close;
-          if (asking && !waitingAt[node].has(v)) waitingAt[node].set(v, t);
-          if (!asking) waitingAt[node].delete(v);
-          if (asking && canEnter(v)) {
-            v.committed = node;
-            committedAt[node].set(v, v.plan);
-            waitingAt[node].delete(v);
-          } else if (!lightOk || close) {
-            // Stop line ahead: behave as if a stopped car stood there.
-            const g = toLine - 0.5;
-            if (g < gap) {
-              gap = g;
-              dv = v.v;
-            }
-            hardStop = p.length - v.spec.length / 2;
-          }
-        }
-      }
-      // Intelligent Driver Model.
-      const a = v.accel,
-        b = 2.2,
-        s0 = 2.0,
-        T = 1.2;
-      const sStar = s0 + Math.max(0, v.v * T + (v.v * dv) / (2 * Math.sqrt(a * b)));
-      let acc = a * (1 - (v.v / Math.max(0.1, vmax)) ** 4);
-      if (Number.isFinite(gap)) acc -= a * (sStar / Math.max(0.1, gap)) ** 2;
-      acc = Math.max(-8, acc);
-      let nv = Math.max(0, v.v + acc * SIM_DT);
-      let ns = v.s + nv * SIM_DT;
-      // Never closer than half a meter to the body ahead, never past an uncleared stop line.
-      if (ahead) {
-        const maxS = v.s + ahead[0] - (ahead[1] + v.spec.length) / 2 - 0.5;
-        if (ns > maxS) {
-          ns = Math.max(v.s, maxS);
-          nv = Math.min(nv, ahead[2]);
-        }
-      }
-      if (v.committed < 0 && ns > hardStop) {
-        ns = Math.max(v.s, hardStop);
-        nv = 0;
-      }
-      v.v = nv;
-      v.s = ns;
-      // Move on to the next path.
-      while (v.s > paths[v.path].length) {
-        const cur = paths[v.path];
-        v.s -= cur.length;
-        v.prev = v.path;
-        if (cur.kind === 'lane') {
-          v.path = v.plan;
-          v.plan = -1;
-        } else {
-          v.path = cur.outLane;
-          choosePlan(v);
-        }
-      }
-      // Release the intersection once the rear is out on the exit lane.
-      if (v.committed >= 0 && paths[v.path].kind === 'lane' && paths[v.path].from === v.committed && v.s - v.spec.length / 2 > 0.3) {
-        committedAt[v.committed].delete(v);
-        v.committed = -1;
+/** Picks the connector v takes at the end of its lane. */
+function choosePlan(state: TrafficState, v: SimVehicle): void {
+  const { paths, nodes } = state.graph;
+  const { rng, home } = state;
+  const options = paths[v.path].next;
+  if (v.homing && rng.chance(0.9)) {
+    // Head for the exit whose far end is nearest the home intersection: the car circles the
+    // blocks around it instead of wandering off across town.
+    let best = options[0],
+      bestD = Infinity;
+    for (const c of options) {
+      const end = nodes[paths[paths[c].outLane].to];
+      const d = Math.hypot(end.x - home.x, end.y - home.y) + rng.uniform(0, 30);
+      if (d < bestD) {
+        bestD = d;
+        best = c;
       }
     }
-  };
-
-  /**
-   * Point at `offset` meters along v's route from its centre, reaching into the previous or next
-   * path (lanes are straight, so a spawned vehicle with no previous path extends its lane).
-   */
-  const routePoint = (v: SimVehicle, offset: number): [number, number] => {
-    let path = v.path,
-      s = v.s + offset;
-    const p = paths[path];
-    if (s < 0) {
-      const prev = p.kind === 'connector' ? p.inLane : v.prev;
-      if (prev < 0) {
-        const dx = (p.pts[2] - p.pts[0]) / p.length,
-          dy = (p.pts[3] - p.pts[1]) / p.length;
-        return [p.pts[0] + dx * s, p.pts[1] + dy * s];
-      }
-      path = prev;
-      s += paths[prev].length;
-    } else if (s > p.length) {
-      path = p.kind === 'lane' ? v.plan : p.outLane;
-      s -= p.length;
-    }
-    return pointAt(paths[path], s);
-  };
-
-  /**
-   * The body's pose: front and rear ends both on the route, like a vehicle whose wheels track
-   * the lane. Its middle cuts the inside of a turn a little, and its ends never swing out into
-   * the lanes of waiting traffic, as they would if the centre followed the curve.
-   */
-  const bodyPose = (v: SimVehicle): VehiclePose => {
-    const half = v.spec.length / 2;
-    const f = routePoint(v, half),
-      r = routePoint(v, -half);
-    return {
-      x: round4((f[0] + r[0]) / 2),
-      y: round4((f[1] + r[1]) / 2),
-      z: 0,
-      yaw: round4((Math.atan2(f[1] - r[1], f[0] - r[0]) * 180) / Math.PI),
-      speed: Math.round(v.v * 1000) / 1000,
-    };
-  };
-
-  const poses: VehiclePose[][] = [];
-  const totalSteps = opts.warmupSteps + (opts.recordedFrames - 1) * opts.recordEvery + opts.tailSteps;
-  for (let step = 0; step <= totalSteps; step++) {
-    if (step >= opts.warmupSteps && (step - opts.warmupSteps) % opts.recordEvery === 0) {
-      const frame: VehiclePose[] = vehicles.map(bodyPose);
-      for (const pk of parked) frame.push(pk.pose);
-      poses.push(frame);
-    }
-    stepAll(step * SIM_DT);
+    v.plan = best;
+    return;
   }
+  const w = options.map((c) => (paths[c].turn === 'straight' ? 0.5 : 0.25));
+  v.plan = options[rng.weighted(w)];
+}
 
+const turnSpeed = (c: Path) => (c.turn === 'right' ? 4.5 : c.turn === 'left' ? 6.5 : Infinity);
+
+const long = (v: SimVehicle) => v.spec.length > 6.2;
+
+/** Room at the start of a lane: distance from its start to the rearmost body on it, minus bodies headed there. */
+function roomOn(state: TrafficState, lane: number, node: number, self: SimVehicle): number {
+  const { paths } = state.graph;
+  let room = paths[lane].length;
+  for (const o of state.vehicles) if (o.path === lane) room = Math.min(room, o.s - o.spec.length / 2);
+  for (const [o, oc] of state.committedAt[node]) {
+    if (o !== self && o.path !== lane && paths[oc].outLane === lane) room -= o.spec.length + 2.5;
+  }
+  return room;
+}
+
+/** Would v on connector c clash with o on connector oc (o being ahead in the same approach counts as following)? */
+function clash(state: TrafficState, v: SimVehicle, c: number, o: SimVehicle, oc: number): boolean {
+  const { paths, conflicts } = state.graph;
+  if (paths[oc].inLane === paths[c].inLane) {
+    // Same approach: following on the same connector is the driver model's job; on another
+    // connector, wait until the one ahead has pulled well into its own path.
+    if (oc === c || o.path === paths[oc].outLane) return false;
+    return !(o.path === oc && o.s - o.spec.length / 2 > 7);
+  }
+  // A long vehicle cuts deep into the inside of a turn: it turns with the intersection to itself.
+  const turning = (x: SimVehicle, xc: number) => long(x) && paths[xc].turn !== 'straight';
+  return turning(v, c) || turning(o, oc) || conflicts.get(c)!.has(oc);
+}
+
+/**
+ * May v (on a lane, heading into connector v.plan) enter the intersection now? Not while a
+ * vehicle inside is on a crossing path, nor ahead of a crossing vehicle that has been waiting
+ * longer (first come, first served), nor when its exit lane has no room.
+ */
+function canEnter(state: TrafficState, v: SimVehicle): boolean {
+  const { paths } = state.graph;
+  const c = v.plan;
+  const node = paths[c].from;
+  for (const [o, oc] of state.committedAt[node]) if (o !== v && clash(state, v, c, o, oc)) return false;
+  const waiting = state.waitingAt[node];
+  const since = waiting.get(v) ?? Infinity;
+  for (const [o, t] of waiting) {
+    if (o !== v && t < since && paths[o.plan].inLane !== paths[c].inLane && clash(state, v, c, o, o.plan)) return false;
+  }
+  return roomOn(state, paths[c].outLane, node, v) >= v.spec.length + 2.5;
+}
+
+/** Nearest body ahead along v's route: [distance between centres, its length, its speed]. */
+function leader(state: TrafficState, v: SimVehicle): [number, number, number] | undefined {
+  const { graph } = state;
+  // `base` is where the searched path starts, measured from v's centre along the route.
+  let base = -v.s;
+  let path = v.path;
+  for (let hop = 0; hop < 3; hop++) {
+    let best: SimVehicle | undefined;
+    for (const o of state.vehicles) {
+      if (o === v || o.path !== path || base + o.s <= 0) continue;
+      if (!best || o.s < best.s) best = o;
+    }
+    if (best) return [base + best.s, best.spec.length, best.v];
+    base += graph.paths[path].length;
+    if (base > 90) return undefined;
+    // Only the current lane's connector is chosen; past the lane after it the route is open.
+    const next = pathAfter(graph, path, hop === 0 ? v.plan : -1);
+    if (next < 0) return undefined;
+    path = next;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One step
+
+/** Advances every vehicle by SIM_DT, in spawn order (each sees the ones before it already moved). */
+function stepTraffic(state: TrafficState): void {
+  const t = state.step * SIM_DT;
+  for (const v of state.vehicles) stepVehicle(state, v, t);
+  state.step++;
+}
+
+/** What holds a vehicle back this step. */
+interface Limits {
+  /** Speed it would settle at on an open road. */
+  vmax: number;
+  /** Bumper gap to what it must not hit, and how much faster it is going than that. */
+  gap: number;
+  dv: number;
+  /** Largest allowed s on the current path. */
+  hardStop: number;
+}
+
+function stepVehicle(state: TrafficState, v: SimVehicle, t: number): void {
+  const p = state.graph.paths[v.path];
+  const ahead = leader(state, v);
+  const limits: Limits = { vmax: v.v0, gap: Infinity, dv: 0, hardStop: Infinity };
+  if (ahead) {
+    limits.gap = ahead[0] - (ahead[1] + v.spec.length) / 2;
+    limits.dv = v.v - ahead[2];
+  }
+  if (p.kind === 'connector') limits.vmax = Math.min(limits.vmax, turnSpeed(p));
+  else approachIntersection(state, v, t, limits);
+  move(v, idmAcceleration(v, limits), ahead, limits.hardStop);
+  advance(state, v);
+}
+
+/**
+ * On a lane: slow down for the turn at its end, and near the line ask to enter the intersection;
+ * until cleared, the stop line acts like a stopped car (`limits` is updated in place).
+ */
+function approachIntersection(state: TrafficState, v: SimVehicle, t: number, limits: Limits): void {
+  const { paths } = state.graph;
+  const p = paths[v.path];
+  const c = paths[v.plan];
+  const toLine = p.length - v.s - v.spec.length / 2;
+  const atLine = state.junctions[c.from].signals ? Math.min(turnSpeed(c), 99) : Math.min(turnSpeed(c), 4);
+  limits.vmax = Math.min(limits.vmax, Math.sqrt(atLine ** 2 + 2 * 1.5 * Math.max(0, toLine)));
+  if (!(v.committed < 0 && toLine < 60)) return;
+  const node = c.from;
+  const junction = state.junctions[node];
+  const waiting = state.waitingAt[node];
+  const lightOk = green(junction, p.axis, t);
+  // A vehicle that cannot stop comfortably on amber goes on, if the way is clear.
+  const mustGo = !lightOk && v.v * v.v > 2 * 5 * Math.max(0.1, toLine) && green(junction, p.axis, t - ALL_RED);
+  // Ask for the intersection once within comfortable braking distance of the line.
+  const close = toLine < 3 + v.v * 0.3 + (v.v * v.v) / 8;
+  const asking = (lightOk || mustGo) && close;
+  if (asking && !waiting.has(v)) waiting.set(v, t);
+  if (!asking) waiting.delete(v);
+  if (asking && canEnter(state, v)) {
+    v.committed = node;
+    state.committedAt[node].set(v, v.plan);
+    waiting.delete(v);
+  } else if (!lightOk || close) {
+    const g = toLine - 0.5;
+    if (g < limits.gap) {
+      limits.gap = g;
+      limits.dv = v.v;
+    }
+    limits.hardStop = p.length - v.spec.length / 2;
+  }
+}
+
+/** Intelligent Driver Model: accelerate towards vmax, brake to keep a time gap to what is ahead. */
+function idmAcceleration(v: SimVehicle, { vmax, gap, dv }: Limits): number {
+  const a = v.accel,
+    b = 2.2,
+    s0 = 2.0,
+    T = 1.2;
+  const sStar = s0 + Math.max(0, v.v * T + (v.v * dv) / (2 * Math.sqrt(a * b)));
+  let acc = a * (1 - (v.v / Math.max(0.1, vmax)) ** 4);
+  if (Number.isFinite(gap)) acc -= a * (sStar / Math.max(0.1, gap)) ** 2;
+  return Math.max(-8, acc);
+}
+
+/** Integrates one step: never closer than half a meter to the body ahead, never past an uncleared stop line. */
+function move(v: SimVehicle, acc: number, ahead: [number, number, number] | undefined, hardStop: number): void {
+  let nv = Math.max(0, v.v + acc * SIM_DT);
+  let ns = v.s + nv * SIM_DT;
+  if (ahead) {
+    const maxS = v.s + ahead[0] - (ahead[1] + v.spec.length) / 2 - 0.5;
+    if (ns > maxS) {
+      ns = Math.max(v.s, maxS);
+      nv = Math.min(nv, ahead[2]);
+    }
+  }
+  if (v.committed < 0 && ns > hardStop) {
+    ns = Math.max(v.s, hardStop);
+    nv = 0;
+  }
+  v.v = nv;
+  v.s = ns;
+}
+
+/** Moves v on to the next path when it ran past the end of its own, and releases its intersection once clear. */
+function advance(state: TrafficState, v: SimVehicle): void {
+  const { paths } = state.graph;
+  while (v.s > paths[v.path].length) {
+    const cur = paths[v.path];
+    v.s -= cur.length;
+    v.prev = v.path;
+    if (cur.kind === 'lane') {
+      v.path = v.plan;
+      v.plan = -1;
+    } else {
+      v.path = cur.outLane;
+      choosePlan(state, v);
+    }
+  }
+  // Release the intersection once the rear is out on the exit lane.
+  if (v.committed >= 0 && paths[v.path].kind === 'lane' && paths[v.path].from === v.committed && v.s - v.spec.length / 2 > 0.3) {
+    state.committedAt[v.committed].delete(v);
+    v.committed = -1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording
+
+/**
+ * The body's pose: front and rear ends both on the route, like a vehicle whose wheels track
+ * the lane. Its middle cuts the inside of a turn a little, and its ends never swing out into
+ * the lanes of waiting traffic, as they would if the centre followed the curve.
+ */
+function bodyPose(graph: LaneGraph, v: SimVehicle): VehiclePose {
+  const half = v.spec.length / 2;
+  const f = routePoint(graph, v, half),
+    r = routePoint(graph, v, -half);
+  return {
+    x: round4((f[0] + r[0]) / 2),
+    y: round4((f[1] + r[1]) / 2),
+    z: 0,
+    yaw: round4((Math.atan2(f[1] - r[1], f[0] - r[0]) * 180) / Math.PI),
+    speed: Math.round(v.v * 1000) / 1000,
+  };
+}
+
+/** Specs with their actor ids and connected flags, in spawn order (moving vehicles, then parked). */
+function trafficResult(vehicles: SimVehicle[], parked: ParkedVehicle[], poses: VehiclePose[][], opts: TrafficOptions): TrafficResult {
   const cavIds = pickAgents(
     vehicles.map((v, i) => (v.homing ? i : -1)).filter((i) => i >= 0),
     poses.slice(0, opts.recordedFrames),
