@@ -215,7 +215,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
           work.gt = await egoGroundTruth(ds, ref, rawEgo, space);
           if (recorder) {
             const agentsSeen = inputs.map((inp, k) => ({ frame: { ...inp.frame, lidarPose: truePoses[k] }, type: inp.type }));
-            work.scene = { ref, egoId, agents: agentsSeen, gt: work.gt.map((g) => g.box), detections: [] };
+            work.scene = { ref, egoId, agents: agentsSeen, gt: work.gt.map((g) => g.box), detections: [], space };
           }
         }
         for (const v of ordered) {

@@ -28,7 +28,7 @@ function transformBox(box: ArrayLike<number>, m: Mat4): Box7 {
  * encoders' frame differs from it.
  */
 export async function egoGroundTruth(ds: Dataset, ref: FrameRef, rawEgo: AgentFrame, space: SharedSpace, opts: GroundTruthOptions = {}): Promise<GtBox[]> {
-  const aligned = alignToGround(rawEgo);
+  const aligned = alignToGround(rawEgo, space);
   const alignedFromRaw = multiply(invert(aligned.lidarPose), rawEgo.lidarPose);
   const coop = await ds.cooperativeBoxes(ref, rawEgo.agentId, { commRange: space.commRange });
   const r = space.range;

@@ -21,7 +21,7 @@ import type { AgentFrame } from '../datasets/frame.ts';
 import type { FrameRef } from '../datasets/dataset.ts';
 import type { Box7 } from '../datasets/geometry/boxes.ts';
 import { invert, multiply, transformPoints, type Mat4 } from '../datasets/geometry/transforms.ts';
-import { alignToGround } from '../perception/ground.ts';
+import { alignToGround, type GroundRule } from '../perception/ground.ts';
 
 export interface SceneFrame {
   ref: FrameRef;
@@ -30,6 +30,8 @@ export interface SceneFrame {
   agents: { frame: AgentFrame; type: string }[];
   /** GT boxes in the ground-aligned ego frame. */
   gt: Box7[];
+  /** The profile, for its ground rule. */
+  space: GroundRule;
   detections: { label: string; boxes: { box: Box7; score: number; tp: boolean }[] }[];
 }
 
@@ -198,7 +200,7 @@ export class SceneRecorder {
   async addFrame(scene: SceneFrame): Promise<void> {
     const time = this.t0 + BigInt(this.frameIndex++) * 100_000_000n;
     const stamp = { seconds: Number(time / 1_000_000_000n), nanos: Number(time % 1_000_000_000n) };
-    const aligned = scene.agents.map((a) => alignToGround(a.frame));
+    const aligned = scene.agents.map((a) => alignToGround(a.frame, scene.space));
     const ego = aligned[0];
     const egoInv = invert(ego.lidarPose);
     const pose = (m: Mat4) => ({ position: { x: m[3], y: m[7], z: m[11] }, orientation: quaternionOf(m) });

@@ -5,7 +5,7 @@
 // i = (row·W' + col)·A + a. Head tensors are NCHW: cls channel a, reg channel a·7 + k, dir channel a·2 + bin.
 
 import { type SharedSpace, featureGrid, featureCellSize } from '../perception/space.ts';
-import { boxToCorners } from '../datasets/geometry/boxes.ts';
+import { boxToCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { limitPeriod } from '../datasets/geometry/transforms.ts';
 
 export const DIR_OFFSET = 0.7853;
@@ -58,12 +58,25 @@ export function encodeBox(gt: ArrayLike<number>, anchors: Float32Array, i: numbe
   out[o + 6] = gt[6] - ra;
 }
 
-/** Inverse of encodeBox. */
-export function decodeBox(t: ArrayLike<number>, anchors: Float32Array, i: number): [number, number, number, number, number, number, number] {
+const f32 = Math.fround;
+
+/**
+ * Inverse of encodeBox, in float32 as HEAL decodes on a float32 tensor (each product and sum
+ * rounded), so boxes near a filter's bound fall on the same side as HEAL's.
+ */
+export function decodeBox(t: ArrayLike<number>, anchors: Float32Array, i: number): Box7 {
   const a = i * 7;
   const [xa, ya, za, ha, wa, la, ra] = [anchors[a], anchors[a + 1], anchors[a + 2], anchors[a + 3], anchors[a + 4], anchors[a + 5], anchors[a + 6]];
-  const d = Math.hypot(wa, la);
-  return [t[0] * d + xa, t[1] * d + ya, t[2] * ha + za, Math.exp(t[3]) * ha, Math.exp(t[4]) * wa, Math.exp(t[5]) * la, t[6] + ra];
+  const d = f32(Math.sqrt(f32(f32(wa * wa) + f32(la * la))));
+  return [
+    f32(f32(t[0] * d) + xa),
+    f32(f32(t[1] * d) + ya),
+    f32(f32(t[2] * ha) + za),
+    f32(f32(Math.exp(t[3])) * ha),
+    f32(f32(Math.exp(t[4])) * wa),
+    f32(f32(Math.exp(t[5])) * la),
+    f32(t[6] + ra),
+  ];
 }
 
 /** Direction bin of a GT yaw: floor(limit_period(r − offset, 0, 2π) / π). */
@@ -71,10 +84,17 @@ export function directionTarget(yaw: number): number {
   return Math.floor(limitPeriod(yaw - DIR_OFFSET, 0, 2 * Math.PI) / Math.PI);
 }
 
-/** Applies the direction classifier to a decoded yaw; the result lies in [−π, π). */
+/** OpenCOOD's limit_period in float32, as torch computes it on a float32 tensor. */
+function limitPeriod32(v: number, offset: number, period: number): number {
+  return f32(v - f32(Math.floor(f32(f32(v / period) + offset)) * period));
+}
+
+/** Applies the direction classifier to a decoded yaw, in float32 as HEAL; the result lies in [−π, π). */
 export function applyDirection(yaw: number, bin: number): number {
-  const r = limitPeriod(yaw - DIR_OFFSET, 0, Math.PI) + DIR_OFFSET + Math.PI * bin;
-  return limitPeriod(r, 0.5, 2 * Math.PI);
+  const pi = f32(Math.PI);
+  const offset = f32(DIR_OFFSET);
+  const r = limitPeriod32(f32(yaw - offset), 0, pi);
+  return limitPeriod32(f32(f32(r + offset) + f32(pi * bin)), 0.5, f32(2 * Math.PI));
 }
 
 export interface Targets {

@@ -208,7 +208,7 @@ export class CollabPipeline {
 
   /** One agent's encoder + aligner: features [C, H', W'] in its own (ground-aligned) frame. */
   async encode(input: AgentInput, times: StageTimes = {}): Promise<Float32Array> {
-    const frame = alignToGround(input.frame);
+    const frame = alignToGround(input.frame, this.opts.space);
     const profile = this.opts.registry.profile(input.type, this.opts.space.name);
     const session = await this.typeSession(input.type);
     let t = now();
@@ -281,7 +281,7 @@ export class CollabPipeline {
         timestamp: input.frame.timestamp,
         sequence: this.sequence++,
         // The pose of the ground-aligned frame the features and boxes were computed in.
-        pose: groundAlignedPose(input.frame),
+        pose: groundAlignedPose(input.frame, this.opts.space),
         grid,
         features: payload.features,
         detections: payload.detections && {
@@ -360,7 +360,7 @@ export class CollabPipeline {
     const used = [ego, ...agents.filter((a) => a !== ego && distance(ego, a) <= this.opts.space.commRange)];
     const features: Float32Array[] = [];
     for (const a of used) features.push(await this.encode(a));
-    return { features, poses: used.map((a) => groundAlignedPose(a.frame)), types: used.map((a) => a.type) };
+    return { features, poses: used.map((a) => groundAlignedPose(a.frame, this.opts.space)), types: used.map((a) => a.type) };
   }
 
   /** The ego side: decode and validate what was received, then fuse (or merge boxes) and detect. */
@@ -384,7 +384,7 @@ export class CollabPipeline {
       }
     }
     const egoFeatures = await this.encode(ego, times);
-    const egoPose = groundAlignedPose(ego.frame);
+    const egoPose = groundAlignedPose(ego.frame, this.opts.space);
     let detections: Detection[];
     let occupancy: HostTensor[] = [];
     if (opts.mode === 'late') {

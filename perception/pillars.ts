@@ -2,9 +2,17 @@
 // arrays (no per-point objects, no Map), in O(points + pillars × maxPoints).
 //
 // Conventions (formats.md §1.6, §4.4):
-// - A point is kept when it lies strictly inside (xmin, xmax) × (ymin, ymax) × (zmin, zmax)
-//   (OpenCOOD mask_points_by_range); with maskEgo, points on the vehicle's own body
-//   (x ∈ [−1.95, 2.95] and y ∈ [−1.1, 1.1], inclusive, OpenCOOD mask_ego_points) are dropped too.
+// - Which points are kept, and in which cell, follows `binning`:
+//   'spconv' (HEAL): the cell index is floor((p − min)/voxel) computed in float32, as spconv's
+//   voxel generator does on a float32 cloud, and a point is kept iff 0 ≤ index < grid on x, y
+//   and z; there is no other range test (HEAL's heterogeneous datasets apply none). A point a
+//   hair below a cell boundary in float64 can land in the next cell in float32, so float64 would
+//   not reproduce HEAL's pillars.
+//   'strict-range': a point is kept when it lies strictly inside (xmin, xmax) × (ymin, ymax) ×
+//   (zmin, zmax) (OpenCOOD mask_points_by_range), binned in float64. The small profile's shipped
+//   weights were trained with it; it goes when they are retrained.
+//   With maskEgo, points on the vehicle's own body (x ∈ [−1.95, 2.95] and y ∈ [−1.1, 1.1],
+//   inclusive, OpenCOOD mask_ego_points) are dropped too.
 // - Grid: W = round((xmax − xmin)/vx) columns along x, H = round((ymax − ymin)/vy) rows along y.
 //   Column = floor((x − xmin)/vx), row = floor((y − ymin)/vy); BEV cell index = row·W + column,
 //   so BEV row = y index with y increasing with the row, the anchors' (H', W') layout. A point
@@ -20,7 +28,7 @@
 //   index to scatter pillars onto the [C, H, W] BEV map.
 
 import { DataError } from '../datasets/io.ts';
-import { pillarGrid, type SharedSpace } from './space.ts';
+import { pillarGrid, type PointBinning, type SharedSpace } from './space.ts';
 
 export const POINT_FEATURES = 10;
 
@@ -36,8 +44,10 @@ export interface PillarConfig {
   maxPointsPerPillar: number;
   /** Pillars kept (OpenCOOD max_voxel_train 32000 / max_voxel_test 70000). */
   maxPillars: number;
-  /** Drop points on the vehicle's own body (default false: roadside units have no body). */
+  /** Drop points on the vehicle's own body (default false). */
   maskEgo?: boolean;
+  /** How points are kept and binned (see the file comment); default 'strict-range'. */
+  binning?: PointBinning;
 }
 
 export interface Pillars {
@@ -72,6 +82,7 @@ export function pillarConfigForSpace(space: SharedSpace, opts: { maxPointsPerPil
     maxPointsPerPillar: opts.maxPointsPerPillar ?? 32,
     maxPillars: opts.maxPillars ?? Math.min(w * h, 70_000),
     maskEgo: opts.maskEgo ?? false,
+    binning: space.points.binning,
   };
 }
 
@@ -88,6 +99,8 @@ function checkConfig(cfg: PillarConfig): { W: number; H: number } {
   if (W < 1 || H < 1 || W * H > 1 << 26) bad('voxel', `gives a ${W}×${H} grid`, cfg.voxel);
   if (!Number.isInteger(cfg.maxPointsPerPillar) || cfg.maxPointsPerPillar < 1) bad('maxPointsPerPillar', 'must be a positive integer', cfg.maxPointsPerPillar);
   if (!Number.isInteger(cfg.maxPillars) || cfg.maxPillars < 1) bad('maxPillars', 'must be a positive integer', cfg.maxPillars);
+  if (cfg.binning !== undefined && cfg.binning !== 'spconv' && cfg.binning !== 'strict-range')
+    bad('binning', 'must be "spconv" or "strict-range"', cfg.binning);
   return { W, H };
 }
 
@@ -110,6 +123,9 @@ export function pillarize(points: Float32Array, cfg: PillarConfig, stride = 4): 
   const ey0 = Math.fround(EGO_BODY.yMin),
     ey1 = Math.fround(EGO_BODY.yMax);
   const maskEgo = cfg.maskEgo ?? false;
+  const spconv = cfg.binning === 'spconv';
+  const [fvx, fvy, fvz] = cfg.voxel.map(Math.fround);
+  const D = Math.round((cfg.range[5] - zmin) / vz);
   const maxP = cfg.maxPointsPerPillar;
   const pillarCap = Math.min(cfg.maxPillars, W * H);
 
@@ -125,12 +141,20 @@ export function pillarize(points: Float32Array, cfg: PillarConfig, stride = 4): 
       y = points[o + 1],
       z = points[o + 2];
     pointPillar[i] = -1;
-    // Written so that NaN fails every test and is dropped.
-    if (!(x > rx0 && x < rx1 && y > ry0 && y < ry1 && z > rz0 && z < rz1)) continue;
     if (maskEgo && x >= ex0 && x <= ex1 && y >= ey0 && y <= ey1) continue;
-    const col = Math.floor((x - xmin) / vx);
-    const row = Math.floor((y - ymin) / vy);
-    if (col < 0 || col >= W || row < 0 || row >= H) continue;
+    let col: number, row: number;
+    if (spconv) {
+      col = Math.floor(Math.fround(Math.fround(x - rx0) / fvx));
+      row = Math.floor(Math.fround(Math.fround(y - ry0) / fvy));
+      const layer = Math.floor(Math.fround(Math.fround(z - rz0) / fvz));
+      // Written so that NaN fails every test and is dropped.
+      if (!(layer >= 0 && layer < D)) continue;
+    } else {
+      if (!(x > rx0 && x < rx1 && y > ry0 && y < ry1 && z > rz0 && z < rz1)) continue;
+      col = Math.floor((x - xmin) / vx);
+      row = Math.floor((y - ymin) / vy);
+    }
+    if (!(col >= 0 && col < W && row >= 0 && row < H)) continue;
     pointsInRange++;
     const cell = row * W + col;
     let p = cellToPillar[cell];

@@ -44,6 +44,15 @@ export interface SharedSpace {
   anchor: AnchorConfig;
   /** Communication range in meters (XY distance between LiDAR poses). */
   commRange: number;
+  /** How an agent's points become pillars, and whether its frame is moved to a common height. */
+  points: {
+    /** perception/pillars.ts: 'spconv' is HEAL's voxelizer, 'strict-range' the small profile's rule until it is retrained. */
+    binning: PointBinning;
+    /** Mask points on the agent's own body for roadside units too (HEAL's datasets do; there is no body to mask). */
+    maskEgoOnRsu: boolean;
+    /** perception/ground.ts: move each LiDAR frame to a common height above its ground. HEAL does not. */
+    groundAlign: boolean;
+  };
   /**
    * The ego's pyramid fusion (fusion/networks/pyramid.ts): its backbone (inChannels = channels; the
    * block type, groups and width per group are in it), shrink width (0 = none), shrink kind and
@@ -51,6 +60,9 @@ export interface SharedSpace {
    */
   fusion: { backbone: BackboneConfig; shrinkChannels: number; shrink: ShrinkKind; warp: WarpPlacement };
 }
+
+/** How points become pillars: perception/pillars.ts. */
+export type PointBinning = 'spconv' | 'strict-range';
 
 const ANCHOR: AnchorConfig = { l: 3.9, w: 1.6, h: 1.56, z: -1, yawsDeg: [0, 90] };
 
@@ -63,6 +75,7 @@ export const HEAL_SPACE: SharedSpace = {
   channels: 64,
   anchor: ANCHOR,
   commRange: 70,
+  points: { binning: 'spconv', maskEgoOnRsu: true, groundAlign: false },
   fusion: { backbone: HEAL_BACKBONE, shrinkChannels: 256, shrink: 'double-conv', warp: 'per-level' },
 };
 
@@ -75,6 +88,7 @@ export const SMALL_SPACE: SharedSpace = {
   channels: 32,
   anchor: ANCHOR,
   commRange: 70,
+  points: { binning: 'strict-range', maskEgoOnRsu: false, groundAlign: true },
   // The shrink and warp placement of the shipped weights; HEAL's ('double-conv', 'per-level') once retrained.
   fusion: { backbone: SMALL_BACKBONE, shrinkChannels: 32, shrink: 'conv-bn', warp: 'before-pyramid' },
 };

@@ -12,7 +12,7 @@ import type { AgentFrame } from '../datasets/frame.ts';
 import type { Dataset, FrameRef } from '../datasets/dataset.ts';
 import type { HostTensor } from '../models/graph.ts';
 import type { AgentNetworkConfig } from '../perception/encoders/agent.ts';
-import { agentInputs, selectCameras, type SensorData } from '../perception/encoders/agent.ts';
+import { agentInputs, masksOwnBody, selectCameras, type SensorData } from '../perception/encoders/agent.ts';
 import { readDepthPng } from '../datasets/png.ts';
 import { depthTargets } from '../perception/camera.ts';
 import { EGO_BODY } from '../perception/pillars.ts';
@@ -124,7 +124,7 @@ export function augmentedInputs(
   const enc = network.encoder;
   if (enc.arch !== 'pointpillars') return agentInputs(network, space, data);
   let points = data.points;
-  if (enc.maskEgo && data.kind !== 'rsu') {
+  if (masksOwnBody(enc, space, data.kind)) {
     // Same inclusive float32 bounds as pillarize's mask.
     const [x0, x1, y0, y1] = [EGO_BODY.xMin, EGO_BODY.xMax, EGO_BODY.yMin, EGO_BODY.yMax].map(Math.fround);
     const kept: number[] = [];
@@ -196,13 +196,13 @@ export async function loadSample(ds: Dataset, ref: FrameRef, opts: SampleOptions
   const aug = rng && opts.augment && !opts.images ? randomAugmentation(rng) : NO_AUGMENTATION;
   const read = { lidar: opts.lidar ?? 64, images: opts.images ?? false };
   const rawEgo = await ds.readAgentFrame(ref, egoId, read);
-  const ego = alignToGround(rawEgo);
+  const ego = alignToGround(rawEgo, space);
   const others: { frame: AgentFrame; d: number; key: number }[] = [];
   for (const id of ref.agentIds) {
     if (id === egoId) continue;
     const f = await ds.readAgentFrame(ref, id, read);
     const d = Math.hypot(f.lidarPose[3] - rawEgo.lidarPose[3], f.lidarPose[7] - rawEgo.lidarPose[7]);
-    if (d <= space.commRange) others.push({ frame: alignToGround(f), d, key: rng ? rng.next() : d });
+    if (d <= space.commRange) others.push({ frame: alignToGround(f, space), d, key: rng ? rng.next() : d });
   }
   others.sort((a, b) => a.key - b.key);
   const frames: AgentFrame[] = [ego, ...others.slice(0, Math.max(0, (opts.maxAgents ?? Infinity) - 1)).map((o) => o.frame)];
@@ -252,7 +252,7 @@ export async function loadSingleAgentSample(ds: Dataset, ref: FrameRef, agentId:
   const { space, rng } = opts;
   const aug = rng && opts.augment && !opts.images ? randomAugmentation(rng) : NO_AUGMENTATION;
   const raw = await ds.readAgentFrame(ref, agentId, { lidar: opts.lidar ?? 64, images: opts.images ?? false });
-  const frame = alignToGround(raw);
+  const frame = alignToGround(raw, space);
   const alignedFromRaw = multiply(invert(frame.lidarPose), raw.lidarPose);
   const r = space.range;
   const gt = raw.boxes

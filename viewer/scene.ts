@@ -259,7 +259,7 @@ export class SceneSource {
       try {
         const type = this.registry.get(typeName);
         const raw = await this.ds.readAgentFrame(ref, id, { lidar: type.sensor.lidar ?? 64, images: type.modality === 'camera' });
-        agents.push({ input: { frame: raw, type: typeName }, raw, aligned: alignToGround(raw) });
+        agents.push({ input: { frame: raw, type: typeName }, raw, aligned: alignToGround(raw, this.space) });
         for (const c of raw.cameras) this.cameraPaths.set(`${scenarioKey}\u0000${ref.timestamp}\u0000${id}\u0000${c.name}`, c.imagePath);
       } catch (err) {
         if (id === egoId) throw err;

@@ -119,14 +119,18 @@ export function parameterCounts(desc: GraphDesc, type: string): { encoder: numbe
   return { encoder: count(`encoder.${type}.`), aligner: count(`aligner.${type}.`) };
 }
 
+/** Whether an agent's points on its own body are dropped: a roadside unit has no body, but HEAL masks it anyway. */
+export function masksOwnBody(enc: PointPillarsConfig, space: SharedSpace, kind: AgentKind | undefined): boolean {
+  return enc.maskEgo && (kind !== 'rsu' || space.points.maskEgoOnRsu);
+}
+
 /** Sensor data → the inputs of agentNetwork(cfg, space). */
 export function agentInputs(cfg: AgentNetworkConfig, space: SharedSpace, data: SensorData): Record<string, HostTensor> {
   const enc = cfg.encoder;
   const src = `agent type "${cfg.type}"`;
   if (enc.arch === 'pointpillars') {
     if (!data.points) throw new DataError(src, 'points', 'a LiDAR (pointpillars) type needs a point cloud, the sensor data has none');
-    const maskEgo = enc.maskEgo && data.kind !== 'rsu';
-    const p = pillarize(data.points, pillarConfigOf(enc, space, { maskEgo }));
+    const p = pillarize(data.points, pillarConfigOf(enc, space, { maskEgo: masksOwnBody(enc, space, data.kind) }));
     return {
       features: { data: p.features, shape: [p.numPillars, p.maxPoints, POINT_FEATURES] },
       mask: { data: p.mask, shape: [p.numPillars, p.maxPoints] },

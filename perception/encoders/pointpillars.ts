@@ -76,6 +76,7 @@ export function pillarConfigOf(cfg: PointPillarsConfig, space: SharedSpace, opts
     maxPointsPerPillar: cfg.maxPointsPerPillar,
     maxPillars: cfg.maxPillars,
     maskEgo: opts.maskEgo ?? cfg.maskEgo,
+    binning: space.points.binning,
   };
 }
 

@@ -1,6 +1,7 @@
 // The MCAP recording of `heal eval --mcap`: written with @mcap/core, read back with its indexed
 // reader, and decoded with the FileDescriptorSet stored in the file, as Foxglove does.
 
+import { SMALL_SPACE } from '../../perception/space.ts';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -42,6 +43,7 @@ function scene(i: number): SceneFrame {
   return {
     ref: { split: 'test', scenario: 's', timestamp: String(i).padStart(6, '0'), agentIds: [10, 20] },
     egoId: 10,
+    space: SMALL_SPACE,
     agents: [
       {
         frame: agent(

@@ -10,7 +10,7 @@ import { generateDataset } from '../../datasets/synthetic/generate.ts';
 import { openDataset } from '../../datasets/open.ts';
 import type { Dataset, FrameRef } from '../../datasets/dataset.ts';
 import { loadRegistry, type Registry } from '../../perception/registry.ts';
-import { SMALL_SPACE, featureGrid } from '../../perception/space.ts';
+import { HEAL_SPACE, SMALL_SPACE, featureGrid } from '../../perception/space.ts';
 import { CollabPipeline, type AgentInput } from '../../fusion/pipeline.ts';
 import { decodeMessage, encodeMessage, gridForSpace } from '../../fusion/messages.ts';
 import { alignToGround, groundAlignedPose } from '../../perception/ground.ts';
@@ -164,15 +164,17 @@ describe('collaborative pass', () => {
     // A sender whose LiDAR sits 5 m up (a roadside mast): its frame is moved down 3.1 m for encoding.
     const mast: AgentInput = { ...agents[2], frame: { ...agents[2].frame, lidarHeight: 5 } };
     const raw = mast.frame.lidarPose;
-    const aligned = groundAlignedPose(mast.frame);
-    expect(Array.from(aligned)).toEqual(Array.from(alignToGround(mast.frame).lidarPose));
+    const aligned = groundAlignedPose(mast.frame, SMALL_SPACE);
+    expect(Array.from(aligned)).toEqual(Array.from(alignToGround(mast.frame, SMALL_SPACE).lidarPose));
     // Its origin moves 3.1 m along the LiDAR's own z axis (third column of the rotation).
     for (const k of [3, 7, 11]) expect(aligned[k]).toBeCloseTo(raw[k] - 3.1 * raw[k - 1], 6);
     for (const mode of ['intermediate', 'late'] as const) {
       const msg = decodeMessage(await pipeline.send(mast, mode, 'float32', {}, undefined, 0.2));
       for (let k = 0; k < 16; k++) expect(msg.pose[k]).toBeCloseTo(aligned[k], 6);
     }
-    expect(groundAlignedPose({ lidarPose: raw, lidarHeight: undefined })).toBe(raw);
+    expect(groundAlignedPose({ lidarPose: raw, lidarHeight: undefined }, SMALL_SPACE)).toBe(raw);
+    // HEAL's profile keeps every frame where its LiDAR is.
+    expect(groundAlignedPose(mast.frame, HEAL_SPACE)).toBe(raw);
   });
 
   it('rejects corrupted and hostile messages and still detects with the rest', async () => {
