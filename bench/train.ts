@@ -6,7 +6,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { openDataset } from '../datasets/open.ts';
 import { selectTrainingBackend, type TrainingBackend } from '../train/backend.ts';
-import { StageOne, NamedAdam, trainStep, defaultStageOneModels } from '../train/trainer.ts';
+import { trainStep } from '../train/trainer.ts';
+import { NamedAdam } from '../train/optimizer.ts';
+import { StageOne, defaultStageOneModels } from '../train/stages.ts';
 import { loadSample, TrainRng, type TrainSample } from '../train/batch.ts';
 import { world } from './inference.ts';
 import { median } from './timing.ts';

@@ -23,7 +23,10 @@ import {
   DEFAULT_LOSS_WEIGHTS,
 } from '../../train/losses.ts';
 import { augmentationMatrix, augmentBox, augmentedInputs, padPillars, PILLAR_BUCKET, type Augmentation } from '../../train/batch.ts';
-import { CHECKPOINT_FILE, NamedAdam, OPTIMIZER_FILE, train, type StageOneModels } from '../../train/trainer.ts';
+import { train } from '../../train/trainer.ts';
+import { NamedAdam } from '../../train/optimizer.ts';
+import { CHECKPOINT_FILE, OPTIMIZER_FILE } from '../../train/checkpoint.ts';
+import type { StageOneModels } from '../../train/stages.ts';
 import { assignTargets, makeAnchors, type Targets } from '../../fusion/anchors.ts';
 import { egoNetworkFor } from '../../fusion/pipeline.ts';
 import { egoNetwork } from '../../fusion/networks/ego.ts';
