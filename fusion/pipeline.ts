@@ -28,6 +28,8 @@ import { nmsRotated } from '../datasets/geometry/nms.ts';
 import { invert, multiply } from '../datasets/geometry/transforms.ts';
 import { readFileChecked } from '../datasets/io.ts';
 import { trustFromWeights, type Trust } from './trust.ts';
+import { describeImport, importHealStateDict } from './heal-checkpoint.ts';
+import { readStateDict } from '../models/pth.ts';
 
 export type FusionMode = 'intermediate' | 'late' | 'none';
 
@@ -35,7 +37,10 @@ export interface PipelineOptions {
   space: SharedSpace;
   registry: Registry;
   device?: Device;
-  /** One weight file holding every parameter (encoder.*, aligner.*, fusion.*, head.*). */
+  /**
+   * One weight file holding every parameter (encoder.*, aligner.*, fusion.*, head.*), or a HEAL
+   * checkpoint (.pth) whose modalities are agent types of this profile (fusion/heal-checkpoint.ts).
+   */
   weightsFile?: string;
   /** The same in memory (e.g. merged alignments), instead of weightsFile; that then only names them in errors. */
   weights?: Weights;
@@ -133,6 +138,23 @@ export function egoInputsFor(
   return inputs;
 }
 
+/**
+ * A weight file: heal's own, or a HEAL state dict (.pth), mapped onto the ego network and the
+ * agent types whose modality it holds (encoder_<type>.*); every key must find its place.
+ */
+export async function weightsFromFile(file: string, space: SharedSpace, registry: Registry, log?: (line: string) => void): Promise<Weights> {
+  if (!/\.pth?$/i.test(file)) return (await loadWeights(file)).weights;
+  const sd = await readStateDict(file);
+  const modalities = new Set([...sd.keys()].map((k) => /^(?:encoder|backbone|aligner)_([A-Za-z0-9]+)\./.exec(k)?.[1]).filter((m) => m !== undefined));
+  const types = registry.names().filter((t) => modalities.has(t));
+  const descs = [egoNetworkFor(space), ...types.map((t) => agentNetwork(registry.profile(t, space.name).network, space))];
+  const imp = importHealStateDict(sd, descs, file);
+  log?.(
+    `heal: HEAL checkpoint ${file} → the ${space.name} profile's ego network and ${types.join(', ') || 'no agent type'}:\n  ${describeImport(imp).join('\n  ')}`,
+  );
+  return imp.weights;
+}
+
 const now = () => performance.now();
 const addTime = (t: StageTimes, k: string, ms: number) => {
   t[k] = (t[k] ?? 0) + ms;
@@ -173,7 +195,7 @@ export class CollabPipeline {
   }
 
   static async create(opts: PipelineOptions): Promise<CollabPipeline> {
-    const weights = opts.weights ?? (opts.weightsFile ? (await loadWeights(opts.weightsFile)).weights : undefined);
+    const weights = opts.weights ?? (opts.weightsFile ? await weightsFromFile(opts.weightsFile, opts.space, opts.registry, opts.log) : undefined);
     const desc = egoNetworkFor(opts.space);
     const w = weights ? pickWeights(desc, weights, opts.weightsFile) : initWeights(desc, opts.seed ?? 0);
     // Why a better provider was skipped comes back as fallbackReason; callers print it once.

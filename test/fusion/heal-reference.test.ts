@@ -9,7 +9,6 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type * as ort from 'onnxruntime-node';
 import { GraphBuilder, type GraphDesc, type HostTensor } from '../../models/graph.ts';
 import { readSafetensors, type SafeTensor } from '../../models/safetensors.ts';
@@ -17,20 +16,21 @@ import { exportOnnx } from '../../models/onnx.ts';
 import { pickWeights, type Weights } from '../../models/weights.ts';
 import { createSession, runSession } from '../../models/runtime.ts';
 import { HEAL_SPACE } from '../../perception/space.ts';
-import { builtinAgentConfig } from '../../perception/registry.ts';
+import { builtinAgentConfig, loadRegistry } from '../../perception/registry.ts';
 import { agentNetwork } from '../../perception/encoders/agent.ts';
 import { addPillarFeatureNet, addPillarScatter, pillarGridOf, pointPillarsInputs, type PointPillarsConfig } from '../../perception/encoders/pointpillars.ts';
-import { egoInputsFor, egoNetworkFor } from '../../fusion/pipeline.ts';
+import { CollabPipeline, egoInputsFor, egoNetworkFor } from '../../fusion/pipeline.ts';
 import { agentFromEgo, warpTheta } from '../../fusion/warp.ts';
 import { describeImport, loadHealCheckpoint, type HealImport } from '../../fusion/heal-checkpoint.ts';
 import { poseToMatrix } from '../../datasets/geometry/transforms.ts';
+import { healFixture } from '../helpers/heal-fixtures.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const DIR = path.resolve(ROOT, '../shared/fixtures/heal_reference');
-const CHECKPOINT = path.join(DIR, 'm1_stage1.pth');
-const CASE = path.join(DIR, 'case1');
-const present = existsSync(CHECKPOINT) && existsSync(path.join(CASE, 'expected.safetensors')) && existsSync(path.join(CASE, 'expected.json'));
-if (!present) console.log(`heal-reference: skipped, HEAL's fixtures are not at ${DIR} (m1_stage1.pth, case1/expected.safetensors, case1/expected.json)`);
+const DIR = healFixture('heal_reference');
+const CHECKPOINT = path.join(DIR ?? '', 'm1_stage1.pth');
+const CASE = path.join(DIR ?? '', 'case1');
+const present =
+  DIR !== undefined && existsSync(CHECKPOINT) && existsSync(path.join(CASE, 'expected.safetensors')) && existsSync(path.join(CASE, 'expected.json'));
+if (DIR !== undefined && !present) console.log(`heal-reference: skipped, ${DIR} lacks m1_stage1.pth, case1/expected.safetensors or case1/expected.json`);
 
 /** The README's suggested parity bounds. */
 const TOL = { pillars: 2e-4, map: 1e-3, shrink: 1e-4, cls: 3e-4, regDir: 5e-5, sumRel: 1e-5, theta: 1e-12 };
@@ -273,5 +273,28 @@ describe.skipIf(!present)("HEAL's m1 stage-1 model (case1) in the heal profile",
     expect(report.cls).toBeLessThan(TOL.cls);
     expect(report.reg).toBeLessThan(TOL.regDir);
     expect(report.dir).toBeLessThan(TOL.regDir);
+  });
+
+  it('CollabPipeline takes m1_stage1.pth as its weight file and fuses the agents as HEAL does', async () => {
+    expect(bevs.length).toBe(A);
+    const lines: string[] = [];
+    const pipeline = await CollabPipeline.create({
+      space: HEAL_SPACE,
+      registry: await loadRegistry(),
+      device: 'cpu',
+      weightsFile: CHECKPOINT,
+      log: (l) => lines.push(l),
+    });
+    expect(lines.join('\n')).toMatch(
+      /HEAL checkpoint .*m1_stage1\.pth → the heal profile's ego network and m1:\n {2}encoder_m1 → encoder\.m1\.pfn\.\*: 5 tensors/,
+    );
+    const poses = expected.agents.map((a) => poseToMatrix(a.lidar_pose_x_y_z_roll_yaw_pitch_deg));
+    const out = await pipeline.fuse(
+      bevs.map((b) => b.data as Float32Array),
+      poses,
+    );
+    report['pipeline.cls'] = maxAbsDiff(out.cls.data, tensor('cls_preds').data as Float32Array);
+    expect(report['pipeline.cls']).toBeLessThan(TOL.cls);
+    expect(maxAbsDiff(out.reg.data, tensor('reg_preds').data as Float32Array)).toBeLessThan(TOL.regDir);
   });
 });
