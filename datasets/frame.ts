@@ -1,6 +1,6 @@
 // The common frame record: what every dataset reader produces and every later stage consumes.
 
-import type { Mat4 } from './geometry/transforms.ts';
+import type { Mat4, Pose6 } from './geometry/transforms.ts';
 import type { Box7 } from './geometry/boxes.ts';
 
 /** A vehicle carries its sensors around; a roadside unit (negative OPV2V id, DAIR infrastructure) is fixed. */
@@ -29,6 +29,8 @@ export interface CameraRecord {
    * LiDAR frame is left-handed) or 'opencv' (x right, y down, z forward; DAIR, right-handed LiDAR).
    */
   extrinsicAxes: 'ue4' | 'opencv';
+  /** Camera world pose [x, y, z, roll, yaw, pitch] (OPV2V YAML `cords`), which HEAL's camera models use instead of `extrinsic`. */
+  cords?: Pose6;
   image?: RgbImage;
 }
 

@@ -166,6 +166,7 @@ export class Opv2vDataset implements Dataset {
         intrinsic: calib.intrinsic,
         extrinsic: calib.extrinsic,
         extrinsicAxes: 'ue4',
+        cords: calib.cords,
       };
       if (agent.files.has(depthFile)) cam.depthPath = path.join(agent.dir, depthFile);
       if (opts.images) cam.image = await readPngRgb(cam.imagePath);

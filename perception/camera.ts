@@ -22,8 +22,10 @@
 //   when xmin ≤ x < xmax, ymin ≤ y < ymax and zmin ≤ z < zmax (half-open, as LSS's floor-and-test).
 
 import type { CameraRecord, RgbImage } from '../datasets/frame.ts';
-import { type Mat4, invert, isFiniteMatrix } from '../datasets/geometry/transforms.ts';
+import { type Mat4, invert, isFiniteMatrix, poseToMatrix, relative } from '../datasets/geometry/transforms.ts';
 import { DataError } from '../datasets/io.ts';
+import type { GrayImage } from '../datasets/png.ts';
+import { cropImage, resizeImage } from '../datasets/resize.ts';
 import { type SharedSpace, featureCellSize, featureGrid } from './space.ts';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
@@ -50,11 +52,12 @@ export interface Preprocessed {
  * Crops (optionally) and resizes an RGB image to the network input size [W, H].
  *
  * Resampling is bilinear, antialiased when shrinking: a triangle filter whose support widens by
- * the shrink factor, the same as PIL's BILINEAR (which HEAL's `img.resize` uses) and torch's
- * `interpolate(..., antialias=True)`. Plain 2-tap bilinear would alias badly at the ~3× shrink
- * from 800×600 to network sizes. Taps outside the crop are dropped and the weights renormalised,
- * so the crop is resampled on its own. HEAL resizes then crops; crop-then-resize is the same map
- * of coordinates, and `adjustIntrinsics(K, scale, crop)` follows it.
+ * the shrink factor, like PIL's BILINEAR and torch's `interpolate(..., antialias=True)`. Plain
+ * 2-tap bilinear would alias badly at the ~3× shrink from 800×600 to network sizes. Taps outside
+ * the crop are dropped and the weights renormalised, so the crop is resampled on its own.
+ * crop-then-resize is the same map of coordinates as HEAL's resize-then-crop, and
+ * `adjustIntrinsics(K, scale, crop)` follows it. HEAL's own pixels (PIL's default BICUBIC, in
+ * fixed point) come from healCameraInputs.
  */
 export function preprocessImage(image: RgbImage, inputSize: [number, number], crop?: CropBox): Preprocessed {
   const [outW, outH] = inputSize;
@@ -557,5 +560,393 @@ export function splatByCumsum(features: Float32Array, index: SplatIndex, C: numb
     const r = index.cellToSegment[cell] * C;
     for (let c = 0; c < C; c++) out[c * plane + cell] = seg[r + c];
   }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HEAL's camera inputs (its LSS camera agents, e.g. m4 and m2 of the OPV2V-H configs), bit for bit.
+//
+// A network trained by HEAL sees HEAL's pixels and HEAL's frustum, so its inputs are reproduced
+// exactly rather than by the conventions above (which differ on purpose: pixel-centre frustum,
+// float64 geometry, bilinear crop-then-resize). What HEAL does, and what is matched here:
+// - Picture: PIL `resize((int(W·r), int(H·r)))` with PIL's default filter (BICUBIC, fixed point;
+//   datasets/resize.ts), r = max(H'/H, W'/W), then `crop((x0, y0, x0 + W', y0 + H'))` with
+//   y0 = int((1 − mean(bot_pct_lim))·H·r) − H' (negative for m4: black rows on top), x0 =
+//   int((W·r − W')/2); ToTensor + Normalize(ImageNet) in float32. The depth PNG likewise, ×255.
+// - Calibration: camera→LiDAR = x1_to_x2(cords as float32, lidar pose) cast to float32, times
+//   HEAL's UE4→OpenCV axis change (CV_TO_UE4); the YAML's `extrinsic` is not used. K is the
+//   YAML's (of the W×H picture); the resize and crop live in post_rots = diag(r, r, 1) and
+//   post_trans = (−x0, −y0, 0).
+// - Frustum [D, fH, fW, 3] float32: u = linspace(0, W'−1, fW), v = linspace(0, H'−1, fH) as
+//   torch computes them, depth = the bins' starts (depthBins(..., 'start')).
+// - Geometry: rots·K⁻¹·((post_rots⁻¹·(frustum − post_trans))_{xy}·d, d) + trans in float32, in
+//   torch's operation order, with torch's float32 3×3 inverse.
+
+/** HEAL's camera preprocessing settings (its yaml's data_aug_conf, img_downsample, grid_conf.ddiscr/mode). */
+export interface HealCameraConfig {
+  /** Size [W, H] of the source pictures (data_aug_conf W, H). */
+  sourceSize: [number, number];
+  /** Network input size [W', H'] (data_aug_conf final_dim is [H', W']). */
+  inputSize: [number, number];
+  /** data_aug_conf bot_pct_lim: the test-time crop keeps the picture down to 1 − their mean. */
+  botPctLim: [number, number];
+  /** Image feature stride (img_downsample). */
+  downsample: number;
+  /** grid_conf ddiscr [min, max, bins] and mode. */
+  depth: { mode: DepthMode; min: number; max: number; bins: number };
+}
+
+/** HEAL's m4 camera agent (stage-2 m4_single_pyramid.yaml): 800×600 → 448×336, stride 8, 48 LID bins over 2–50 m. */
+export const HEAL_M4_CAMERA: HealCameraConfig = {
+  sourceSize: [800, 600],
+  inputSize: [448, 336],
+  botPctLim: [0, 0.05],
+  downsample: 8,
+  depth: { mode: 'LID', min: 2, max: 50, bins: 48 },
+};
+
+/** HEAL's test-time image augmentation (sample_augmentation with is_train false). */
+export interface HealAugmentation {
+  resize: number;
+  /** PIL resize target [w, h]. */
+  resizeSize: [number, number];
+  /** PIL crop box [x0, y0, x1, y1] in resized pixels; y0 < 0 adds black rows on top. */
+  crop: [number, number, number, number];
+  /** 3×3 row-major float32: diag(resize, resize, 1). */
+  postRot: Float32Array;
+  /** float32 (−x0, −y0, 0). */
+  postTrans: Float32Array;
+}
+
+export function healAugmentation(cfg: HealCameraConfig): HealAugmentation {
+  const [W, H] = cfg.sourceSize;
+  const [fW, fH] = cfg.inputSize;
+  if (![W, H, fW, fH].every((v) => Number.isInteger(v) && v > 0)) {
+    throw new Error(`HEAL camera config: sizes must be positive integers, got source ${W}×${H}, input ${fW}×${fH}`);
+  }
+  const resize = Math.max(fH / H, fW / W);
+  // Python's int() truncates toward zero.
+  const newW = Math.trunc(W * resize),
+    newH = Math.trunc(H * resize);
+  const cropH = Math.trunc((1 - (cfg.botPctLim[0] + cfg.botPctLim[1]) / 2) * newH) - fH;
+  const cropW = Math.trunc(Math.max(0, newW - fW) / 2);
+  const postRot = Float32Array.of(resize, 0, 0, 0, resize, 0, 0, 0, 1);
+  return { resize, resizeSize: [newW, newH], crop: [cropW, cropH, cropW + fW, cropH + fH], postRot, postTrans: Float32Array.of(0 - cropW, 0 - cropH, 0) };
+}
+
+/**
+ * torch.linspace(start, end, steps) in float32 as torch's CPU kernel fills it (torch 1.13, 8-wide
+ * float vectors, steps ≤ 32768): step = (end − start)/(steps − 1); the first half counts up from
+ * start, the second half down from end, but in blocks of 8 that each start from such a value and
+ * add k·step, while a whole block pair of 16 fits; the rest element by element. The rounding of
+ * this order is what HEAL's frustum holds (a plain start + i·step differs in ~1 of 5 values).
+ */
+export function torchLinspace(start: number, end: number, steps: number): Float32Array {
+  if (!(Number.isInteger(steps) && steps >= 1)) throw new Error(`torchLinspace: steps must be a positive integer, got ${steps}`);
+  const f = Math.fround;
+  const out = new Float32Array(steps);
+  const s = f(start),
+    e = f(end);
+  if (steps === 1) {
+    out[0] = s;
+    return out;
+  }
+  const step = f(f(e - s) / (steps - 1));
+  const half = Math.floor(steps / 2);
+  const at = (i: number) => (i < half ? f(s + f(step * i)) : f(e - f(step * (steps - i - 1))));
+  const V = 8;
+  let i = 0;
+  for (; i + 2 * V <= steps; i += 2 * V) {
+    for (const b of [i, i + V]) {
+      const base = at(b);
+      for (let k = 0; k < V; k++) out[b + k] = f(base + f(k * step));
+    }
+  }
+  for (; i < steps; i++) out[i] = at(i);
+  return out;
+}
+
+/**
+ * torch.inverse of a float32 3×3 (row-major) as torch 1.13 computes it on the CPU: linalg.solve(A, I),
+ * which LU-factors Aᵀ (a row-major A read as column-major; LAPACK getrf, partial pivoting, the
+ * column below a pivot scaled by its reciprocal) and solves with getrs('T'), whose triangular
+ * solves multiply by each pivot's reciprocal (OpenBLAS). The zeros of an upper-triangular K come
+ * out as rounding residues (~1e-10) and K⁻¹[0][0] one bit above 1/fx: a textbook inverse misses
+ * HEAL's geometry by up to 1.5e-5 m. Checked bit-exact against HEAL's K and diag(r, r, 1).
+ */
+export function torchInverse3(a: ArrayLike<number>): Float32Array {
+  if (a.length !== 9) throw new Error(`torchInverse3: need 9 values (3×3 row-major), got ${a.length}`);
+  const f = Math.fround;
+  // lu[r][c] = (Aᵀ)[r][c] = A[c][r]
+  const lu = [0, 1, 2].map((r) => [0, 1, 2].map((c) => f(a[c * 3 + r])));
+  const pivot = [0, 1, 2];
+  for (let j = 0; j < 3; j++) {
+    let p = j;
+    for (let i = j + 1; i < 3; i++) if (Math.abs(lu[i][j]) > Math.abs(lu[p][j])) p = i;
+    if (lu[p][j] === 0) throw new Error(`torchInverse3: singular matrix [${Array.from(a).join(', ')}]`);
+    pivot[j] = p;
+    [lu[p], lu[j]] = [lu[j], lu[p]];
+    const inv = f(1 / lu[j][j]);
+    for (let i = j + 1; i < 3; i++) lu[i][j] = f(lu[i][j] * inv);
+    for (let i = j + 1; i < 3; i++) for (let c = j + 1; c < 3; c++) lu[i][c] = f(lu[i][c] - f(lu[i][j] * lu[j][c]));
+  }
+  // Solve (Aᵀ)ᵀ X = I: Uᵀ Z = I forward, Lᵀ W = Z backward, then undo the row swaps in reverse.
+  const x: number[][] = [0, 1, 2].map((r) => [0, 1, 2].map((c) => (r === c ? 1 : 0)));
+  for (let col = 0; col < 3; col++) {
+    for (let i = 0; i < 3; i++) {
+      let t = x[i][col];
+      for (let k = 0; k < i; k++) t = f(t - f(lu[k][i] * x[k][col]));
+      x[i][col] = f(t * f(1 / lu[i][i]));
+    }
+    for (let i = 2; i >= 0; i--) {
+      let t = x[i][col];
+      for (let k = i + 1; k < 3; k++) t = f(t - f(lu[k][i] * x[k][col]));
+      x[i][col] = t;
+    }
+  }
+  for (let i = 2; i >= 0; i--) [x[i], x[pivot[i]]] = [x[pivot[i]], x[i]];
+  return Float32Array.from(x.flat());
+}
+
+/** C = A·B of float32 3×3 matrices, summed k = 0, 1, 2 in float32 from 0 as torch's small-batch matmul does. */
+function matmul3f(a: ArrayLike<number>, b: ArrayLike<number>): Float32Array {
+  const f = Math.fround;
+  const out = new Float32Array(9);
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) out[i * 3 + j] = f(f(f(a[i * 3] * b[j]) + f(a[i * 3 + 1] * b[3 + j])) + f(a[i * 3 + 2] * b[6 + j]));
+  }
+  return out;
+}
+
+/** One camera's calibration as HEAL's camera models read it, float32. */
+export interface HealCalibration {
+  /** 3×3 row-major: camera (OpenCV axes) → LiDAR rotation. */
+  rots: Float32Array;
+  /** Camera → LiDAR translation (m). */
+  trans: Float32Array;
+  /** 3×3 row-major K of the source picture (not rescaled). */
+  intrins: Float32Array;
+  /** 4×4 row-major camera (OpenCV axes) → LiDAR. */
+  extrinsic: Float32Array;
+}
+
+/**
+ * HEAL's get_ext_int: T_{lidar←camera} = x1_to_x2(cords as float32, lidar pose), cast to float32,
+ * times the UE4→OpenCV axis change. `worldFromLidar` is poseToMatrix(lidar_pose) (float64, as HEAL).
+ */
+export function healCalibration(cords: ArrayLike<number>, worldFromLidar: Mat4, intrinsic: ArrayLike<number>, label = 'camera'): HealCalibration {
+  if (cords.length !== 6 || !isFiniteMatrix(cords))
+    throw new DataError(label, 'cords', 'must be 6 finite numbers [x, y, z, roll, yaw, pitch]', Array.from(cords));
+  if (intrinsic.length !== 9 || !isFiniteMatrix(intrinsic))
+    throw new DataError(label, 'intrinsic', 'must be 9 finite numbers (3×3 row-major)', Array.from(intrinsic));
+  // The axis change only permutes columns and flips a sign, so it is exact in float64 and float32 alike.
+  const ue = Float32Array.from(relative(poseToMatrix(cords, 'float32'), worldFromLidar));
+  const extrinsic = Float32Array.from(mul4(Float64Array.from(ue), CV_TO_UE4));
+  return {
+    rots: Float32Array.of(extrinsic[0], extrinsic[1], extrinsic[2], extrinsic[4], extrinsic[5], extrinsic[6], extrinsic[8], extrinsic[9], extrinsic[10]),
+    trans: Float32Array.of(extrinsic[3], extrinsic[7], extrinsic[11]),
+    intrins: Float32Array.from(intrinsic),
+    extrinsic,
+  };
+}
+
+/** HEAL's frustum [D, fH, fW, 3] float32 of (u, v, depth), fH = H' // downsample, fW = W' // downsample. */
+export function healFrustum(cfg: HealCameraConfig): { frustum: Float32Array; shape: [number, number, number] } {
+  const [W, H] = cfg.inputSize;
+  const s = cfg.downsample;
+  if (!(Number.isInteger(s) && s > 0)) throw new Error(`HEAL camera config: downsample must be a positive integer, got ${s}`);
+  const fW = Math.floor(W / s),
+    fH = Math.floor(H / s);
+  if (fW < 1 || fH < 1) throw new Error(`HEAL camera config: input ${W}×${H} is smaller than one feature pixel of stride ${s}`);
+  const { mode, min, max, bins } = cfg.depth;
+  const ds = depthBins(mode, min, max, bins, 'start');
+  const us = torchLinspace(0, W - 1, fW),
+    vs = torchLinspace(0, H - 1, fH);
+  const D = ds.length;
+  const frustum = new Float32Array(D * fH * fW * 3);
+  let p = 0;
+  for (let d = 0; d < D; d++) {
+    for (let v = 0; v < fH; v++) {
+      for (let u = 0; u < fW; u++) {
+        frustum[p++] = us[u];
+        frustum[p++] = vs[v];
+        frustum[p++] = ds[d];
+      }
+    }
+  }
+  return { frustum, shape: [D, fH, fW] };
+}
+
+/**
+ * HEAL's get_geometry for one camera: the LiDAR-frame xyz of every frustum point, [D·fH·fW, 3]
+ * float32 in the frustum's order, computed in float32 in torch's order (bit-exact with HEAL).
+ */
+export function healGeometry(frustum: Float32Array, calib: HealCalibration, postRot: ArrayLike<number>, postTrans: ArrayLike<number>): Float32Array {
+  if (frustum.length % 3 !== 0) throw new Error(`healGeometry: frustum must be [..., 3], got ${frustum.length} values`);
+  const f = Math.fround;
+  const P = torchInverse3(postRot);
+  const C = matmul3f(calib.rots, torchInverse3(calib.intrins));
+  const [t0, t1, t2] = calib.trans;
+  const [s0, s1, s2] = [f(postTrans[0]), f(postTrans[1]), f(postTrans[2])];
+  const out = new Float32Array(frustum.length);
+  for (let i = 0; i < frustum.length; i += 3) {
+    const q0 = f(frustum[i] - s0),
+      q1 = f(frustum[i + 1] - s1),
+      q2 = f(frustum[i + 2] - s2);
+    const p0 = f(f(f(P[0] * q0) + f(P[1] * q1)) + f(P[2] * q2));
+    const p1 = f(f(f(P[3] * q0) + f(P[4] * q1)) + f(P[5] * q2));
+    const z = f(f(f(P[6] * q0) + f(P[7] * q1)) + f(P[8] * q2));
+    const x = f(p0 * z),
+      y = f(p1 * z);
+    out[i] = f(f(f(f(C[0] * x) + f(C[1] * y)) + f(C[2] * z)) + t0);
+    out[i + 1] = f(f(f(f(C[3] * x) + f(C[4] * y)) + f(C[5] * z)) + t1);
+    out[i + 2] = f(f(f(f(C[6] * x) + f(C[7] * y)) + f(C[8] * z)) + t2);
+  }
+  return out;
+}
+
+/** An LSS voxel grid as HEAL's grid_conf gives it: [min, max, step] per axis. */
+export interface HealVoxelGrid {
+  xbound: [number, number, number];
+  ybound: [number, number, number];
+  zbound: [number, number, number];
+}
+
+/** HEAL's LSS grid for its camera agents: ±51.2 m at 0.4 m, one 20 m cell over z ∈ [−10, 10]. */
+export const HEAL_LSS_GRID: HealVoxelGrid = { xbound: [-51.2, 51.2, 0.4], ybound: [-51.2, 51.2, 0.4], zbound: [-10, 10, 20] };
+
+/**
+ * HEAL's voxel_pooling cell of each point: index = trunc(float32((p − (bx − dx/2)) / dx)) per axis,
+ * kept when 0 ≤ index < n. Truncation toward zero (torch's .long()) puts points up to one cell
+ * below the low edge into cell 0, and with one z cell keeps every −30 < z < 10 for ±10 m bounds.
+ * Returns per point (iz·ny + iy)·nx + ix, or −1; row = y index and column = x index of a
+ * [nz, ny, nx] grid, as HEAL's BEV map.
+ */
+export function healVoxelCells(xyz: Float32Array, grid: HealVoxelGrid): { cells: Int32Array; size: [number, number, number] } {
+  const f = Math.fround;
+  const axes = [grid.xbound, grid.ybound, grid.zbound];
+  const dx = axes.map((b) => f(b[2]));
+  const bx = axes.map((b) => f(b[0] + b[2] / 2));
+  const n = axes.map((b) => Math.trunc((b[1] - b[0]) / b[2]));
+  const low = bx.map((b, k) => f(b - f(dx[k] / 2)));
+  const [nx, ny, nz] = n;
+  const cells = new Int32Array(xyz.length / 3);
+  for (let i = 0; i < cells.length; i++) {
+    const ix = Math.trunc(f(f(xyz[3 * i] - low[0]) / dx[0]));
+    const iy = Math.trunc(f(f(xyz[3 * i + 1] - low[1]) / dx[1]));
+    const iz = Math.trunc(f(f(xyz[3 * i + 2] - low[2]) / dx[2]));
+    cells[i] = ix >= 0 && ix < nx && iy >= 0 && iy < ny && iz >= 0 && iz < nz ? (iz * ny + iy) * nx + ix : -1;
+  }
+  return { cells, size: [nx, ny, nz] };
+}
+
+/** Everything HEAL's camera model reads for one agent, cameras in frame order. */
+export interface HealCameraInputs {
+  cameras: number;
+  /** Network input size [W', H']. */
+  size: [number, number];
+  /** [N, H', W', 3] the resized and cropped pictures. */
+  rgbU8: Uint8Array;
+  /** [N, 3, H', W'] float32 (u8/255 − mean)/std, ImageNet statistics. */
+  imgs: Float32Array;
+  /** [N, H', W'] resized and cropped depth PNGs, when depth pictures were given. */
+  depthU8?: Uint8Array;
+  /** [N, H', W'] float32 depth channel as HEAL feeds it (u8/255·255, which is u8 exactly). */
+  depth?: Float32Array;
+  /** [N, 3, 3] */
+  rots: Float32Array;
+  /** [N, 3] */
+  trans: Float32Array;
+  /** [N, 3, 3] K of the source pictures. */
+  intrins: Float32Array;
+  /** [N, 3, 3] */
+  postRots: Float32Array;
+  /** [N, 3] */
+  postTrans: Float32Array;
+  /** [N, 4, 4] camera (OpenCV axes) → LiDAR. */
+  extrinsics: Float32Array;
+  /** [D, fH, fW, 3] (u, v, depth). */
+  frustum: Float32Array;
+  /** [D, fH, fW] */
+  frustumShape: [number, number, number];
+  /** [N, D, fH, fW, 3] LiDAR-frame xyz of every frustum point. */
+  geometry: Float32Array;
+}
+
+/**
+ * HEAL's camera inputs for one agent's frame: each camera needs its picture loaded
+ * (readAgentFrame(..., { images: true })), its YAML `cords` and K. Depth pictures (OPV2V-H
+ * `_depthN.png`, one per camera in the same order) are optional.
+ */
+export function healCameraInputs(
+  frame: { lidarPose: Mat4; cameras: CameraRecord[] },
+  cfg: HealCameraConfig = HEAL_M4_CAMERA,
+  opts: { depth?: GrayImage[] } = {},
+): HealCameraInputs {
+  const N = frame.cameras.length;
+  if (N === 0) throw new Error('healCameraInputs: the frame has no cameras');
+  if (opts.depth && opts.depth.length !== N) throw new Error(`healCameraInputs: ${opts.depth.length} depth pictures for ${N} cameras`);
+  const aug = healAugmentation(cfg);
+  const [W, H] = cfg.inputSize;
+  const [srcW, srcH] = cfg.sourceSize;
+  const [x0, y0, x1, y1] = aug.crop;
+  const plane = W * H;
+  const { frustum, shape } = healFrustum(cfg);
+  const points = frustum.length / 3;
+  const out: HealCameraInputs = {
+    cameras: N,
+    size: [W, H],
+    rgbU8: new Uint8Array(N * plane * 3),
+    imgs: new Float32Array(N * 3 * plane),
+    rots: new Float32Array(N * 9),
+    trans: new Float32Array(N * 3),
+    intrins: new Float32Array(N * 9),
+    postRots: new Float32Array(N * 9),
+    postTrans: new Float32Array(N * 3),
+    extrinsics: new Float32Array(N * 16),
+    frustum,
+    frustumShape: shape,
+    geometry: new Float32Array(N * points * 3),
+  };
+  if (opts.depth) {
+    out.depthU8 = new Uint8Array(N * plane);
+    out.depth = new Float32Array(N * plane);
+  }
+  const f = Math.fround;
+  const mean = IMAGENET_MEAN.map(f),
+    std = IMAGENET_STD.map(f);
+  // ToTensor then Normalize, each a float32 division; per byte value, so a table of 256 per channel.
+  const lut = [0, 1, 2].map((c) => Float32Array.from({ length: 256 }, (_, u) => f(f(f(u / 255) - mean[c]) / std[c])));
+  frame.cameras.forEach((cam, n) => {
+    const label = cam.imagePath ?? cam.name;
+    if (!cam.image) throw new DataError(label, 'image', 'the picture is not loaded (read the frame with { images: true })');
+    if (cam.image.width !== srcW || cam.image.height !== srcH) {
+      // K is not rescaled: a picture of another size would put every frustum point in the wrong place.
+      throw new DataError(label, 'size', `HEAL's camera config expects ${srcW}×${srcH} pictures`, `${cam.image.width}×${cam.image.height}`);
+    }
+    if (!cam.cords) throw new DataError(label, 'cords', "HEAL's camera models need the camera's world pose (YAML cords), which this dataset does not give");
+    const rgb = cropImage(resizeImage({ ...cam.image, channels: 3 }, aug.resizeSize[0], aug.resizeSize[1]), x0, y0, x1, y1);
+    out.rgbU8.set(rgb.data, n * plane * 3);
+    for (let c = 0; c < 3; c++) {
+      const dst = out.imgs.subarray((n * 3 + c) * plane, (n * 3 + c + 1) * plane);
+      for (let i = 0; i < plane; i++) dst[i] = lut[c][rgb.data[i * 3 + c]];
+    }
+    const depth = opts.depth?.[n];
+    if (depth && out.depthU8 && out.depth) {
+      if (depth.width !== srcW || depth.height !== srcH)
+        throw new DataError(cam.depthPath ?? label, 'size', `expected a ${srcW}×${srcH} depth picture`, `${depth.width}×${depth.height}`);
+      const d = cropImage(resizeImage({ ...depth, channels: 1 }, aug.resizeSize[0], aug.resizeSize[1]), x0, y0, x1, y1);
+      out.depthU8.set(d.data, n * plane);
+      out.depth.set(d.data, n * plane);
+    }
+    const calib = healCalibration(cam.cords, frame.lidarPose, cam.intrinsic, label);
+    out.rots.set(calib.rots, n * 9);
+    out.trans.set(calib.trans, n * 3);
+    out.intrins.set(calib.intrins, n * 9);
+    out.extrinsics.set(calib.extrinsic, n * 16);
+    out.postRots.set(aug.postRot, n * 9);
+    out.postTrans.set(aug.postTrans, n * 3);
+    out.geometry.set(healGeometry(frustum, calib, aug.postRot, aug.postTrans), n * points * 3);
+  });
   return out;
 }

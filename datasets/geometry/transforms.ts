@@ -25,27 +25,38 @@ export function mat4ToRows(m: Mat4): number[][] {
   return [0, 1, 2, 3].map((r) => [m[r * 4], m[r * 4 + 1], m[r * 4 + 2], m[r * 4 + 3]]);
 }
 
-/** CARLA's Transform.get_matrix: OpenCOOD/HEAL `x_to_world`. Returns T_{world←x}. */
-export function poseToMatrix(pose: ArrayLike<number>): Mat4 {
-  const [x, y, z, roll, yaw, pitch] = [pose[0], pose[1], pose[2], pose[3], pose[4], pose[5]];
-  const cy = Math.cos(yaw * DEG),
-    sy = Math.sin(yaw * DEG);
-  const cr = Math.cos(roll * DEG),
-    sr = Math.sin(roll * DEG);
-  const cp = Math.cos(pitch * DEG),
-    sp = Math.sin(pitch * DEG);
+/**
+ * CARLA's Transform.get_matrix: OpenCOOD/HEAL `x_to_world`. Returns T_{world←x}.
+ *
+ * `precision: 'float32'` is x_to_world of a float32 pose, as HEAL computes a camera's pose (it casts
+ * the YAML `cords` to float32 first): numpy then rounds the pose, the radians, every sine, cosine
+ * and product to float32 and stores the results in a float64 matrix. The camera→LiDAR transform
+ * differs from the float64 one by up to 1e-6 m (world coordinates near 20 m lose their low bits).
+ * Sines and cosines here are correctly rounded; numpy's SIMD float32 ones may differ in the last
+ * bit for some angles (exact for the 0°, ±100°, 180° camera mounts of OPV2V).
+ */
+export function poseToMatrix(pose: ArrayLike<number>, precision: 'float64' | 'float32' = 'float64'): Mat4 {
+  const r = precision === 'float32' ? Math.fround : (v: number) => v;
+  const [x, y, z, roll, yaw, pitch] = [r(pose[0]), r(pose[1]), r(pose[2]), r(pose[3]), r(pose[4]), r(pose[5])];
+  const deg = r(DEG);
+  const cy = r(Math.cos(r(yaw * deg))),
+    sy = r(Math.sin(r(yaw * deg)));
+  const cr = r(Math.cos(r(roll * deg))),
+    sr = r(Math.sin(r(roll * deg)));
+  const cp = r(Math.cos(r(pitch * deg))),
+    sp = r(Math.sin(r(pitch * deg)));
   const m = new Float64Array(16);
-  m[0] = cp * cy;
-  m[1] = cy * sp * sr - sy * cr;
-  m[2] = -cy * sp * cr - sy * sr;
+  m[0] = r(cp * cy);
+  m[1] = r(r(r(cy * sp) * sr) - r(sy * cr));
+  m[2] = r(r(r(-cy * sp) * cr) - r(sy * sr));
   m[3] = x;
-  m[4] = sy * cp;
-  m[5] = sy * sp * sr + cy * cr;
-  m[6] = -sy * sp * cr + cy * sr;
+  m[4] = r(sy * cp);
+  m[5] = r(r(r(sy * sp) * sr) + r(cy * cr));
+  m[6] = r(r(r(-sy * sp) * cr) + r(cy * sr));
   m[7] = y;
   m[8] = sp;
-  m[9] = -cp * sr;
-  m[10] = cp * cr;
+  m[9] = r(-cp * sr);
+  m[10] = r(cp * cr);
   m[11] = z;
   m[15] = 1;
   return m;
