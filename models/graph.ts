@@ -32,7 +32,8 @@
 //   [in, out, kh, kw]; linear weight is [in, out] (y = x·W + b, no transpose in either runtime).
 // - Ops: conv2d (groups), convTranspose2d, batchNorm (any channel axis), linear, relu, sigmoid,
 //   exp, sign, add/sub/mul/div, concat, reduceMax/Sum/Mean, softmax, cumsum, reshape, transpose,
-//   gather, maxPool, gridSample, constants. Adding an op means:
+//   gather, maxPool (optional padding, −∞ semantics), gridSample, layerNorm (over one
+//   axis), gelu (exact, erf), pad (zeros), constants. Adding an op means:
 //     1. its member of `Node` below (op name, attributes, inputs) and a builder method with its
 //        shape rule here;
 //     2. its entry in OPS (models/ops.ts): `onnx` writes it as ONNX nodes, `tfjs` runs it in
@@ -100,11 +101,14 @@ export type Node = NodeBase &
     | { op: 'concat'; axis: number }
     | { op: 'reduceMax' | 'reduceSum' | 'reduceMean'; axis: number; keepDims: boolean }
     | { op: 'softmax'; axis: number }
-    | { op: 'cumsum'; axis: number }
+    | { op: 'cumsum'; axis: number; accumulate?: 'float64' } // float64: summed in float64, each running value rounded to float32
     | { op: 'reshape'; shape: number[] }
     | { op: 'transpose'; perm: number[] }
     | { op: 'gather'; axis: number } // [data, indices(int32)]
-    | { op: 'maxPool'; kernel: number; stride: number }
+    | { op: 'maxPool'; kernel: number; stride: number; pad?: number } // pad: padded cells never win (−∞)
+    | { op: 'layerNorm'; axis: number; rank: number; epsilon: number } // [x, gamma, beta]: normalised over `axis` alone (biased variance)
+    | { op: 'gelu' } // exact: 0.5·x·(1 + erf(x/√2))
+    | { op: 'pad'; pads: number[] } // zeros; ONNX order: every axis's count before, then every axis's count after
     | { op: 'gridSample' } // [x NCHW, grid N×Ho×Wo×2]; bilinear, zeros padding, align_corners 0
   );
 
@@ -353,10 +357,17 @@ export class GraphBuilder {
     return this.node({ op: 'softmax', name: id, inputs: [x.name], axis: normAxis(axis, x.shape.length, id) }, [...x.shape]);
   }
 
-  /** Inclusive running sum along an axis (the Lift-Splat "cumsum trick"). */
-  cumsum(x: TensorRef, axis: number, name?: string): TensorRef {
+  /**
+   * Inclusive running sum along an axis (the Lift-Splat "cumsum trick"). `accumulate: 'float64'`
+   * sums in float64 and rounds each running value to float32, as torch's CPU cumsum does (HEAL's
+   * splat): over 10⁵ rows a float32 running sum drifts by ~1e-1, this by half an ulp of each value.
+   * ONNX only (Cast, CumSum in double); TensorFlow.js has no float64 and sums in float32.
+   */
+  cumsum(x: TensorRef, axis: number, name?: string, accumulate?: 'float64'): TensorRef {
     const id = name ?? this.autoName('cumsum');
-    return this.node({ op: 'cumsum', name: id, inputs: [x.name], axis: normAxis(axis, x.shape.length, id) }, [...x.shape]);
+    // Absent unless asked for, so existing descriptions (and their exports) stay as they were.
+    const node = { op: 'cumsum' as const, name: id, inputs: [x.name], axis: normAxis(axis, x.shape.length, id), ...(accumulate ? { accumulate } : {}) };
+    return this.node(node, [...x.shape]);
   }
 
   /** ONNX Reshape: 0 copies the input dim at that position, one -1 is inferred. */
@@ -413,11 +424,44 @@ export class GraphBuilder {
     return this.node({ op: 'gather', name: id, inputs: [data.name, indices.name], axis: ax }, shape, data.dtype);
   }
 
-  maxPool(x: TensorRef, kernel: number, stride = kernel, name?: string): TensorRef {
+  /** Max pooling; `pad` cells on every side never win (PyTorch/ONNX MaxPool padding, −∞). */
+  maxPool(x: TensorRef, kernel: number, stride = kernel, name?: string, pad = 0): TensorRef {
     const id = name ?? this.autoName('maxPool');
     const [n, c, h, w] = this.expectRank(x, 4, id);
-    const size = (d: number) => Math.floor((d - kernel) / stride) + 1;
-    return this.node({ op: 'maxPool', name: id, inputs: [x.name], kernel, stride }, [n, c, this.mapDim(h, size, id, 2), this.mapDim(w, size, id, 3)]);
+    if (!(Number.isInteger(pad) && pad >= 0 && pad < kernel))
+      throw new Error(`${this.name}: ${id}: pad ${pad} must be a whole number below the kernel ${kernel}`);
+    const size = (d: number) => Math.floor((d + 2 * pad - kernel) / stride) + 1;
+    // A pad of 0 stays off the node, so descriptions (and exported models) of unpadded pools are unchanged.
+    const node = { op: 'maxPool' as const, name: id, inputs: [x.name], kernel, stride, ...(pad > 0 ? { pad } : {}) };
+    return this.node(node, [n, c, this.mapDim(h, size, id, 2), this.mapDim(w, size, id, 3)]);
+  }
+
+  /** Layer norm over one axis (e.g. the channels of an NCHW map): (x − mean)/√(var + ε)·gamma + beta; params `<name>.gamma/.beta`. */
+  layerNorm(x: TensorRef, o: { name: string; axis?: number; epsilon?: number }): TensorRef {
+    const axis = normAxis(o.axis ?? -1, x.shape.length, `${this.name}: ${o.name}`);
+    const c = this.staticDim(x.shape[axis], o.name, 'normalised size');
+    const gamma = this.param({ name: `${o.name}.gamma`, shape: [c], init: 'ones', trainable: true });
+    const beta = this.param({ name: `${o.name}.beta`, shape: [c], init: 'zeros', trainable: true });
+    return this.node({ op: 'layerNorm', name: o.name, inputs: [x.name, gamma.name, beta.name], axis, rank: x.shape.length, epsilon: o.epsilon ?? 1e-5 }, [
+      ...x.shape,
+    ]);
+  }
+
+  /** Exact GELU, 0.5·x·(1 + erf(x/√2)) (PyTorch's default nn.GELU). */
+  gelu(x: TensorRef, name?: string): TensorRef {
+    const id = name ?? this.autoName('gelu');
+    return this.node({ op: 'gelu', name: id, inputs: [x.name] }, [...x.shape]);
+  }
+
+  /** Zero padding: `before[i]` and `after[i]` zeros on axis i (non-negative). */
+  pad(x: TensorRef, before: number[], after: number[], name?: string): TensorRef {
+    const id = name ?? this.autoName('pad');
+    const rank = x.shape.length;
+    if (before.length !== rank || after.length !== rank || ![...before, ...after].every((p) => Number.isInteger(p) && p >= 0)) {
+      throw new Error(`${this.name}: ${id}: pads [${before}] / [${after}] must be ${rank} whole numbers ≥ 0 each`);
+    }
+    const shape = x.shape.map((d, i) => (typeof d === 'number' ? d + before[i] + after[i] : before[i] + after[i] === 0 ? d : `${id}.d${i}`));
+    return this.node({ op: 'pad', name: id, inputs: [x.name], pads: [...before, ...after] }, shape, x.dtype);
   }
 
   /**

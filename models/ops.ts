@@ -89,6 +89,9 @@ function physicalAxis(v: TfValue, axis: number): number {
 }
 
 const ATTR = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7 } as const;
+/** TensorProto.DataType FLOAT and DOUBLE, for Cast. */
+const ONNX_FLOAT = 1;
+const ONNX_DOUBLE = 11;
 const intAttr = (name: string, i: number): OnnxAttr => ({ name, type: ATTR.INT, i });
 const intsAttr = (name: string, ints: number[]): OnnxAttr => ({ name, type: ATTR.INTS, ints });
 const floatAttr = (name: string, f: number): OnnxAttr => ({ name, type: ATTR.FLOAT, f });
@@ -310,10 +313,18 @@ export const OPS: OpTable = {
 
   cumsum: {
     onnx: (node, ctx) => {
-      ctx.int64Initializer(`${node.name}/axis`, [], [node.axis]);
-      ctx.node('CumSum', [node.inputs[0], `${node.name}/axis`], node.name);
+      const n = node.name;
+      ctx.int64Initializer(`${n}/axis`, [], [node.axis]);
+      if (node.accumulate !== 'float64') {
+        ctx.node('CumSum', [node.inputs[0], `${n}/axis`], n);
+        return;
+      }
+      ctx.node('Cast', [node.inputs[0]], `${n}/float64`, [intAttr('to', ONNX_DOUBLE)]);
+      ctx.node('CumSum', [`${n}/float64`, `${n}/axis`], `${n}/sums`);
+      ctx.node('Cast', [`${n}/sums`], n, [intAttr('to', ONNX_FLOAT)]);
     },
     // tfjs 4.22's Cumsum gradient mis-transposes for any axis but the last, so only use that one.
+    // TensorFlow.js has no float64: there a float64 accumulation is float32 (training only).
     tfjs: (node, { tf, args, alongLastAxis }) => {
       const v = args[0];
       return { t: alongLastAxis(v.t, physicalAxis(v, node.axis), (t) => tf.cumsum(t, t.rank - 1)), nhwc: v.nhwc };
@@ -348,9 +359,86 @@ export const OPS: OpTable = {
   },
 
   maxPool: {
-    onnx: (node, ctx) =>
-      ctx.node('MaxPool', node.inputs, node.name, [intsAttr('kernel_shape', [node.kernel, node.kernel]), intsAttr('strides', [node.stride, node.stride])]),
-    tfjs: (node, { tf, args, toNhwc, where }) => ({ t: tf.maxPool(toNhwc(args[0], where), node.kernel, node.stride, 'valid'), nhwc: true }),
+    onnx: (node, ctx) => {
+      const attrs = [intsAttr('kernel_shape', [node.kernel, node.kernel]), intsAttr('strides', [node.stride, node.stride])];
+      const p = node.pad ?? 0;
+      if (p > 0) attrs.push(intsAttr('pads', [p, p, p, p]));
+      ctx.node('MaxPool', node.inputs, node.name, attrs);
+    },
+    // tfjs's pooling skips the padded cells (they never win), as ONNX's and PyTorch's do.
+    tfjs: (node, { tf, args, toNhwc, where }) => ({
+      t: tf.maxPool(toNhwc(args[0], where), node.kernel, node.stride, (node.pad ?? 0) > 0 ? node.pad! : 'valid'),
+      nhwc: true,
+    }),
+  },
+
+  layerNorm: {
+    onnx: (node, ctx) => {
+      const n = node.name;
+      const [x, gamma, beta] = node.inputs;
+      if (node.axis === node.rank - 1) {
+        ctx.node('LayerNormalization', node.inputs, n, [intAttr('axis', -1), floatAttr('epsilon', node.epsilon)]);
+        return;
+      }
+      // LayerNormalization normalises every axis from `axis` on; over one inner axis it is spelt out.
+      const axes = [intsAttr('axes', [node.axis]), intAttr('keepdims', 1)];
+      ctx.node('ReduceMean', [x], `${n}/mean`, axes);
+      ctx.node('Sub', [x, `${n}/mean`], `${n}/centred`);
+      ctx.node('Mul', [`${n}/centred`, `${n}/centred`], `${n}/squared`);
+      ctx.node('ReduceMean', [`${n}/squared`], `${n}/var`, axes);
+      ctx.floatInitializer(`${n}/epsilon`, [], Float32Array.of(node.epsilon));
+      ctx.node('Add', [`${n}/var`, `${n}/epsilon`], `${n}/var_eps`);
+      ctx.node('Sqrt', [`${n}/var_eps`], `${n}/std`);
+      ctx.node('Div', [`${n}/centred`, `${n}/std`], `${n}/normed`);
+      ctx.int64Initializer(`${n}/param_shape`, [node.rank - node.axis], [-1, ...new Array<number>(node.rank - 1 - node.axis).fill(1)]);
+      ctx.node('Reshape', [gamma, `${n}/param_shape`], `${n}/gamma`);
+      ctx.node('Reshape', [beta, `${n}/param_shape`], `${n}/beta`);
+      ctx.node('Mul', [`${n}/normed`, `${n}/gamma`], `${n}/scaled`);
+      ctx.node('Add', [`${n}/scaled`, `${n}/beta`], n);
+    },
+    tfjs: (node, { tf, args }) => {
+      const v = args[0];
+      const axis = physicalAxis(v, node.axis);
+      const bshape = v.t.shape.map((d, i) => (i === axis ? d : 1));
+      const { mean, variance } = tf.moments(v.t, axis, true);
+      const normed = tf.mul(tf.sub(v.t, mean), tf.rsqrt(tf.add(variance, node.epsilon)));
+      return { t: tf.add(tf.mul(normed, tf.reshape(args[1].t, bshape)), tf.reshape(args[2].t, bshape)), nhwc: v.nhwc };
+    },
+  },
+
+  gelu: {
+    // Gelu is an ONNX op only from opset 20; Erf has been one since 9.
+    onnx: (node, ctx) => {
+      const n = node.name;
+      const x = node.inputs[0];
+      ctx.floatInitializer(`${n}/sqrt1_2`, [], Float32Array.of(Math.SQRT1_2));
+      ctx.floatInitializer(`${n}/one`, [], Float32Array.of(1));
+      ctx.floatInitializer(`${n}/half`, [], Float32Array.of(0.5));
+      ctx.node('Mul', [x, `${n}/sqrt1_2`], `${n}/scaled`);
+      ctx.node('Erf', [`${n}/scaled`], `${n}/erf`);
+      ctx.node('Add', [`${n}/erf`, `${n}/one`], `${n}/erf1`);
+      ctx.node('Mul', [x, `${n}/half`], `${n}/halved`);
+      ctx.node('Mul', [`${n}/halved`, `${n}/erf1`], n);
+    },
+    tfjs: unaryTf((tf) => (t) => tf.mul(tf.mul(t, 0.5), tf.add(tf.erf(tf.mul(t, Math.SQRT1_2)), 1))),
+  },
+
+  pad: {
+    onnx: (node, ctx) => {
+      ctx.int64Initializer(`${node.name}/pads`, [node.pads.length], node.pads);
+      ctx.node('Pad', [node.inputs[0], `${node.name}/pads`], node.name);
+    },
+    tfjs: (node, { tf, args, logical }) => {
+      const x = logical(args[0]).t;
+      const r = x.rank;
+      return {
+        t: tf.pad(
+          x,
+          x.shape.map((_, i) => [node.pads[i], node.pads[r + i]] as [number, number]),
+        ),
+        nhwc: false,
+      };
+    },
   },
 
   gridSample: {

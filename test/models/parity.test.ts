@@ -146,7 +146,7 @@ function coverageMask(agents: number, h: number, w: number): Float32Array {
 }
 
 describe('networks: tfjs and onnxruntime agree', () => {
-  it('bevBackbone', async () => {
+  it('bevBackbone (random weights)', async () => {
     const desc = bevBackbone(tinyBackbone, { height: 12, width: 16 });
     const inputs = { bev: host(randomFloats(3 * 6 * 12 * 16, 1), [3, 6, 12, 16]) };
     const weights = randomWeights(desc, 11);
@@ -154,7 +154,7 @@ describe('networks: tfjs and onnxruntime agree', () => {
     expectGradients(desc, weights, inputs);
   });
 
-  it('pyramidFusion (masked softmax over agents)', async () => {
+  it('pyramidFusion (masked softmax over agents) (random weights)', async () => {
     const desc = pyramidFusion(tinyFusion);
     expect(desc.outputs.map((o) => o.name)).toEqual(['fused', 'occ0', 'occ1', 'occ2']);
     expect(desc.outputs.map((o) => o.shape)).toEqual([
@@ -173,7 +173,7 @@ describe('networks: tfjs and onnxruntime agree', () => {
     expectGradients(desc, weights, inputs);
   });
 
-  it('pyramidFusion runs with a different number of agents (dynamic axis)', async () => {
+  it('pyramidFusion runs with a different number of agents (dynamic axis) (random weights)', async () => {
     const desc = pyramidFusion(tinyFusion);
     const inputs = {
       features: host(randomFloats(1 * 6 * 12 * 16, 3), [1, 6, 12, 16]),
@@ -182,7 +182,7 @@ describe('networks: tfjs and onnxruntime agree', () => {
     expectParity(await parity(desc, randomWeights(desc, 13), inputs));
   });
 
-  it('detectionHead', async () => {
+  it('detectionHead (random weights)', async () => {
     const desc = detectionHead({ inChannels: 8, anchors: 2, dirBins: 2 }, { height: 12, width: 16 });
     expect(desc.outputs.map((o) => o.shape)).toEqual([
       ['batch', 2, 12, 16],
@@ -197,7 +197,7 @@ describe('networks: tfjs and onnxruntime agree', () => {
     expectGradients(desc, weights, inputs);
   });
 
-  it('aligner (channel change in the first block)', async () => {
+  it('aligner (channel change in the first block) (random weights)', async () => {
     const desc = aligner({ inChannels: 5, channels: 6, blocks: 2, batchNorm: true }, { height: 8, width: 8 }, 'aligner.m2');
     expect(desc.params.every((p) => p.name.startsWith('aligner.m2.'))).toBe(true);
     const inputs = { features: host(randomFloats(2 * 5 * 64, 5), [2, 5, 8, 8]) };
@@ -221,7 +221,7 @@ describe('networks: tfjs and onnxruntime agree', () => {
     expectParity(await parity(desc, new Map(), inputs));
   });
 
-  it('ego network: warp → pyramid fusion → head in one graph', async () => {
+  it('ego network: warp → pyramid fusion → head in one graph (random weights)', async () => {
     const desc = egoNetwork({ fusion: tinyFusion, head: { anchors: 2, dirBins: 2 } });
     const A = 2;
     const inputs = {
@@ -249,21 +249,30 @@ describe('networks: tfjs and onnxruntime agree', () => {
 });
 
 describe('every op of models/ops.ts: tfjs and onnxruntime agree', () => {
-  it('one graph uses every op of the table (both batch-norm forms, linear with and without bias)', async () => {
+  it('one graph uses every op of the table (both batch-norm forms, linear with and without bias) (random weights)', async () => {
     const g = new GraphBuilder('every-op');
     const x = g.input('x', ['n', 4, 6, 6]);
     const index = g.input('index', [3], 'int32');
     const grid = g.input('grid', ['n', 3, 3, 2]);
     let y = g.batchNorm(g.conv2d(x, { name: 'conv', out: 4, kernel: 3, groups: 2 }), { name: 'bn' });
+    // Padded pooling of values of both signs: a padded cell must never win (−∞, not 0).
+    g.output('pooledPadded', g.maxPool(y, 3, 2, 'poolPad', 1));
     y = g.convTranspose2d(g.maxPool(y, 2), { name: 'deconv', out: 4, kernel: 2 });
+    // Layer norm over the channels of an NCHW map (spelt out in ONNX), then exact GELU.
+    y = g.gelu(g.layerNorm(y, { name: 'ln', axis: 1, epsilon: 1e-6 }));
     // Kept well conditioned (denominator ≥ 1) so the comparison tests the ops, not float32 rounding.
     const one = g.constant('one', [1], [1]);
     y = g.sub(g.mul(g.relu(y), g.sigmoid(y)), g.div(g.exp(g.sigmoid(y)), g.add(one, g.exp(y))));
+    g.output('padded', g.pad(y, [0, 0, 1, 2], [0, 1, 2, 0]));
     let p = g.reshape(g.transpose(y, [0, 2, 3, 1]), [0, -1, 4]);
     p = g.batchNorm(p, { name: 'bnLast', axis: -1 });
+    // Layer norm over the last axis (ONNX LayerNormalization).
+    p = g.layerNorm(p, { name: 'lnLast' });
     p = g.linear(g.linear(p, { name: 'fc1', out: 5 }), { name: 'fc2', out: 5, bias: false });
     p = g.cumsum(g.softmax(g.reshape(p, [-1, 5]), 0), 0);
     g.output('rows', g.gather(p, index, 0));
+    // A running sum accumulated in float64 (ONNX) against tfjs's float32 one.
+    g.output('sums64', g.cumsum(p, 0, 'sums64', 'float64'));
     g.output('reduced', g.concat([g.reduceMax(p, 1, true), g.reduceSum(p, 1, true), g.reduceMean(p, 1, true)], 1));
     // sign of the sampled input: 0 exactly where a sample falls outside the map (HEAL's coverage indicator).
     g.output('sampled', g.mul(g.gridSample(y, grid), g.sign(g.gridSample(x, grid))));
@@ -359,7 +368,7 @@ describe("HEAL's pyramid pieces: tfjs and onnxruntime agree", () => {
     expectParity(await parity(desc, randomWeights(desc, 36), inputs));
   });
 
-  it("per-level weights are HEAL's: an agent off the map, untrusted or sending nothing leaves the ego alone, exactly", async () => {
+  it("per-level weights are HEAL's: an agent off the map, untrusted or sending nothing leaves the ego alone, exactly (random weights)", async () => {
     const desc = egoNetwork({ fusion: tinyHealFusion, head: { anchors: 2, dirBins: 2 } }, { intermediates: true });
     const { session } = await createSession(exportOnnx(desc, randomWeights(desc, 37)), { device: 'cpu' });
     const ego = randomFloats(8 * 12 * 16, 38);
@@ -425,7 +434,7 @@ describe("HEAL's pyramid pieces: tfjs and onnxruntime agree", () => {
 });
 
 describe('fusion semantics', () => {
-  it('an agent masked out at a cell gets weight 0 there; a cell nobody covers fuses to 0; weights sum to 1', () => {
+  it('an agent masked out at a cell gets weight 0 there; a cell nobody covers fuses to 0; weights sum to 1 (random weights)', () => {
     // One level and a 1×1 deblock: a fused output cell depends only on the fused level at that cell,
     // and each agent's level features depend only on that agent.
     const cfg: PyramidFusionConfig = {
@@ -467,7 +476,7 @@ describe('fusion semantics', () => {
 });
 
 describe('encoder ops (for PointPillars and Lift-Splat encoders): tfjs and onnxruntime agree', () => {
-  it('PFN: linear on [P, N, 10], batch norm over the last axis, point mask, max over points', async () => {
+  it('PFN: linear on [P, N, 10], batch norm over the last axis, point mask, max over points (random weights)', async () => {
     const g = new GraphBuilder('pfn');
     const pts = g.input('points', ['pillars', 8, 10]);
     const mask = g.input('pointMask', ['pillars', 8, 1]);
@@ -592,7 +601,7 @@ describe('encoder ops (for PointPillars and Lift-Splat encoders): tfjs and onnxr
     model.dispose();
   });
 
-  it('grouped and depthwise conv, conv bias, sub/div/exp, maxPool, reshape with 0 and -1', async () => {
+  it('grouped and depthwise conv, conv bias, sub/div/exp, maxPool, reshape with 0 and -1 (random weights)', async () => {
     const g = new GraphBuilder('misc');
     const x = g.input('x', ['n', 4, 6, 6]);
     const a = g.conv2d(x, { name: 'grouped', out: 6, kernel: 3, groups: 2 });
@@ -684,7 +693,7 @@ describe('affineGrid and grid sampling', () => {
 });
 
 describe('training mode', () => {
-  it('batch norm uses batch statistics and moves running statistics; inference matches ONNX after', async () => {
+  it('batch norm uses batch statistics and moves running statistics; inference matches ONNX after (random weights)', async () => {
     const g = new GraphBuilder('bn');
     const x = g.input('x', ['n', 3, 4, 4]);
     g.output('y', g.batchNorm(g.conv2d(x, { name: 'c', out: 3, kernel: 3, bias: false }), { name: 'bn', momentum: 0.5 }));
