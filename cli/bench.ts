@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../datasets/io.ts';
+import { UsageError, command, runCommand, string } from './args.ts';
 
 const BENCHES: Record<string, string> = {
   synthetic: '../bench/synthetic.ts',
@@ -14,20 +15,32 @@ const BENCHES: Record<string, string> = {
   train: '../bench/train.ts',
 };
 
-export async function run(args: string[]): Promise<number> {
-  if (args.includes('--help')) {
-    console.log(
-      `usage: heal bench [NAME ...] [--out FILE]\n\nWrites bench/results/latest.json (all) or bench/results/NAME.json (some).\nbenchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)`,
-    );
-    return 0;
-  }
-  const outIdx = args.indexOf('--out');
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const names = args.filter((a, i) => !a.startsWith('--') && (outIdx < 0 || i !== outIdx + 1));
-  const selected = names.length ? names : Object.keys(BENCHES);
-  // A partial run must not overwrite the full record: it gets a file named after what ran.
-  const defaultName = names.length ? `${selected.join('+')}.json` : 'latest.json';
-  const out = outIdx >= 0 ? args[outIdx + 1] : path.join(here, '..', 'bench', 'results', defaultName);
+export const BENCH = command({
+  name: 'bench',
+  usage: '[NAME ...] [--out FILE]',
+  about: `Runs benchmarks side by side in one process. Writes bench/results/latest.json (all) or
+bench/results/NAME.json (some), and a Markdown table beside it.
+benchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)`,
+  positionals: { name: 'NAME', min: 0, max: Number.POSITIVE_INFINITY },
+  options: {
+    out: string({ arg: 'FILE', defaultText: 'bench/results/latest.json, or NAME.json for some', help: 'where the figures go' }),
+  },
+});
+
+export function run(args: string[]): Promise<number> {
+  return runCommand(BENCH, args, async ({ values, positionals: names }) => {
+    for (const name of names) {
+      if (!Object.hasOwn(BENCHES, name)) throw new UsageError(`unknown benchmark "${name}" (have: ${Object.keys(BENCHES).join(', ')})`);
+    }
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    const selected = names.length ? names : Object.keys(BENCHES);
+    // A partial run must not overwrite the full record: it gets a file named after what ran.
+    const defaultName = names.length ? `${selected.join('+')}.json` : 'latest.json';
+    return bench(selected, values.out ?? path.join(here, '..', 'bench', 'results', defaultName));
+  });
+}
+
+async function bench(selected: string[], out: string): Promise<number> {
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     node: process.version,
@@ -36,7 +49,6 @@ export async function run(args: string[]): Promise<number> {
   };
   for (const name of selected) {
     const file = BENCHES[name];
-    if (!file) throw new Error(`unknown benchmark "${name}" (have: ${Object.keys(BENCHES).join(', ')})`);
     process.stderr.write(`bench ${name} ...\n`);
     const mod = (await import(file)) as { run(): Promise<Record<string, unknown>> };
     const figures = await mod.run();

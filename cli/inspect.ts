@@ -1,7 +1,6 @@
 // `heal inspect DIR`: what is in a dataset folder, frame by frame; `--json` for machines,
 // `--png` for a top-down picture of one frame.
 
-import { parseArgs } from 'node:util';
 import * as path from 'node:path';
 import type { AgentInfo, Dataset, FrameRef, LidarBeams } from '../datasets/dataset.ts';
 import type { AgentFrame } from '../datasets/frame.ts';
@@ -10,41 +9,36 @@ import { datasetWarnings, openDataset } from '../datasets/open.ts';
 import { writeTopDown } from '../viewer/topdown.ts';
 import { mat4ToRows } from '../datasets/geometry/transforms.ts';
 import { type Progress, progress } from './progress.ts';
+import { type Io, choice, command, flag, int, number, processIo, runCommand, string } from './args.ts';
 
-const USAGE = `usage: heal inspect DIR [options]
-
-Summarizes an OPV2V / OPV2V-H / V2XSet or DAIR-V2X-C dataset. DIR may be the dataset root,
-one split folder or one scenario folder.
-
-options:
-  --json             one JSON object per line per agent and frame: scenario, agent, type,
-                     timestamp, lidarPose (4x4 rows), points (count), boxes (GT in that
-                     agent's LiDAR frame, [x,y,z,h,w,l,yaw]); nothing else goes to stdout
-  --png FILE         write a top-down picture of one frame (points of all agents in the ego
-                     frame, cooperative GT boxes) instead of the summary
-  --scenario NAME    only this scenario (NAME or SPLIT/NAME)
-  --frame TS         only this timestamp (with --png: the frame to draw; default the first)
-  --ego ID           ego agent for --png (default: the frame's default ego)
-  --range M          half-width of the --png view in meters (default 60)
-  --lidar 64|32|16   which LiDAR file to read (<ts>.pcd, <ts>_32.pcd, <ts>_16.pcd; default 64)
-  --limit N          read at most N frames of each scenario
-  -h, --help         this text
-
-A frame that cannot be read is reported on stderr and skipped. Exit status: 0, or 3 when no
-frame could be read, 2 for bad options, 1 when DIR cannot be opened.`;
+export const INSPECT = command({
+  name: 'inspect',
+  usage: 'DIR [options]',
+  about: `Summarizes an OPV2V / OPV2V-H / V2XSet or DAIR-V2X-C dataset. DIR may be the dataset root,
+one split folder or one scenario folder.`,
+  positionals: { name: 'DIR', min: 1, max: 1 },
+  options: {
+    json: flag({
+      help: "one JSON object per line per agent and frame: scenario, agent, type, timestamp, lidarPose (4x4 rows), points (count), boxes (GT in that agent's LiDAR frame, [x,y,z,h,w,l,yaw]); nothing else goes to stdout",
+    }),
+    png: string({
+      arg: 'FILE',
+      help: 'write a top-down picture of one frame (points of all agents in the ego frame, cooperative GT boxes) instead of the summary',
+    }),
+    scenario: string({ arg: 'NAME', help: 'only this scenario (NAME or SPLIT/NAME)' }),
+    frame: string({ arg: 'TS', help: 'only this timestamp (with --png: the frame to draw; default the first)' }),
+    ego: int({ arg: 'ID', help: "ego agent for --png (default: the frame's default ego)" }),
+    range: number({ arg: 'M', above: 0, max: 1000, default: 60, help: 'half-width of the --png view in meters' }),
+    lidar: choice(['64', '32', '16'], { arg: 'N', default: '64', help: 'beams of the LiDAR file to read: <ts>.pcd, <ts>_32.pcd or <ts>_16.pcd' }),
+    limit: int({ min: 1, help: 'read at most N frames of each scenario' }),
+  },
+  exclusive: [['json', 'png']],
+  epilog: `A frame that cannot be read is reported on stderr and skipped. Exit status: 0, or 3 when no
+frame could be read, 2 for bad options, 1 when DIR cannot be opened.`,
+});
 
 /** Where output goes; tests pass their own collectors. */
-export interface InspectIo {
-  out(text: string): void;
-  err(text: string): void;
-}
-
-const processIo: InspectIo = {
-  out: (t) => process.stdout.write(t),
-  err: (t) => process.stderr.write(t),
-};
-
-class UsageError extends Error {}
+export type InspectIo = Io;
 
 interface Options {
   dir: string;
@@ -53,85 +47,37 @@ interface Options {
   scenario?: string;
   frame?: string;
   ego?: number;
-  range?: number;
-  lidar?: LidarBeams;
+  range: number;
+  lidar: LidarBeams;
   limit?: number;
 }
 
-export async function run(args: string[], io: InspectIo = processIo): Promise<number> {
-  let opts: Options;
-  try {
-    const parsed = parseOptions(args);
-    if (parsed === 'help') {
-      io.out(USAGE + '\n');
-      return 0;
-    }
-    opts = parsed;
-  } catch (err) {
-    if (!(err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) throw err;
-    io.err(`heal inspect: ${(err as Error).message}\n\n${USAGE}\n`);
-    return 2;
-  }
-
-  let ds: Dataset;
-  try {
-    ds = await openDataset(opts.dir);
-  } catch (err) {
-    if (!(err instanceof DataError)) throw err;
-    io.err(`heal inspect: ${err.message}\n`);
-    return 1;
-  }
-  for (const w of datasetWarnings(ds)) io.err(`warning: ${w}\n`);
-
-  const frames = selectFrames(ds.frames(), opts);
-  if (frames.length === 0) {
-    io.err(`heal inspect: no frames match${opts.scenario ? ` --scenario ${opts.scenario}` : ''}${opts.frame ? ` --frame ${opts.frame}` : ''}\n`);
-    return 1;
-  }
-  if (opts.png) return writePicture(ds, frames[0], opts, io);
-  return opts.json ? inspectJson(ds, frames, opts, io) : inspectTable(ds, frames, opts, io);
-}
-
-function parseOptions(args: string[]): Options | 'help' {
-  const { values, positionals } = parseArgs({
+export function run(args: string[], io: InspectIo = processIo): Promise<number> {
+  return runCommand(
+    INSPECT,
     args,
-    allowPositionals: true,
-    options: {
-      json: { type: 'boolean' },
-      png: { type: 'string' },
-      scenario: { type: 'string' },
-      frame: { type: 'string' },
-      ego: { type: 'string' },
-      range: { type: 'string' },
-      lidar: { type: 'string' },
-      limit: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
+    async ({ values, positionals }) => {
+      const opts: Options = { ...values, dir: positionals[0], lidar: Number(values.lidar) as LidarBeams };
+      let ds: Dataset;
+      try {
+        ds = await openDataset(opts.dir);
+      } catch (err) {
+        if (!(err instanceof DataError)) throw err;
+        io.err(`heal inspect: ${err.message}\n`);
+        return 1;
+      }
+      for (const w of datasetWarnings(ds)) io.err(`warning: ${w}\n`);
+
+      const frames = selectFrames(ds.frames(), opts);
+      if (frames.length === 0) {
+        io.err(`heal inspect: no frames match${opts.scenario ? ` --scenario ${opts.scenario}` : ''}${opts.frame ? ` --frame ${opts.frame}` : ''}\n`);
+        return 1;
+      }
+      if (opts.png) return writePicture(ds, frames[0], opts, io);
+      return opts.json ? inspectJson(ds, frames, opts, io) : inspectTable(ds, frames, opts, io);
     },
-  });
-  if (values.help) return 'help';
-  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing DIR' : `expected one DIR, got ${positionals.join(' ')}`);
-  if (values.json && values.png) throw new UsageError('--json and --png do not go together');
-  const opts: Options = { dir: positionals[0], json: values.json ?? false, png: values.png, scenario: values.scenario, frame: values.frame };
-  if (values.lidar !== undefined) {
-    if (!['64', '32', '16'].includes(values.lidar)) throw new UsageError(`--lidar must be 64, 32 or 16, got "${values.lidar}"`);
-    opts.lidar = Number(values.lidar) as LidarBeams;
-  }
-  if (values.limit !== undefined) {
-    const n = Number(values.limit);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--limit must be a positive integer, got "${values.limit}"`);
-    opts.limit = n;
-  }
-  if (values.ego !== undefined) {
-    const n = Number(values.ego);
-    if (!/^-?\d+$/.test(values.ego) || !Number.isSafeInteger(n)) throw new UsageError(`--ego must be an agent id (integer), got "${values.ego}"`);
-    opts.ego = n;
-  }
-  if (values.range !== undefined) {
-    const r = Number(values.range);
-    if (!(r > 0 && r <= 1000)) throw new UsageError(`--range must be a number of meters in (0, 1000], got "${values.range}"`);
-    opts.range = r;
-  }
-  return opts;
+    io,
+  );
 }
 
 function selectFrames(all: FrameRef[], opts: Options): FrameRef[] {
@@ -156,7 +102,7 @@ async function writePicture(ds: Dataset, ref: FrameRef, opts: Options, io: Inspe
     return 1;
   }
   const file = path.resolve(opts.png!);
-  const rangeM = opts.range ?? 60;
+  const rangeM = opts.range;
   try {
     const s = await writeTopDown(file, ds, ref, { egoId, lidar: opts.lidar, rangeM });
     io.out(

@@ -1,5 +1,8 @@
 // heal command-line entry. Each command lives in its own module, loaded on demand so that
-// `heal inspect` does not pay for loading onnxruntime or TensorFlow.js.
+// `heal inspect` does not pay for loading onnxruntime or TensorFlow.js. Exit status: 2 for a
+// mistake on the command line (one line naming it), 1 for any other failure.
+
+import { UsageError, usageLine } from './args.ts';
 
 const COMMANDS: Record<string, { module: string; summary: string }> = {
   generate: { module: './generate.ts', summary: 'write a synthetic V2X world in OPV2V-H format' },
@@ -36,6 +39,11 @@ try {
   process.exitCode = typeof code === 'number' ? code : 0;
 } catch (err) {
   if (process.env.HEAL_DEBUG) console.error(err);
-  console.error(`heal ${command}: ${err instanceof Error ? err.message : String(err)}`);
-  process.exitCode = 1;
+  if (err instanceof UsageError) {
+    console.error(usageLine(command, err));
+    process.exitCode = 2;
+  } else {
+    console.error(`heal ${command}: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  }
 }

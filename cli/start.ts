@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promises as fs } from 'node:fs';
 import { exists, writeFileAtomic } from '../datasets/io.ts';
+import { command, helpText } from './args.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_WORLD = {
@@ -39,24 +40,29 @@ export const START_EVAL = {
   sparsity: '1,0.25',
 };
 
-export async function run(args: string[]): Promise<number> {
-  if (args.includes('--help') || args.includes('-h')) {
-    console.log(`usage: heal start
+/** Stands for the default world until it is generated. */
+const DEFAULT_DATA = '(the default world)';
 
-Generates (once) a small synthetic world in .cache/default-world and evaluates its test split
+export const START = command({
+  name: 'start',
+  usage: '[heal eval options]',
+  about: `Generates (once) a small synthetic world in .cache/default-world and evaluates its test split
 with the shipped weights (seeded random ones, with a warning, when none are shipped):
   heal eval --data .cache/default-world --split test --combos "${START_EVAL.combos}" \\
     --fusion ${START_EVAL.fusion} --dtypes ${START_EVAL.dtypes} --sparsity ${START_EVAL.sparsity}
-It prints the AP table and where the HTML report is, and how to open the run in the viewer.`);
-    return 0;
-  }
-  const dir = await ensureDefaultWorld();
+It prints the AP table and where the HTML report is, and how to open the run in the viewer.
+Any heal eval option (heal eval --help) may follow and overrides these, e.g. --device cpu.`,
+  options: {},
+});
+
+export async function run(args: string[]): Promise<number> {
   const { parseEvalArgs, printSummary, shownPath } = await import('./eval.ts');
-  const { evaluate } = await import('../eval/evaluate.ts');
-  const { progress } = await import('./progress.ts');
+  // Checked before the world is generated, so that a mistake costs nothing. A UsageError goes on
+  // to cli/main.ts, which prints it as heal start's. The last value of an option wins, so the
+  // user's arguments override these.
   const parsed = parseEvalArgs([
     '--data',
-    dir,
+    DEFAULT_DATA,
     '--split',
     'test',
     '--combos',
@@ -69,11 +75,17 @@ It prints the AP table and where the HTML report is, and how to open the run in 
     START_EVAL.sparsity,
     ...args,
   ]);
-  if (parsed === 'help') return 0;
+  if (parsed === 'help') {
+    console.log(helpText(START));
+    return 0;
+  }
+  const data = parsed.options.data === DEFAULT_DATA ? await ensureDefaultWorld() : parsed.options.data;
+  const { evaluate } = await import('../eval/evaluate.ts');
+  const { progress } = await import('./progress.ts');
   if (parsed.randomWeightsReason) {
     console.warn(`warning: no trained weights: running on seeded random weights (${parsed.randomWeightsReason}); the AP values mean nothing`);
   }
-  const report = await evaluate({ ...parsed.options, log: (l) => console.error(l), progress: (n) => progress('eval', n) });
+  const report = await evaluate({ ...parsed.options, data, log: (l) => console.error(l), progress: (n) => progress('eval', n) });
   printSummary(report);
   const runDir = shownPath(path.dirname(report.files.run));
   console.log(`\nopen the report: ${shownPath(report.files.html)}`);

@@ -1,9 +1,8 @@
 // `heal train`: stage 1 of HEAL's training, the base agent type (m1) with the pyramid fusion and
 // the detection head, on cooperative frames of a dataset's train split.
 
-import { parseArgs } from 'node:util';
 import * as path from 'node:path';
-import { selectTrainingBackend, TRAINING_BACKENDS, type TrainingBackendPref } from '../train/backend.ts';
+import { selectTrainingBackend, TRAINING_BACKENDS } from '../train/backend.ts';
 import { train } from '../train/trainer.ts';
 import { DEFAULT_LOSS_WEIGHTS } from '../train/losses.ts';
 import { writeFileAtomic } from '../datasets/io.ts';
@@ -13,6 +12,7 @@ import { agentNetwork } from '../perception/encoders/agent.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { SMALL_SPACE } from '../perception/space.ts';
 import { egoNetworkFor } from '../fusion/pipeline.ts';
+import { type Values, choice, command, flag, int, number, runCommand, string } from './args.ts';
 
 /**
  * What an alignment trained against what end-to-end training of every built-in type plus the
@@ -50,102 +50,52 @@ async function alignmentCost(align: { type: string; base: string; typesDirs: str
   };
 }
 
-const USAGE = `usage: heal train --data DIR --out RUNDIR [options]
+/** The options heal train and heal align share; stage 2 trains fewer steps by default. */
+export function trainingOptions(defaultSteps: number) {
+  return {
+    data: string({ arg: 'DIR', required: true, help: 'dataset with a train split (and a validate split for validation AP)' }),
+    out: string({ arg: 'RUNDIR', required: true, help: 'where checkpoints and logs go' }),
+    steps: int({ min: 1, default: defaultSteps, help: 'total optimisation steps, one cooperative frame each' }),
+    lr: number({ above: 0, defaultText: '0.002', help: 'Adam learning rate' }),
+    seed: int({ arg: 'S', default: 0, help: 'weight initialisation and sampling seed' }),
+    'max-agents': int({ min: 1, default: 3, help: 'agents per sample, ego included, chosen at random within range' }),
+    'no-augment': flag({ help: 'no flip / rotation / scaling augmentation' }),
+    'val-every': int({ min: 0, default: 100, help: 'validation AP every N steps and at the end (0: never)' }),
+    'val-frames': int({ min: 1, default: 20, help: 'validate frames used' }),
+    'checkpoint-every': int({ min: 1, default: 50, help: 'checkpoint every N steps' }),
+    resume: flag({ help: "continue RUNDIR's run from its last checkpoint" }),
+    backend: choice(['auto', ...TRAINING_BACKENDS], { arg: 'B', default: 'auto', help: 'training backend' }),
+  };
+}
 
-Stage 1: trains the base agent type (m1, 64-beam LiDAR PointPillars) with its aligner, the
+export const TRAIN = command({
+  name: 'train',
+  usage: '--data DIR --out RUNDIR [options]',
+  about: `Stage 1: trains the base agent type (m1, 64-beam LiDAR PointPillars) with its aligner, the
 pyramid fusion and the detection head, on cooperative frames of DIR's train split. Losses:
 focal classification, smooth-L1 boxes with the sin-difference yaw, direction, and the pyramid's
 per-level foreground. Validation AP uses the validate split only.
 
 RUNDIR gets checkpoint.bin (every parameter, readable by --weights; the loss history is in its
 metadata), optimizer.bin (Adam's state, for --resume), validation.jsonl and train.json (command,
-seed, data, backend, wall time).
-
-options:
-  --data DIR          dataset with a train split (and a validate split for validation AP)
-  --out RUNDIR        where checkpoints and logs go
-  --steps N           total optimisation steps, one cooperative frame each (default 400)
-  --lr X              Adam learning rate (default 0.002)
-  --seed S            weight initialisation and sampling seed (default 0)
-  --max-agents N      agents per sample, ego included, chosen at random within range (default 3)
-  --no-augment        no flip / rotation / scaling augmentation
-  --val-every N       validation AP every N steps and at the end (default 100; 0: never)
-  --val-frames N      validate frames used (default 20)
-  --checkpoint-every N  (default 50)
-  --resume            continue RUNDIR's run from its last checkpoint
-  --backend B         auto (default) | tfjs-node-gpu | webgpu | wasm | cpu
-  -h, --help          this text`;
+seed, data, backend, wall time).`,
+  options: trainingOptions(400),
+});
 
 export function run(args: string[]): Promise<number> {
-  return runTraining('train', USAGE, args);
+  return runCommand(TRAIN, args, ({ values }) => runTraining('train', args, values, DEFAULT_LOSS_WEIGHTS.depth));
 }
 
-/** `heal train` and `heal align` share options, progress and records; align adds --type and --base. */
-export async function runTraining(command: 'train' | 'align', usage: string, args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      data: { type: 'string' },
-      out: { type: 'string' },
-      steps: { type: 'string' },
-      lr: { type: 'string' },
-      seed: { type: 'string' },
-      'max-agents': { type: 'string' },
-      'no-augment': { type: 'boolean' },
-      'val-every': { type: 'string' },
-      'val-frames': { type: 'string' },
-      'checkpoint-every': { type: 'string' },
-      resume: { type: 'boolean' },
-      backend: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-      ...(command === 'align'
-        ? ({ type: { type: 'string' }, base: { type: 'string' }, 'types-dir': { type: 'string', multiple: true }, 'depth-weight': { type: 'string' } } as const)
-        : {}),
-    },
-  });
-  if (values.help) {
-    console.log(usage);
-    return 0;
-  }
-  const alignType = (values as { type?: string }).type;
-  const alignBase = (values as { base?: string }).base;
-  const missing = [
-    ['data', values.data],
-    ['out', values.out],
-    ...(command === 'align'
-      ? [
-          ['type', alignType],
-          ['base', alignBase],
-        ]
-      : []),
-  ]
-    .filter(([, v]) => !v)
-    .map(([k]) => `--${k}`);
-  if (missing.length || !values.data || !values.out) {
-    console.error(`heal ${command}: missing ${missing.join(', ')}\n\n${usage}`);
-    return 2;
-  }
-  const align =
-    command === 'align'
-      ? { type: alignType!, base: path.resolve(alignBase!), typesDirs: (values as { 'types-dir'?: string[] })['types-dir'] ?? [] }
-      : undefined;
-  const int = (name: string, v: string | undefined, def: number, min = 0) => {
-    if (v === undefined) return def;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min} (got "${v}")`);
-    return n;
-  };
-  const steps = int('steps', values.steps, command === 'align' ? 200 : 400, 1);
-  const lr = values.lr === undefined ? undefined : Number(values.lr);
-  if (lr !== undefined && !(lr > 0)) throw new Error(`--lr must be a positive number (got "${values.lr}")`);
-  const depthArg = (values as { 'depth-weight'?: string })['depth-weight'];
-  const depthWeight = depthArg === undefined ? DEFAULT_LOSS_WEIGHTS.depth : Number(depthArg);
-  if (!(depthWeight >= 0)) throw new Error(`--depth-weight must be a number >= 0 (got "${depthArg}")`);
-  const backendPref = (values.backend ?? 'auto') as TrainingBackendPref;
-  if (backendPref !== 'auto' && !TRAINING_BACKENDS.includes(backendPref))
-    throw new Error(`--backend must be auto, ${TRAINING_BACKENDS.join(', ')} (got "${values.backend}")`);
-
-  const backend = await selectTrainingBackend(backendPref, (l) => console.log(l));
+/** `heal train` and `heal align` share options, progress and records; align adds its type and base. */
+export async function runTraining(
+  command: 'train' | 'align',
+  args: string[],
+  values: Values<ReturnType<typeof trainingOptions>>,
+  depthWeight: number,
+  align?: { type: string; base: string; typesDirs: string[] },
+): Promise<number> {
+  const steps = values.steps;
+  const backend = await selectTrainingBackend(values.backend, (l) => console.log(l));
   const out = path.resolve(values.out);
   const t0 = Date.now();
   const log = (l: string) => {
@@ -160,7 +110,7 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
     const start = {
       command: `heal ${command} ${args.join(' ')}`,
       data: path.resolve(values.data),
-      seed: int('seed', values.seed, 0),
+      seed: values.seed,
       backend: backend.backend,
       startedAt: new Date(t0).toISOString(),
       finished: false,
@@ -172,14 +122,14 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
     data: values.data,
     out,
     steps,
-    lr,
-    seed: int('seed', values.seed, 0),
+    lr: values.lr,
+    seed: values.seed,
     resume: values.resume,
-    maxAgents: int('max-agents', values['max-agents'], 3, 1),
+    maxAgents: values['max-agents'],
     augment: !values['no-augment'],
-    valEvery: int('val-every', values['val-every'], 100),
-    valFrames: int('val-frames', values['val-frames'], 20, 1),
-    checkpointEvery: int('checkpoint-every', values['checkpoint-every'], 50, 1),
+    valEvery: values['val-every'],
+    valFrames: values['val-frames'],
+    checkpointEvery: values['checkpoint-every'],
     align,
     lossWeights: { ...DEFAULT_LOSS_WEIGHTS, depth: depthWeight },
     log,
@@ -200,7 +150,7 @@ export async function runTraining(command: 'train' | 'align', usage: string, arg
   const record: Record<string, unknown> = {
     command: `heal ${command} ${args.join(' ')}`,
     data: path.resolve(values.data),
-    seed: int('seed', values.seed, 0),
+    seed: values.seed,
     steps: result.step,
     backend: backend.backend,
     backendReason: backend.reason,

@@ -1,78 +1,51 @@
 // `heal view DIR`: a local web server and a three.js page for looking at fused scenes.
 
-import { parseArgs } from 'node:util';
-import { DEVICES, type Device } from '../models/runtime.ts';
+import { DEVICES } from '../models/runtime.ts';
 import { startServer } from '../viewer/server.ts';
+import { choice, command, flag, int, number, repeat, runCommand, string, type Values } from './args.ts';
 
-const USAGE = `usage: heal view DIR [options]
-
-Serves a three.js viewer of cooperative frames: every agent's points in the ego frame, agent poses,
+export const VIEW = command({
+  name: 'view',
+  usage: 'DIR [options]',
+  about: `Serves a three.js viewer of cooperative frames: every agent's points in the ego frame, agent poses,
 types and links, GT and predicted boxes (true positives, false positives and misses at BEV IoU 0.5),
 the pyramid's foreground maps per level, and each agent's camera pictures.
 
 DIR is a dataset (anything \`heal inspect\` reads) or a run folder written by \`heal eval\`
 (recognised by its run.json; the run's data, profile, types, weights and detections are used).
-Frames the run did not evaluate, and every frame of a dataset, are computed on demand.
+Frames the run did not evaluate, and every frame of a dataset, are computed on demand.`,
+  positionals: { name: 'DIR', min: 1, max: 1 },
+  options: {
+    port: int({ min: 0, max: 65535, default: 8080, help: 'port; 0 picks a free one' }),
+    host: string({ arg: 'H', defaultText: '127.0.0.1', help: 'address to listen on' }),
+    device: choice(DEVICES, { arg: 'D', default: 'auto', help: 'where the networks run' }),
+    weights: string({
+      arg: 'FILE',
+      defaultText: "the run's, else the shipped small weights, else seeded random: the page then says the predictions mean nothing",
+      help: 'weight file',
+    }),
+    'random-weights': flag({ help: 'use seeded random weights even when a weight file is available' }),
+    'score-threshold': number({ arg: 'S', min: 0, below: 1, defaultText: '0.2', help: 'score threshold of on-demand detections' }),
+    'max-points': int({ min: 1, defaultText: '300000', help: 'most points drawn per frame, all agents together' }),
+    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+  },
+  exclusive: [['weights', 'random-weights']],
+});
 
-options:
-  --port N             port (default 8080; 0 picks a free one)
-  --host H             address to listen on (default 127.0.0.1)
-  --device D           auto (default) | cuda | webgpu | cpu
-  --weights FILE       weight file (default: the run's, else the shipped small weights, else
-                       seeded random: the page then says the predictions mean nothing)
-  --random-weights     use seeded random weights even when a weight file is available
-  --score-threshold S  score threshold of on-demand detections (default 0.2)
-  --max-points N       most points drawn per frame, all agents together (default 300000)
-  --types-dir DIR      extra agent-type declarations (*.json)
-  -h, --help           this text`;
+export function run(args: string[]): Promise<number> {
+  return runCommand(VIEW, args, async ({ values, positionals }) => serve(positionals[0], values));
+}
 
-export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      device: { type: 'string' },
-      weights: { type: 'string' },
-      'score-threshold': { type: 'string' },
-      'max-points': { type: 'string' },
-      'random-weights': { type: 'boolean' },
-      'types-dir': { type: 'string', multiple: true },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) {
-    console.error(USAGE);
-    return 2;
-  }
-  const port = values.port === undefined ? 8080 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer 0-65535 (got "${values.port}")`);
-  const device = (values.device ?? 'auto') as Device;
-  if (!DEVICES.includes(device)) throw new Error(`--device must be one of ${DEVICES.join(', ')} (got "${values.device}")`);
-  if (values.weights && values['random-weights']) throw new Error('--weights and --random-weights exclude each other');
-  const scoreThreshold = values['score-threshold'] === undefined ? undefined : Number(values['score-threshold']);
-  if (scoreThreshold !== undefined && !(scoreThreshold >= 0 && scoreThreshold < 1)) {
-    throw new Error(`--score-threshold must be in [0, 1) (got "${values['score-threshold']}")`);
-  }
-  const maxPoints = values['max-points'] === undefined ? undefined : Number(values['max-points']);
-  if (maxPoints !== undefined && !(Number.isInteger(maxPoints) && maxPoints > 0)) {
-    throw new Error(`--max-points must be a positive integer (got "${values['max-points']}")`);
-  }
-
-  console.log(`heal view: opening ${positionals[0]} ...`);
-  const server = await startServer(positionals[0], {
-    port,
+async function serve(dir: string, values: Values<typeof VIEW.options>): Promise<number> {
+  console.log(`heal view: opening ${dir} ...`);
+  const server = await startServer(dir, {
+    port: values.port,
     host: values.host,
-    device,
+    device: values.device,
     weights: values.weights,
     randomWeights: values['random-weights'],
-    scoreThreshold,
-    maxPoints,
+    scoreThreshold: values['score-threshold'],
+    maxPoints: values['max-points'],
     typesDir: values['types-dir'],
     log: (line) => console.error(line),
   });

@@ -59,19 +59,19 @@ export function describeError(err: unknown): { file: string; reason: string } {
 }
 
 export function checkEvalOptions(o: EvalOptions, registry: Registry, space: SharedSpace): void {
-  if (!o.combos.length || o.combos.some((c) => !c.length)) throw new Error('--types/--combos: every combination needs at least one agent type');
+  if (!o.combos.length || o.combos.some((c) => !c.length)) throw new Error('combos: every combination needs at least one agent type');
   for (const c of o.combos) for (const t of c) registry.profile(t, space.name);
-  if (!o.fusion.length) throw new Error('--fusion: give at least one of pyramid, late, none');
-  for (const f of o.fusion) if (!EVAL_FUSIONS.includes(f)) throw new Error(`--fusion: "${f}" is not one of ${EVAL_FUSIONS.join(', ')}`);
-  if (!o.dtypes.length) throw new Error('--dtypes: give at least one of float32, float16, int8');
-  for (const d of o.dtypes) if (!EVAL_DTYPES.includes(d)) throw new Error(`--dtypes: "${d}" is not one of ${EVAL_DTYPES.join(', ')}`);
-  for (const k of o.keep) if (!(k > 0 && k <= 1)) throw new Error(`--sparsity: keep fractions must be in (0, 1] (got ${k})`);
+  if (!o.fusion.length) throw new Error(`fusion: give at least one of ${EVAL_FUSIONS.join(', ')}`);
+  for (const f of o.fusion) if (!EVAL_FUSIONS.includes(f)) throw new Error(`fusion: unknown mode "${f}" (have ${EVAL_FUSIONS.join(', ')})`);
+  if (!o.dtypes.length) throw new Error(`dtypes: give at least one of ${EVAL_DTYPES.join(', ')}`);
+  for (const d of o.dtypes) if (!EVAL_DTYPES.includes(d)) throw new Error(`dtypes: unknown dtype "${d}" (have ${EVAL_DTYPES.join(', ')})`);
+  for (const k of o.keep) if (!(k > 0 && k <= 1)) throw new Error(`keep: fractions of cells sent must be in (0, 1] (got ${k})`);
   if (o.poseNoise && (o.poseNoise.length !== 3 || o.poseNoise.some((v) => !(v >= 0) || !Number.isFinite(v)))) {
-    throw new Error(`--pose-noise: needs three finite values ≥ 0 (σx m, σy m, σyaw °), got ${JSON.stringify(o.poseNoise)}`);
+    throw new Error(`poseNoise: needs three finite values ≥ 0 (σx m, σy m, σyaw °), got ${JSON.stringify(o.poseNoise)}`);
   }
-  if (!Number.isInteger(o.latency) || o.latency < 0) throw new Error(`--latency: must be an integer number of frames ≥ 0 (got ${o.latency})`);
-  if (!(o.drop >= 0 && o.drop <= 1)) throw new Error(`--drop: must be a probability in [0, 1] (got ${o.drop})`);
-  if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 1)) throw new Error(`--limit: must be a positive integer (got ${o.limit})`);
+  if (!Number.isInteger(o.latency) || o.latency < 0) throw new Error(`latency: must be an integer number of frames ≥ 0 (got ${o.latency})`);
+  if (!(o.drop >= 0 && o.drop <= 1)) throw new Error(`drop: must be a probability in [0, 1] (got ${o.drop})`);
+  if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 1)) throw new Error(`limit: must be a positive integer (got ${o.limit})`);
 }
 
 export function selectFrames(ds: Dataset, split: string, limit?: number): FrameRef[] {
@@ -79,7 +79,12 @@ export function selectFrames(ds: Dataset, split: string, limit?: number): FrameR
   const splits = [...new Set(all.map((f) => f.split))];
   const frames = split === 'all' ? all : all.filter((f) => f.split === split);
   if (!frames.length) {
-    throw new DataError(ds.root, 'split', `no frames in split "${split}" (this dataset has: ${splits.join(', ') || 'none'}; or use --split all)`, split);
+    throw new DataError(
+      ds.root,
+      'split',
+      `no frames in split "${split}" (this dataset has: ${splits.join(', ') || 'none'}; or split "all" for every frame)`,
+      split,
+    );
   }
   return limit ? frames.slice(0, limit) : frames;
 }

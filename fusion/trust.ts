@@ -43,26 +43,6 @@ export function withTrust(weights: Weights, trust: Trust): Weights {
   return out;
 }
 
-/**
- * `--trust`: "m2=0.3,m4=0.3" overrides the weight file's values for those types; "none" is HEAL's
- * rule (every type 1, whatever the weight file says), returned as null.
- */
-export function parseTrust(spec: string, flag = '--trust'): Trust | null {
-  if (spec.trim() === 'none') return null;
-  const out: Trust = {};
-  for (const part of spec
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const m = /^([^=\s]+)=(.+)$/.exec(part);
-    const t = m ? Number(m[2]) : NaN;
-    if (!m || !Number.isFinite(t) || t < 0) throw new Error(`${flag}: expected TYPE=T with T ≥ 0, or "none" (got "${part}")`);
-    out[m[1]] = t;
-  }
-  if (!Object.keys(out).length) throw new Error(`${flag}: expected TYPE=T[,TYPE=T...] or "none" (got "${spec}")`);
-  return out;
-}
-
 export function formatTrust(trust: Trust): string {
   const entries = Object.entries(trust)
     .filter(([, t]) => t !== 1)

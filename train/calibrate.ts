@@ -70,11 +70,11 @@ export interface CalibrateRecord {
 }
 
 export function checkCalibrateOptions(o: CalibrateOptions): void {
-  if (!o.weightsFiles.length) throw new Error('--weights: give the weight file(s) to calibrate');
-  if (!o.types.length) throw new Error('--types: give at least one agent type to calibrate');
-  if (!o.grid.length) throw new Error('--grid: give at least one trust value');
-  for (const t of o.grid) if (!(Number.isFinite(t) && t >= 0)) throw new Error(`--grid: trust values must be finite numbers ≥ 0 (got ${t})`);
-  if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 1)) throw new Error(`--limit: must be a positive integer (got ${o.limit})`);
+  if (!o.weightsFiles.length) throw new Error('weightsFiles: give the weight file(s) to calibrate');
+  if (!o.types.length) throw new Error('types: give at least one agent type to calibrate');
+  if (!o.grid.length) throw new Error('grid: give at least one trust value');
+  for (const t of o.grid) if (!(Number.isFinite(t) && t >= 0)) throw new Error(`grid: trust values must be finite numbers ≥ 0 (got ${t})`);
+  if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 1)) throw new Error(`limit: must be a positive integer (got ${o.limit})`);
 }
 
 /** The best AP@0.5; among equal ones the largest trust. */

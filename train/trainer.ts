@@ -191,7 +191,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       }
       const { value, parts } = await stepValues(net, opt, sample, stage.lossWeights);
       if (!Number.isFinite(value))
-        throw new Error(`heal train: loss is ${value} at step ${step + 1} (frame ${ref.split}/${ref.scenario}/${ref.timestamp}); lower --lr`);
+        throw new Error(`loss is ${value} at step ${step + 1} (frame ${ref.split}/${ref.scenario}/${ref.timestamp}); lower the learning rate`);
       step++;
       losses.push(value);
       opts.onStep?.({ step, loss: value, parts, ms: performance.now() - t0, agents: sample.inputs.length, positives: sample.targets.positives });

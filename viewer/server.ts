@@ -200,7 +200,7 @@ export async function startServer(input: string, opts: ServeOptions = {}): Promi
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') reject(new Error(`port ${opts.port ?? 8080} on ${opts.host ?? '127.0.0.1'} is in use (--port 0 picks a free one)`));
+      if (err.code === 'EADDRINUSE') reject(new Error(`port ${opts.port ?? 8080} on ${opts.host ?? '127.0.0.1'} is in use (port 0 picks a free one)`));
       else reject(err);
     });
     server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1', () => resolve());

@@ -267,13 +267,13 @@ describe('eval pieces', () => {
     expect(p.options.poseNoise).toEqual([0.2, 0.2, 0.2]);
     expect(p.options.weights).toBeNull();
     expect(() => parseEvalArgs(['--data', 'x', '--pose-noise', '0.2,a,1'])).toThrow(/--pose-noise: "a" is not a number/);
-    expect(() => parseEvalArgs(['--data', 'x', '--pose-noise', '0.2,0.1'])).toThrow(/three values/);
-    expect(() => parseEvalArgs([])).toThrow(/--data DIR is required/);
+    expect(() => parseEvalArgs(['--data', 'x', '--pose-noise', '0.2,0.1'])).toThrow(/--pose-noise needs 3 values/);
+    expect(() => parseEvalArgs([])).toThrow(/missing --data DIR/);
     const trusted = parseEvalArgs(['--data', 'x', '--trust', 'm2=0.3']);
     expect(trusted !== 'help' && trusted.options.trust).toEqual({ m2: 0.3 });
     const heal = parseEvalArgs(['--data', 'x', '--trust', 'none']);
     expect(heal !== 'help' && heal.options.trust).toBeNull();
     expect(() => parseEvalArgs(['--data', 'x', '--trust', 'm2=a'])).toThrow(/--trust: expected TYPE=T/);
-    expect(() => parseEvalArgs(['--data', 'x', '--latency', '1.5'])).toThrow(/--latency: must be an integer/);
+    expect(() => parseEvalArgs(['--data', 'x', '--latency', '1.5'])).toThrow(/--latency must be an integer >= 0 \(got "1.5"\)/);
   });
 });

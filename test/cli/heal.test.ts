@@ -1,0 +1,174 @@
+// The commands and the `heal` executable: every command's --help runs, a usage error is one line
+// on stderr and exit status 2, and the command lines in README.md parse.
+
+import { describe, expect, it, vi } from 'vitest';
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { type CommandSpec, type Options, parseCommand } from '../../cli/args.ts';
+import * as evalCmd from '../../cli/eval.ts';
+import * as generate from '../../cli/generate.ts';
+import * as inspect from '../../cli/inspect.ts';
+import * as detect from '../../cli/detect.ts';
+import * as view from '../../cli/view.ts';
+import * as train from '../../cli/train.ts';
+import * as align from '../../cli/align.ts';
+import * as calibrate from '../../cli/calibrate.ts';
+import * as exportCmd from '../../cli/export.ts';
+import * as start from '../../cli/start.ts';
+import * as bench from '../../cli/bench.ts';
+
+const HEAL = fileURLToPath(new URL('../../cli/heal.js', import.meta.url));
+const SPECS: CommandSpec<Options>[] = [
+  generate.GENERATE,
+  inspect.INSPECT,
+  detect.DETECT,
+  evalCmd.EVAL,
+  view.VIEW,
+  train.TRAIN,
+  align.ALIGN,
+  calibrate.CALIBRATE,
+  exportCmd.EXPORT,
+  start.START,
+  bench.BENCH,
+];
+
+function heal(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [HEAL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+type Run = (args: string[]) => Promise<number>;
+const RUNS: Record<string, Run> = {
+  generate: generate.run,
+  inspect: (args) => inspect.run(args),
+  detect: detect.run,
+  eval: evalCmd.run,
+  view: view.run,
+  train: train.run,
+  align: align.run,
+  calibrate: calibrate.run,
+  export: exportCmd.run,
+  start: start.run,
+  bench: bench.run,
+};
+
+/** Runs a command in this process, with what it writes to stdout and stderr. */
+async function runHere(name: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((t) => {
+    out += String(t);
+    return true;
+  });
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((t) => {
+    err += String(t);
+    return true;
+  });
+  const c = vi.spyOn(console, 'log').mockImplementation((...t) => void (out += `${t.join(' ')}\n`));
+  const ce = vi.spyOn(console, 'error').mockImplementation((...t) => void (err += `${t.join(' ')}\n`));
+  try {
+    return { code: await RUNS[name](args), out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+    c.mockRestore();
+    ce.mockRestore();
+  }
+}
+
+describe('heal', () => {
+  it("every command's --help prints its usage and gives 0", async () => {
+    expect(Object.keys(RUNS).sort()).toEqual(SPECS.map((s) => s.name).sort());
+    for (const spec of SPECS) {
+      const r = await runHere(spec.name, ['--help']);
+      expect(r.code, `heal ${spec.name} --help: ${r.err}`).toBe(0);
+      expect(r.out.startsWith(`usage: heal ${spec.name} `)).toBe(true);
+      expect(r.out).toMatch(/-h, --help +this text/);
+    }
+  });
+
+  it('a usage error is one line naming the option and the value, and status 2', async () => {
+    const cases: [string, string[], string][] = [
+      ['eval', ['--data', 'x', '--latency', '1.5'], '--latency must be an integer >= 0 (got "1.5")'],
+      ['eval', ['x', '--fusion', 'pyramid,early'], '--fusion: "early" is not one of pyramid, late, none (in "pyramid,early")'],
+      ['detect', ['x', '--limit', 'many'], '--limit must be an integer >= 1 (got "many")'],
+      ['inspect', ['x', '--bogus'], 'unknown option --bogus (heal inspect --help lists the options)'],
+      ['generate', ['--out', 'x', '--splits', 'train,bogus'], '--splits: "bogus" is not one of train, validate, test (in "train,bogus")'],
+      ['train', ['--data', 'x', '--out', 'y', '--steps=-1'], '--steps must be an integer >= 1 (got "-1")'],
+      ['align', ['--type', 'm2', '--data', 'x', '--out', 'y'], 'missing --base WEIGHTS'],
+      ['calibrate', ['--data', 'x', '--weights', 'w', '--out', 'o', '--grid', '1,x'], '--grid: "x" is not a number >= 0 (in "1,x")'],
+      ['view', ['x', '--port', '70000'], '--port must be an integer in [0, 65535] (got "70000")'],
+      ['export', ['--out', 'x'], 'missing --weights FILE'],
+      ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train)'],
+    ];
+    for (const [name, args, message] of cases) {
+      const r = await runHere(name, args);
+      expect([r.code, r.out, r.err], `heal ${name} ${args.join(' ')}`).toEqual([2, '', `heal ${name}: ${message}\n`]);
+    }
+  });
+
+  it('node cli/heal.js: --help exits 0; a usage error exits 2 with one line, also when it reaches cli/main.ts', async () => {
+    const [help, bad, viaMain, unknown] = await Promise.all([
+      heal(['eval', '--help']),
+      heal(['inspect', 'x', '--range', '0']),
+      // heal start hands its arguments to heal eval's parser and lets the error go to cli/main.ts.
+      heal(['start', '--trust', 'm2=x']),
+      heal(['frobnicate']),
+    ]);
+    expect(help.code).toBe(0);
+    expect(help.out.startsWith('usage: heal eval --data DIR [options]')).toBe(true);
+    expect([bad.code, bad.out, bad.err]).toEqual([2, '', 'heal inspect: --range must be a number in (0, 1000] (got "0")\n']);
+    expect([viaMain.code, viaMain.out, viaMain.err]).toEqual([2, '', 'heal start: --trust: expected TYPE=T, T a number >= 0 (got "m2=x")\n']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err.split('\n')[0]).toBe('heal: unknown command "frobnicate"');
+  }, 60_000);
+
+  it("README.md's heal command lines parse", async () => {
+    const readme = await fs.readFile(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    const commands = readmeCommands(readme);
+    expect(commands.length).toBeGreaterThanOrEqual(20);
+    const byName = new Map(SPECS.map((s) => [s.name, s]));
+    const seen = new Set<string>();
+    for (const argv of commands) {
+      const [name, ...args] = argv;
+      const spec = byName.get(name);
+      expect(spec, `README: heal ${argv.join(' ')}`).toBeDefined();
+      seen.add(name);
+      const parsed = name === 'eval' ? evalCmd.parseEvalArgs(args) : parseCommand(spec!, args);
+      expect(parsed, `README: heal ${argv.join(' ')}`).not.toBe('help');
+    }
+    expect([...seen].sort()).toEqual(['align', 'bench', 'calibrate', 'detect', 'eval', 'export', 'generate', 'inspect', 'train', 'view']);
+  });
+});
+
+/**
+ * The arguments of every `npx heal ...` line in README's code blocks: continuation lines joined,
+ * comments, redirections and `&`/`&&` dropped, the loop variable $t set to m2.
+ */
+function readmeCommands(readme: string): string[][] {
+  const blocks = [...readme.matchAll(/^```[a-z]*\n([\s\S]*?)^```/gm)].map((m) => m[1]);
+  const out: string[][] = [];
+  for (const block of blocks) {
+    const joined = block.replace(/\\\n\s*/g, ' ');
+    for (const raw of joined.split('\n')) {
+      const at = raw.indexOf('npx heal ');
+      if (at < 0) continue;
+      const line = raw
+        .slice(at + 'npx heal '.length)
+        .replace(/\s#.*$/, '')
+        .replace(/\s*&&?\s*$/, '')
+        .replace(/\s*>\s*\S+/, '')
+        .replaceAll('$t', 'm2');
+      out.push([...line.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]));
+    }
+  }
+  return out;
+}
