@@ -1,6 +1,10 @@
 // HEAL's trained weights (a HeterPyramidCollab state dict, models/pth.ts reads the file) as heal's
 // parameters. HEAL's module paths map mechanically onto heal's layer names:
 //   encoder_<m>.pillar_vfe.pfn_layers.0.linear|norm     → encoder.<m>.pfn.linear|bn
+//   encoder_<m>.camencode.conv1|bn1 (ResNet-101 trunk)  → encoder.<m>.image.stem.conv|bn
+//   encoder_<m>.camencode.layer<L>.<b>.…                → encoder.<m>.image.stage<L−1>.block<b>.… (block rule)
+//   encoder_<m>.camencode.depth_head|image_head         → encoder.<m>.depth|context
+//   aligner_<m>.channel_align.model.<i>.…  (ConvNeXt)   → aligner.<m>.block<i>.dwconv|norm|pwconv1|pwconv2|gamma
 //   backbone_<m>.resnet.layer<L>.<b>.conv<k>|bn<k>      → encoder.<m>.backbone.level<L>.block<b>.conv<k>.conv|bn
 //   pyramid_backbone.resnet.layer<L>.<b>.…              → fusion.level<L>.block<b>.… (same block rule)
 //   ….downsample.0|1                                    → ….down.conv|bn
@@ -11,7 +15,8 @@
 // Batch norm weight/bias/running_mean/running_var become gamma/beta/mean/var, and
 // num_batches_tracked (a training counter) is skipped. A linear weight is [out, in] in PyTorch and
 // [in, out] in heal, so it is transposed; convolution and transposed-convolution weights have the
-// same layout in both. Every parameter of the networks being loaded must come from the file with
+// same layout in both. HEAL's ConvNeXt Linear weights [out, in] are heal's 1×1 convolutions
+// [out, in, 1, 1] and its layer scale [C] broadcasts as [C, 1, 1]: reshaped, not transposed. Every parameter of the networks being loaded must come from the file with
 // its exact shape, and every key of the file must be used: what cannot be is named, with why.
 
 import type { GraphDesc } from '../models/graph.ts';
@@ -25,7 +30,7 @@ export interface MappedKey {
   from: string;
   /** heal's parameter name. */
   to: string;
-  how: 'copy' | 'transpose';
+  how: 'copy' | 'transpose' | 'reshape';
 }
 
 export interface HealImport {
@@ -39,7 +44,7 @@ export interface HealImport {
 
 const BN: Record<string, string> = { weight: 'gamma', bias: 'beta', running_mean: 'mean', running_var: 'var' };
 
-type Rule = { to: string; how: 'copy' | 'transpose' } | { skip: true } | { unsupported: string } | undefined;
+type Rule = { to: string; how: MappedKey['how'] } | { skip: true } | { unsupported: string } | undefined;
 
 /** The rest of a ResNet block's key (after `layer<L>.<b>.`) under heal's block names. */
 function blockPart(rest: string): string | undefined {
@@ -59,7 +64,7 @@ function encoderProblem(mod: string, key: string, t: TorchTensor): string {
     return `modality ${mod}: a SECOND encoder (sparse 3-D convolutions, spconv; HEAL's m3): not supported, because heal's graph has no sparse 3-D convolution and a dense one over a voxel grid would not fit in memory`;
   }
   if (/camencode|depth|img_|trunk|bevencode|cam/.test(key)) {
-    return `modality ${mod}: a camera (Lift-Splat) encoder: heal's LSS encoders do not load HEAL's camera weights yet`;
+    return `modality ${mod}: a camera (Lift-Splat) encoder layer other than HEAL's ResNet-101 trunk (m4's CamEncode_Resnet101): heal does not load it (e.g. m2's EfficientNet)`;
   }
   return `modality ${mod}: this encoder layer has no counterpart in heal's PointPillars encoder`;
 }
@@ -68,6 +73,15 @@ function ruleFor(key: string, t: TorchTensor): Rule {
   if (key.endsWith('.num_batches_tracked')) return { skip: true };
   let m = /^encoder_([A-Za-z0-9]+)\.pillar_vfe\.pfn_layers\.0\.(linear\.weight|norm\.(weight|bias|running_mean|running_var))$/.exec(key);
   if (m) return m[3] ? { to: `encoder.${m[1]}.pfn.bn.${BN[m[3]]}`, how: 'copy' } : { to: `encoder.${m[1]}.pfn.linear.weight`, how: 'transpose' };
+  m = /^encoder_([A-Za-z0-9]+)\.camencode\.(conv1\.weight|bn1\.(weight|bias|running_mean|running_var))$/.exec(key);
+  if (m) return { to: m[3] ? `encoder.${m[1]}.image.stem.bn.${BN[m[3]]}` : `encoder.${m[1]}.image.stem.conv.weight`, how: 'copy' };
+  m = /^encoder_([A-Za-z0-9]+)\.camencode\.layer(\d+)\.(\d+)\.(.+)$/.exec(key);
+  if (m) {
+    const part = blockPart(m[4]);
+    if (part && Number(m[2]) >= 1) return { to: `encoder.${m[1]}.image.stage${Number(m[2]) - 1}.block${m[3]}.${part}`, how: 'copy' };
+  }
+  m = /^encoder_([A-Za-z0-9]+)\.camencode\.(depth|image)_head\.(weight|bias)$/.exec(key);
+  if (m) return { to: `encoder.${m[1]}.${m[2] === 'depth' ? 'depth' : 'context'}.${m[3]}`, how: 'copy' };
   m = /^encoder_([A-Za-z0-9]+)\.pillar_vfe\.pfn_layers\.(\d+)\./.exec(key);
   if (m) return { unsupported: `modality ${m[1]}: a pillar feature net with more than one layer (heal's has one)` };
   m = /^encoder_([A-Za-z0-9]+)\./.exec(key);
@@ -84,10 +98,18 @@ function ruleFor(key: string, t: TorchTensor): Rule {
       unsupported: `modality ${m[1]}: a BEV backbone layer outside HEAL's ResNet levels (deblocks or other), which heal's encoder backbone does not have`,
     };
   }
+  m = /^aligner_([A-Za-z0-9]+)\.channel_align\.model\.(\d+)\.(dwconv\.(?:weight|bias)|norm\.(weight|bias)|pwconv[12]\.(weight|bias)|gamma)$/.exec(key);
+  if (m) {
+    const to = `aligner.${m[1]}.block${m[2]}.`;
+    if (m[4]) return { to: `${to}norm.${m[4] === 'weight' ? 'gamma' : 'beta'}`, how: 'copy' };
+    // Linear [out, in] → 1×1 conv [out, in, 1, 1]; the layer scale [C] → [C, 1, 1].
+    if (m[3] === 'gamma' || m[5] === 'weight') return { to: `${to}${m[3]}`, how: 'reshape' };
+    return { to: `${to}${m[3]}`, how: 'copy' };
+  }
   m = /^aligner_([A-Za-z0-9]+)\./.exec(key);
   if (m)
     return {
-      unsupported: `modality ${m[1]}: a trained aligner (HEAL's ConvNeXt aligners); heal's aligners are basic blocks or the identity and do not load these`,
+      unsupported: `modality ${m[1]}: an aligner layer outside HEAL's ConvNeXt blocks (channel_align.model.<i>.dwconv/norm/pwconv1/pwconv2/gamma)`,
     };
   m = /^pyramid_backbone\.resnet\.layer(\d+)\.(\d+)\.(.+)$/.exec(key);
   if (m) {
@@ -125,6 +147,20 @@ function blockPartBack(part: string): string | undefined {
 export function healKeyFor(name: string): string | undefined {
   let m = /^encoder\.([^.]+)\.pfn\.(linear\.weight|bn\.(gamma|beta|mean|var))$/.exec(name);
   if (m) return `encoder_${m[1]}.pillar_vfe.pfn_layers.0.${m[3] ? `norm.${BN_BACK[m[3]]}` : 'linear.weight'}`;
+  m = /^encoder\.([^.]+)\.image\.stem\.(conv\.weight|bn\.(gamma|beta|mean|var))$/.exec(name);
+  if (m) return `encoder_${m[1]}.camencode.${m[3] ? `bn1.${BN_BACK[m[3]]}` : 'conv1.weight'}`;
+  m = /^encoder\.([^.]+)\.image\.stage(\d+)\.block(\d+)\.(.+)$/.exec(name);
+  if (m) {
+    const part = blockPartBack(m[4]);
+    return part && `encoder_${m[1]}.camencode.layer${Number(m[2]) + 1}.${m[3]}.${part}`;
+  }
+  m = /^encoder\.([^.]+)\.(depth|context)\.(weight|bias)$/.exec(name);
+  if (m) return `encoder_${m[1]}.camencode.${m[2] === 'depth' ? 'depth' : 'image'}_head.${m[3]}`;
+  m = /^aligner\.([^.]+)\.block(\d+)\.(dwconv\.weight|dwconv\.bias|norm\.(gamma|beta)|pwconv[12]\.(weight|bias)|gamma)$/.exec(name);
+  if (m) {
+    const part = m[4] ? `norm.${m[4] === 'gamma' ? 'weight' : 'bias'}` : m[3];
+    return `aligner_${m[1]}.channel_align.model.${m[2]}.${part}`;
+  }
   m = /^encoder\.([^.]+)\.backbone\.level(\d+)\.block(\d+)\.(.+)$/.exec(name);
   if (m) {
     const part = blockPartBack(m[4]);
@@ -183,8 +219,9 @@ export function importHealStateDict(sd: StateDict, descs: GraphDesc[], source = 
     }
     const want = wanted.get(rule.to);
     if (!want) {
-      const type = /^encoder\.([^.]+)\./.exec(rule.to)?.[1];
-      const loaded = [...new Set([...wanted.keys()].map((n) => /^encoder\.([^.]+)\./.exec(n)?.[1]).filter(Boolean))];
+      const typeOf = (n: string) => /^(?:encoder|aligner)\.([^.]+)\./.exec(n)?.[1];
+      const type = typeOf(rule.to);
+      const loaded = [...new Set([...wanted.keys()].map(typeOf).filter(Boolean))];
       unused.push(
         type && !loaded.includes(type)
           ? `${key}: modality ${type} is in the checkpoint but not among the agent types being loaded (${loaded.join(', ') || 'none'})`
@@ -200,9 +237,13 @@ export function importHealStateDict(sd: StateDict, descs: GraphDesc[], source = 
       if (shape.length !== 2) throw new DataError(source, key, 'a linear weight must be 2-D [out, in]', shape);
       values = transpose2d(data, shape[0], shape[1]);
       shape = [shape[1], shape[0]];
+    } else if (rule.how === 'reshape') {
+      // Only trailing unit dims are added ([out, in] → [out, in, 1, 1], [C] → [C, 1, 1]); the values keep their order.
+      const padded = [...shape, ...new Array<number>(Math.max(0, want.shape.length - shape.length)).fill(1)];
+      if (sameShape(padded, want.shape)) shape = padded;
     }
     if (!sameShape(shape, want.shape)) {
-      const shown = rule.how === 'transpose' ? ` (transposed from [${t.shape.join(', ')}])` : '';
+      const shown = rule.how !== 'copy' ? ` (${rule.how === 'transpose' ? 'transposed' : 'reshaped'} from [${t.shape.join(', ')}])` : '';
       throw new DataError(
         source,
         key,
@@ -245,7 +286,7 @@ export function describeImport(imp: HealImport): string[] {
     const from = m.from.split('.')[0];
     const to = m.to
       .split('.')
-      .slice(0, m.to.startsWith('encoder.') ? 3 : 1)
+      .slice(0, m.to.startsWith('encoder.') ? 3 : m.to.startsWith('aligner.') ? 2 : 1)
       .join('.');
     const k = `${from} → ${to}`;
     const g = groups.get(k) ?? { n: 0, to };

@@ -11,8 +11,18 @@
 import { GraphBuilder, type GraphDesc, type HostTensor, type TensorRef } from '../../models/graph.ts';
 import { DataError } from '../../datasets/io.ts';
 import type { AgentKind, CameraRecord } from '../../datasets/frame.ts';
+import type { Mat4 } from '../../datasets/geometry/transforms.ts';
 import { pillarize, POINT_FEATURES } from '../pillars.ts';
-import { frustumToBev, preprocessImage, splatCamera, type SplatCamera, type SplatIndex } from '../camera.ts';
+import {
+  frustumToBev,
+  healCameraInputs,
+  healVoxelCells,
+  preprocessImage,
+  splatCamera,
+  type HealCameraInputs,
+  type SplatCamera,
+  type SplatIndex,
+} from '../camera.ts';
 import { featureGrid, type SharedSpace } from '../space.ts';
 import { addAligner, type AlignerConfig } from './aligner.ts';
 import {
@@ -23,7 +33,7 @@ import {
   pointPillarsOutChannels,
   type PointPillarsConfig,
 } from './pointpillars.ts';
-import { addLss, checkLssConfig, lssInputs, lssOutChannels, lssSplatOptions, type LssConfig } from './lss.ts';
+import { addLss, checkLssConfig, healCameraConfigOf, healGridSize, lssInputs, lssOutChannels, lssSplatOptions, type LssConfig } from './lss.ts';
 
 export type { PointPillarsConfig } from './pointpillars.ts';
 export type { LssConfig, ImageBackboneConfig, DepthBinsConfig } from './lss.ts';
@@ -45,11 +55,15 @@ export interface SensorData {
   cameras?: CameraRecord[];
   /** Roadside units have no vehicle body, so ego-body masking is skipped for them. */
   kind?: AgentKind;
+  /** World ← LiDAR pose: HEAL's camera models (LSS with `heal`) place the cameras relative to it. */
+  lidarPose?: Mat4;
 }
 
 export interface AgentNetworkOptions {
   /** Also output "depth" [cameras, D, fH, fW], the depth distribution of an LSS type (for depth supervision). */
   depthOutput?: boolean;
+  /** Also output "encoded" (the encoder's map, before the aligner), "aligned" (after it) and, for HEAL's LSS, "splat" (the pooled BEV), for checks against HEAL. */
+  intermediates?: boolean;
 }
 
 export function encoderOutChannels(enc: EncoderConfig): number {
@@ -73,6 +87,15 @@ export function checkAgentNetworkConfig(cfg: AgentNetworkConfig, space: SharedSp
   else throw new DataError(src, 'encoder.arch', 'must be "pointpillars" or "lss"', (enc as { arch?: unknown }).arch);
   const al = cfg.aligner;
   if (typeof al !== 'object' || al === null) throw new DataError(src, 'aligner', 'must be an object {inChannels, channels, blocks, batchNorm}', al);
+  if (al.kind !== undefined && al.kind !== 'basic' && al.kind !== 'convnext')
+    throw new DataError(src, 'aligner.kind', 'must be "basic" or "convnext"', al.kind);
+  if (al.kind === 'convnext') {
+    if (al.inChannels !== al.channels)
+      throw new DataError(src, 'aligner.inChannels', `a ConvNeXt aligner keeps the width: must equal aligner.channels (${al.channels})`, al.inChannels);
+    if (al.kernel !== undefined && !(Number.isInteger(al.kernel) && al.kernel % 2 === 1 && al.kernel > 0)) {
+      throw new DataError(src, 'aligner.kernel', 'must be an odd positive whole number', al.kernel);
+    }
+  }
   const out = encoderOutChannels(enc);
   if (al.inChannels !== out) throw new DataError(src, 'aligner.inChannels', `must equal the encoder's output channels (${out})`, al.inChannels);
   if (al.channels !== space.channels)
@@ -99,18 +122,45 @@ export function agentNetwork(cfg: AgentNetworkConfig, space: SharedSpace, opts: 
   if (enc.arch === 'pointpillars') {
     features = addPointPillars(g, pointPillarsInputs(g, enc, space), enc, space, encPrefix);
   } else {
-    const { bev, depth } = addLss(g, lssInputs(g, enc, space), enc, space, encPrefix);
+    const { bev, depth, splat } = addLss(g, lssInputs(g, enc, space), enc, space, encPrefix);
     features = bev;
     if (opts.depthOutput) g.output('depth', depth);
+    if (opts.intermediates && splat) g.output('splat', splat);
   }
-  const bev = addAligner(g, features, cfg.aligner, `aligner.${cfg.type}`);
+  let bev = addAligner(g, features, cfg.aligner, `aligner.${cfg.type}`);
+  if (opts.intermediates) {
+    g.output('encoded', features);
+    g.output('aligned', bev);
+  }
   const [w, h] = featureGrid(space);
+  if (enc.arch === 'lss' && enc.heal) bev = centreOnGrid(g, bev, enc, space, `aligner.${cfg.type}.centre`);
   const shape = bev.shape;
   if (shape[0] !== 1 || shape[1] !== space.channels || shape[2] !== h || shape[3] !== w) {
     throw new Error(`agent type "${cfg.type}": network output is [${shape}], expected [1, ${space.channels}, ${h}, ${w}]`);
   }
   g.output('bev', bev);
   return g.build();
+}
+
+/**
+ * HEAL's torchvision CenterCrop from an LSS type's own grid to the shared one: the target is
+ * int(size · shared range / LSS range) per axis (H from y, W from x); a smaller map is zero-padded
+ * ⌊Δ/2⌋ before and ⌈Δ/2⌉ after (then the crop offset is 0). Cropping a larger map is not needed by
+ * HEAL's configurations and is refused.
+ */
+function centreOnGrid(g: GraphBuilder, x: TensorRef, enc: LssConfig, space: SharedSpace, name: string): TensorRef {
+  const grid = enc.heal!.grid;
+  const [, , h, w] = x.shape as number[];
+  const target = [Math.trunc(h * (space.range[4] / grid.ybound[1])), Math.trunc(w * (space.range[3] / grid.xbound[1]))];
+  const [gw, gh] = featureGrid(space);
+  if (target[0] !== gh || target[1] !== gw) {
+    throw new Error(`${name}: HEAL's centre crop takes the ${w}×${h} map to ${target[1]}×${target[0]}, but the shared grid is ${gw}×${gh}`);
+  }
+  const dh = target[0] - h;
+  const dw = target[1] - w;
+  if (dh < 0 || dw < 0) throw new Error(`${name}: the ${w}×${h} map is larger than the shared ${gw}×${gh} grid; cropping is not supported`);
+  if (dh === 0 && dw === 0) return x;
+  return g.pad(x, [0, 0, dh >> 1, dw >> 1], [0, 0, (dh + 1) >> 1, (dw + 1) >> 1], name);
 }
 
 /** Number of parameter values under each prefix ("encoder.<type>.", "aligner.<type>."), trainable and not. */
@@ -139,6 +189,11 @@ export function agentInputs(cfg: AgentNetworkConfig, space: SharedSpace, data: S
   }
   if (enc.arch !== 'lss') throw new DataError(src, 'encoder.arch', 'must be "pointpillars" or "lss"', (enc as { arch?: unknown }).arch);
   const records = selectCameras(enc, data.cameras ?? [], src);
+  if (enc.heal) {
+    if (!data.lidarPose)
+      throw new DataError(src, 'lidarPose', "HEAL's camera model places the cameras relative to the LiDAR pose, which the sensor data lacks");
+    return healLssInputs(enc, healCameraInputs({ lidarPose: data.lidarPose, cameras: records }, healCameraConfigOf(enc)));
+  }
   const [W, H] = enc.imageSize;
   const plane = 3 * W * H;
   const images = new Float32Array(records.length * plane);
@@ -201,4 +256,60 @@ export function splatIndexFor(enc: LssConfig, space: SharedSpace, cameras: Splat
   splatCache.set(key, index);
   if (splatCache.size > SPLAT_CACHE_SIZE) splatCache.delete(splatCache.keys().next().value!);
   return index;
+}
+
+/**
+ * The inputs of an LSS type with `heal` from HEAL's camera inputs (perception/camera.ts
+ * healCameraInputs): the images as fed, and the kept frustum points grouped by cell (row-major,
+ * ascending point index within a cell) by HEAL's cell rule on its own LSS grid.
+ */
+export function healLssInputs(enc: LssConfig, cam: HealCameraInputs): Record<string, HostTensor> {
+  if (!enc.heal) throw new Error('healLssInputs: the LSS config has no "heal" block');
+  const [W, H] = cam.size;
+  const [D, fH, fW] = cam.frustumShape;
+  const { cells } = healVoxelCells(cam.geometry, enc.heal.grid);
+  const [nx, ny] = healGridSize(enc.heal.grid);
+  // One z cell: a kept point's cell is iy·nx + ix. Counting sort by cell.
+  const perCell = new Int32Array(nx * ny);
+  let kept = 0;
+  for (const c of cells) {
+    if (c < 0) continue;
+    if (c >= nx * ny) throw new Error(`healLssInputs: the LSS grid has ${nx * ny} BEV cells but a point fell in cell ${c} (more than one z cell?)`);
+    perCell[c]++;
+    kept++;
+  }
+  let segments = 0;
+  for (const n of perCell) if (n > 0) segments++;
+  const segmentStarts = new Int32Array(segments);
+  const segmentEnds = new Int32Array(segments);
+  const cellToSegment = new Int32Array(nx * ny).fill(segments);
+  const next = new Int32Array(nx * ny);
+  for (let c = 0, pos = 0, s = 0; c < nx * ny; c++) {
+    if (perCell[c] === 0) continue;
+    next[c] = pos;
+    segmentStarts[s] = pos;
+    pos += perCell[c];
+    segmentEnds[s] = pos - 1;
+    cellToSegment[c] = s++;
+  }
+  const keptIndex = new Int32Array(kept);
+  const keptPixel = new Int32Array(kept);
+  const perCamera = D * fH * fW;
+  const plane = fH * fW;
+  for (let p = 0; p < cells.length; p++) {
+    const c = cells[p];
+    if (c < 0) continue;
+    const k = next[c]++;
+    keptIndex[k] = p;
+    // p = ((n·D + d)·fH + v)·fW + u → pixel (n·fH + v)·fW + u
+    keptPixel[k] = Math.floor(p / perCamera) * plane + (p % plane);
+  }
+  return {
+    images: { data: cam.imgs, shape: [cam.cameras, 3, H, W] },
+    keptIndex: { data: keptIndex, shape: [kept] },
+    keptPixel: { data: keptPixel, shape: [kept] },
+    segmentStarts: { data: segmentStarts, shape: [segments] },
+    segmentEnds: { data: segmentEnds, shape: [segments] },
+    cellToSegment: { data: cellToSegment, shape: [nx * ny] },
+  };
 }

@@ -82,13 +82,20 @@ describe('HEAL checkpoint import', () => {
     sd.set('aligner_m2.channel_align.weight', t([64, 64, 1, 1]));
     sd.set('encoder_m1.pillar_vfe.pfn_layers.1.linear.weight', t([64, 128]));
     sd.set('something_else.weight', t([1]));
+    // HEAL's m4 (ResNet-101 Lift-Splat, ConvNeXt aligner) maps, but m4 is not being loaded here.
+    sd.set('encoder_m4.camencode.layer1.0.conv1.weight', t([64, 64, 1, 1]));
+    sd.set('aligner_m4.channel_align.model.0.gamma', t([64]));
     let message = '';
     try {
       importHealStateDict(sd, descs, 'm.pth');
     } catch (e) {
       message = (e as Error).message;
     }
-    expect(message).toMatch(/^m\.pth: 6 checkpoint key\(s\) cannot be loaded/);
+    expect(message).toMatch(/^m\.pth: 8 checkpoint key\(s\) cannot be loaded/);
+    expect(message).toMatch(
+      /encoder_m4\.camencode\.layer1\.0\.conv1\.weight: modality m4 is in the checkpoint but not among the agent types being loaded \(m1\)/,
+    );
+    expect(message).toMatch(/aligner_m4\.channel_align\.model\.0\.gamma: modality m4 is in the checkpoint but not among the agent types being loaded \(m1\)/);
     expect(message).toMatch(
       /encoder_m3\.spconv_block\.conv_input\.0\.weight: modality m3: a SECOND encoder \(sparse 3-D convolutions, spconv; HEAL's m3\): not supported, because heal's graph has no sparse 3-D convolution/,
     );
@@ -96,7 +103,7 @@ describe('HEAL checkpoint import', () => {
       /backbone_m3\.resnet\.layer0\.0\.conv1\.weight: modality m3 is in the checkpoint but not among the agent types being loaded \(m1\)/,
     );
     expect(message).toMatch(/encoder_m2\.camencode\.depthnet\.weight: modality m2: a camera \(Lift-Splat\) encoder/);
-    expect(message).toMatch(/aligner_m2\.channel_align\.weight: modality m2: a trained aligner/);
+    expect(message).toMatch(/aligner_m2\.channel_align\.weight: modality m2: an aligner layer outside HEAL's ConvNeXt blocks/);
     expect(message).toMatch(/pfn_layers\.1\.linear\.weight: modality m1: a pillar feature net with more than one layer/);
     expect(message).toMatch(/something_else\.weight: no counterpart in heal/);
   });
