@@ -19,13 +19,14 @@ import { exportOnnx } from '../../models/onnx.ts';
 import { pickWeights, type Weights } from '../../models/weights.ts';
 import { createSession, runSession } from '../../models/runtime.ts';
 import { HEAL_SPACE } from '../../perception/space.ts';
-import { builtinAgentConfig } from '../../perception/registry.ts';
+import { builtinAgentConfig, loadRegistry } from '../../perception/registry.ts';
 import { agentNetwork, healLssInputs, type LssConfig } from '../../perception/encoders/agent.ts';
 import { healGeometry, type HealCameraInputs } from '../../perception/camera.ts';
-import { egoInputsFor, egoNetworkFor } from '../../fusion/pipeline.ts';
+import { CollabPipeline, egoInputsFor, egoNetworkFor } from '../../fusion/pipeline.ts';
 import { describeImport, importHealStateDict, loadHealCheckpoint, type HealImport } from '../../fusion/heal-checkpoint.ts';
 import { makeAnchors } from '../../fusion/anchors.ts';
-import { decodeDetections } from '../../fusion/detect.ts';
+import { decodeDetections, type Detection } from '../../fusion/detect.ts';
+import { openDataset } from '../../datasets/open.ts';
 import { boxToCorners } from '../../datasets/geometry/boxes.ts';
 import { identity4 } from '../../datasets/geometry/transforms.ts';
 import { readStateDict } from '../../models/pth.ts';
@@ -270,12 +271,10 @@ describe.skipIf(!present)("HEAL's m4 stage-2 camera model (case_cam) in the heal
     expect(report.dir).toBeLessThan(TOL.regDir);
   });
 
-  it("HEAL's 76 boxes from heal's head outputs: the same anchor set, corners and scores within the README's tolerances", () => {
-    const dets = decodeDetections(makeAnchors(HEAL_SPACE), egoOut.cls.data as Float32Array, egoOut.reg.data as Float32Array, egoOut.dir.data as Float32Array, {
-      range: HEAL_SPACE.range,
-    });
+  /** Boxes against HEAL's: the same anchor set (near-ties may swap places), corners, yaw and scores by anchor. */
+  function compareBoxes(dets: Detection[], label: string): void {
     const anchors = Array.from(tensor('boxes.anchor_index').data as BigInt64Array, Number);
-    expect(dets.length).toBe(76);
+    expect(dets.length, label).toBe(76);
     expect(dets.map((d) => d.anchor ?? -1).sort((a, b) => a - b)).toEqual([...anchors].sort((a, b) => a - b));
     const corners = floats('boxes.corners');
     const scores = floats('boxes.scores');
@@ -285,7 +284,7 @@ describe.skipIf(!present)("HEAL's m4 stage-2 camera model (case_cam) in the heal
     let scoreDiff = 0;
     let order = 0;
     dets.forEach((d, k) => {
-      // Near-ties may swap places (this case has two scores 7.1e-6 apart): compare by anchor.
+      // This case has two scores 7.1e-6 apart: compare by anchor.
       const j = anchors.indexOf(d.anchor ?? -1);
       if (j !== k) order++;
       const cs = boxToCorners(d.box);
@@ -294,12 +293,41 @@ describe.skipIf(!present)("HEAL's m4 stage-2 camera model (case_cam) in the heal
       const dy = Math.abs(d.box[6] - box7[j * 7 + 6]) % (2 * Math.PI);
       yawDiff = Math.max(yawDiff, Math.min(dy, 2 * Math.PI - dy));
     });
-    report['boxes.yaw'] = yawDiff;
-    report['boxes.corners'] = cornerDiff;
-    report['boxes.scores'] = scoreDiff;
-    report['boxes.out_of_order'] = order;
-    expect(cornerDiff).toBeLessThan(TOL.corners);
-    expect(scoreDiff).toBeLessThan(TOL.scores);
-    expect(yawDiff).toBeLessThan(TOL.yaw);
+    report[`${label}.corners`] = cornerDiff;
+    report[`${label}.yaw`] = yawDiff;
+    report[`${label}.scores`] = scoreDiff;
+    report[`${label}.out_of_order`] = order;
+    expect(cornerDiff, label).toBeLessThan(TOL.corners);
+    expect(yawDiff, label).toBeLessThan(TOL.yaw);
+    expect(scoreDiff, label).toBeLessThan(TOL.scores);
+  }
+
+  it("HEAL's 76 boxes from heal's head outputs: the same anchor set, corners, yaw and scores within the README's tolerances", () => {
+    const dets = decodeDetections(makeAnchors(HEAL_SPACE), egoOut.cls.data as Float32Array, egoOut.reg.data as Float32Array, egoOut.dir.data as Float32Array, {
+      range: HEAL_SPACE.range,
+    });
+    compareBoxes(dets, 'boxes');
+  });
+
+  it("heal detect's path (CollabPipeline on the case_cam folder, the camera-only ego, m4_stage2.pth as the weight file): HEAL's 76 boxes", async () => {
+    const lines: string[] = [];
+    const pipeline = await CollabPipeline.create({
+      space: HEAL_SPACE,
+      registry: await loadRegistry(),
+      device: 'cpu',
+      weightsFile: CHECKPOINT,
+      log: (l) => lines.push(l),
+    });
+    expect(lines.join('\n')).toMatch(/HEAL checkpoint .*m4_stage2\.pth → the heal profile's ego network and m4:/);
+    const ds = await openDataset(CASE);
+    const ref = ds.frames()[0];
+    const frame = await ds.readAgentFrame(ref, ref.agentIds[0], { images: true });
+    const t0 = performance.now();
+    const r = await pipeline.runFrame([{ frame, type: 'm4' }], frame.agentId, { mode: 'intermediate' });
+    report.frameSeconds = ((performance.now() - t0) / 1000).toFixed(2);
+    report.frameStages = Object.entries(r.times)
+      .map(([k, v]) => `${k} ${v.toFixed(0)} ms`)
+      .join(', ');
+    compareBoxes(r.detections, 'pipeline.boxes');
   });
 });
