@@ -69,7 +69,7 @@ function encoderProblem(mod: string, key: string, t: TorchTensor): string {
   return `modality ${mod}: this encoder layer has no counterpart in heal's PointPillars encoder`;
 }
 
-function ruleFor(key: string, t: TorchTensor): Rule {
+export function ruleFor(key: string, t: TorchTensor): Rule {
   if (key.endsWith('.num_batches_tracked')) return { skip: true };
   let m = /^encoder_([A-Za-z0-9]+)\.pillar_vfe\.pfn_layers\.0\.(linear\.weight|norm\.(weight|bias|running_mean|running_var))$/.exec(key);
   if (m) return m[3] ? { to: `encoder.${m[1]}.pfn.bn.${BN[m[3]]}`, how: 'copy' } : { to: `encoder.${m[1]}.pfn.linear.weight`, how: 'transpose' };

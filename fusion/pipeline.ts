@@ -8,7 +8,7 @@
 
 import type { AgentFrame } from '../datasets/frame.ts';
 import type { SharedSpace } from '../perception/space.ts';
-import { featureGrid } from '../perception/space.ts';
+import { featureGrid, HEAL_SPACE } from '../perception/space.ts';
 import type { Registry } from '../perception/registry.ts';
 import { alignToGround, groundAlignedPose } from '../perception/ground.ts';
 import { agentNetwork, agentInputs } from '../perception/encoders/agent.ts';
@@ -17,7 +17,7 @@ import { pyramidLevelSizes, type PyramidFusionConfig } from './networks/pyramid.
 import { affineGrids } from './networks/warp.ts';
 import type { GraphDesc, HostTensor } from '../models/graph.ts';
 import { exportOnnx } from '../models/onnx.ts';
-import { initWeights, loadWeights, pickWeights, type Weights } from '../models/weights.ts';
+import { initWeights, loadWeights, mergeWeightFiles, pickWeights, type Weights, type WeightsMeta } from '../models/weights.ts';
 import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
 import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
@@ -26,10 +26,13 @@ import { agentFromEgo, warpGrids, warpTheta } from './warp.ts';
 import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
 import { invert, multiply } from '../datasets/geometry/transforms.ts';
-import { readFileChecked } from '../datasets/io.ts';
+import { DataError, readFileChecked } from '../datasets/io.ts';
 import { trustFromWeights, type Trust } from './trust.ts';
-import { describeImport, importHealStateDict } from './heal-checkpoint.ts';
-import { readStateDict } from '../models/pth.ts';
+import { describeImport } from './heal-checkpoint.ts';
+import { importHealModalities, leftOutLines, modalityOf, type CheckpointImport } from './heal-import.ts';
+import { decodeStateDict } from '../models/pth.ts';
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
 
 export type FusionMode = 'intermediate' | 'late' | 'none';
 
@@ -138,21 +141,74 @@ export function egoInputsFor(
   return inputs;
 }
 
+/** A weight file as loaded: heal's own, or a HEAL checkpoint mapped onto heal's networks. */
+export interface WeightFile {
+  weights: Weights;
+  /** heal's meta; for a HEAL checkpoint, where it came from (importedFrom). */
+  meta: WeightsMeta;
+  /** For a HEAL checkpoint: which key went where and what was left out, with the file's SHA-256. */
+  heal?: CheckpointImport & { file: string; sha256: string; bytes: number };
+}
+
+/** A HEAL checkpoint is a PyTorch file: told by its name (.pth, .pt). */
+export function isHealCheckpoint(file: string): boolean {
+  return /\.pth?$/i.test(file);
+}
+
 /**
- * A weight file: heal's own, or a HEAL state dict (.pth), mapped onto the ego network and the
- * agent types whose modality it holds (encoder_<type>.*); every key must find its place.
+ * The one loader of every --weights (and --base): heal's weight file, or a HEAL state dict (.pth)
+ * mapped onto the profile's ego network and the agent types whose modality it holds
+ * (encoder_<type>.*); a modality heal cannot hold is left out and named (fusion/heal-import.ts),
+ * every other key must find its place.
  */
-export async function weightsFromFile(file: string, space: SharedSpace, registry: Registry, log?: (line: string) => void): Promise<Weights> {
-  if (!/\.pth?$/i.test(file)) return (await loadWeights(file)).weights;
-  const sd = await readStateDict(file);
-  const modalities = new Set([...sd.keys()].map((k) => /^(?:encoder|backbone|aligner)_([A-Za-z0-9]+)\./.exec(k)?.[1]).filter((m) => m !== undefined));
-  const types = registry.names().filter((t) => modalities.has(t));
-  const descs = [egoNetworkFor(space), ...types.map((t) => agentNetwork(registry.profile(t, space.name).network, space))];
-  const imp = importHealStateDict(sd, descs, file);
+export async function readWeightFile(file: string, space: SharedSpace, registry: Registry, log?: (line: string) => void): Promise<WeightFile> {
+  if (!isHealCheckpoint(file)) return loadWeights(file);
+  const bytes = await readFileChecked(file, 'HEAL checkpoint');
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const sd = decodeStateDict(bytes, file);
+  const agents = new Map<string, GraphDesc>();
+  for (const m of new Set([...sd.keys()].map(modalityOf))) {
+    if (m === undefined || !registry.types.has(m) || !registry.get(m).profiles[space.name]) continue;
+    agents.set(m, agentNetwork(registry.profile(m, space.name).network, space));
+  }
+  let imp: CheckpointImport;
+  try {
+    imp = importHealModalities(sd, egoNetworkFor(space), agents, file);
+  } catch (err) {
+    // HEAL's networks are the heal profile's; another profile's shapes never fit them.
+    if (err instanceof DataError && space.name !== HEAL_SPACE.name) {
+      throw new DataError(err.file, err.field, `${err.detail}\n(HEAL checkpoints fit the heal profile's networks: --profile heal)`, err.value);
+    }
+    throw err;
+  }
   log?.(
-    `heal: HEAL checkpoint ${file} → the ${space.name} profile's ego network and ${types.join(', ') || 'no agent type'}:\n  ${describeImport(imp).join('\n  ')}`,
+    `heal: HEAL checkpoint ${file} → the ${space.name} profile's ego network and ${imp.types.join(', ') || 'no agent type'}:\n  ${[...describeImport(imp), ...leftOutLines(imp)].join('\n  ')}`,
   );
-  return imp.weights;
+  const importedFrom = {
+    file: path.resolve(file),
+    sha256,
+    bytes: bytes.length,
+    format: 'HEAL state dict (PyTorch zip)',
+    profile: space.name,
+    types: imp.types,
+    leftOut: imp.leftOut.map((l) => ({ modality: l.modality, reason: l.reason })),
+  };
+  return { weights: imp.weights, meta: { importedFrom }, heal: { ...imp, file: path.resolve(file), sha256, bytes: bytes.length } };
+}
+
+/** The weights of readWeightFile alone. */
+export async function weightsFromFile(file: string, space: SharedSpace, registry: Registry, log?: (line: string) => void): Promise<Weights> {
+  return (await readWeightFile(file, space, registry, log)).weights;
+}
+
+/** Several weight files as one (mergeWeightFiles's rule), each read by readWeightFile. */
+export function readWeightFiles(
+  files: string[],
+  space: SharedSpace,
+  registry: Registry,
+  log?: (line: string) => void,
+): Promise<{ weights: Weights; meta: WeightsMeta }> {
+  return mergeWeightFiles(files, (f) => readWeightFile(f, space, registry, log));
 }
 
 const now = () => performance.now();
@@ -163,6 +219,16 @@ const addTime = (t: StageTimes, k: string, ms: number) => {
 /** Horizontal distance between two agents' sensors: what communication range is checked against. */
 function distance(a: AgentInput, b: AgentInput): number {
   return Math.hypot(a.frame.lidarPose[3] - b.frame.lidarPose[3], a.frame.lidarPose[7] - b.frame.lidarPose[7]);
+}
+
+/**
+ * The agents other than the ego, in their order, split by the profile's agent cap (HEAL's max_cav,
+ * the ego counted): HEAL cuts its frame's agent list before it tests the communication range.
+ */
+function partners(agents: AgentInput[], ego: AgentInput, space: SharedSpace): { heard: AgentInput[]; capped: AgentInput[] } {
+  const others = agents.filter((a) => a !== ego);
+  const n = space.maxAgents === undefined ? others.length : Math.max(0, space.maxAgents - 1);
+  return { heard: others.slice(0, n), capped: others.slice(n) };
 }
 
 function transformBox(box: Box7, m: Float64Array): Box7 {
@@ -182,6 +248,8 @@ export class CollabPipeline {
     readonly randomWeights: boolean,
     /** The fusion trust of each type that has one; every other type is trusted 1. */
     readonly trust: Trust,
+    /** When the weight file is a HEAL checkpoint: what it loaded and left out. */
+    readonly healImport?: WeightFile['heal'],
   ) {
     this.anchors = makeAnchors(opts.space);
   }
@@ -195,7 +263,8 @@ export class CollabPipeline {
   }
 
   static async create(opts: PipelineOptions): Promise<CollabPipeline> {
-    const weights = opts.weights ?? (opts.weightsFile ? await weightsFromFile(opts.weightsFile, opts.space, opts.registry, opts.log) : undefined);
+    const file = !opts.weights && opts.weightsFile ? await readWeightFile(opts.weightsFile, opts.space, opts.registry, opts.log) : undefined;
+    const weights = opts.weights ?? file?.weights;
     const desc = egoNetworkFor(opts.space);
     const w = weights ? pickWeights(desc, weights, opts.weightsFile) : initWeights(desc, opts.seed ?? 0);
     // Why a better provider was skipped comes back as fallbackReason; callers print it once.
@@ -203,7 +272,7 @@ export class CollabPipeline {
     if (!weights) opts.log?.('heal: no weight file given: the networks run on seeded random weights, so detections mean nothing');
     for (const type of Object.keys(opts.trust ?? {})) opts.registry.get(type);
     const trust = opts.trust === null ? {} : { ...(weights ? trustFromWeights(weights, opts.weightsFile) : {}), ...opts.trust };
-    return new CollabPipeline(opts, ego, weights, !weights, trust);
+    return new CollabPipeline(opts, ego, weights, !weights, trust, file?.heal);
   }
 
   trustOf(type: string): number {
@@ -219,6 +288,17 @@ export class CollabPipeline {
       bytes = await readFileChecked(profile.model, `ONNX model of agent type ${type}`);
     } else {
       const desc = agentNetwork(profile.network, this.opts.space);
+      const imp = this.healImport;
+      if (imp && !imp.types.includes(type)) {
+        const left = imp.leftOut.find((l) => l.modality === type);
+        throw new DataError(
+          imp.file,
+          undefined,
+          left
+            ? `agent type ${type}: this HEAL checkpoint's ${type} was left out: ${left.reason}`
+            : `agent type ${type}: this HEAL checkpoint holds no ${type} encoder (it holds ${imp.types.join(', ') || 'none'})`,
+        );
+      }
       const w = this.weights ? pickWeights(desc, this.weights, this.opts.weightsFile) : initWeights(desc, this.opts.seed ?? 0);
       bytes = exportOnnx(desc, w);
     }
@@ -355,8 +435,9 @@ export class CollabPipeline {
     const messageBytes: FrameResult['messageBytes'] = [];
     const received: Uint8Array[] = [];
     if (opts.mode !== 'none') {
-      for (const a of agents) {
-        if (a === ego) continue;
+      const { heard, capped } = partners(agents, ego, space);
+      for (const a of capped) skipped.push({ id: a.frame.agentId, reason: `beyond the first ${space.maxAgents} agents of the frame (max_cav)` });
+      for (const a of heard) {
         const d = distance(ego, a);
         if (d > space.commRange) {
           skipped.push({ id: a.frame.agentId, reason: `out of communication range (${d.toFixed(1)} m > ${space.commRange} m)` });
@@ -379,7 +460,7 @@ export class CollabPipeline {
   async encodeScene(agents: AgentInput[], egoId: number): Promise<{ features: Float32Array[]; poses: Float64Array[]; types: string[] }> {
     const ego = agents.find((a) => a.frame.agentId === egoId);
     if (!ego) throw new Error(`encodeScene: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
-    const used = [ego, ...agents.filter((a) => a !== ego && distance(ego, a) <= this.opts.space.commRange)];
+    const used = [ego, ...partners(agents, ego, this.opts.space).heard.filter((a) => distance(ego, a) <= this.opts.space.commRange)];
     const features: Float32Array[] = [];
     for (const a of used) features.push(await this.encode(a));
     return { features, poses: used.map((a) => groundAlignedPose(a.frame, this.opts.space)), types: used.map((a) => a.type) };

@@ -205,16 +205,20 @@ export async function loadWeights(file: string): Promise<{ weights: Weights; met
 /**
  * Several weight files as one: backward alignments run in parallel from the same base each hold
  * the base plus their own type. A parameter present in more than one file must be identical in
- * all (the frozen base is), else the later file and the parameter are named.
+ * all (the frozen base is), else the later file and the parameter are named. `load` reads one
+ * file (fusion/pipeline.ts's readWeightFile also takes HEAL checkpoints).
  */
-export async function mergeWeightFiles(files: string[]): Promise<{ weights: Weights; meta: WeightsMeta }> {
+export async function mergeWeightFiles(
+  files: string[],
+  load: (file: string) => Promise<{ weights: Weights; meta: WeightsMeta }> = loadWeights,
+): Promise<{ weights: Weights; meta: WeightsMeta }> {
   if (files.length === 0) throw new Error('mergeWeightFiles: no weight files');
-  const first = await loadWeights(files[0]);
+  const first = await load(files[0]);
   if (files.length === 1) return first;
   const merged: Weights = new Map(first.weights);
   const origin = new Map([...first.weights.keys()].map((name) => [name, files[0]]));
   for (const file of files.slice(1)) {
-    const { weights } = await loadWeights(file);
+    const { weights } = await load(file);
     for (const [name, w] of weights) {
       const have = merged.get(name);
       if (!have) {

@@ -44,6 +44,11 @@ export interface SharedSpace {
   anchor: AnchorConfig;
   /** Communication range in meters (XY distance between LiDAR poses). */
   commRange: number;
+  /**
+   * At most this many agents per frame, the ego included: the first ones in the frame's agent order,
+   * cut before the communication-range test (HEAL's max_cav, 5). Undefined: no cap.
+   */
+  maxAgents?: number;
   /** How an agent's points become pillars, and whether its frame is moved to a common height. */
   points: {
     /** perception/pillars.ts: 'spconv' is HEAL's voxelizer, 'strict-range' the small profile's rule until it is retrained. */
@@ -75,6 +80,7 @@ export const HEAL_SPACE: SharedSpace = {
   channels: 64,
   anchor: ANCHOR,
   commRange: 70,
+  maxAgents: 5,
   points: { binning: 'spconv', maskEgoOnRsu: true, groundAlign: false },
   fusion: { backbone: HEAL_BACKBONE, shrinkChannels: 256, shrink: 'double-conv', warp: 'per-level' },
 };

@@ -14,9 +14,9 @@ import { ApAccumulator, DEFAULT_IOU_THRESHOLDS } from '../eval/metrics.ts';
 import { bevCorners } from '../datasets/geometry/boxes.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { spaceByName } from '../perception/space.ts';
-import { encodeWeights, mergeWeightFiles } from '../models/weights.ts';
+import { encodeWeights } from '../models/weights.ts';
 import type { Device, Provider } from '../models/runtime.ts';
-import { CollabPipeline, type AgentInput } from '../fusion/pipeline.ts';
+import { CollabPipeline, readWeightFiles, type AgentInput } from '../fusion/pipeline.ts';
 import type { Detection } from '../fusion/detect.ts';
 import { egoGroundTruth } from '../eval/groundtruth.ts';
 import { apOf } from '../eval/statistics.ts';
@@ -98,7 +98,7 @@ export async function calibrate(o: CalibrateOptions): Promise<{ record: Calibrat
   // A bad dataset or split fails before the networks load.
   const ds = await openDataset(o.data);
   const frames = selectFrames(ds, o.split, o.limit);
-  const { weights, meta } = await mergeWeightFiles(o.weightsFiles);
+  const { weights, meta } = await readWeightFiles(o.weightsFiles, space, registry);
   // The partners get each trust of the grid in turn; the ego keeps the one its type has.
   const pipeline = await CollabPipeline.create({ space, registry, device: o.device, weights, weightsFile: o.weightsFiles.join(' + ') });
 

@@ -6,17 +6,17 @@ import * as path from 'node:path';
 import YAML from 'yaml';
 import { promises as fs } from 'node:fs';
 import { exportOnnx } from '../models/onnx.ts';
-import { encodeWeights, mergeWeightFiles, pickWeights } from '../models/weights.ts';
+import { encodeWeights, pickWeights } from '../models/weights.ts';
 import { agentNetwork } from '../perception/encoders/agent.ts';
 import type { GraphDesc } from '../models/graph.ts';
 import { DataError, writeFileAtomic } from '../datasets/io.ts';
 import type { Registry } from '../perception/registry.ts';
 import type { SharedSpace } from '../perception/space.ts';
-import { egoNetworkFor } from '../fusion/pipeline.ts';
+import { egoNetworkFor, readWeightFiles } from '../fusion/pipeline.ts';
 import { trustFromWeights } from '../fusion/trust.ts';
 
 export interface ExportOptions {
-  /** One checkpoint, or several (parallel alignments from one base) merged by mergeWeightFiles. */
+  /** One checkpoint (heal's or HEAL's .pth), or several (parallel alignments from one base) merged by mergeWeightFiles. */
   weightsFiles: string[];
   out: string;
   space: SharedSpace;
@@ -75,7 +75,7 @@ async function datasetSeed(dataDir: unknown): Promise<unknown> {
 }
 
 export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
-  const { weights, meta } = await mergeWeightFiles(opts.weightsFiles);
+  const { weights, meta } = await readWeightFiles(opts.weightsFiles, opts.space, opts.registry);
   const source = opts.weightsFiles.join(' + ');
   const trust = trustFromWeights(weights, source);
   await fs.mkdir(opts.out, { recursive: true });

@@ -12,7 +12,8 @@ import { openDataset } from '../datasets/open.ts';
 import { DataError, writeFileAtomic } from '../datasets/io.ts';
 import { ApAccumulator } from '../eval/metrics.ts';
 import { bevFromCorners, boxToCorners } from '../datasets/geometry/boxes.ts';
-import { initWeights, loadWeights } from '../models/weights.ts';
+import { initWeights } from '../models/weights.ts';
+import { weightsFromFile } from '../fusion/pipeline.ts';
 import { agentNetwork } from '../perception/encoders/agent.ts';
 import { decodeDetections } from '../fusion/detect.ts';
 import { loadSample, loadSingleAgentSample, TrainRng, type TrainSample } from './batch.ts';
@@ -228,7 +229,9 @@ async function startFresh(opts: TrainOptions, { models, depthSupervised }: Stage
   const seed = opts.seed ?? 0;
   let net: TrainNet;
   if (opts.align) {
-    const base = (await loadWeights(opts.align.base)).weights;
+    // The base may be a HEAL checkpoint (.pth): the same loader as every --weights.
+    const registry = await loadRegistry(opts.align.typesDirs ?? []);
+    const base = await weightsFromFile(opts.align.base, models.space, registry);
     net = new AlignNet(models, base, initWeights(agentNetwork(models.network, models.space), seed), depthSupervised);
   } else {
     net = StageOne.initial(models, seed);
