@@ -36,7 +36,7 @@ export function formatBytes(b: number): string {
   return `${(b / 1024 / 1024).toFixed(2)} MiB`;
 }
 
-function alignTable(head: string[], body: string[][], right: number[]): string {
+export function alignTable(head: string[], body: string[][], right: number[]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
   const fmt = (r: string[]) =>
     r
