@@ -2,12 +2,8 @@
 // loads here (CPU always; WebGPU when an adapter exists; CUDA when its provider is installed),
 // side by side. Also message sizes per feature dtype against the raw point cloud.
 
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promises as fs } from 'node:fs';
-import { generateDataset } from '../datasets/synthetic/generate.ts';
+import { cachedWorld, type WorldOptions } from '../datasets/synthetic/cached.ts';
 import { openDataset } from '../datasets/open.ts';
-import { exists } from '../datasets/io.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { SMALL_SPACE } from '../perception/space.ts';
 import { CollabPipeline, type AgentInput } from '../fusion/pipeline.ts';
@@ -16,31 +12,22 @@ import { cudaMissingReason, webgpuMissingReason, type Device } from '../models/r
 import { encodePcd } from '../datasets/pcd.ts';
 import { median } from './timing.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const WORLD = path.join(here, '..', '.cache', 'bench-world');
 // Seed 2's first test scenario (3 scenarios → one per split, only test is written): five agents.
 const SEED = 2;
 const REPEATS = 3;
 const TYPES = ['m1', 'm2', 'm3', 'm4'];
 
 export async function world(): Promise<string> {
-  const stamp = path.join(WORLD, '.bench-stamp');
-  if (!(await exists(stamp))) {
-    await fs.rm(WORLD, { recursive: true, force: true });
-    await generateDataset({
-      out: WORLD,
-      scenarios: 3,
-      frames: 1,
-      seed: SEED,
-      camera: { width: 400, height: 300 },
-      splits: ['test'],
-      jobs: 1,
-      pcdFormat: 'ascii',
-      shadows: true,
-    });
-    await fs.writeFile(stamp, `${SEED} test`);
-  }
-  return WORLD;
+  const options: WorldOptions = {
+    scenarios: 3,
+    frames: 1,
+    seed: SEED,
+    camera: { width: 400, height: 300 },
+    splits: ['test'],
+    pcdFormat: 'ascii',
+    shadows: true,
+  };
+  return (await cachedWorld(options, { name: 'bench-world' })).dir;
 }
 
 export async function run(): Promise<Record<string, number | string>> {

@@ -4,31 +4,30 @@
 // a self-contained HTML report, and the command that opens the run in the viewer.
 
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promises as fs } from 'node:fs';
-import { exists, writeFileAtomic } from '../datasets/io.ts';
+import { cachedWorld, type WorldOptions } from '../datasets/synthetic/cached.ts';
+import { SPLITS } from '../datasets/synthetic/generate.ts';
 import { command, helpText } from './args.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-export const DEFAULT_WORLD = {
-  dir: path.join(here, '..', '.cache', 'default-world'),
-  args: ['--scenarios', '3', '--frames', '6', '--seed', '7'],
+/** What `heal generate --scenarios 3 --frames 6 --seed 7` writes, kept in .cache/default-world. */
+export const DEFAULT_WORLD: { name: string; options: WorldOptions } = {
+  name: 'default-world',
+  options: { scenarios: 3, frames: 6, seed: 7, camera: { width: 400, height: 300 }, splits: [...SPLITS], pcdFormat: 'ascii', shadows: true },
 };
 
 /** Generates the default world unless an identical one is already cached. */
 export async function ensureDefaultWorld(): Promise<string> {
-  const { dir, args } = DEFAULT_WORLD;
-  const stamp = path.join(dir, '.heal-generate.json');
-  const wanted = JSON.stringify(args);
-  if ((await exists(stamp)) && (await fs.readFile(stamp, 'utf8')) === wanted) {
-    console.log(`using the cached synthetic world in ${path.relative(process.cwd(), dir)} (delete it to regenerate)`);
-    return dir;
-  }
-  await fs.rm(dir, { recursive: true, force: true });
-  const generate = await import('./generate.ts');
-  const code = await generate.run(['--out', dir, ...args]);
-  if (code) throw new Error(`generate failed with exit code ${code}`);
-  await writeFileAtomic(stamp, wanted);
+  const { progress } = await import('./progress.ts');
+  let bar: ReturnType<typeof progress> | undefined;
+  const { dir, reused } = await cachedWorld(DEFAULT_WORLD.options, {
+    name: DEFAULT_WORLD.name,
+    onProgress: (_done, total, ev) => {
+      bar ??= progress('generate', total);
+      bar.tick(1, { scenario: `${ev.split}/${ev.scenario}`, agent: ev.agent });
+    },
+  });
+  bar?.stop();
+  const shown = path.relative(process.cwd(), dir);
+  console.log(reused ? `using the cached synthetic world in ${shown} (delete it to regenerate)` : `generated the synthetic world in ${shown}`);
   return dir;
 }
 

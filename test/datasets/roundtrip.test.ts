@@ -1,36 +1,18 @@
 // A generated dataset reads back, through the same reader users run, with the world's own poses and boxes.
 
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { generateDataset } from '../../datasets/synthetic/generate.ts';
+import { describe, it, expect, beforeAll } from 'vitest';
+import { TEST_WORLD, WORLD_TIMEOUT_MS, testSplit } from '../helpers/world.ts';
 import { buildScenario, agentLidarPose } from '../../datasets/synthetic/scenario.ts';
 import { openDataset } from '../../datasets/open.ts';
 import { poseToMatrix, invert, multiply, transformPoint } from '../../datasets/geometry/transforms.ts';
 
-const FRAMES = 3;
-const SEED = 11;
+const FRAMES = TEST_WORLD.frames;
+const SEED = TEST_WORLD.seed;
 let dir = '';
 
 beforeAll(async () => {
-  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-roundtrip-'));
-  await generateDataset({
-    out: dir,
-    scenarios: 1,
-    frames: FRAMES,
-    seed: SEED,
-    camera: null,
-    splits: ['train'],
-    jobs: 1,
-    pcdFormat: 'binary_compressed',
-    shadows: false,
-  });
-});
-
-afterAll(async () => {
-  if (dir) await fs.rm(dir, { recursive: true, force: true });
-});
+  dir = await testSplit('train');
+}, WORLD_TIMEOUT_MS);
 
 const wrap = (a: number) => Math.atan2(Math.sin(a), Math.cos(a));
 

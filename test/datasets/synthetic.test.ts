@@ -14,18 +14,12 @@ import { invert, multiply, poseToMatrix, x1ToX2 } from '../../datasets/geometry/
 import { bevCorners, worldObjectToBox } from '../../datasets/geometry/boxes.ts';
 import { clipConvex, polygonArea } from '../../datasets/geometry/polygon.ts';
 import { run as cliRun } from '../../cli/generate.ts';
+import { TEST_WORLD, WORLD_TIMEOUT_MS, testWorld } from '../helpers/world.ts';
 
-const CAM = { width: 48, height: 36 };
-const BASE: Omit<GenerateOptions, 'out'> = {
-  scenarios: 3,
-  frames: 2,
-  seed: 11,
-  camera: CAM,
-  splits: ['train', 'validate', 'test'],
-  jobs: 1,
-  pcdFormat: 'ascii',
-  shadows: true,
-};
+// World A is the shared test world (generated in whichever process asked first, possibly with
+// another worker count); world B is generated here, to compare with it.
+const BASE: Omit<GenerateOptions, 'out' | 'jobs'> = TEST_WORLD;
+const CAM = BASE.camera!;
 
 let root: string;
 let dirA: string;
@@ -77,13 +71,12 @@ function countInside(points: Float32Array, cells: Map<string, number[]>, b: numb
 
 beforeAll(async () => {
   root = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-synthetic-'));
-  dirA = path.join(root, 'a');
+  dirA = await testWorld();
   dirB = path.join(root, 'b');
-  await generateDataset({ ...BASE, out: dirA });
   // More scenarios, only the test split, two worker threads: the test split must not change.
   await generateDataset({ ...BASE, out: dirB, scenarios: 5, splits: ['test'], jobs: 2 });
   ds = await openOpv2v(dirA);
-});
+}, WORLD_TIMEOUT_MS);
 
 afterAll(async () => {
   if (root) await fs.rm(root, { recursive: true, force: true });
@@ -116,7 +109,7 @@ describe('heal generate: layout and determinism', () => {
       for (const a of agents) {
         const files = (await fs.readdir(path.join(sdir, a))).sort();
         const ts = files.filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5));
-        expect(ts).toHaveLength(2);
+        expect(ts).toHaveLength(BASE.frames);
         for (const t of ts) expect(t).toMatch(/^\d{6}$/);
         expect(Number(ts[1]) - Number(ts[0])).toBe(2);
         if (stamps) expect(ts).toEqual(stamps);
@@ -322,8 +315,8 @@ describe('heal generate: frame contents', () => {
     const lidar = proto.vehicle_base.sensing.perception.lidar;
     expect([lidar.channels, lidar.range, lidar.upper_fov, lidar.lower_fov, lidar.noise_stddev]).toEqual([64, 120, 2, -25, 0.02]);
     const pcd = await readPcd(path.join(dirA, s.split, s.name, String(s.agents[0].id), `${s.timestamps[0]}.pcd`));
-    expect(pcd.header.data).toBe('ascii');
-    expect(pcd.fields).toEqual(['x', 'y', 'z', 'rgb']);
+    expect(pcd.header.data).toBe(BASE.pcdFormat);
+    expect(pcd.fields).toEqual(['x', 'y', 'z', BASE.pcdFormat === 'ascii' ? 'rgb' : 'intensity']);
   });
 });
 
@@ -401,8 +394,8 @@ describe('heal generate CLI', () => {
       expect(await cliRun(['--out', root, '--camera-size', '400by300'])).toBe(2);
       expect(await cliRun(['--out', root, '--splits', 'train,bogus'])).toBe(2);
       expect(await cliRun(['--scenarios', '2'])).toBe(2);
-      // An existing non-empty split folder is not overwritten silently.
-      expect(await cliRun(['--out', dirA, '--scenarios', '1', '--frames', '1', '--no-cameras', '--jobs', '1'])).toBe(1);
+      // An existing non-empty split folder is not overwritten silently (B's: A is shared).
+      expect(await cliRun(['--out', dirB, '--scenarios', '1', '--frames', '1', '--no-cameras', '--jobs', '1'])).toBe(1);
     } finally {
       console.log = orig;
       console.error = origErr;

@@ -1,4 +1,4 @@
-// `heal eval` end to end on a tiny generated world (LiDAR only, random weights): the JSON report,
+// `heal eval` end to end on a copy of the shared generated world (LiDAR types, random weights): the JSON report,
 // the run folder the viewer reads (run.json, frames.jsonl), the HTML report, and a corrupted frame
 // that must be reported and skipped while the other frames are evaluated.
 
@@ -6,7 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { generateDataset } from '../../datasets/synthetic/generate.ts';
+import { WORLD_TIMEOUT_MS, copySplit } from '../helpers/world.ts';
 import { openDataset } from '../../datasets/open.ts';
 import { SMALL_SPACE } from '../../perception/space.ts';
 import { egoGroundTruth } from '../../eval/groundtruth.ts';
@@ -30,19 +30,8 @@ const FUSION = ['pyramid', 'late', 'none'] as const;
 
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-eval-'));
-  data = path.join(dir, 'data');
-  // Two scenarios: one goes to train, one to test (splitCounts); only test is written.
-  await generateDataset({
-    out: data,
-    scenarios: 2,
-    frames: 3,
-    seed: 5,
-    camera: null,
-    splits: ['test'],
-    jobs: 1,
-    pcdFormat: 'binary_compressed',
-    shadows: false,
-  });
+  // The shared world's test scenario, copied: a file of it is corrupted below.
+  data = await copySplit('test', path.join(dir, 'data'));
   const ds = await openDataset(data);
   const frames = ds.frames();
   expect(frames.length).toBe(3);
@@ -75,7 +64,7 @@ beforeAll(async () => {
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l));
-}, 240_000);
+}, WORLD_TIMEOUT_MS);
 
 afterAll(async () => {
   if (dir) await fs.rm(dir, { recursive: true, force: true });

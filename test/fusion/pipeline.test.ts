@@ -2,11 +2,8 @@
 // encoders → protobuf messages → warp → pyramid fusion → head → boxes in the ego frame. Weights are
 // seeded random, so the boxes mean nothing; what is checked is that every stage runs and behaves.
 
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { generateDataset } from '../../datasets/synthetic/generate.ts';
+import { describe, it, expect, beforeAll } from 'vitest';
+import { WORLD_TIMEOUT_MS, testSplit } from '../helpers/world.ts';
 import { openDataset } from '../../datasets/open.ts';
 import type { Dataset, FrameRef } from '../../datasets/dataset.ts';
 import { loadRegistry, type Registry } from '../../perception/registry.ts';
@@ -17,9 +14,7 @@ import { alignToGround, groundAlignedPose } from '../../perception/ground.ts';
 import { webgpuMissingReason } from '../../models/runtime.ts';
 import { cornersInRange, boxToCorners } from '../../datasets/geometry/boxes.ts';
 
-// Seed 2's first train scenario has three connected vehicles and a roadside unit.
-const SEED = 2;
-let dir = '';
+// The shared world's train scenario has three connected vehicles and a roadside unit.
 let ds: Dataset;
 let ref: FrameRef;
 let registry: Registry;
@@ -28,19 +23,7 @@ let pipeline: CollabPipeline;
 const TYPES = ['m1', 'm2', 'm3', 'm4'];
 
 beforeAll(async () => {
-  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-collab-'));
-  await generateDataset({
-    out: dir,
-    scenarios: 1,
-    frames: 1,
-    seed: SEED,
-    camera: { width: 200, height: 150 },
-    splits: ['train'],
-    jobs: 1,
-    pcdFormat: 'binary_compressed',
-    shadows: false,
-  });
-  ds = await openDataset(dir);
+  ds = await openDataset(await testSplit('train'));
   ref = ds.frames()[0];
   registry = await loadRegistry();
   agents = [];
@@ -49,11 +32,7 @@ beforeAll(async () => {
     agents.push({ frame: await ds.readAgentFrame(ref, id, { lidar: type.sensor.lidar ?? 64, images: type.modality === 'camera' }), type: type.name });
   }
   pipeline = await CollabPipeline.create({ space: SMALL_SPACE, registry, device: 'cpu', seed: 3 });
-}, 300_000);
-
-afterAll(async () => {
-  if (dir) await fs.rm(dir, { recursive: true, force: true });
-});
+}, WORLD_TIMEOUT_MS);
 
 describe('collaborative pass', () => {
   it('runs all four agent types mixed and returns boxes in the ego frame', async () => {

@@ -1,4 +1,4 @@
-// Fusion trust and `heal calibrate` on a tiny generated world (LiDAR only, random weights). The
+// Fusion trust and `heal calibrate` on a copy of the shared generated world (LiDAR types, random weights). The
 // calibration encodes each scene once and fuses it under every trust, outside the message path;
 // its AP at trust 1 must be heal eval's pyramid AP and at trust 0 the ego alone's, on the same
 // frames, with a corrupted frame skipped by both.
@@ -7,7 +7,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { generateDataset } from '../../datasets/synthetic/generate.ts';
+import { WORLD_TIMEOUT_MS, copySplit } from '../helpers/world.ts';
 import { openDataset } from '../../datasets/open.ts';
 import { SMALL_SPACE } from '../../perception/space.ts';
 import { loadRegistry } from '../../perception/registry.ts';
@@ -31,18 +31,8 @@ const GRID = [0, 1, 0.5];
 
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-calibrate-'));
-  data = path.join(dir, 'data');
-  await generateDataset({
-    out: data,
-    scenarios: 2,
-    frames: 3,
-    seed: 5,
-    camera: null,
-    splits: ['test'],
-    jobs: 1,
-    pcdFormat: 'binary_compressed',
-    shadows: false,
-  });
+  // The shared world's test scenario, copied: a file of it is corrupted below.
+  data = await copySplit('test', path.join(dir, 'data'));
   const registry = await loadRegistry();
   const weights: Weights = new Map(initWeights(egoNetworkFor(SMALL_SPACE), 3));
   for (const t of ['m1', 'm3']) for (const [k, v] of initWeights(agentNetwork(registry.profile(t, 'small').network, SMALL_SPACE), 3)) weights.set(k, v);
@@ -86,7 +76,7 @@ beforeAll(async () => {
     out: path.join(dir, 'eval'),
     scoreThreshold: SCORE,
   });
-}, 300_000);
+}, WORLD_TIMEOUT_MS);
 
 afterAll(async () => {
   if (dir) await fs.rm(dir, { recursive: true, force: true });

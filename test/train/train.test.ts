@@ -35,7 +35,7 @@ import { buildTfModel } from '../../models/tfjs.ts';
 import { initWeights, loadWeights, saveWeights } from '../../models/weights.ts';
 import type { HostTensor } from '../../models/graph.ts';
 import { SMALL_SPACE, type SharedSpace } from '../../perception/space.ts';
-import { generateDataset } from '../../datasets/synthetic/generate.ts';
+import { WORLD_TIMEOUT_MS, copySplit, testWorld } from '../helpers/world.ts';
 import { bevCorners, bevFromCorners, boxToCorners, transformCorners } from '../../datasets/geometry/boxes.ts';
 import { bevIoU } from '../../datasets/geometry/polygon.ts';
 import { identity4 } from '../../datasets/geometry/transforms.ts';
@@ -496,19 +496,8 @@ describe('training end to end (tiny)', () => {
 
   beforeAll(async () => {
     root = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-train-'));
-    data = path.join(root, 'data');
-    await generateDataset({
-      out: data,
-      scenarios: 3,
-      frames: 2,
-      seed: 5,
-      camera: null,
-      splits: ['train', 'validate', 'test'],
-      jobs: 1,
-      pcdFormat: 'binary_compressed',
-      shadows: false,
-    });
-  });
+    data = await testWorld();
+  }, WORLD_TIMEOUT_MS);
   afterAll(async () => {
     if (root) await fs.rm(root, { recursive: true, force: true });
   });
@@ -662,23 +651,12 @@ describe('camera alignment with depth supervision (tiny)', () => {
 
   beforeAll(async () => {
     root = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-camalign-'));
-    data = path.join(root, 'data');
-    await generateDataset({
-      out: data,
-      scenarios: 1,
-      frames: 2,
-      seed: 5,
-      camera: { width: 64, height: 48 },
-      splits: ['train'],
-      jobs: 1,
-      pcdFormat: 'binary_compressed',
-      shadows: false,
-    });
+    data = await testWorld();
     await fs.mkdir(typesDir());
     await fs.writeFile(path.join(typesDir(), 'tinycam.json'), JSON.stringify(tinyCamera));
     base = path.join(root, 'base.bin');
     await saveWeights(base, new Map([...initWeights(agentNetwork(TINY_MODELS.network, TINY_SPACE), 1), ...initWeights(TINY_EGO, 2)]), {});
-  });
+  }, WORLD_TIMEOUT_MS);
   afterAll(async () => {
     if (root) await fs.rm(root, { recursive: true, force: true });
   });
@@ -697,8 +675,7 @@ describe('camera alignment with depth supervision (tiny)', () => {
   });
 
   it('frames without depth maps train without the depth term, and say so once', async () => {
-    const bare = path.join(root, 'no-depth');
-    await fs.cp(data, bare, { recursive: true });
+    const bare = await copySplit('train', path.join(root, 'no-depth'));
     for (const f of await fs.readdir(bare, { recursive: true })) if (/_depth\d\.png$/.test(f)) await fs.rm(path.join(bare, f));
     const r = await run('no-depth-run', 1, bare);
     for (const p of r.parts) expect(p.depth).toBeUndefined();

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import { PNG } from 'pngjs';
 import type { Browser, Page } from 'playwright-core';
-import { generateDataset } from '../../datasets/synthetic/generate.ts';
+import { WORLD_TIMEOUT_MS, testSplit } from '../helpers/world.ts';
 import { openDataset } from '../../datasets/open.ts';
 import { startServer, type ViewServer } from '../../viewer/server.ts';
 import { sceneSchema, matchBoxes, BoxStatus } from '../../viewer/scene.ts';
@@ -63,6 +63,7 @@ try {
 }
 
 let dir = '';
+let data = '';
 let server: ViewServer;
 let scenarioKey = '';
 let timestamps: string[] = [];
@@ -117,26 +118,16 @@ const hook = (page: Page) => page.evaluate(() => (window as unknown as { __heal:
 
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-viewer-'));
-  // Seed 2's train scenario has three connected vehicles and a roadside unit; cameras are on
-  // (small) because m2 and m4 encode them and the page shows them.
-  await generateDataset({
-    out: dir,
-    scenarios: 1,
-    frames: 3,
-    seed: 2,
-    camera: { width: 160, height: 120 },
-    splits: ['train'],
-    jobs: 1,
-    pcdFormat: 'binary_compressed',
-    shadows: false,
-  });
-  const ds = await openDataset(dir);
+  // The shared world's train scenario has three connected vehicles and a roadside unit; it has
+  // cameras, which m2 and m4 encode and the page shows.
+  data = await testSplit('train');
+  const ds = await openDataset(data);
   const refs = ds.frames();
   scenarioKey = `${refs[0].split}/${refs[0].scenario}`;
   timestamps = refs.map((r) => r.timestamp);
   // A low score threshold, so that random weights still give boxes to count.
-  server = await startServer(dir, { port: 0, device: 'cpu', randomWeights: true, seed: 1, scoreThreshold: 0.02, maxPoints: 120_000 });
-}, 240_000);
+  server = await startServer(data, { port: 0, device: 'cpu', randomWeights: true, seed: 1, scoreThreshold: 0.02, maxPoints: 120_000 });
+}, WORLD_TIMEOUT_MS);
 
 afterAll(async () => {
   await browser?.close();
@@ -259,7 +250,7 @@ describe('heal view server', () => {
       path.join(runDir, 'run.json'),
       JSON.stringify({
         version: 1,
-        data: dir,
+        data,
         split,
         profile: 'small',
         types: ['m1', 'm3'],
