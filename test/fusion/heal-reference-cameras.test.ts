@@ -202,7 +202,7 @@ describe.skipIf(!present)("HEAL's m4 stage-2 camera model (case_cam) in the heal
     const m4Keys = both.mapped.filter((m) => /_m4\./.test(m.from)).map((m) => m.to);
     expect(m4Keys.every((n) => n.startsWith('encoder.m4.') || n.startsWith('aligner.m4.'))).toBe(true);
     expect(() => importHealStateDict(merged, [m1Desc, egoDesc], 'merged.pth')).toThrow(
-      /186 checkpoint key\(s\) cannot be loaded[^]*encoder_m4\.camencode\.conv1\.weight: modality m4 is in the checkpoint but not among the agent types being loaded \(m1\)/,
+      /186 checkpoint key\(s\) cannot be loaded[\s\S]*encoder_m4\.camencode\.conv1\.weight: modality m4 is in the checkpoint but not among the agent types being loaded \(m1\)/,
     );
   });
 
