@@ -70,7 +70,7 @@ afterAll(async () => {
   if (dir) await fs.rm(dir, { recursive: true, force: true });
 });
 
-describe('heal eval', () => {
+describe('heal eval (random weights)', () => {
   it('evaluates the readable frames and reports the corrupted one with its file', () => {
     expect(report.frames).toEqual({ total: 3, evaluated: 2, failed: 1 });
     expect(report.failures).toHaveLength(1);

@@ -34,7 +34,7 @@ beforeAll(async () => {
   pipeline = await CollabPipeline.create({ space: SMALL_SPACE, registry, device: 'cpu', seed: 3 });
 }, WORLD_TIMEOUT_MS);
 
-describe('collaborative pass', () => {
+describe('collaborative pass (random weights)', () => {
   it('runs all four agent types mixed and returns boxes in the ego frame', async () => {
     expect(ref.agentIds.length).toBeGreaterThanOrEqual(4);
     const egoId = ref.agentIds[0];

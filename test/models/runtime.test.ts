@@ -79,7 +79,7 @@ describe('createSession', () => {
 if (webgpuReason) console.warn(`WebGPU parity test skipped: ${webgpuReason}`);
 
 describe.skipIf(webgpuReason !== undefined)('webgpu provider', () => {
-  it('gives the CPU numbers for the ego network (warp, fusion, head) and the encoder ops', async () => {
+  it('gives the CPU numbers for the ego network (warp, fusion, head) and the encoder ops (random weights)', async () => {
     const fusion = {
       backbone: {
         inChannels: 8,

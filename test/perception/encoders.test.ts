@@ -196,7 +196,7 @@ function spread(a: ArrayLike<number>): number {
   return hi - lo;
 }
 
-describe('agent networks m1–m4: tfjs and onnxruntime agree, gradients reach every encoder variable', () => {
+describe('agent networks m1–m4: tfjs and onnxruntime agree, gradients reach every encoder variable (random weights)', () => {
   it.each(TYPES)('%s', async (type) => {
     const cfg = shrunk(type);
     const desc = agentNetwork(cfg, TEST_SPACE);
@@ -239,7 +239,7 @@ describe('agent networks m1–m4: tfjs and onnxruntime agree, gradients reach ev
 });
 
 describe('PointPillars', () => {
-  it("the scatter puts each pillar's PFN feature at its (row, col), zeros elsewhere, in both runtimes", async () => {
+  it("the scatter puts each pillar's PFN feature at its (row, col), zeros elsewhere, in both runtimes (random weights)", async () => {
     const enc = shrunk('m1').encoder as PointPillarsConfig;
     const g = new GraphBuilder('pfn-scatter');
     const inp = pointPillarsInputs(g, enc, TEST_SPACE);
@@ -273,7 +273,7 @@ describe('PointPillars', () => {
     expect(maxDiff(a.grid.data, b.grid.data)).toBeLessThanOrEqual(TOL);
   });
 
-  it("the PFN max ignores padded slots: a pillar's feature depends only on its real points", async () => {
+  it("the PFN max ignores padded slots: a pillar's feature depends only on its real points (random weights)", async () => {
     const g = new GraphBuilder('pfn');
     const x = g.input('features', ['pillars', 4, 10]);
     const m = g.input('mask', ['pillars', 4]);
@@ -290,7 +290,7 @@ describe('PointPillars', () => {
     expect(maxDiff(await run(feats), await run(other))).toBe(0);
   });
 
-  it('an empty cloud gives an empty pillar set and still runs (onnxruntime)', async () => {
+  it('an empty cloud gives an empty pillar set and still runs (onnxruntime) (random weights)', async () => {
     const cfg = shrunk('m1');
     const desc = agentNetwork(cfg, TEST_SPACE);
     const inputs = agentInputs(cfg, TEST_SPACE, { points: new Float32Array(0) });
@@ -311,7 +311,7 @@ describe('PointPillars', () => {
 });
 
 describe('Lift-Splat', () => {
-  it("the graph's cumsum splat equals splatReference on the same frustum features, in both runtimes", async () => {
+  it("the graph's cumsum splat equals splatReference on the same frustum features, in both runtimes (random weights)", async () => {
     const enc = shrunk('m4').encoder as LssConfig;
     const g = new GraphBuilder('lift-splat');
     const inp = lssInputs(g, enc, TEST_SPACE);
@@ -349,7 +349,7 @@ describe('Lift-Splat', () => {
     expect(maxDiff(a.bev.data, b.bev.data)).toBeLessThanOrEqual(TOL);
   });
 
-  it('depth output: a distribution over the bins for every feature pixel', async () => {
+  it('depth output: a distribution over the bins for every feature pixel (random weights)', async () => {
     const cfg = shrunk('m2');
     const enc = cfg.encoder as LssConfig;
     const desc = agentNetwork(cfg, TEST_SPACE, { depthOutput: true });
@@ -369,7 +369,7 @@ describe('Lift-Splat', () => {
     }
   });
 
-  it('no frustum point on the grid: an all-empty splat still runs (onnxruntime)', async () => {
+  it('no frustum point on the grid: an all-empty splat still runs (onnxruntime) (random weights)', async () => {
     const cfg = shrunk('m2');
     const enc = cfg.encoder as LssConfig;
     const desc = agentNetwork(cfg, TEST_SPACE);
@@ -426,7 +426,7 @@ describe('Lift-Splat', () => {
 });
 
 describe('built-in types and configs', () => {
-  it('small profile: every type runs in onnxruntime to [1, 32, 64, 64]; parameters are prefixed per type', async () => {
+  it('small profile: every type runs in onnxruntime to [1, 32, 64, 64]; parameters are prefixed per type (random weights)', async () => {
     const data = { points: lidarCloud(32, 720, 11), cameras: cameraRecords(11, 800, 600), kind: 'vehicle' as const };
     const names = new Set<string>();
     for (const type of TYPES) {

@@ -83,7 +83,7 @@ afterAll(async () => {
 });
 
 describe('heal calibrate', () => {
-  it('scores every trust of the grid on the same frames as heal eval, skipping the corrupted one', async () => {
+  it('scores every trust of the grid on the same frames as heal eval, skipping the corrupted one (random weights)', async () => {
     const { record } = result;
     expect(record.frames).toEqual({ total: 3, evaluated: 2, failed: 1 });
     expect(record.failures[0].file).toBe(badFile);
@@ -108,7 +108,7 @@ describe('heal calibrate', () => {
     expect(page).toContain('m1 ego + m3 partners');
   });
 
-  it('writes the chosen trust into the weights, and every command that loads them uses it', async () => {
+  it('writes the chosen trust into the weights, and every command that loads them uses it (random weights)', async () => {
     const { record } = result;
     expect(record.types.m3.trust).toBe(chooseTrust(record.types.m3.rows));
     const { weights, meta } = await loadWeights(result.weightsFile);

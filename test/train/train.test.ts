@@ -405,7 +405,7 @@ describe('augmentation', () => {
 });
 
 describe('padPillars', () => {
-  it('leaves the PointPillars BEV output unchanged in eval mode, and camera inputs alone', async () => {
+  it('leaves the PointPillars BEV output unchanged in eval mode, and camera inputs alone (random weights)', async () => {
     const cfg = tinyLidar('m1');
     let s = 12345;
     const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;

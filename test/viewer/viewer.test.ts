@@ -148,7 +148,7 @@ describe('heal view server', () => {
     expect(ix.scenarios[0].agents.length).toBeGreaterThanOrEqual(4);
   });
 
-  it('sends a frame as protobuf, in the ego frame, with every agent, boxes, statuses and foreground maps', async () => {
+  it('sends a frame as protobuf, in the ego frame, with every agent, boxes, statuses and foreground maps (random weights)', async () => {
     const f = await frameFromServer(server.url, scenarioKey, timestamps[0]);
     expect(f.scenario).toBe(scenarioKey);
     expect(f.detectionsFrom).toBe('computed');
@@ -217,7 +217,7 @@ describe('heal view server', () => {
     expect((await get(`${server.url}scene.ts`)).status).toBe(404);
   });
 
-  it('reads a run folder: its detections and GT statuses are shown as the run scored them', async () => {
+  it('reads a run folder: its detections and GT statuses are shown as the run scored them (random weights)', async () => {
     const ref = await frameFromServer(server.url, scenarioKey, timestamps[1]);
     const runDir = path.join(dir, 'run');
     await fs.mkdir(runDir, { recursive: true });
@@ -299,7 +299,7 @@ describe('heal view server', () => {
   });
 });
 
-describe.skipIf(!browser)('heal view page (headless Chromium)', () => {
+describe.skipIf(!browser)('heal view page in headless Chromium (random weights)', () => {
   let page: Page;
   const errors: string[] = [];
 
