@@ -20,7 +20,7 @@ next --base) or in parallel from the same base, then give every checkpoint to he
 Prints the parameters trained against end-to-end training of all types, and the time per step.`,
   options: {
     type: string({ arg: 'NEW', required: true, help: 'agent type to align (built-in m1..m4 or one declared in --types-dir)' }),
-    base: string({ arg: 'WEIGHTS', required: true, help: 'weight file with the frozen fusion and head' }),
+    base: string({ arg: 'WEIGHTS', required: true, help: "weight file with the frozen fusion and head (heal's, or a HEAL checkpoint .pth)" }),
     'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
     'depth-weight': number({
       arg: 'W',

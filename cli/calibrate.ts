@@ -21,7 +21,11 @@ of the grid; T gets the trust with the best AP@0.5 (ties: the larger). Writes RU
 heal export --record) and RUNDIR/calibrate.html (AP@0.5 against trust, per type).`,
   options: {
     data: string({ arg: 'DIR', required: true, help: 'dataset folder' }),
-    weights: repeat({ arg: 'FILE', required: true, help: 'weight file(s); several alignments of one base are merged as heal export does' }),
+    weights: repeat({
+      arg: 'FILE',
+      required: true,
+      help: "weight file(s), heal's or HEAL checkpoints (.pth); several alignments of one base are merged as heal export does",
+    }),
     out: string({ arg: 'RUNDIR', required: true, help: 'output folder' }),
     types: list({ default: ['m2', 'm3', 'm4'], help: 'types to calibrate' }),
     base: string({ arg: 'TYPE', default: 'm1', help: "the ego's type" }),

@@ -11,6 +11,8 @@ import { CollabPipeline, type AgentInput, type FusionMode, type FrameResult } fr
 import { EVAL_DTYPES } from '../eval/contracts.ts';
 import { DEVICES } from '../models/runtime.ts';
 import { formatTrust } from '../fusion/trust.ts';
+import type { Detection } from '../fusion/detect.ts';
+import { boxToCorners } from '../datasets/geometry/boxes.ts';
 import { progress } from './progress.ts';
 import { shippedWeights } from '../models/shipped.ts';
 import { choice, command, int, list, repeat, runCommand, string } from './args.ts';
@@ -37,7 +39,7 @@ fuses (pyramid fusion), detects and decodes boxes in its own LiDAR frame.`,
     weights: string({
       arg: 'FILE',
       defaultText: 'the shipped weights of --profile, else seeded random weights, and then the boxes mean nothing',
-      help: 'weight file',
+      help: "weight file: heal's (weights.bin) or a HEAL checkpoint (.pth, with --profile heal)",
     }),
     'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
     json: string({ arg: 'FILE', help: "write every frame's result as JSON" }),
@@ -79,11 +81,23 @@ export function run(args: string[]): Promise<number> {
     bar?.stop();
     if (values.json) {
       const out = path.resolve(values.json);
-      await writeFileAtomic(out, JSON.stringify(results, (_k, v) => (ArrayBuffer.isView(v) ? undefined : v), 2) + '\n');
+      const json = results.map((r) => ({ ...r, detections: r.detections.map(detectionJson) }));
+      await writeFileAtomic(out, JSON.stringify(json, (_k, v) => (ArrayBuffer.isView(v) ? undefined : v), 2) + '\n');
       console.log(`wrote ${out}`);
     }
     return 0;
   });
+}
+
+/**
+ * One box as --json writes it: box7 [x, y, z, h, w, l, yaw] in the ego's LiDAR frame, its 8
+ * corners (OpenCOOD's order: 0-3 the bottom face), the score, and the anchor it was decoded from
+ * ((row·W + col)·anchors + a, HEAL's flat order) with the direction classifier's bin.
+ */
+function detectionJson(d: Detection) {
+  const c = boxToCorners(d.box);
+  const corners = Array.from({ length: 8 }, (_, i) => [c[i * 3], c[i * 3 + 1], c[i * 3 + 2]]);
+  return { box7: d.box, corners, score: d.score, anchor: d.anchor, dirLabel: d.dirLabel };
 }
 
 function pickFrames(all: FrameRef[], scenario: string | undefined, frame: string | undefined, limit: number): FrameRef[] {

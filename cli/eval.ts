@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { DEVICES } from '../models/runtime.ts';
 import { shippedWeights } from '../models/shipped.ts';
-import { SPACES } from '../perception/space.ts';
+import { SPACES, spaceByName } from '../perception/space.ts';
 import { evaluate } from '../eval/evaluate.ts';
 import { EVAL_DTYPES, EVAL_FUSIONS, defaultRunDir, type EvalOptions, type EvalReport } from '../eval/contracts.ts';
 import { formatTable, formatLatency } from '../eval/table.ts';
@@ -56,7 +56,11 @@ per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.
     sparsity: numbers({ above: 0, max: 1, default: [1], help: 'fraction(s) of BEV cells senders transmit, strongest first (1 = dense), e.g. 1,0.5,0.25' }),
     device: choice(DEVICES, { arg: 'D', default: 'auto', help: 'where the networks run' }),
     profile: choice(Object.keys(SPACES), { arg: 'P', default: 'small', help: 'shared-space profile' }),
-    weights: string({ arg: 'FILE', defaultText: 'the shipped weights of the profile, else seeded random ones', help: 'weight file' }),
+    weights: string({
+      arg: 'FILE',
+      defaultText: 'the shipped weights of the profile, else seeded random ones',
+      help: "weight file: heal's or a HEAL checkpoint (.pth, with --profile heal)",
+    }),
     'random-weights': flag({ help: 'use seeded random weights even when weights are shipped' }),
     trust: trustOption,
     'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
@@ -152,6 +156,10 @@ export function printSummary(report: EvalReport): void {
   );
   for (const f of report.failures) console.log(`  skipped ${f.split}/${f.scenario} ${f.timestamp}: ${f.reason}`);
   console.log(`execution provider: ${report.provider}${report.fallbackReason ? ` (${report.fallbackReason})` : ''}`);
+  const r = spaceByName(report.run.profile).range;
+  console.log(
+    `protocol: AP at BEV IoU 0.3/0.5/0.7 of detections with score > ${report.run.scoreThreshold}; inside the ${report.run.profile} profile's range x [${r[0]}, ${r[3]}] m, y [${r[1]}, ${r[4]}] m (detections by all corners, GT by centre)`,
+  );
   console.log(`weights: ${report.run.weights ?? 'seeded random (the AP values mean nothing)'}`);
   console.log(`fusion trust: ${formatTrust(report.run.fusionTrust ?? {})}`);
   console.log(`report: ${report.files.html}`);

@@ -17,7 +17,7 @@ seeds, step counts, wall times and validation metrics.`,
     weights: repeat({
       arg: 'FILE',
       required: true,
-      help: 'a checkpoint.bin of heal train / heal align; repeat it to merge alignments run in parallel from one base (shared parameters must be identical)',
+      help: 'a checkpoint.bin of heal train / heal align, or a HEAL checkpoint (.pth, with --profile heal); repeat it to merge alignments run in parallel from one base (shared parameters must be identical)',
     }),
     out: string({ arg: 'DIR', required: true, help: 'output folder (models/shipped/small is what npm start uses)' }),
     types: list({ default: ['m1', 'm2', 'm3', 'm4'], help: 'agent types to export' }),

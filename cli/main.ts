@@ -14,12 +14,14 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
   align: { module: './align.ts', summary: 'stage 2: backward-align a new agent type to the frozen fusion and head' },
   calibrate: { module: './calibrate.ts', summary: "fit each agent type's fusion trust on a training split" },
   export: { module: './export.ts', summary: 'write ONNX files and a manifest from trained weights' },
+  import: { module: './import.ts', summary: "a HEAL checkpoint (.pth) as heal's weight file, with a manifest of the mapping" },
+  'verify-reference': { module: './verify-reference.ts', summary: "check heal against HEAL's reference tensors (checkpoint + case folders)" },
   start: { module: './start.ts', summary: 'the default job (what `npm start` runs)' },
   bench: { module: './bench.ts', summary: 'benchmarks; figures go to bench/results/' },
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(16)} ${c.summary}`);
   return `usage: heal <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`heal <command> --help\` for a command's options.`;
 }
 

@@ -22,7 +22,7 @@ Frames the run did not evaluate, and every frame of a dataset, are computed on d
     weights: string({
       arg: 'FILE',
       defaultText: "the run's, else the shipped small weights, else seeded random: the page then says the predictions mean nothing",
-      help: 'weight file',
+      help: "weight file: heal's or a HEAL checkpoint (.pth; a run's profile applies)",
     }),
     'random-weights': flag({ help: 'use seeded random weights even when a weight file is available' }),
     'score-threshold': number({ arg: 'S', min: 0, below: 1, defaultText: '0.2', help: 'score threshold of on-demand detections' }),

@@ -114,6 +114,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     weightsFile: o.weights ?? undefined,
     seed: o.seed,
     trust: o.trust,
+    log,
   });
 
   const outDir = path.resolve(o.out);

@@ -17,6 +17,8 @@ import * as calibrate from '../../cli/calibrate.ts';
 import * as exportCmd from '../../cli/export.ts';
 import * as start from '../../cli/start.ts';
 import * as bench from '../../cli/bench.ts';
+import * as importCmd from '../../cli/import.ts';
+import * as verifyReference from '../../cli/verify-reference.ts';
 
 const HEAL = fileURLToPath(new URL('../../cli/heal.js', import.meta.url));
 const SPECS: CommandSpec<Options>[] = [
@@ -31,6 +33,8 @@ const SPECS: CommandSpec<Options>[] = [
   exportCmd.EXPORT,
   start.START,
   bench.BENCH,
+  importCmd.IMPORT,
+  verifyReference.VERIFY_REFERENCE,
 ];
 
 function heal(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
@@ -58,6 +62,8 @@ const RUNS: Record<string, Run> = {
   export: exportCmd.run,
   start: start.run,
   bench: bench.run,
+  import: importCmd.run,
+  'verify-reference': verifyReference.run,
 };
 
 /** Runs a command in this process, with what it writes to stdout and stderr. */
@@ -108,6 +114,8 @@ describe('heal', () => {
       ['view', ['x', '--port', '70000'], '--port must be an integer in [0, 65535] (got "70000")'],
       ['export', ['--out', 'x'], 'missing --weights FILE'],
       ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train)'],
+      ['import', ['weights.bin', '--out', 'x'], 'FILE must be a HEAL checkpoint (.pth or .pt), got "weights.bin"'],
+      ['verify-reference', ['x', '--only', 'boxes'], '--only: "boxes" is not one of voxels, networks, postprocess, detect'],
     ];
     for (const [name, args, message] of cases) {
       const r = await runHere(name, args);
@@ -145,7 +153,20 @@ describe('heal', () => {
       const parsed = name === 'eval' ? evalCmd.parseEvalArgs(args) : parseCommand(spec!, args);
       expect(parsed, `README: heal ${argv.join(' ')}`).not.toBe('help');
     }
-    expect([...seen].sort()).toEqual(['align', 'bench', 'calibrate', 'detect', 'eval', 'export', 'generate', 'inspect', 'train', 'view']);
+    expect([...seen].sort()).toEqual([
+      'align',
+      'bench',
+      'calibrate',
+      'detect',
+      'eval',
+      'export',
+      'generate',
+      'import',
+      'inspect',
+      'train',
+      'verify-reference',
+      'view',
+    ]);
   });
 });
 
