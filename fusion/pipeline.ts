@@ -11,7 +11,7 @@ import type { SharedSpace } from '../perception/space.ts';
 import { featureGrid, HEAL_SPACE } from '../perception/space.ts';
 import type { Registry } from '../perception/registry.ts';
 import { alignToGround, groundAlignedPose } from '../perception/ground.ts';
-import { agentNetwork, agentInputs } from '../perception/encoders/agent.ts';
+import { agentNetwork, agentInputs, healCropRatios } from '../perception/encoders/agent.ts';
 import { egoNetwork, type EgoNetworkOptions } from './networks/ego.ts';
 import { pyramidLevelSizes, type PyramidFusionConfig } from './networks/pyramid.ts';
 import { affineGrids } from './networks/warp.ts';
@@ -106,9 +106,60 @@ export function egoNetworkFor(space: SharedSpace, opts: EgoNetworkOptions = {}):
 }
 
 /**
+ * HEAL's window of a camera agent on a pyramid level of n cells (HeterPyramidCollab at eval, with
+ * the agent's crop ratio, perception/encoders/agent.ts healCropRatios): crop = n/ratio − 4 cells,
+ * kept [⌊n/2⌋ − ⌊crop/2⌋, ⌊n/2⌋ + ⌊crop/2⌋), i.e. two cells inside the camera's own map on every
+ * side ("unstable response values at the edges", HEAL says). [start, end) in cells.
+ */
+export function cameraWindow(n: number, ratio: number): [number, number] {
+  const half = Math.floor((n / ratio - 4) / 2);
+  const mid = Math.floor(n / 2);
+  return [Math.max(0, Math.trunc(mid - half)), Math.min(n, Math.trunc(mid + half))];
+}
+
+/**
+ * Each pyramid level's validity [A, 1, h_l, w_l] from the sent cells [A, H, W]: a coarse cell was
+ * sent as far as any of its fine cells was (max-pooled level by level, by the level's stride),
+ * times the window of each agent that has crop ratios [H, W] (zero outside it).
+ */
+export function levelValidity(cfg: PyramidFusionConfig, valid: Float32Array, windows: ([number, number] | undefined)[]): HostTensor[] {
+  let [h, w] = [cfg.height, cfg.width];
+  const A = valid.length / (h * w);
+  let m = valid;
+  return cfg.backbone.layerStrides.map((s) => {
+    if (s > 1) {
+      const [ph, pw] = [h / s, w / s];
+      const pooled = new Float32Array(A * ph * pw);
+      for (let a = 0; a < A; a++) {
+        for (let y = 0; y < ph; y++) {
+          for (let x = 0; x < pw; x++) {
+            let v = -Infinity;
+            for (let dy = 0; dy < s; dy++) for (let dx = 0; dx < s; dx++) v = Math.max(v, m[(a * h + y * s + dy) * w + x * s + dx]);
+            pooled[(a * ph + y) * pw + x] = v;
+          }
+        }
+      }
+      [m, h, w] = [pooled, ph, pw];
+    }
+    let out = m;
+    windows.forEach((r, a) => {
+      if (!r) return;
+      if (out === m) out = m.slice();
+      const [y0, y1] = cameraWindow(h, r[0]);
+      const [x0, x1] = cameraWindow(w, r[1]);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) if (y < y0 || y >= y1 || x < x0 || x >= x1) out[(a * h + y) * w + x] = 0;
+      }
+    });
+    return { data: out, shape: [A, 1, h, w] };
+  });
+}
+
+/**
  * The ego network's inputs for agents' stacked features [A, C, H, W] (ego first) and their
- * T_world←lidar: the per-level grids (or the one grid), the validity map and the trust.
- * `valid` is [A, H, W] (1 where the agent sent the cell); `trust` one number per agent.
+ * T_world←lidar: the per-level grids (or the one grid), the validity maps and the trust.
+ * `valid` is [A, H, W] (1 where the agent sent the cell); `trust` one number per agent;
+ * `windows[i]`, 'per-level' only, agent i's HEAL crop ratios when its score is windowed (see levelValidity).
  */
 export function egoInputsFor(
   space: SharedSpace,
@@ -116,6 +167,7 @@ export function egoInputsFor(
   poses: Float64Array[],
   valid: Float32Array,
   trust: number[],
+  windows: ([number, number] | undefined)[] = [],
 ): Record<string, HostTensor> {
   const cfg = fusionConfigFor(space);
   const { height: H, width: W } = cfg;
@@ -123,12 +175,15 @@ export function egoInputsFor(
   const A = poses.length;
   const inputs: Record<string, HostTensor> = { features: { data: stacked, shape: [A, C, H, W] } };
   if (cfg.warp === 'per-level') {
-    inputs.valid = { data: valid, shape: [A, 1, H, W] };
+    levelValidity(cfg, valid, windows).forEach((v, l) => {
+      inputs[`valid${l}`] = v;
+    });
     inputs.trust = { data: Float32Array.from(poses, (_, i) => trust[i] ?? 1), shape: [A, 1, 1, 1] };
     // One θ per agent serves every level: it is normalised by the range's extent, not by cells.
     const thetas = poses.map((p) => warpTheta(agentFromEgo(poses[0], p), space));
     for (const [l, [h, w]] of pyramidLevelSizes(cfg).entries()) inputs[`grid${l}`] = { data: affineGrids(thetas, h, w), shape: [A, h, w, 2] };
   } else {
+    if (windows.some((r) => r !== undefined)) throw new Error("egoInputsFor: HEAL's camera windows need the 'per-level' pyramid");
     // The validity map scales the agent's softmax weight cell by cell, so trust scales it too.
     const scaled = valid.slice();
     trust.forEach((t, i) => {
@@ -279,6 +334,13 @@ export class CollabPipeline {
     return this.trust[type] ?? 1;
   }
 
+  /** HEAL's crop ratios of a type in collaborative fusion (healCropRatios); none for a type this profile does not know. */
+  cropRatiosOf(type: string): [number, number] | undefined {
+    const { registry, space } = this.opts;
+    if (!registry.types.has(type) || !registry.get(type).profiles[space.name]) return undefined;
+    return healCropRatios(registry.profile(type, space.name).network, space);
+  }
+
   private async typeSession(type: string): Promise<SessionInfo> {
     let s = this.typeSessions.get(type);
     if (s) return s;
@@ -327,7 +389,9 @@ export class CollabPipeline {
    * `sent[i]`, when given, is agent i's H×W mask of transmitted cells (a sparse message): the
    * cells it did not send are left out of the fusion instead of being fused as zero features,
    * which would pull every such cell towards "nothing here". `trust[i]` (default 1) multiplies
-   * agent i's fusion weight (fusion/trust.ts).
+   * agent i's fusion weight (fusion/trust.ts). `types[i]`, when given for every agent, is agent
+   * i's type: with partners (two agents or more) HEAL's camera agents count only inside their
+   * window (cameraWindow); the ego alone is HEAL's single-agent model, which has no window.
    */
   async fuse(
     features: Float32Array[],
@@ -335,6 +399,7 @@ export class CollabPipeline {
     times: StageTimes = {},
     sent: (Uint8Array | undefined)[] = [],
     trust: number[] = [],
+    types: string[] = [],
   ): Promise<Record<string, HostTensor>> {
     const { space } = this.opts;
     const [W, H] = featureGrid(space);
@@ -349,7 +414,8 @@ export class CollabPipeline {
       for (let c = 0; c < H * W; c++) valid[i * H * W + c] = m[c];
     });
     const t = now();
-    const out = await runSession(this.ego.session, egoInputsFor(space, stacked, poses, valid, trust));
+    const windows = A > 1 && types.length === A ? types.map((t) => this.cropRatiosOf(t)) : [];
+    const out = await runSession(this.ego.session, egoInputsFor(space, stacked, poses, valid, trust, windows));
     addTime(times, 'warp+fuse+head', now() - t);
     return out;
   }
@@ -517,6 +583,7 @@ export class CollabPipeline {
       const poses = [egoPose];
       const sent: (Uint8Array | undefined)[] = [undefined];
       const trust = [this.trustOf(ego.type)];
+      const types = [ego.type];
       for (const msg of messages) {
         if (!msg.features) {
           skipped.push({ id: Number(msg.agentId), reason: 'message has no features (intermediate fusion needs them)' });
@@ -526,9 +593,10 @@ export class CollabPipeline {
         poses.push(msg.pose);
         sent.push(msg.mask);
         trust.push(this.trustOf(msg.agentType));
+        types.push(msg.agentType);
         used.push({ id: Number(msg.agentId), type: msg.agentType });
       }
-      const out = await this.fuse(features, poses, times, sent, trust);
+      const out = await this.fuse(features, poses, times, sent, trust, types);
       occupancy = Object.keys(out)
         .filter((k) => /^occ\d+$/.test(k))
         .sort()

@@ -19,8 +19,8 @@ export interface EgoNetworkOptions {
 }
 
 /**
- * 'per-level' (HEAL): inputs "features" [agents, C, H, W] and "valid" [agents, 1, H, W] in each
- * agent's own frame, "trust" [agents, 1, 1, 1], "grid0".. [agents, h_l, w_l, 2] (affineGrids of
+ * 'per-level' (HEAL): inputs "features" [agents, C, H, W] and "valid0".. [agents, 1, h_l, w_l] in
+ * each agent's own frame, "trust" [agents, 1, 1, 1], "grid0".. [agents, h_l, w_l, 2] (affineGrids of
  * the agent→ego θ at each level's size; identity for the ego). 'before-pyramid': "features",
  * "valid" and one "grid" [agents, H, W, 2]. Outputs "cls", "reg", "dir", "occ0".., and "mask" (the
  * warped coverage) for 'before-pyramid'.
@@ -44,7 +44,7 @@ export function egoNetwork(cfg: EgoConfig, opts: EgoNetworkOptions = {}): GraphD
   g.output('reg', reg);
   g.output('dir', dir);
   occupancy.forEach((o, i) => g.output(`occ${i}`, o));
-  if (inputs.grids === undefined) g.output('mask', inputs.mask);
+  if (inputs.mask) g.output('mask', inputs.mask);
   if (opts.intermediates) {
     g.output('fused', fused);
     levels.forEach((l, i) => g.output(`fusedLevel${i}`, l));

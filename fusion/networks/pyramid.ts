@@ -8,9 +8,11 @@
 //     level's features and scores are warped with that level's grid (one θ per agent, grids at
 //     every level's size). An agent covers a cell iff its warped score there is non-zero, an exact
 //     indicator: sign(s̃), s̃ ≥ 1e-4 wherever any bilinear tap lands inside its map. The sender's
-//     validity (sparse messages; max-pooled to each level) multiplies its own-frame score before
-//     the warp, and a per-agent trust (fusion/trust.ts) multiplies exp(s̃); both are exact no-ops
-//     at 1, so the HEAL path is unchanged by them.
+//     validity at each level multiplies its own-frame score before the warp: a sparse message's
+//     sent cells max-pooled to the level, times HEAL's window for camera agents (fusion/pipeline.ts
+//     levelValidity; one input per level, since HEAL's window at a coarse level is not the pooled
+//     fine one). A per-agent trust (fusion/trust.ts) multiplies exp(s̃). Both are exact no-ops at
+//     1, so the HEAL path is unchanged by them.
 //   'before-pyramid': the maps arrive already warped (ego network: addWarp) and the weights use the
 //     warped coverage, fractional at its border, max-pooled per level. Only for the small
 //     profile's shipped weights.
@@ -41,11 +43,13 @@ const SCORE_FLOOR = 1e-4;
 export interface PyramidFusionInputs {
   /** [A, C, H, W]: each agent's own frame ('per-level') or already in the ego frame ('before-pyramid'). */
   features: TensorRef;
+  /** 'before-pyramid': [A, 1, H, W], the warped coverage in the ego frame. */
+  mask?: TensorRef;
   /**
-   * [A, 1, H, W]: 'per-level': where each agent's own map holds data (1, or 0 for cells a sparse
-   * message left out); 'before-pyramid': the warped coverage in the ego frame.
+   * 'per-level': one [A, 1, h_l, w_l] per level, where each agent's own map counts at that level
+   * (1, or 0 for cells a sparse message left out or outside a camera agent's window).
    */
-  mask: TensorRef;
+  valid?: TensorRef[];
   /** 'per-level': one sampling grid per level, [A, h_l, w_l, 2] (affineGrids of the agent→ego θ at that size). */
   grids?: TensorRef[];
   /** 'per-level': [A, 1, 1, 1] multiplier of each agent's fusion weight. */
@@ -83,19 +87,20 @@ export function addPyramidFusion(g: GraphBuilder, inputs: PyramidFusionInputs, c
   if (bb.upsampleStrides.length === 0) throw new Error(`${prefix}: pyramid fusion needs upsampleStrides to merge its levels`);
   const perLevel = (cfg.warp ?? 'before-pyramid') === 'per-level';
   const sizes = pyramidLevelSizes(cfg, prefix);
-  if (perLevel && (inputs.grids?.length !== sizes.length || !inputs.trust)) {
-    throw new Error(`${prefix}: per-level warping needs one grid per level (${sizes.length}) and a trust input`);
+  if (perLevel && (inputs.grids?.length !== sizes.length || inputs.valid?.length !== sizes.length || !inputs.trust)) {
+    throw new Error(`${prefix}: per-level warping needs one grid and one validity map per level (${sizes.length}) and a trust input`);
   }
+  if (!perLevel && !inputs.mask) throw new Error(`${prefix}: warping before the pyramid needs the warped coverage mask`);
   const floor = g.constant(`${prefix}.score_floor`, [1], [SCORE_FLOOR]);
   const eps = g.constant(`${prefix}.empty_cell_eps`, [1], [EMPTY_CELL_EPS]);
   let x = inputs.features;
-  let m = inputs.mask;
+  let m = inputs.mask!;
   const levels: TensorRef[] = [];
   const occupancy: TensorRef[] = [];
   for (let level = 0; level < bb.layerNums.length; level++) {
     const s = bb.layerStrides[level];
-    // A coarse cell counts as covered (or sent) as far as any of its fine cells is.
-    if (s > 1) m = g.maxPool(m, s, s, `${prefix}.level${level}.mask`);
+    // A coarse cell counts as covered as far as any of its fine cells is.
+    if (!perLevel && s > 1) m = g.maxPool(m, s, s, `${prefix}.level${level}.mask`);
     x = backboneLevel(g, x, bb, level, prefix);
     const logit = g.conv2d(x, { name: `${prefix}.occ_head${level}`, out: 1, kernel: 1 });
     occupancy.push(logit);
@@ -104,7 +109,7 @@ export function addPyramidFusion(g: GraphBuilder, inputs: PyramidFusionInputs, c
     let e: TensorRef;
     if (perLevel) {
       const grid = inputs.grids![level];
-      const sent = g.mul(score, m, `${prefix}.level${level}.sent_score`);
+      const sent = g.mul(score, inputs.valid![level], `${prefix}.level${level}.sent_score`);
       const warpedScore = g.gridSample(sent, grid, `${prefix}.level${level}.warped_score`);
       features = g.gridSample(x, grid, `${prefix}.level${level}.warped`);
       const covered = g.sign(warpedScore, `${prefix}.level${level}.covered`);
@@ -132,16 +137,18 @@ export function fusionOutChannels(cfg: PyramidFusionConfig): number {
 }
 
 /**
- * The graph inputs of 'per-level' fusion: "features" [agents, C, H, W] and "valid" [agents, 1, H, W]
- * in each agent's own frame, "trust" [agents, 1, 1, 1], and "grid0".. [agents, h_l, w_l, 2].
+ * The graph inputs of 'per-level' fusion: "features" [agents, C, H, W] in each agent's own frame,
+ * "valid0".. [agents, 1, h_l, w_l] (own frames), "trust" [agents, 1, 1, 1], and "grid0"..
+ * [agents, h_l, w_l, 2].
  */
 export function perLevelInputs(g: GraphBuilder, cfg: PyramidFusionConfig): PyramidFusionInputs {
   const { height, width } = cfg;
+  const sizes = pyramidLevelSizes(cfg);
   return {
     features: g.input('features', ['agents', cfg.backbone.inChannels, height, width]),
-    mask: g.input('valid', ['agents', 1, height, width]),
+    valid: sizes.map(([h, w], l) => g.input(`valid${l}`, ['agents', 1, h, w])),
     trust: g.input('trust', ['agents', 1, 1, 1]),
-    grids: pyramidLevelSizes(cfg).map(([h, w], l) => g.input(`grid${l}`, ['agents', h, w, 2])),
+    grids: sizes.map(([h, w], l) => g.input(`grid${l}`, ['agents', h, w, 2])),
   };
 }
 

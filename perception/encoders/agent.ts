@@ -163,6 +163,18 @@ function centreOnGrid(g: GraphBuilder, x: TensorRef, enc: LssConfig, space: Shar
   return g.pad(x, [0, 0, dh >> 1, dw >> 1], [0, 0, (dh + 1) >> 1, (dw + 1) >> 1], name);
 }
 
+/**
+ * HEAL's crop ratios (H from y, W from x) of a type whose map is HEAL's LSS grid centred on the
+ * shared one: shared range / LSS range per axis, as HeterPyramidCollab's camera_mask_args. In
+ * collaborative fusion HEAL keeps such an agent's score only inside a window of that share of
+ * each pyramid level (fusion/pipeline.ts cameraWindow); undefined for every other type.
+ */
+export function healCropRatios(cfg: AgentNetworkConfig, space: SharedSpace): [number, number] | undefined {
+  const enc = cfg.encoder;
+  if (enc.arch !== 'lss' || !enc.heal) return undefined;
+  return [space.range[4] / enc.heal.grid.ybound[1], space.range[3] / enc.heal.grid.xbound[1]];
+}
+
 /** Number of parameter values under each prefix ("encoder.<type>.", "aligner.<type>."), trainable and not. */
 export function parameterCounts(desc: GraphDesc, type: string): { encoder: number; aligner: number } {
   const count = (prefix: string) => desc.params.filter((p) => p.name.startsWith(prefix)).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);

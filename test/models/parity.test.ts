@@ -13,7 +13,7 @@ import { createSession, runSession } from '../../models/runtime.ts';
 import { bevBackbone, HEAL_BACKBONE, type BackboneConfig } from '../../models/layers/backbone.ts';
 import { pyramidFusion, pyramidLevelSizes, type PyramidFusionConfig } from '../../fusion/networks/pyramid.ts';
 import { addPillarFeatureNet } from '../../perception/encoders/pointpillars.ts';
-import { fusionConfigFor } from '../../fusion/pipeline.ts';
+import { fusionConfigFor, levelValidity } from '../../fusion/pipeline.ts';
 import { HEAL_SPACE } from '../../perception/space.ts';
 import { detectionHead } from '../../fusion/networks/head.ts';
 import { aligner } from '../../perception/encoders/aligner.ts';
@@ -312,9 +312,11 @@ function perLevelHostInputs(thetas: number[][], features: Float32Array, valid: F
   const A = thetas.length;
   const inputs: Record<string, HostTensor> = {
     features: host(features, [A, 8, 12, 16]),
-    valid: host(valid, [A, 1, 12, 16]),
     trust: host(Float32Array.from(trust), [A, 1, 1, 1]),
   };
+  levelValidity(tinyHealFusion, valid, []).forEach((v, l) => {
+    inputs[`valid${l}`] = v;
+  });
   pyramidLevelSizes(tinyHealFusion).forEach(([h, w], l) => {
     inputs[`grid${l}`] = host(affineGrids(thetas, h, w), [A, h, w, 2]);
   });
@@ -344,7 +346,7 @@ describe("HEAL's pyramid pieces: tfjs and onnxruntime agree", () => {
 
   it('per-level fusion: warped features and scores, sign(score) coverage, validity and trust, DoubleConv shrink (random weights)', async () => {
     const desc = pyramidFusion(tinyHealFusion);
-    expect(desc.inputs.map((i) => i.name)).toEqual(['features', 'valid', 'trust', 'grid0', 'grid1', 'grid2']);
+    expect(desc.inputs.map((i) => i.name)).toEqual(['features', 'valid0', 'valid1', 'valid2', 'trust', 'grid0', 'grid1', 'grid2']);
     expect(desc.params.filter((p) => p.name.startsWith('fusion.shrink.')).map((p) => p.name)).toEqual([
       'fusion.shrink.conv1.weight',
       'fusion.shrink.conv1.bias',
