@@ -17,7 +17,7 @@ import type { Box7 } from '../datasets/geometry/boxes.ts';
 import type { Mat4 } from '../datasets/geometry/transforms.ts';
 import { loadRegistry, type Registry } from '../perception/registry.ts';
 import { spaceByName, type SharedSpace } from '../perception/space.ts';
-import { CollabPipeline, type AgentInput, type FusionMode, type FrameResult } from '../fusion/pipeline.ts';
+import { CollabPipeline, weightsName, type AgentInput, type FusionMode, type FrameResult } from '../fusion/pipeline.ts';
 import { egoGroundTruth } from './groundtruth.ts';
 import {
   EVAL_DTYPES,
@@ -32,6 +32,7 @@ import {
   type FrameFailure,
   type FrameLine,
   type RunJson,
+  type Variant,
 } from './contracts.ts';
 import { noisyPose, rng } from './noise.ts';
 import { apOf, RowStats } from './statistics.ts';
@@ -112,6 +113,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     registry,
     device: o.device,
     weightsFile: o.weights ?? undefined,
+    mergeRule: o.mergeWeights,
     seed: o.seed,
     trust: o.trust,
     log,
@@ -126,28 +128,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     html: path.join(outDir, 'report.html'),
     ...(o.mcap ? { mcap: path.resolve(o.mcap) } : {}),
   };
-  const run: RunJson = {
-    version: 1,
-    data: path.resolve(o.data),
-    split: o.split,
-    profile: space.name,
-    types: o.combos[0],
-    combos: o.combos,
-    fusion: o.fusion,
-    dtype: o.dtypes[0],
-    dtypes: o.dtypes,
-    keep: o.keep,
-    device: o.device,
-    provider: pipeline.provider,
-    weights: o.weights ? path.resolve(o.weights) : null,
-    fusionTrust: pipeline.trust,
-    poseNoise: o.poseNoise,
-    latency: o.latency,
-    drop: o.drop,
-    seed: o.seed,
-    scoreThreshold: o.scoreThreshold ?? 0.2,
-    createdAt: new Date().toISOString(),
-  };
+  const run = runJsonOf(o, space, pipeline);
   await writeFileAtomic(files.run, JSON.stringify(run, null, 2) + '\n');
 
   // The viewer keeps the last line it reads for a frame of the first combination and mode, so the
@@ -168,55 +149,12 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   let lastCheckpoint = performance.now();
   const bar = o.progress?.(frames.length);
 
-  const readInputs = async (ref: FrameRef, combo: string[]) => {
-    const egoId = ref.agentIds[0];
-    const order = [egoId, ...ref.agentIds.filter((a) => a !== egoId)];
-    const inputs: AgentInput[] = [];
-    // The MCAP scene shows where agents really were, not where noisy poses put them.
-    const truePoses: Mat4[] = [];
-    const agents: FrameLine['agents'] = [];
-    const notes: FrameLine['skipped'] = [];
-    let rawEgo: AgentFrame | undefined;
-    for (const [i, id] of order.entries()) {
-      const type = registry.get(combo[i % combo.length]);
-      agents.push({ id, type: type.name, used: false });
-      const read = { lidar: type.sensor.lidar ?? 64, images: type.modality === 'camera' } as const;
-      if (id === egoId) {
-        rawEgo = await ds.readAgentFrame(ref, id, read);
-        inputs.push({ frame: rawEgo, type: type.name });
-        truePoses.push(rawEgo.lidarPose);
-        continue;
-      }
-      const key = `${ref.scenario}|${ref.timestamp}|${id}`;
-      if (o.drop > 0 && rng(`${o.seed}|drop|${key}`)() < o.drop) {
-        notes.push({ id, reason: 'message dropped (--drop)' });
-        continue;
-      }
-      let src = ref;
-      if (o.latency > 0) {
-        const times = scenarioTimes.get(`${ref.split}\u0000${ref.scenario}`) ?? [ref.timestamp];
-        // The first frames of a scenario have no older frame: they get the oldest one there is.
-        const at = Math.max(0, times.indexOf(ref.timestamp) - o.latency);
-        const older = refsByKey.get(`${ref.split}\u0000${ref.scenario}\u0000${times[at]}`);
-        if (!older?.agentIds.includes(id)) {
-          notes.push({ id, reason: `no frame ${o.latency} frame(s) earlier (--latency)` });
-          continue;
-        }
-        src = older;
-      }
-      let frame = await ds.readAgentFrame(src, id, read);
-      truePoses.push(frame.lidarPose);
-      if (o.poseNoise) frame = { ...frame, lidarPose: noisyPose(frame.lidarPose, o.poseNoise, rng(`${o.seed}|pose|${key}`)) };
-      inputs.push({ frame, type: type.name });
-    }
-    return { egoId, inputs, agents, notes, rawEgo: rawEgo!, truePoses };
-  };
-
+  const source: InputSource = { ds, registry, scenarioTimes, refsByKey, o };
   for (const ref of frames) {
     const work: FrameWork = { lines: [], stats: [], gt: [] };
     try {
       for (const [ci, combo] of o.combos.entries()) {
-        const { egoId, inputs, agents, notes, rawEgo, truePoses } = await readInputs(ref, combo);
+        const { egoId, inputs, agents, notes, rawEgo, truePoses } = await readInputs(source, ref, combo);
         if (ci === 0) {
           work.gt = await egoGroundTruth(ds, ref, rawEgo, space);
           if (recorder) {
@@ -235,25 +173,8 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
           const total = performance.now() - t;
           passMs += total;
           passes++;
-          const usedIds = new Set(r.used.map((u) => u.id));
           const det = r.detections.map((d) => ({ box: d.box, score: d.score }));
-          const { tp, matched } = markMatches(det, work.gt);
-          const line: FrameLine = {
-            scenario: ref.scenario,
-            split: ref.split,
-            timestamp: ref.timestamp,
-            egoId,
-            combo,
-            fusion: v.fusion,
-            dtype: v.dtype,
-            keep: v.keep,
-            agents: agents.map((a) => ({ ...a, used: usedIds.has(a.id) })),
-            detections: det.map((d, i) => ({ box: d.box.map((x) => round(x)) as Box7, score: round(d.score, 5), tp: tp[i] })),
-            gt: work.gt.map((g, i) => ({ box: g.box.map((x) => round(x)) as Box7, matched: matched[i] })),
-            bytes: r.messageBytes.reduce((a, m) => a + m.bytes, 0),
-            times: Object.fromEntries([...Object.entries(r.times), ['total', total]].map(([k, ms]) => [k, round(ms as number, 3)])),
-            skipped: [...notes, ...r.skipped],
-          };
+          const line = frameLineOf(ref, egoId, combo, v, agents, notes, r, det, work.gt, total);
           work.lines.push(line);
           work.stats.push({ row: rows.get(rowKey(combo, v))!, line, det });
           work.scene?.detections.push({ label: rowLabel(combo, v), boxes: line.detections });
@@ -304,3 +225,120 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
 }
 
 /** Plain aligned text: one row per configuration. */
+
+/** run.json: what was evaluated, with what, and how (eval/contracts.ts). */
+function runJsonOf(o: EvalOptions, space: SharedSpace, pipeline: CollabPipeline): RunJson {
+  return {
+    version: 1,
+    data: path.resolve(o.data),
+    split: o.split,
+    profile: space.name,
+    types: o.combos[0],
+    combos: o.combos,
+    fusion: o.fusion,
+    dtype: o.dtypes[0],
+    dtypes: o.dtypes,
+    keep: o.keep,
+    device: o.device,
+    provider: pipeline.provider,
+    weights: o.weights ? weightsName([o.weights].flat().map((w) => path.resolve(w)))! : null,
+    fusionTrust: pipeline.trust,
+    poseNoise: o.poseNoise,
+    latency: o.latency,
+    drop: o.drop,
+    seed: o.seed,
+    scoreThreshold: o.scoreThreshold ?? 0.2,
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/** Where a frame's agent inputs come from, and the robustness knobs that act on them. */
+interface InputSource {
+  ds: Dataset;
+  registry: Registry;
+  scenarioTimes: Map<string, string[]>;
+  refsByKey: Map<string, FrameRef>;
+  o: Pick<EvalOptions, 'drop' | 'latency' | 'poseNoise' | 'seed'>;
+}
+
+/**
+ * The agents of one frame for one combination, ego first: what the ego receives after drops,
+ * latency and pose noise, and the notes on who was left out and why.
+ */
+async function readInputs(source: InputSource, ref: FrameRef, combo: string[]) {
+  const { ds, registry, scenarioTimes, refsByKey, o } = source;
+  const egoId = ref.agentIds[0];
+  const order = [egoId, ...ref.agentIds.filter((a) => a !== egoId)];
+  const inputs: AgentInput[] = [];
+  // The MCAP scene shows where agents really were, not where noisy poses put them.
+  const truePoses: Mat4[] = [];
+  const agents: FrameLine['agents'] = [];
+  const notes: FrameLine['skipped'] = [];
+  let rawEgo: AgentFrame | undefined;
+  for (const [i, id] of order.entries()) {
+    const type = registry.get(combo[i % combo.length]);
+    agents.push({ id, type: type.name, used: false });
+    const read = { lidar: type.sensor.lidar ?? 64, images: type.modality === 'camera' } as const;
+    if (id === egoId) {
+      rawEgo = await ds.readAgentFrame(ref, id, read);
+      inputs.push({ frame: rawEgo, type: type.name });
+      truePoses.push(rawEgo.lidarPose);
+      continue;
+    }
+    const key = `${ref.scenario}|${ref.timestamp}|${id}`;
+    if (o.drop > 0 && rng(`${o.seed}|drop|${key}`)() < o.drop) {
+      notes.push({ id, reason: 'message dropped (--drop)' });
+      continue;
+    }
+    let src = ref;
+    if (o.latency > 0) {
+      const times = scenarioTimes.get(`${ref.split}\u0000${ref.scenario}`) ?? [ref.timestamp];
+      // The first frames of a scenario have no older frame: they get the oldest one there is.
+      const at = Math.max(0, times.indexOf(ref.timestamp) - o.latency);
+      const older = refsByKey.get(`${ref.split}\u0000${ref.scenario}\u0000${times[at]}`);
+      if (!older?.agentIds.includes(id)) {
+        notes.push({ id, reason: `no frame ${o.latency} frame(s) earlier (--latency)` });
+        continue;
+      }
+      src = older;
+    }
+    let frame = await ds.readAgentFrame(src, id, read);
+    truePoses.push(frame.lidarPose);
+    if (o.poseNoise) frame = { ...frame, lidarPose: noisyPose(frame.lidarPose, o.poseNoise, rng(`${o.seed}|pose|${key}`)) };
+    inputs.push({ frame, type: type.name });
+  }
+  return { egoId, inputs, agents, notes, rawEgo: rawEgo!, truePoses };
+}
+
+/** One frames.jsonl line: a frame's detections scored at LINE_IOU, the GT, bytes and stage times. */
+function frameLineOf(
+  ref: FrameRef,
+  egoId: number,
+  combo: string[],
+  v: Variant,
+  agents: FrameLine['agents'],
+  notes: FrameLine['skipped'],
+  r: FrameResult,
+  det: { box: Box7; score: number }[],
+  gt: GtBox[],
+  total: number,
+): FrameLine {
+  const usedIds = new Set(r.used.map((u) => u.id));
+  const { tp, matched } = markMatches(det, gt);
+  return {
+    scenario: ref.scenario,
+    split: ref.split,
+    timestamp: ref.timestamp,
+    egoId,
+    combo,
+    fusion: v.fusion,
+    dtype: v.dtype,
+    keep: v.keep,
+    agents: agents.map((a) => ({ ...a, used: usedIds.has(a.id) })),
+    detections: det.map((d, i) => ({ box: d.box.map((x) => round(x)) as Box7, score: round(d.score, 5), tp: tp[i] })),
+    gt: gt.map((g, i) => ({ box: g.box.map((x) => round(x)) as Box7, matched: matched[i] })),
+    bytes: r.messageBytes.reduce((a, m) => a + m.bytes, 0),
+    times: Object.fromEntries([...Object.entries(r.times), ['total', total]].map(([k, ms]) => [k, round(ms as number, 3)])),
+    skipped: [...notes, ...r.skipped],
+  };
+}
