@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import { DEVICES } from '../models/runtime.ts';
 import { shippedWeights } from '../models/shipped.ts';
+import { MERGE_RULES } from '../models/weights.ts';
 import { SPACES, spaceByName } from '../perception/space.ts';
 import { evaluate } from '../eval/evaluate.ts';
 import { EVAL_DTYPES, EVAL_FUSIONS, defaultRunDir, type EvalOptions, type EvalReport } from '../eval/contracts.ts';
@@ -56,10 +57,14 @@ per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.
     sparsity: numbers({ above: 0, max: 1, default: [1], help: 'fraction(s) of BEV cells senders transmit, strongest first (1 = dense), e.g. 1,0.5,0.25' }),
     device: choice(DEVICES, { arg: 'D', default: 'auto', help: 'where the networks run' }),
     profile: choice(Object.keys(SPACES), { arg: 'P', default: 'small', help: 'shared-space profile' }),
-    weights: string({
+    weights: repeat({
       arg: 'FILE',
-      defaultText: 'the shipped weights of the profile, else seeded random ones',
-      help: "weight file: heal's or a HEAL checkpoint (.pth, with --profile heal)",
+      help: "weight file: heal's or a HEAL checkpoint (.pth, with --profile heal); repeat it to merge files (see --merge-weights), the first one first; default: the shipped weights of the profile, else seeded random ones",
+    }),
+    'merge-weights': choice(MERGE_RULES, {
+      arg: 'RULE',
+      default: 'identical',
+      help: 'with several --weights: identical = parameters the files share must be equal; encoders = fusion and head from the first file, only encoders and aligners from the others',
     }),
     'random-weights': flag({ help: 'use seeded random weights even when weights are shipped' }),
     trust: trustOption,
@@ -98,15 +103,16 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
           .filter((c) => c.trim())
           .map((c) => readList(text, c, '--combos'));
   if (!combos.length) throw new UsageError(`--combos needs at least one list of agent types (got "${values.combos}")`);
-  let weights: string | null;
+  let weights: string[] | null;
   let randomWeightsReason: string | undefined;
   if (values['random-weights']) {
     weights = null;
     randomWeightsReason = '--random-weights';
-  } else if (values.weights) {
-    weights = path.resolve(values.weights);
+  } else if (values.weights.length) {
+    weights = values.weights.map((w) => path.resolve(w));
   } else {
-    weights = shippedWeights(values.profile) ?? null;
+    const shipped = shippedWeights(values.profile);
+    weights = shipped ? [shipped] : null;
     if (!weights) randomWeightsReason = `no weights are shipped for profile "${values.profile}" (models/shipped/${values.profile}/weights.bin)`;
   }
   return {
@@ -119,7 +125,8 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
       keep: values.sparsity,
       device: values.device,
       profile: values.profile,
-      weights,
+      weights: weights?.length === 1 ? weights[0] : weights,
+      mergeWeights: values['merge-weights'],
       trust: values.trust,
       typesDirs: values['types-dir'],
       poseNoise: (values['pose-noise'] as [number, number, number] | undefined) ?? null,

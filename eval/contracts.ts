@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import type { FeatureDType } from '../fusion/messages.ts';
 import type { Device, Provider } from '../models/runtime.ts';
+import type { MergeRule } from '../models/weights.ts';
 import type { Trust } from '../fusion/trust.ts';
 import type { Box7 } from '../datasets/geometry/boxes.ts';
 
@@ -27,8 +28,10 @@ export interface EvalOptions {
   keep: number[];
   device: Device;
   profile: string;
-  /** Weight file, or null for seeded random weights. */
-  weights: string | null;
+  /** Weight file (several are merged by mergeWeights), or null for seeded random weights. */
+  weights: string | string[] | null;
+  /** How several weight files merge (models/weights.ts); default 'identical'. */
+  mergeWeights?: MergeRule;
   /** Fusion trust over the weight file's (fusion/trust.ts); null for HEAL's rule. */
   trust?: Trust | null;
   typesDirs?: string[];

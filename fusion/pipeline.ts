@@ -17,7 +17,7 @@ import { pyramidLevelSizes, type PyramidFusionConfig } from './networks/pyramid.
 import { affineGrids } from './networks/warp.ts';
 import type { GraphDesc, HostTensor } from '../models/graph.ts';
 import { exportOnnx } from '../models/onnx.ts';
-import { initWeights, loadWeights, mergeWeightFiles, pickWeights, type Weights, type WeightsMeta } from '../models/weights.ts';
+import { initWeights, loadWeights, mergeWeightFiles, pickWeights, type MergeRule, type Weights, type WeightsMeta } from '../models/weights.ts';
 import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
 import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
@@ -43,8 +43,11 @@ export interface PipelineOptions {
   /**
    * One weight file holding every parameter (encoder.*, aligner.*, fusion.*, head.*), or a HEAL
    * checkpoint (.pth) whose modalities are agent types of this profile (fusion/heal-checkpoint.ts).
+   * Several files are merged by `mergeRule` (readWeightFiles).
    */
-  weightsFile?: string;
+  weightsFile?: string | string[];
+  /** How several weight files merge (models/weights.ts MergeRule); default 'identical'. */
+  mergeRule?: MergeRule;
   /** The same in memory (e.g. merged alignments), instead of weightsFile; that then only names them in errors. */
   weights?: Weights;
   /** Seed of the random weights used when no weight file is given. */
@@ -262,8 +265,14 @@ export function readWeightFiles(
   space: SharedSpace,
   registry: Registry,
   log?: (line: string) => void,
+  rule: MergeRule = 'identical',
 ): Promise<{ weights: Weights; meta: WeightsMeta }> {
-  return mergeWeightFiles(files, (f) => readWeightFile(f, space, registry, log));
+  return mergeWeightFiles(files, (f) => readWeightFile(f, space, registry, log), rule, log);
+}
+
+/** How weight files are named in messages and run records: several joined by " + ". */
+export function weightsName(file: string | string[] | undefined): string | undefined {
+  return Array.isArray(file) ? file.join(' + ') : file;
 }
 
 const now = () => performance.now();
@@ -318,15 +327,18 @@ export class CollabPipeline {
   }
 
   static async create(opts: PipelineOptions): Promise<CollabPipeline> {
-    const file = !opts.weights && opts.weightsFile ? await readWeightFile(opts.weightsFile, opts.space, opts.registry, opts.log) : undefined;
-    const weights = opts.weights ?? file?.weights;
+    const files = opts.weightsFile === undefined ? [] : [opts.weightsFile].flat();
+    const file = !opts.weights && files.length === 1 ? await readWeightFile(files[0], opts.space, opts.registry, opts.log) : undefined;
+    const merged = !opts.weights && files.length > 1 ? await readWeightFiles(files, opts.space, opts.registry, opts.log, opts.mergeRule) : undefined;
+    const weights = opts.weights ?? file?.weights ?? merged?.weights;
+    const name = weightsName(opts.weightsFile);
     const desc = egoNetworkFor(opts.space);
-    const w = weights ? pickWeights(desc, weights, opts.weightsFile) : initWeights(desc, opts.seed ?? 0);
+    const w = weights ? pickWeights(desc, weights, name) : initWeights(desc, opts.seed ?? 0);
     // Why a better provider was skipped comes back as fallbackReason; callers print it once.
     const ego = await createSession(exportOnnx(desc, w), { device: opts.device ?? 'auto', log: () => {} });
     if (!weights) opts.log?.('heal: no weight file given: the networks run on seeded random weights, so detections mean nothing');
     for (const type of Object.keys(opts.trust ?? {})) opts.registry.get(type);
-    const trust = opts.trust === null ? {} : { ...(weights ? trustFromWeights(weights, opts.weightsFile) : {}), ...opts.trust };
+    const trust = opts.trust === null ? {} : { ...(weights ? trustFromWeights(weights, name) : {}), ...opts.trust };
     return new CollabPipeline(opts, ego, weights, !weights, trust, file?.heal);
   }
 
@@ -361,7 +373,7 @@ export class CollabPipeline {
             : `agent type ${type}: this HEAL checkpoint holds no ${type} encoder (it holds ${imp.types.join(', ') || 'none'})`,
         );
       }
-      const w = this.weights ? pickWeights(desc, this.weights, this.opts.weightsFile) : initWeights(desc, this.opts.seed ?? 0);
+      const w = this.weights ? pickWeights(desc, this.weights, weightsName(this.opts.weightsFile)) : initWeights(desc, this.opts.seed ?? 0);
       bytes = exportOnnx(desc, w);
     }
     // The encoders run on the provider the ego network got, so a frame never mixes devices.

@@ -203,32 +203,65 @@ export async function loadWeights(file: string): Promise<{ weights: Weights; met
 }
 
 /**
+ * How several weight files merge. 'identical': a parameter present in more than one file must be
+ * identical in all. 'encoders': the fusion and head (every parameter outside encoder.* and
+ * aligner.*) come from the first file alone; later files give only their agent types' encoders and
+ * aligners, which must still be identical where files share them.
+ */
+export type MergeRule = 'identical' | 'encoders';
+export const MERGE_RULES: readonly MergeRule[] = ['identical', 'encoders'];
+
+const isAgentParam = (name: string) => name.startsWith('encoder.') || name.startsWith('aligner.');
+
+/**
  * Several weight files as one: backward alignments run in parallel from the same base each hold
  * the base plus their own type. A parameter present in more than one file must be identical in
- * all (the frozen base is), else the later file and the parameter are named. `load` reads one
- * file (fusion/pipeline.ts's readWeightFile also takes HEAL checkpoints).
+ * all (the frozen base is), else the later file and the parameter are named; under the
+ * 'encoders' rule a later file's fusion and head are left out instead (logged, with the first
+ * parameter that differs). `load` reads one file (fusion/pipeline.ts's readWeightFile also takes
+ * HEAL checkpoints).
  */
 export async function mergeWeightFiles(
   files: string[],
   load: (file: string) => Promise<{ weights: Weights; meta: WeightsMeta }> = loadWeights,
+  rule: MergeRule = 'identical',
+  log?: (line: string) => void,
 ): Promise<{ weights: Weights; meta: WeightsMeta }> {
   if (files.length === 0) throw new Error('mergeWeightFiles: no weight files');
   const first = await load(files[0]);
   if (files.length === 1) return first;
   const merged: Weights = new Map(first.weights);
   const origin = new Map([...first.weights.keys()].map((name) => [name, files[0]]));
+  const same = (a: WeightTensor, b: WeightTensor) => sameShape(a.shape, b.shape) && a.data.every((v, i) => v === b.data[i]);
   for (const file of files.slice(1)) {
     const { weights } = await load(file);
+    let skipped = 0;
+    let differs: string | undefined;
     for (const [name, w] of weights) {
       const have = merged.get(name);
+      if (rule === 'encoders' && !isAgentParam(name)) {
+        skipped++;
+        if (differs === undefined && (!have || !same(have, w))) differs = name;
+        continue;
+      }
       if (!have) {
         merged.set(name, w);
         origin.set(name, file);
         continue;
       }
-      const same = sameShape(have.shape, w.shape) && have.data.every((v, i) => v === w.data[i]);
-      if (!same) throw new DataError(file, name, `differs from the same parameter in ${origin.get(name)} (not trained from the same base?)`);
+      if (!same(have, w)) {
+        const hint =
+          rule === 'identical' && !isAgentParam(name)
+            ? "; to take the fusion and head from the first file only, merge by the 'encoders' rule (heal eval --merge-weights encoders)"
+            : '';
+        throw new DataError(file, name, `differs from the same parameter in ${origin.get(name)} (not trained from the same base?)${hint}`);
+      }
+    }
+    if (skipped > 0) {
+      log?.(
+        `heal: ${file}: only its encoders and aligners are used; its fusion and head (${skipped} parameters) are left out for ${files[0]}'s ${differs ? `(they differ, first ${differs})` : '(identical)'}`,
+      );
     }
   }
-  return { weights: merged, meta: { ...first.meta, mergedFrom: files } };
+  return { weights: merged, meta: { ...first.meta, mergedFrom: files, ...(rule !== 'identical' ? { mergeRule: rule } : {}) } };
 }

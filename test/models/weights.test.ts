@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataError } from '../../datasets/io.ts';
 import { decodeSafetensors } from '../../models/safetensors.ts';
 import { shippedWeightsPath } from '../../models/shipped.ts';
-import { decodeWeights, encodeWeights, loadWeights, META_KEY, saveWeights, type Weights } from '../../models/weights.ts';
+import { decodeWeights, encodeWeights, loadWeights, mergeWeightFiles, META_KEY, saveWeights, type Weights } from '../../models/weights.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -193,5 +193,45 @@ describe('weight files', () => {
 
   it('a missing file is named', async () => {
     await expect(loadWeights(path.join(dir, 'nowhere.bin'))).rejects.toThrow(/nowhere\.bin.*weight file is missing/);
+  });
+});
+
+describe('merging weight files', () => {
+  const tensor = (...v: number[]) => ({ shape: [v.length], data: Float32Array.from(v) });
+  // Two HEAL-style checkpoints: each its own agent type, each its own (different) fusion and head.
+  const files: Record<string, Weights> = {
+    'lidar.pth': new Map([
+      ['encoder.m1.w', tensor(1)],
+      ['fusion.level0.w', tensor(1, 2)],
+      ['head.cls.w', tensor(3)],
+    ]),
+    'camera.pth': new Map([
+      ['encoder.m4.w', tensor(4)],
+      ['aligner.m4.w', tensor(5)],
+      ['fusion.level0.w', tensor(1, 2.5)],
+      ['head.cls.w', tensor(3)],
+    ]),
+  };
+  const load = async (f: string) => ({ weights: files[f], meta: { from: f } });
+
+  it("'identical' refuses a shared parameter that differs, naming the file and the parameter", async () => {
+    const err = await mergeWeightFiles(['lidar.pth', 'camera.pth'], load).catch((e) => e);
+    expect(err).toBeInstanceOf(DataError);
+    expect(err.message).toMatch(/camera\.pth.*fusion\.level0\.w.*differs from the same parameter in lidar\.pth.*--merge-weights encoders/);
+  });
+
+  it("'encoders' takes the fusion and head from the first file and only encoders and aligners from the others, and says so", async () => {
+    const lines: string[] = [];
+    const { weights, meta } = await mergeWeightFiles(['lidar.pth', 'camera.pth'], load, 'encoders', (l) => lines.push(l));
+    expect([...weights.keys()].sort()).toEqual(['aligner.m4.w', 'encoder.m1.w', 'encoder.m4.w', 'fusion.level0.w', 'head.cls.w']);
+    expect(Array.from(weights.get('fusion.level0.w')!.data)).toEqual([1, 2]);
+    expect(meta).toMatchObject({ from: 'lidar.pth', mergedFrom: ['lidar.pth', 'camera.pth'], mergeRule: 'encoders' });
+    expect(lines).toEqual([
+      "heal: camera.pth: only its encoders and aligners are used; its fusion and head (2 parameters) are left out for lidar.pth's (they differ, first fusion.level0.w)",
+    ]);
+    // An encoder both files hold must still agree.
+    files['camera.pth'].set('encoder.m1.w', tensor(9));
+    await expect(mergeWeightFiles(['lidar.pth', 'camera.pth'], load, 'encoders')).rejects.toThrow(/encoder\.m1\.w/);
+    files['camera.pth'].delete('encoder.m1.w');
   });
 });
