@@ -140,16 +140,54 @@ const reduceTf =
     return { t: f(ctx.tf)(v.t, physicalAxis(v, node.axis), node.keepDims), nhwc: v.nhwc };
   };
 
+/**
+ * onnxruntime's CPU provider runs a convolution in its blocked layout (NCHWc: 16 channels a block
+ * with AVX-512, 8 with AVX2) only when every group has whole blocks; a group of 4 or 8 channels
+ * (HEAL's ResNeXt levels 0 and 1) runs as 32 small matrix products, with the whole map converted
+ * out of the blocked layout before it and back after it. Merging k neighbouring groups into one
+ * with a block-diagonal weight (the other groups' entries exactly 0) gives the same sums plus
+ * exact zeros, in the blocked layout, at k times the multiply-adds: HEAL's ego network for 3
+ * agents took 8 % less CPU time and 4–13 % less wall time on a 2-core AVX-512 machine, and stays
+ * within HEAL's reference tolerances. Depthwise convolutions have their own blocked kernel and are
+ * left alone, as are weights not known at export (not a parameter).
+ */
+const GROUP_CHANNELS = 16;
+
+function mergedGroups(node: NodeOf<'conv2d'>, ctx: OnnxContext): { groups: number; dims: number[]; data: Float32Array } | undefined {
+  const g = node.groups;
+  const w = ctx.weights.get(node.inputs[1]);
+  if (g === 1 || !w) return undefined;
+  const [o, ig, kh, kw] = w.shape;
+  const og = o / g;
+  if (ig === 1 || ig >= GROUP_CHANNELS || og >= GROUP_CHANNELS || GROUP_CHANNELS % ig !== 0 || GROUP_CHANNELS % og !== 0) return undefined;
+  const k = Math.min(GROUP_CHANNELS / ig, GROUP_CHANNELS / og, g);
+  if (g % k !== 0) return undefined;
+  const kk = kh * kw;
+  const data = new Float32Array(o * ig * k * kk);
+  for (let oc = 0; oc < o; oc++) {
+    // Output channel oc belongs to old group oc/og, which sits at slot (oc/og) mod k of its new group's inputs.
+    const slot = Math.floor(oc / og) % k;
+    data.set(w.data.subarray(oc * ig * kk, (oc + 1) * ig * kk), (oc * ig * k + slot * ig) * kk);
+  }
+  return { groups: g / k, dims: [o, ig * k, kh, kw], data };
+}
+
 export const OPS: OpTable = {
   conv2d: {
     onnx: (node, ctx) => {
       const p = node.pad;
-      ctx.node('Conv', node.inputs, node.name, [
+      const merged = mergedGroups(node, ctx);
+      const inputs = [...node.inputs];
+      if (merged) {
+        inputs[1] = `${node.name}/merged_weight`;
+        ctx.floatInitializer(inputs[1], merged.dims, merged.data);
+      }
+      ctx.node('Conv', inputs, node.name, [
         intsAttr('kernel_shape', node.kernel),
         intsAttr('strides', [node.stride, node.stride]),
         intsAttr('pads', [p, p, p, p]),
         intsAttr('dilations', [1, 1]),
-        intAttr('group', node.groups),
+        intAttr('group', merged?.groups ?? node.groups),
       ]);
     },
     tfjs: (node, { tf, args, toNhwc, where }) => {
