@@ -10,17 +10,17 @@ import { progress } from './progress.ts';
 import { promises as fs } from 'node:fs';
 import { agentNetwork } from '../perception/encoders/agent.ts';
 import { loadRegistry } from '../perception/registry.ts';
-import { SMALL_SPACE } from '../perception/space.ts';
+import { SPACES, spaceByName, trainingSpace, type SharedSpace } from '../perception/space.ts';
 import { egoNetworkFor } from '../fusion/pipeline.ts';
+import { stageOneModels } from '../train/stages.ts';
 import { type Values, choice, command, flag, int, number, runCommand, string } from './args.ts';
 
 /**
  * What an alignment trained against what end-to-end training of every built-in type plus the
  * new one would train, and the stage-1 run's time per step when its train.json sits beside --base.
  */
-async function alignmentCost(align: { type: string; base: string; typesDirs: string[] }, wallSeconds: number, steps: number) {
+async function alignmentCost(align: { type: string; base: string; typesDirs: string[] }, space: SharedSpace, wallSeconds: number, steps: number) {
   const registry = await loadRegistry(align.typesDirs);
-  const space = SMALL_SPACE;
   const count = (names: string[]) =>
     names.reduce(
       (s, n) => s + agentNetwork(registry.profile(n, space.name).network, space).params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),
@@ -56,6 +56,11 @@ export function trainingOptions(defaultSteps: number) {
     data: string({ arg: 'DIR', required: true, help: 'dataset with a train split (and a validate split for validation AP)' }),
     out: string({ arg: 'RUNDIR', required: true, help: 'where checkpoints and logs go' }),
     steps: int({ min: 1, default: defaultSteps, help: 'total optimisation steps, one cooperative frame each' }),
+    profile: choice(Object.keys(SPACES), {
+      arg: 'P',
+      default: 'small',
+      help: "shared-space profile; training uses its training range (heal: HEAL's ±102.4 × ±51.2 m, 256×128 features)",
+    }),
     lr: number({ above: 0, defaultText: '0.002', help: 'Adam learning rate' }),
     seed: int({ arg: 'S', default: 0, help: 'weight initialisation and sampling seed' }),
     'max-agents': int({ min: 1, default: 3, help: 'agents per sample, ego included, chosen at random within range' }),
@@ -118,7 +123,9 @@ export async function runTraining(
     await writeFileAtomic(recordFile, JSON.stringify(start, null, 2) + '\n');
   }
   let first = 0;
+  const space = trainingSpace(spaceByName(values.profile));
   const result = await train({
+    models: stageOneModels(space),
     data: values.data,
     out,
     steps,
@@ -151,6 +158,8 @@ export async function runTraining(
     command: `heal ${command} ${args.join(' ')}`,
     data: path.resolve(values.data),
     seed: values.seed,
+    profile: values.profile,
+    range: space.range,
     steps: result.step,
     backend: backend.backend,
     backendReason: backend.reason,
@@ -161,7 +170,7 @@ export async function runTraining(
     finished: true,
   };
   // This segment's time over this segment's steps: a resumed alignment's wallSeconds covers only the resumed part.
-  if (align) Object.assign(record, await alignmentCost(align, record.wallSeconds as number, result.step - first));
+  if (align) Object.assign(record, await alignmentCost(align, space, record.wallSeconds as number, result.step - first));
   // A resumed run keeps the records of its earlier segments (their commands, e.g. another --lr,
   // and wall times), so the record says how the weights were really made.
   if (values.resume) {

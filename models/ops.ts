@@ -284,6 +284,12 @@ export const OPS: OpTable = {
         meanVar.assign(tf.add(tf.mul(meanVar, 1 - k), tf.mul(tf.reshape(mean, meanVar.shape), k)));
         varVar.assign(tf.add(tf.mul(varVar, 1 - k), tf.mul(tf.reshape(unbiased, varVar.shape), k)));
       }
+      if (!training && x.rank === 4 && axis === 3) {
+        // A frozen network (an alignment's fusion and head) still passes gradients back, and
+        // the tape keeps what each op saves: one fused kernel saves its input instead of the
+        // three maps sub, mul and add would, which keeps HEAL's pyramid inside wasm's 4 GB.
+        return { t: tf.batchNorm4d(x as tfjs.Tensor4D, runMean.flatten(), runVar.flatten(), beta.flatten(), gamma.flatten(), node.epsilon), nhwc: v.nhwc };
+      }
       const scale = tf.mul(gamma, tf.rsqrt(tf.add(variance, node.epsilon)));
       return { t: tf.add(tf.mul(tf.sub(x, mean), scale), beta), nhwc: v.nhwc };
     },

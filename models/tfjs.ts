@@ -31,6 +31,22 @@ export interface TfModel {
    * (see trainableVariables) so frozen parts stay frozen.
    */
   apply(inputs: Record<string, tf.Tensor>, opts?: ApplyOptions): Record<string, tf.Tensor>;
+  /**
+   * The gradient of `loss` (a scalar of the outputs) with respect to the inputs named in `wrt`,
+   * the variables held fixed, for a frozen network that gradients must still cross (an
+   * alignment's fusion and head). The nodes run in `segments` consecutive runs: a first pass
+   * without the tape keeps only the tensors that cross a run's boundary, then each run, last
+   * first, is computed again under the tape and taken back to its own inputs. At most one run's
+   * intermediates are alive at a time, at the price of one more forward pass: HEAL's pyramid on
+   * one 256×128 map holds over 4 GB when taped whole, more than the wasm backend can address.
+   * Batch norms use their running statistics (a run computed twice must not move them twice).
+   */
+  inputGradients(
+    inputs: Record<string, tf.Tensor>,
+    wrt: string[],
+    loss: (outputs: Record<string, tf.Tensor>) => tf.Scalar,
+    opts?: { segments?: number },
+  ): { value: tf.Scalar; grads: Record<string, tf.Tensor> };
   /** Trainable variables whose names pass `keep` (default: all of them). */
   trainableVariables(keep?: (name: string) => boolean): tf.Variable[];
   /**
@@ -55,44 +71,173 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
   const constants = new Map<string, tf.Tensor>();
   for (const c of desc.constants) constants.set(c.name, tf.keep(tf.tensor(c.values, c.shape, c.dtype)));
 
+  /** Checks the inputs and sets them, the variables and the constants into a fresh value map. */
+  const startValues = (inputs: Record<string, tf.Tensor>): Map<string, TfValue> => {
+    const values = new Map<string, TfValue>();
+    for (const spec of desc.inputs) {
+      const t = inputs[spec.name];
+      if (!t) throw new Error(`${desc.name}: input "${spec.name}" is missing`);
+      if (t.dtype !== spec.dtype) throw new Error(`${desc.name}: input "${spec.name}" must be ${spec.dtype}, got ${t.dtype}`);
+      if (t.rank !== spec.shape.length || spec.shape.some((d, i) => typeof d === 'number' && d !== t.shape[i])) {
+        throw new Error(`${desc.name}: input "${spec.name}" has shape [${t.shape}], expected [${spec.shape}]`);
+      }
+      values.set(spec.name, { t, nhwc: false });
+    }
+    for (const [name, v] of variables) values.set(name, { t: v, nhwc: false });
+    for (const [name, c] of constants) values.set(name, { t: c, nhwc: false });
+    return values;
+  };
+
+  /** Runs nodes [from, to) of the description on `values`, adding each node's result. */
+  const runNodes = (values: Map<string, TfValue>, from: number, to: number, training: boolean): void => {
+    for (const node of desc.nodes.slice(from, to)) {
+      const args = node.inputs.map((name) => {
+        const v = values.get(name);
+        if (!v) throw new Error(`${desc.name}: node "${node.name}" reads unknown tensor "${name}"`);
+        return v;
+      });
+      const ctx = {
+        ...KERNELS,
+        args,
+        vars: node.inputs.map((n) => variables.get(n)),
+        training,
+        where: `node "${node.name}" (${node.op})`,
+      };
+      values.set(node.name, lowering(node).tfjs(node, ctx));
+    }
+  };
+
   const apply = (inputs: Record<string, tf.Tensor>, opts: ApplyOptions = {}): Record<string, tf.Tensor> =>
     tf.tidy(() => {
-      const values = new Map<string, TfValue>();
-      for (const spec of desc.inputs) {
-        const t = inputs[spec.name];
-        if (!t) throw new Error(`${desc.name}: input "${spec.name}" is missing`);
-        if (t.dtype !== spec.dtype) throw new Error(`${desc.name}: input "${spec.name}" must be ${spec.dtype}, got ${t.dtype}`);
-        if (t.rank !== spec.shape.length || spec.shape.some((d, i) => typeof d === 'number' && d !== t.shape[i])) {
-          throw new Error(`${desc.name}: input "${spec.name}" has shape [${t.shape}], expected [${spec.shape}]`);
-        }
-        values.set(spec.name, { t, nhwc: false });
-      }
-      for (const [name, v] of variables) values.set(name, { t: v, nhwc: false });
-      for (const [name, c] of constants) values.set(name, { t: c, nhwc: false });
-      for (const node of desc.nodes) {
-        const args = node.inputs.map((name) => {
-          const v = values.get(name);
-          if (!v) throw new Error(`${desc.name}: node "${node.name}" reads unknown tensor "${name}"`);
-          return v;
-        });
-        const ctx = {
-          ...KERNELS,
-          args,
-          vars: node.inputs.map((n) => variables.get(n)),
-          training: opts.training ?? false,
-          where: `node "${node.name}" (${node.op})`,
-        };
-        values.set(node.name, lowering(node).tfjs(node, ctx));
-      }
+      const values = startValues(inputs);
+      runNodes(values, 0, desc.nodes.length, opts.training ?? false);
       const out: Record<string, tf.Tensor> = {};
       for (const o of desc.outputs) out[o.name] = logical(values.get(o.name)!).t;
       return out;
     });
 
+  const inputGradients: TfModel['inputGradients'] = (inputs, wrt, loss, opts = {}) => {
+    const training = false;
+    const n = desc.nodes.length;
+    const runs = Math.max(1, Math.min(opts.segments ?? 8, n));
+    const bounds = Array.from({ length: runs + 1 }, (_, k) => Math.round((k * n) / runs));
+    const runOf = new Map<string, number>();
+    desc.nodes.forEach((node, i) =>
+      runOf.set(
+        node.name,
+        bounds.findIndex((b, k) => i >= b && i < bounds[k + 1]),
+      ),
+    );
+    const outputs = new Set(desc.outputs.map((o) => o.name));
+    // What each run reads from before it (graph inputs, earlier runs), and what it hands on.
+    const reads = bounds.slice(0, -1).map(() => new Set<string>());
+    const handsOn = bounds.slice(0, -1).map(() => new Set<string>());
+    for (const node of desc.nodes) {
+      const r = runOf.get(node.name)!;
+      for (const name of node.inputs) {
+        if (variables.has(name) || constants.has(name)) continue;
+        const from = runOf.get(name);
+        if (from === r) continue;
+        reads[r].add(name);
+        if (from !== undefined) handsOn[from].add(name);
+      }
+      if (outputs.has(node.name)) handsOn[runOf.get(node.name)!].add(node.name);
+    }
+    // Forward, untaped: keep only what crosses a boundary.
+    const kept = new Map<string, TfValue>();
+    const start = startValues(inputs);
+    // A node may hand on a tensor it was given (identity): those belong to the caller or the model.
+    const owned = (t: tf.Tensor) => ![...start.values()].some((v) => v.t === t);
+    for (let r = 0; r < runs; r++) {
+      tf.tidy(() => {
+        const values = new Map(start);
+        for (const [k, v] of kept) values.set(k, v);
+        runNodes(values, bounds[r], bounds[r + 1], training);
+        for (const name of handsOn[r]) kept.set(name, { t: tf.keep(values.get(name)!.t), nhwc: values.get(name)!.nhwc });
+      });
+    }
+    const outs: Record<string, tf.Tensor> = {};
+    const logicalOuts: tf.Tensor[] = [];
+    for (const o of desc.outputs) {
+      outs[o.name] = tf.keep(logical(kept.get(o.name)!).t);
+      logicalOuts.push(outs[o.name]);
+    }
+    // d loss / d output, from the loss alone.
+    const { value, grads: outGrads } = tf.engine().gradients(() => loss(outs), logicalOuts, undefined, true) as {
+      value: tf.Scalar;
+      grads: (tf.Tensor | null)[];
+    };
+    const acc = new Map<string, tf.Tensor>();
+    const addGrad = (name: string, g: tf.Tensor) => {
+      const prev = acc.get(name);
+      // A clone, since one gradient tensor may come back for two names of one tensor.
+      acc.set(name, tf.keep(prev ? tf.add(prev, g) : tf.clone(g)));
+      prev?.dispose();
+    };
+    desc.outputs.forEach((o, i) => {
+      const g = outGrads[i];
+      if (!g) return;
+      // An output is handed on in its stored layout; its gradient arrives in the logical one.
+      const nhwc = kept.get(o.name)!.nhwc;
+      tf.tidy(() => addGrad(o.name, nhwc ? tf.transpose(g, [0, 2, 3, 1]) : g));
+      g.dispose();
+      if (nhwc) outs[o.name].dispose();
+    });
+    // Backward, one run at a time, last first.
+    for (let r = runs - 1; r >= 0; r--) {
+      const names = [...reads[r]];
+      const given = names.map((name) => kept.get(name) ?? start.get(name)!);
+      // Graph inputs other than `wrt` (grids, validity) are held fixed like the variables.
+      const differentiable = names.filter((name, i) => given[i].t.dtype === 'float32' && (runOf.has(name) || wrt.includes(name)));
+      const xs = differentiable.map((name) => given[names.indexOf(name)].t);
+      tf.tidy(() => {
+        const { grads } = tf.engine().gradients(
+          () => {
+            const values = new Map(start);
+            names.forEach((name, i) => values.set(name, given[i]));
+            runNodes(values, bounds[r], bounds[r + 1], training);
+            let total: tf.Tensor = tf.scalar(0);
+            for (const name of handsOn[r]) {
+              const dy = acc.get(name);
+              if (dy) total = tf.add(total, tf.sum(tf.mul(values.get(name)!.t, dy)));
+            }
+            return total as tf.Scalar;
+          },
+          xs,
+          undefined,
+          true,
+        ) as { grads: (tf.Tensor | null)[] };
+        differentiable.forEach((name, i) => {
+          if (grads[i]) addGrad(name, grads[i]!);
+        });
+      });
+      const done = [...handsOn[r]].map((name) => kept.get(name)?.t);
+      for (const name of handsOn[r]) {
+        acc.get(name)?.dispose();
+        acc.delete(name);
+        kept.delete(name);
+      }
+      // One tensor may stand under several names (identity): it goes with the last of them.
+      const live = new Set([...kept.values()].map((v) => v.t));
+      for (const t of done) if (t && owned(t) && !live.has(t) && !t.isDisposed) t.dispose();
+    }
+    const grads: Record<string, tf.Tensor> = {};
+    for (const name of wrt) {
+      const g = acc.get(name);
+      if (!g) throw new Error(`${desc.name}: the loss does not depend on input "${name}"`);
+      grads[name] = g;
+      acc.delete(name);
+    }
+    for (const g of acc.values()) g.dispose();
+    for (const v of kept.values()) if (owned(v.t) && !v.t.isDisposed) v.t.dispose();
+    return { value, grads };
+  };
+
   return {
     desc,
     variables,
     apply,
+    inputGradients,
     trainableVariables: (keep = () => true) => [...variables].filter(([n, v]) => v.trainable && keep(n)).map(([, v]) => v),
     readWeights: async () => {
       const w: Weights = new Map();

@@ -33,8 +33,15 @@ export interface AnchorConfig {
 
 export interface SharedSpace {
   name: string;
-  /** [xmin, ymin, zmin, xmax, ymax, zmax] in the agent's LiDAR frame, meters. */
+  /** [xmin, ymin, zmin, xmax, ymax, zmax] in the agent's LiDAR frame, meters: what detect and eval use. */
   range: [number, number, number, number, number, number];
+  /**
+   * The range heal train and heal align use, when it differs (HEAL trains on ±51.2 m in y and
+   * evaluates on ±102.4 m). The networks are the same: convolutions and per-cell anchors do not
+   * depend on the grid's extent, so weights trained on one range run on the other. trainingSpace
+   * gives the space with this range in place.
+   */
+  trainRange?: [number, number, number, number, number, number];
   /** Pillar size [vx, vy, vz]; vz spans the whole z range for pillars. */
   voxel: [number, number, number];
   /** BEV feature cell = voxel × stride. Encoders emit their features at this stride. */
@@ -74,7 +81,9 @@ const ANCHOR: AnchorConfig = { l: 3.9, w: 1.6, h: 1.56, z: -1, yawsDeg: [0, 90] 
 /** HEAL's OPV2V-H dimensions, for GPU users with the real data. */
 export const HEAL_SPACE: SharedSpace = {
   name: 'heal',
+  // tools/inference.py's default range; the yaml's own (lidar_range) is the training range.
   range: [-102.4, -102.4, -3, 102.4, 102.4, 1],
+  trainRange: [-102.4, -51.2, -3, 102.4, 51.2, 1],
   voxel: [0.4, 0.4, 4],
   featureStride: 2,
   channels: 64,
@@ -105,6 +114,14 @@ export function spaceByName(name: string): SharedSpace {
   const s = SPACES[name];
   if (!s) throw new Error(`unknown shared-space profile "${name}" (have: ${Object.keys(SPACES).join(', ')})`);
   return s;
+}
+
+/**
+ * The space training runs in: the same profile with its training range, where it has one. Every
+ * grid, anchor, warp and target follows from the range, so nothing else changes.
+ */
+export function trainingSpace(space: SharedSpace): SharedSpace {
+  return space.trainRange ? { ...space, range: space.trainRange } : space;
 }
 
 /** Pillar grid size [W, H] (columns along x, rows along y). */

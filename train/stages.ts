@@ -8,11 +8,10 @@ import type { GraphDesc, HostTensor } from '../models/graph.ts';
 import { buildTfModel, type TfModel } from '../models/tfjs.ts';
 import { initWeights, pickWeights, type Weights } from '../models/weights.ts';
 import { agentNetwork, type AgentNetworkConfig } from '../perception/encoders/agent.ts';
-import { featureGrid, SMALL_SPACE, type SharedSpace } from '../perception/space.ts';
+import { featureGrid, SMALL_SPACE, trainingSpace, type SharedSpace } from '../perception/space.ts';
 import { builtinAgentConfig } from '../perception/registry.ts';
-import { egoNetworkFor } from '../fusion/pipeline.ts';
+import { egoInputsFor, egoNetworkFor } from '../fusion/pipeline.ts';
 import { makeAnchors, type Anchors } from '../fusion/anchors.ts';
-import { warpGrids } from '../fusion/warp.ts';
 import type { TrainSample } from './batch.ts';
 
 export interface StageOneModels {
@@ -23,13 +22,27 @@ export interface StageOneModels {
   ego: GraphDesc;
 }
 
+/** m1 and the pyramid fusion of a profile, on its training range (perception/space.ts trainingSpace). */
+export function stageOneModels(profile: SharedSpace): StageOneModels {
+  const space = trainingSpace(profile);
+  return { space, network: builtinAgentConfig('m1', space.name), ego: egoNetworkFor(space) };
+}
+
 /** m1 on the small space with the small pyramid fusion: what `heal train` trains by default. */
 export function defaultStageOneModels(): StageOneModels {
-  return { space: SMALL_SPACE, network: builtinAgentConfig('m1', 'small'), ego: egoNetworkFor(SMALL_SPACE) };
+  return stageOneModels(SMALL_SPACE);
 }
 
 function toTensor(h: HostTensor): tf.Tensor {
   return tf.tensor(h.data as Float32Array | Int32Array, h.shape, h.data instanceof Int32Array ? 'int32' : 'float32');
+}
+
+/** A training step's loss, in the two parts a network may reach by different routes. */
+export interface StepLoss {
+  /** Detection and foreground terms, from the ego network's outputs (cls, reg, dir, occ*). */
+  head(outputs: Record<string, tf.Tensor>): tf.Scalar;
+  /** The weighted depth term of a camera agent's depth distribution, or undefined when there is none. */
+  depth(depth: tf.Tensor): tf.Scalar | undefined;
 }
 
 /** What the training loop needs of a network pair (stage 1's, or an alignment's). */
@@ -40,10 +53,19 @@ export interface TrainNet {
   /** The variables this stage optimises, keyed by parameter name. */
   trainable(): Map<string, tf.Variable>;
   forward(sample: TrainSample, training: boolean): Record<string, tf.Tensor>;
+  /**
+   * The loss and its gradient per trainable variable (keyed by the tf variable's name, as
+   * tf.variableGrads gives them), where the network computes them otherwise than by taping
+   * `forward` whole.
+   */
+  gradients?(sample: TrainSample, loss: StepLoss): { value: tf.Scalar; grads: Record<string, tf.Tensor> };
   /** Every parameter a checkpoint holds (an alignment's includes the frozen base). */
   readWeights(): Promise<Weights>;
   dispose(): void;
 }
+
+/** Runs of nodes the frozen ego network is recomputed in during an alignment step (AlignNet.gradients). */
+const EGO_RUNS = 16;
 
 function levelsOf(ego: GraphDesc): [number, number][] {
   return ego.outputs
@@ -52,15 +74,19 @@ function levelsOf(ego: GraphDesc): [number, number][] {
     .map((o) => [o.shape[2] as number, o.shape[3] as number]);
 }
 
-/** The ego network's inputs for agents whose BEV features are `bevs` (ego first). */
+/**
+ * The ego network's inputs for agents whose BEV features are `bevs` (ego first): the grids (one,
+ * or one per pyramid level), validity and trust as inference builds them (egoInputsFor), every
+ * cell sent and every agent trusted 1, and the live feature tensors, so gradients reach them.
+ */
 function egoInputs(space: SharedSpace, bevs: tf.Tensor[], poses: Float64Array[]): Record<string, tf.Tensor> {
   const [W, H] = featureGrid(space);
   const A = bevs.length;
-  return {
-    features: A === 1 ? bevs[0] : tf.concat(bevs, 0),
-    valid: tf.ones([A, 1, H, W]),
-    grid: tf.tensor4d(warpGrids(poses[0], poses, space, H, W), [A, H, W, 2]),
-  };
+  // egoInputsFor only wraps the stacked host features; the tensors replace them, so none are copied.
+  const { features: _, ...rest } = egoInputsFor(space, new Float32Array(0), poses, new Float32Array(A * H * W).fill(1), []);
+  const inputs: Record<string, tf.Tensor> = { features: A === 1 ? bevs[0] : tf.concat(bevs, 0) };
+  for (const [name, t] of Object.entries(rest)) inputs[name] = toTensor(t);
+  return inputs;
 }
 
 /**
@@ -106,6 +132,56 @@ export class AlignNet implements TrainNet {
       { training: false },
     );
     return outs[0].depth ? { ...head, depth: outs[0].depth } : head;
+  }
+
+  /**
+   * In three passes, so that the frozen fusion's intermediates and the agent's are never taped
+   * together: the agent's maps without the tape (its batch-norm statistics put back after, so
+   * the taped pass moves them once); the loss's gradient with respect to the maps through the
+   * fusion and head, recomputed a run of nodes at a time (TfModel.inputGradients); the agent
+   * again under the tape, whose gradient of Σ maps · (d loss / d maps), plus its depth term, is
+   * the loss's. HEAL's pyramid taped whole needs more than the 4 GB wasm can address.
+   */
+  gradients(sample: TrainSample, loss: StepLoss): { value: tf.Scalar; grads: Record<string, tf.Tensor> } {
+    const inputs = sample.inputs.map((inp) => Object.fromEntries(Object.entries(inp).map(([k, v]) => [k, toTensor(v)])));
+    try {
+      const stats = [...this.agent.variables.values()].filter((v) => !v.trainable).map((v) => [v, tf.clone(v)] as const);
+      const bevs = tf.tidy(() => inputs.map((inp) => this.agent.apply(inp, { training: true }).bev));
+      for (const [v, saved] of stats) {
+        v.assign(saved);
+        saved.dispose();
+      }
+      const egoIn = egoInputs(this.models.space, bevs, sample.poses);
+      const { value, grads } = this.ego.inputGradients(egoIn, ['features'], (out) => loss.head(out), { segments: EGO_RUNS });
+      tf.dispose([...bevs, ...Object.values(egoIn)]);
+      const dMaps = grads.features;
+      let depthTerm: tf.Scalar | undefined;
+      const agentGrads = tf.variableGrads(() => {
+        const outs = inputs.map((inp) => this.agent.apply(inp, { training: true }));
+        const maps =
+          outs.length === 1
+            ? outs[0].bev
+            : tf.concat(
+                outs.map((o) => o.bev),
+                0,
+              );
+        let total = tf.sum(tf.mul(maps, dMaps)) as tf.Scalar;
+        const depth = outs[0].depth && loss.depth(outs[0].depth);
+        if (depth) {
+          depthTerm = tf.keep(depth);
+          total = tf.add(total, depth) as tf.Scalar;
+        }
+        return total;
+      }, [...this.trainable().values()]);
+      agentGrads.value.dispose();
+      dMaps.dispose();
+      if (!depthTerm) return { value, grads: agentGrads.grads };
+      const total = tf.add(value, depthTerm) as tf.Scalar;
+      tf.dispose([value, depthTerm]);
+      return { value: total, grads: agentGrads.grads };
+    } finally {
+      for (const inp of inputs) tf.dispose(Object.values(inp));
+    }
   }
 
   async readWeights(): Promise<Weights> {

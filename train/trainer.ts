@@ -21,7 +21,7 @@ import { loadRegistry } from '../perception/registry.ts';
 import { DEFAULT_LOSS_WEIGHTS, depthLoss, detectionLoss, disposeTargets, occupancyLoss, targetTensors, type LossWeights } from './losses.ts';
 import { NamedAdam } from './optimizer.ts';
 import { CHECKPOINT_FILE, type CheckpointMeta, resumeCheckpoint, saveCheckpoint } from './checkpoint.ts';
-import { AlignNet, defaultStageOneModels, StageOne, type StageOneModels, type TrainNet } from './stages.ts';
+import { AlignNet, defaultStageOneModels, StageOne, type StepLoss, type StageOneModels, type TrainNet } from './stages.ts';
 
 export interface TrainOptions {
   data: string;
@@ -83,21 +83,29 @@ export function trainStep(
   const targets = targetTensors(sample.targets);
   const params = net.trainable();
   const parts: Record<string, tf.Scalar> = {};
-  try {
-    const { value, grads } = tf.variableGrads(() => {
-      const out = net.forward(sample, true);
+  const loss: StepLoss = {
+    head: (out) => {
       const det = detectionLoss({ cls: out.cls, reg: out.reg, dir: out.dir }, targets, lossWeights);
       const occOut = net.levels.map((_, l) => out[`occ${l}`]);
       const occ = occupancyLoss(occOut, sample.occTargets, lossWeights.occ);
-      const terms: Record<string, tf.Scalar> = { cls: det.cls, reg: det.reg, dir: det.dir, occ };
-      let total = tf.add(det.total, occ) as tf.Scalar;
-      if (out.depth && sample.depth && lossWeights.depth > 0) {
-        terms.depth = depthLoss(out.depth, sample.depth);
-        total = tf.add(total, tf.mul(terms.depth, lossWeights.depth)) as tf.Scalar;
-      }
-      for (const [k, t] of Object.entries(terms)) parts[k] = tf.keep(t);
-      return total;
-    }, [...params.values()]);
+      for (const [k, t] of Object.entries({ cls: det.cls, reg: det.reg, dir: det.dir, occ })) parts[k] = tf.keep(t);
+      return tf.add(det.total, occ) as tf.Scalar;
+    },
+    depth: (depth) => {
+      if (!sample.depth || lossWeights.depth <= 0) return undefined;
+      parts.depth = tf.keep(depthLoss(depth, sample.depth));
+      return tf.mul(parts.depth, lossWeights.depth) as tf.Scalar;
+    },
+  };
+  try {
+    const { value, grads } = net.gradients
+      ? net.gradients(sample, loss)
+      : tf.variableGrads(() => {
+          const out = net.forward(sample, true);
+          const head = loss.head(out);
+          const depth = out.depth && loss.depth(out.depth);
+          return depth ? (tf.add(head, depth) as tf.Scalar) : head;
+        }, [...params.values()]);
     const byName = new Map<string, tf.Tensor>();
     const nameOf = new Map([...params].map(([n, v]) => [v.name, n]));
     for (const [varName, g] of Object.entries(grads)) byName.set(nameOf.get(varName)!, g);

@@ -1,0 +1,81 @@
+// TfModel.inputGradients (models/tfjs.ts): the gradient through a frozen network recomputed a run
+// of nodes at a time equals the one taped whole, for any number of runs, on a network whose
+// tensors cross run boundaries in both layouts and whose outputs are read again inside it
+// (a tiny HEAL-style ego network: per-level warps, ResNeXt bottlenecks, skip connections to the
+// decoder), and it frees every tensor it made.
+
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { buildTfModel } from '../../models/tfjs.ts';
+import { initWeights } from '../../models/weights.ts';
+import { egoInputsFor, egoNetworkFor } from '../../fusion/pipeline.ts';
+import { HEAL_SPACE, type SharedSpace } from '../../perception/space.ts';
+import { poseToMatrix } from '../../datasets/geometry/transforms.ts';
+import { rngFor } from '../../datasets/rng.ts';
+
+const TINY: SharedSpace = {
+  ...HEAL_SPACE,
+  name: 'tiny',
+  range: [-12.8, -12.8, -3, 12.8, 12.8, 1],
+  voxel: [0.8, 0.8, 4],
+  featureStride: 2,
+  channels: 8,
+  fusion: {
+    backbone: {
+      inChannels: 8,
+      layerNums: [1, 2],
+      layerStrides: [1, 2],
+      numFilters: [8, 16],
+      upsampleStrides: [1, 2],
+      numUpsampleFilters: [8, 8],
+      batchNorm: true,
+      block: 'bottleneck',
+      groups: 4,
+      widthPerGroup: 16,
+    },
+    shrinkChannels: 8,
+    shrink: 'double-conv',
+    warp: 'per-level',
+  },
+};
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+describe('inputGradients', () => {
+  it('equals the whole-tape gradient for 1 to 12 runs, and leaves no tensor behind', () => {
+    const desc = egoNetworkFor(TINY);
+    const model = buildTfModel(desc, initWeights(desc, 2));
+    const [A, C, H, W] = [2, 8, 16, 16];
+    const poses = [poseToMatrix([0, 0, 1.9, 0, 0, 0]), poseToMatrix([4, -3, 1.9, 0, 20, 0])];
+    const { features: _, ...host } = egoInputsFor(TINY, new Float32Array(0), poses, new Float32Array(A * H * W).fill(1), []);
+    const rng = rngFor('input-gradients', 1);
+    const feats = tf.tensor4d(
+      Float32Array.from({ length: A * C * H * W }, () => rng.normal()),
+      [A, C, H, W],
+    );
+    const inputs: Record<string, tf.Tensor> = { features: feats };
+    for (const [k, v] of Object.entries(host)) inputs[k] = tf.tensor(v.data as Float32Array, v.shape);
+    // Every output counts, with its own weight, so a lost output gradient shows.
+    const loss = (out: Record<string, tf.Tensor>) =>
+      Object.values(out).reduce((s: tf.Scalar, t, i) => tf.add(s, tf.mul(tf.sum(tf.square(t)), 1 + i)) as tf.Scalar, tf.scalar(0));
+    const whole = tf.grad((f: tf.Tensor) => loss(model.apply({ ...inputs, features: f })))(feats);
+    const ref = whole.dataSync();
+    let scale = 0;
+    for (const v of ref) scale = Math.max(scale, Math.abs(v));
+    expect(scale).toBeGreaterThan(0);
+    const before = tf.memory().numTensors;
+    for (const segments of [1, 2, 3, 5, 12]) {
+      const { value, grads } = model.inputGradients(inputs, ['features'], loss, { segments });
+      const g = grads.features.dataSync();
+      let err = 0;
+      for (let i = 0; i < g.length; i++) err = Math.max(err, Math.abs(g[i] - ref[i]));
+      expect(err / scale, `${segments} runs`).toBeLessThan(1e-5);
+      tf.dispose([value, grads.features]);
+      expect(tf.memory().numTensors, `${segments} runs`).toBe(before);
+    }
+    tf.dispose([whole, ...Object.values(inputs)]);
+    model.dispose();
+  });
+});
