@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../datasets/io.ts';
-import { UsageError, command, runCommand, string } from './args.ts';
+import { UsageError, choice, command, runCommand, string } from './args.ts';
 
 const BENCHES: Record<string, string> = {
   synthetic: '../bench/synthetic.ts',
@@ -15,15 +15,23 @@ const BENCHES: Record<string, string> = {
   train: '../bench/train.ts',
 };
 
+/** Benchmarks that also run on another profile than the default small one, and their module for it. */
+const PROFILE_BENCHES: Record<string, Record<string, string>> = {
+  heal: { inference: '../bench/heal-inference.ts' },
+};
+
 export const BENCH = command({
   name: 'bench',
-  usage: '[NAME ...] [--out FILE]',
+  usage: '[NAME ...] [--profile P] [--out FILE]',
   about: `Runs benchmarks side by side in one process. Writes bench/results/latest.json (all) or
 bench/results/NAME.json (some), and a Markdown table beside it.
-benchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)`,
+benchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)
+--profile heal: ${Object.keys(PROFILE_BENCHES.heal).join(', ')} on the heal profile (HEAL's m1 network; its
+figures go to NAME-heal.json)`,
   positionals: { name: 'NAME', min: 0, max: Number.POSITIVE_INFINITY },
   options: {
     out: string({ arg: 'FILE', defaultText: 'bench/results/latest.json, or NAME.json for some', help: 'where the figures go' }),
+    profile: choice(['small', ...Object.keys(PROFILE_BENCHES)], { arg: 'P', default: 'small', help: 'shared-space profile of the benchmarks that have one' }),
   },
 });
 
@@ -33,14 +41,24 @@ export function run(args: string[]): Promise<number> {
       if (!Object.hasOwn(BENCHES, name)) throw new UsageError(`unknown benchmark "${name}" (have: ${Object.keys(BENCHES).join(', ')})`);
     }
     const here = path.dirname(fileURLToPath(import.meta.url));
+    const profile = values.profile;
+    if (profile !== 'small') {
+      const have = PROFILE_BENCHES[profile];
+      const selected = names.length ? names : Object.keys(have);
+      for (const name of selected) {
+        if (!Object.hasOwn(have, name)) throw new UsageError(`benchmark "${name}" has no ${profile} profile (only ${Object.keys(have).join(', ')})`);
+      }
+      // Never latest.json: that record is the small profile's.
+      return bench(selected, have, values.out ?? path.join(here, '..', 'bench', 'results', `${selected.join('+')}-${profile}.json`));
+    }
     const selected = names.length ? names : Object.keys(BENCHES);
     // A partial run must not overwrite the full record: it gets a file named after what ran.
     const defaultName = names.length ? `${selected.join('+')}.json` : 'latest.json';
-    return bench(selected, values.out ?? path.join(here, '..', 'bench', 'results', defaultName));
+    return bench(selected, BENCHES, values.out ?? path.join(here, '..', 'bench', 'results', defaultName));
   });
 }
 
-async function bench(selected: string[], out: string): Promise<number> {
+async function bench(selected: string[], modules: Record<string, string>, out: string): Promise<number> {
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     node: process.version,
@@ -48,7 +66,7 @@ async function bench(selected: string[], out: string): Promise<number> {
     cores: (await import('node:os')).cpus().length,
   };
   for (const name of selected) {
-    const file = BENCHES[name];
+    const file = modules[name];
     process.stderr.write(`bench ${name} ...\n`);
     const mod = (await import(file)) as { run(): Promise<Record<string, unknown>> };
     const figures = await mod.run();

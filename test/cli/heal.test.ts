@@ -114,6 +114,7 @@ describe('heal', () => {
       ['view', ['x', '--port', '70000'], '--port must be an integer in [0, 65535] (got "70000")'],
       ['export', ['--out', 'x'], 'missing --weights FILE'],
       ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train)'],
+      ['bench', ['train', '--profile', 'heal'], 'benchmark "train" has no heal profile (only inference)'],
       ['import', ['weights.bin', '--out', 'x'], 'FILE must be a HEAL checkpoint (.pth or .pt), got "weights.bin"'],
       ['verify-reference', ['x', '--only', 'boxes'], '--only: "boxes" is not one of voxels, networks, postprocess, detect'],
     ];
