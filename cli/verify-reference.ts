@@ -1,6 +1,7 @@
 // `heal verify-reference DIR`: heal against tensors HEAL's PyTorch code computed, stage by stage
 // (eval/reference.ts). DIR holds a HEAL checkpoint and case folders, each a dataset frame with
-// expected.safetensors and expected.json (../shared/fixtures/heal_reference/README.md is one).
+// expected.safetensors and expected.json (m1; ../shared/fixtures/heal_reference/README.md is one) or
+// expected_m4.* (camera m4; ../shared/fixtures/heal_reference_cameras).
 
 import { DEVICES } from '../models/runtime.ts';
 import { formatChecks, verifyReference } from '../eval/reference.ts';
@@ -13,10 +14,11 @@ export const VERIFY_REFERENCE = command({
   name: 'verify-reference',
   usage: 'DIR [options]',
   about: `Checks heal against HEAL's own tensors: DIR is a reference folder (a HEAL checkpoint and case
-folders, each with a dataset frame, expected.safetensors and expected.json, as made by HEAL's PyTorch
-code) or one case folder. Every stage the case holds (voxels, pillar features, scatter sums, backbone,
-occupancy, fused levels, shrink, cls/reg/dir, boxes, the whole detect path) is compared with its
-tolerance; prints one row per stage and exits with 1 when any is out of tolerance.`,
+folders, each with a dataset frame, expected.safetensors and expected.json for HEAL's m1 or
+expected_m4.safetensors and expected_m4.json for its m4 camera agent, as made by HEAL's PyTorch code)
+or one case folder. Every stage the case holds (voxels or camera inputs and geometry, pillar features
+or depth and splat, backbone, aligner, occupancy, fused levels, shrink, cls/reg/dir, boxes, the whole
+detect path) is compared with its tolerance; prints one row per stage and exits with 1 when any is out of tolerance.`,
   positionals: { name: 'DIR', min: 1, max: 1 },
   options: {
     checkpoint: string({ arg: 'FILE', defaultText: 'the one each expected.json names', help: 'HEAL checkpoint (.pth)' }),

@@ -1,7 +1,9 @@
 // The reference suites `heal verify-reference` runs, one per expected file a case folder may hold
-// (eval/reference.ts). A camera agent's suite (HEAL's m4, expected_m4.safetensors) goes here too.
+// (eval/reference.ts): HEAL's m1 LiDAR agent (expected.safetensors) and m4 camera agent
+// (expected_m4.safetensors).
 
 import type { ReferenceSuite } from './reference.ts';
 import { LIDAR_SUITE } from './reference-lidar.ts';
+import { CAMERA_SUITE } from './reference-camera.ts';
 
-export const REFERENCE_SUITES: readonly ReferenceSuite[] = [LIDAR_SUITE];
+export const REFERENCE_SUITES: readonly ReferenceSuite[] = [LIDAR_SUITE, CAMERA_SUITE];

@@ -116,7 +116,7 @@ describe('heal', () => {
       ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train)'],
       ['bench', ['train', '--profile', 'heal'], 'benchmark "train" has no heal profile (only inference)'],
       ['import', ['weights.bin', '--out', 'x'], 'FILE must be a HEAL checkpoint (.pth or .pt), got "weights.bin"'],
-      ['verify-reference', ['x', '--only', 'boxes'], '--only: "boxes" is not one of voxels, networks, postprocess, detect'],
+      ['verify-reference', ['x', '--only', 'boxes'], '--only: "boxes" is not one of voxels, networks, postprocess, detect, inputs'],
     ];
     for (const [name, args, message] of cases) {
       const r = await runHere(name, args);
