@@ -9,6 +9,14 @@
 //
 // Weights: HEAL's checkpoint ../shared/fixtures/heal_reference/m1_stage1.pth when it is there
 // (random, but HEAL's layout and magnitudes), else seeded random weights; the figures say which.
+//
+// Camera rows (m4, HEAL's ResNet-101 Lift-Splat): the bench world's ego with its 4 cameras at
+// 800×600 (the size HEAL's camera config expects), alone, CPU provider: preprocess (resize, crop,
+// normalise, the frustum geometry and the splat index) and encode (trunk, depth and image heads,
+// lift, splat, BEV backbone, aligner), per agent and per camera (the agent's figure over its
+// cameras: the trunk runs the 4 pictures as one batch), and the op types that take most of the
+// encoder's time, from onnxruntime's profiler. Weights: m4_stage2.pth from
+// ../shared/fixtures/heal_reference_cameras when there, else seeded random weights.
 
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,17 +24,22 @@ import { existsSync, promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { openDataset } from '../datasets/open.ts';
+import { cachedWorld } from '../datasets/synthetic/cached.ts';
+import type { AgentFrame } from '../datasets/frame.ts';
 import { loadRegistry } from '../perception/registry.ts';
+import { alignToGround } from '../perception/ground.ts';
+import { agentInputs, agentNetwork } from '../perception/encoders/agent.ts';
 import { featureGrid, HEAL_SPACE } from '../perception/space.ts';
 import { CollabPipeline, egoInputsFor, egoNetworkFor, weightsFromFile, type AgentInput } from '../fusion/pipeline.ts';
 import { exportOnnx } from '../models/onnx.ts';
 import { initWeights, pickWeights } from '../models/weights.ts';
 import { cudaMissingReason, webgpuMissingReason, type Device } from '../models/runtime.ts';
-import { world } from './inference.ts';
+import { world, WORLD_OPTIONS } from './inference.ts';
 import { median } from './timing.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const HEAL_CHECKPOINT = path.join(here, '..', '..', 'shared', 'fixtures', 'heal_reference', 'm1_stage1.pth');
+export const HEAL_CAMERA_CHECKPOINT = path.join(here, '..', '..', 'shared', 'fixtures', 'heal_reference_cameras', 'm4_stage2.pth');
 const AGENTS = [1, 3, 5];
 const REPEATS = 3;
 const SEED = 1;
@@ -118,11 +131,104 @@ export async function run(): Promise<Record<string, number | string>> {
       out[`${p}.load_average`] = load();
     }
   }
+  await cameraRows(out, registry);
   out.load_average_end = load();
   out.note =
     'total_ms is the wall time of one frame (median of 3), total_cpu_ms the CPU time this process spent on it (all threads); ' +
-    'max_rss_mb is the process high-water mark so far (it never goes down); ego_arena_peak_mb is onnxruntime’s CPU arena held by the ego network, from its profiler';
+    'max_rss_mb is the process high-water mark so far (it never goes down); ego_arena_peak_mb is onnxruntime’s CPU arena held by the ego network, from its profiler; ' +
+    'cpu.m4.*: the ego alone as HEAL’s m4 (4 cameras at 800×600), per camera = the agent’s figure over its cameras, encoder_top*_op: node time by op type in one profiled run (share of all node time)';
   return out;
+}
+
+/** m4's rows (see the header): out['cpu.m4.*']. */
+async function cameraRows(out: Record<string, number | string>, registry: Awaited<ReturnType<typeof loadRegistry>>): Promise<void> {
+  const space = HEAL_SPACE;
+  // The bench world again, its pictures at the size HEAL's m4 config reads.
+  const dir = (await cachedWorld({ ...WORLD_OPTIONS, camera: { width: 800, height: 600 } }, { name: 'bench-world-800x600' })).dir;
+  const ds = await openDataset(dir);
+  const ref = ds.frames()[0];
+  const frame = await ds.readAgentFrame(ref, ref.agentIds[0], { images: true });
+  const weightsFile = existsSync(HEAL_CAMERA_CHECKPOINT) ? HEAL_CAMERA_CHECKPOINT : undefined;
+  const cameras = frame.cameras.length;
+  const p = 'cpu.m4';
+  out[`${p}.weights`] = weightsFile
+    ? `HEAL's m4 stage-2 checkpoint ${path.relative(process.cwd(), weightsFile)}`
+    : `seeded random weights (seed ${SEED}): ${HEAL_CAMERA_CHECKPOINT} is absent`;
+  out[`${p}.cameras`] = `${cameras} × ${frame.cameras[0]?.image?.width}×${frame.cameras[0]?.image?.height}`;
+  const pipeline = await CollabPipeline.create({ space, registry, device: 'cpu', weightsFile, seed: SEED });
+  const agents: AgentInput[] = [{ frame, type: 'm4' }];
+  await pipeline.runFrame(agents, frame.agentId, { mode: 'intermediate' }); // warm-up: sessions, arena
+  const runs: Record<string, number>[] = [];
+  for (let r = 0; r < REPEATS; r++) runs.push((await pipeline.runFrame(agents, frame.agentId, { mode: 'intermediate' })).times);
+  const stage = (k: string) => median(runs.map((t) => t[k] ?? 0));
+  out[`${p}.preprocess_per_agent_ms`] = stage('preprocess.m4');
+  out[`${p}.preprocess_per_camera_ms`] = stage('preprocess.m4') / cameras;
+  out[`${p}.encode_per_agent_ms`] = stage('encode.m4');
+  out[`${p}.encode_per_camera_ms`] = stage('encode.m4') / cameras;
+  out[`${p}.frame_total_ms`] = median(runs.map((t) => Object.values(t).reduce((a, b) => a + b, 0)));
+  const prof = await encoderProfile(frame, weightsFile, registry);
+  prof.top.forEach((t, i) => {
+    out[`${p}.encoder_top${i + 1}_op`] = `${t.op}: ${t.ms.toFixed(0)} ms, ${(100 * t.share).toFixed(1)} %`;
+  });
+  out[`${p}.encoder_profiled_ms`] = prof.totalMs;
+  out[`${p}.encoder_arena_peak_mb`] = prof.arenaPeakMb;
+  out[`${p}.max_rss_mb`] = mb(process.resourceUsage().maxRSS * 1024);
+  out[`${p}.load_average`] = load();
+}
+
+/**
+ * The m4 encoder's node time by op type (onnxruntime's profiler, one run after a warm-up) and its
+ * CPU arena peak: the top three op types with their share of all node time.
+ */
+async function encoderProfile(
+  frame: AgentFrame,
+  weightsFile: string | undefined,
+  registry: Awaited<ReturnType<typeof loadRegistry>>,
+): Promise<{ top: { op: string; ms: number; share: number }[]; totalMs: number; arenaPeakMb: number }> {
+  const space = HEAL_SPACE;
+  const network = registry.profile('m4', space.name).network;
+  const desc = agentNetwork(network, space);
+  const weights = weightsFile ? pickWeights(desc, await weightsFromFile(weightsFile, space, registry), weightsFile) : initWeights(desc, SEED);
+  const inputs = agentInputs(network, space, alignToGround(frame, space));
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-bench-'));
+  try {
+    const session = await ort.InferenceSession.create(exportOnnx(desc, weights), {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'all',
+      enableProfiling: true,
+      profileFilePrefix: path.join(dir, 'm4'),
+    });
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const name of session.inputNames) {
+      const t = inputs[name];
+      feeds[name] = new ort.Tensor(t.data instanceof Int32Array ? 'int32' : 'float32', t.data as Float32Array, t.shape);
+    }
+    await session.run(feeds); // warm-up: the profile of a first run is mostly allocation
+    await session.run(feeds);
+    session.endProfiling();
+    await session.release();
+    const [file] = await fs.readdir(dir);
+    if (!file) return { top: [], totalMs: Number.NaN, arenaPeakMb: Number.NaN };
+    type Event = { cat?: string; name?: string; dur?: number; args?: { op_name?: string; mem_arena_held?: string } };
+    const events = JSON.parse(await fs.readFile(path.join(dir, file), 'utf8')) as Event[];
+    // The second run's node events: the last event of each node name.
+    const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
+    const start = runs.length > 1 ? (runs[runs.length - 2] as Event & { ts: number }).ts + (runs[runs.length - 2].dur ?? 0) : 0;
+    const byOp = new Map<string, number>();
+    for (const e of events as (Event & { ts: number })[]) {
+      if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time') || e.ts < start) continue;
+      const op = e.args?.op_name ?? '?';
+      byOp.set(op, (byOp.get(op) ?? 0) + (e.dur ?? 0));
+    }
+    const total = [...byOp.values()].reduce((a, b) => a + b, 0);
+    const top = [...byOp]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([op, us]) => ({ op, ms: us / 1000, share: us / total }));
+    return { top, totalMs: +(total / 1000).toFixed(1), arenaPeakMb: mb(Math.max(0, ...events.map((e) => Number(e.args?.mem_arena_held ?? 0)))) };
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**

@@ -17,17 +17,18 @@ const SEED = 2;
 const REPEATS = 3;
 const TYPES = ['m1', 'm2', 'm3', 'm4'];
 
+export const WORLD_OPTIONS: WorldOptions = {
+  scenarios: 3,
+  frames: 1,
+  seed: SEED,
+  camera: { width: 400, height: 300 },
+  splits: ['test'],
+  pcdFormat: 'ascii',
+  shadows: true,
+};
+
 export async function world(): Promise<string> {
-  const options: WorldOptions = {
-    scenarios: 3,
-    frames: 1,
-    seed: SEED,
-    camera: { width: 400, height: 300 },
-    splits: ['test'],
-    pcdFormat: 'ascii',
-    shadows: true,
-  };
-  return (await cachedWorld(options, { name: 'bench-world' })).dir;
+  return (await cachedWorld(WORLD_OPTIONS, { name: 'bench-world' })).dir;
 }
 
 export async function run(): Promise<Record<string, number | string>> {

@@ -26,8 +26,8 @@ export const BENCH = command({
   about: `Runs benchmarks side by side in one process. Writes bench/results/latest.json (all) or
 bench/results/NAME.json (some), and a Markdown table beside it.
 benchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)
---profile heal: ${Object.keys(PROFILE_BENCHES.heal).join(', ')} on the heal profile (HEAL's m1 network; its
-figures go to NAME-heal.json)`,
+--profile heal: ${Object.keys(PROFILE_BENCHES.heal).join(', ')} on the heal profile (HEAL's m1 network, and its m4
+camera agent with 4 pictures at 800×600; the figures go to NAME-heal.json)`,
   positionals: { name: 'NAME', min: 0, max: Number.POSITIVE_INFINITY },
   options: {
     out: string({ arg: 'FILE', defaultText: 'bench/results/latest.json, or NAME.json for some', help: 'where the figures go' }),
