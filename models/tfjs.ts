@@ -32,20 +32,20 @@ export interface TfModel {
    */
   apply(inputs: Record<string, tf.Tensor>, opts?: ApplyOptions): Record<string, tf.Tensor>;
   /**
-   * The gradient of `loss` (a scalar of the outputs) with respect to the inputs named in `wrt`,
-   * the variables held fixed, for a frozen network that gradients must still cross (an
-   * alignment's fusion and head). The nodes run in `segments` consecutive runs: a first pass
-   * without the tape keeps only the tensors that cross a run's boundary, then each run, last
-   * first, is computed again under the tape and taken back to its own inputs. At most one run's
-   * intermediates are alive at a time, at the price of one more forward pass: HEAL's pyramid on
-   * one 256×128 map holds over 4 GB when taped whole, more than the wasm backend can address.
-   * Batch norms use their running statistics (a run computed twice must not move them twice).
+   * The gradient of `loss` (a scalar of the outputs) with respect to the inputs named in `wrt`
+   * and to `variables` (keyed by the tf variable's name, as tf.variableGrads gives them), the
+   * nodes run in `segments` consecutive runs: a first pass without the tape keeps only the
+   * tensors that cross a run's boundary, then each run, last first, is computed again under the
+   * tape and taken back to its own inputs and variables. At most one run's intermediates are
+   * alive at a time, at the price of one more forward pass: HEAL's pyramid on one 256×128 map
+   * holds over 4 GB when taped whole, more than the wasm backend can address. In training mode
+   * batch norms move their running statistics once, in the taped pass.
    */
-  inputGradients(
+  segmentedGradients(
     inputs: Record<string, tf.Tensor>,
     wrt: string[],
     loss: (outputs: Record<string, tf.Tensor>) => tf.Scalar,
-    opts?: { segments?: number },
+    opts?: ApplyOptions & { segments?: number; variables?: tf.Variable[] },
   ): { value: tf.Scalar; grads: Record<string, tf.Tensor> };
   /** Trainable variables whose names pass `keep` (default: all of them). */
   trainableVariables(keep?: (name: string) => boolean): tf.Variable[];
@@ -116,8 +116,9 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
       return out;
     });
 
-  const inputGradients: TfModel['inputGradients'] = (inputs, wrt, loss, opts = {}) => {
-    const training = false;
+  const segmentedGradients: TfModel['segmentedGradients'] = (inputs, wrt, loss, opts = {}) => {
+    const training = opts.training ?? false;
+    const trained = new Set(opts.variables ?? []);
     const n = desc.nodes.length;
     const runs = Math.max(1, Math.min(opts.segments ?? 8, n));
     const bounds = Array.from({ length: runs + 1 }, (_, k) => Math.round((k * n) / runs));
@@ -143,7 +144,9 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
       }
       if (outputs.has(node.name)) handsOn[runOf.get(node.name)!].add(node.name);
     }
-    // Forward, untaped: keep only what crosses a boundary.
+    // Forward, untaped: keep only what crosses a boundary. Batch norm's running statistics are
+    // put back after it, so that the taped pass moves them once.
+    const stats = training ? [...variables.values()].filter((v) => !v.trainable).map((v) => [v, tf.clone(v)] as const) : [];
     const kept = new Map<string, TfValue>();
     const start = startValues(inputs);
     // A node may hand on a tensor it was given (identity): those belong to the caller or the model.
@@ -155,6 +158,10 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
         runNodes(values, bounds[r], bounds[r + 1], training);
         for (const name of handsOn[r]) kept.set(name, { t: tf.keep(values.get(name)!.t), nhwc: values.get(name)!.nhwc });
       });
+    }
+    for (const [v, saved] of stats) {
+      v.assign(saved);
+      saved.dispose();
     }
     const outs: Record<string, tf.Tensor> = {};
     const logicalOuts: tf.Tensor[] = [];
@@ -168,6 +175,12 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
       grads: (tf.Tensor | null)[];
     };
     const acc = new Map<string, tf.Tensor>();
+    const varGrads: Record<string, tf.Tensor> = {};
+    const addVarGrad = (name: string, g: tf.Tensor) => {
+      const prev = varGrads[name];
+      varGrads[name] = tf.keep(prev ? tf.add(prev, g) : tf.clone(g));
+      prev?.dispose();
+    };
     const addGrad = (name: string, g: tf.Tensor) => {
       const prev = acc.get(name);
       // A clone, since one gradient tensor may come back for two names of one tensor.
@@ -189,7 +202,10 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
       const given = names.map((name) => kept.get(name) ?? start.get(name)!);
       // Graph inputs other than `wrt` (grids, validity) are held fixed like the variables.
       const differentiable = names.filter((name, i) => given[i].t.dtype === 'float32' && (runOf.has(name) || wrt.includes(name)));
-      const xs = differentiable.map((name) => given[names.indexOf(name)].t);
+      const runVars = [...new Set(desc.nodes.slice(bounds[r], bounds[r + 1]).flatMap((node) => node.inputs))]
+        .map((name) => variables.get(name))
+        .filter((v): v is tf.Variable => v !== undefined && trained.has(v));
+      const xs = [...differentiable.map((name) => given[names.indexOf(name)].t), ...runVars];
       tf.tidy(() => {
         const { grads } = tf.engine().gradients(
           () => {
@@ -210,6 +226,10 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
         differentiable.forEach((name, i) => {
           if (grads[i]) addGrad(name, grads[i]!);
         });
+        runVars.forEach((v, i) => {
+          const g = grads[differentiable.length + i];
+          if (g) addVarGrad(v.name, g);
+        });
       });
       const done = [...handsOn[r]].map((name) => kept.get(name)?.t);
       for (const name of handsOn[r]) {
@@ -221,7 +241,8 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
       const live = new Set([...kept.values()].map((v) => v.t));
       for (const t of done) if (t && owned(t) && !live.has(t) && !t.isDisposed) t.dispose();
     }
-    const grads: Record<string, tf.Tensor> = {};
+    const grads: Record<string, tf.Tensor> = { ...varGrads };
+    for (const v of trained) grads[v.name] ??= tf.zerosLike(v);
     for (const name of wrt) {
       const g = acc.get(name);
       if (!g) throw new Error(`${desc.name}: the loss does not depend on input "${name}"`);
@@ -237,7 +258,7 @@ export function buildTfModel(desc: GraphDesc, weights: Weights, source = 'weight
     desc,
     variables,
     apply,
-    inputGradients,
+    segmentedGradients,
     trainableVariables: (keep = () => true) => [...variables].filter(([n, v]) => v.trainable && keep(n)).map(([, v]) => v),
     readWeights: async () => {
       const w: Weights = new Map();

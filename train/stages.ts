@@ -64,8 +64,21 @@ export interface TrainNet {
   dispose(): void;
 }
 
-/** Runs of nodes the frozen ego network is recomputed in during an alignment step (AlignNet.gradients). */
+/**
+ * Runs of nodes the ego network is recomputed in (gradientsInRuns), per agent when it trains:
+ * measured on wasm with HEAL's pyramid on 256×128 maps, 16 runs keep a frozen one on one map
+ * well inside 4 GB, and a training one (batch statistics tape more) of 3 agents needs 48.
+ */
 const EGO_RUNS = 16;
+
+/**
+ * Whether a step takes its gradients in runs (gradientsInRuns): for HEAL's per-level pyramid.
+ * The small profile's network fits taped whole, which takes one forward pass fewer and keeps
+ * its runs' losses as they were.
+ */
+function inRuns(space: SharedSpace): boolean {
+  return space.fusion.warp === 'per-level';
+}
 
 function levelsOf(ego: GraphDesc): [number, number][] {
   return ego.outputs
@@ -87,6 +100,67 @@ function egoInputs(space: SharedSpace, bevs: tf.Tensor[], poses: Float64Array[])
   const inputs: Record<string, tf.Tensor> = { features: A === 1 ? bevs[0] : tf.concat(bevs, 0) };
   for (const [name, t] of Object.entries(rest)) inputs[name] = toTensor(t);
   return inputs;
+}
+
+/**
+ * The loss and its gradients for HEAL's per-level pyramid, which taped whole needs more memory
+ * than wasm can address (over 4 GB for one 256×128 map), in three passes: the agents' maps
+ * without the tape (their batch-norm statistics put back after, so the taped pass moves them
+ * once); the loss's gradient with respect to the maps, and to the ego network's variables when
+ * it trains, a run of its nodes at a time (TfModel.segmentedGradients); then each agent alone
+ * under the tape, whose gradient of Σ map · (d loss / d map), plus its depth term, is the
+ * loss's. Gradients are keyed by the tf variable's name.
+ */
+function gradientsInRuns(
+  agent: TfModel,
+  ego: TfModel,
+  trainEgo: boolean,
+  space: SharedSpace,
+  sample: TrainSample,
+  loss: StepLoss,
+): { value: tf.Scalar; grads: Record<string, tf.Tensor> } {
+  const inputs = sample.inputs.map((inp) => Object.fromEntries(Object.entries(inp).map(([k, v]) => [k, toTensor(v)])));
+  try {
+    const stats = [...agent.variables.values()].filter((v) => !v.trainable).map((v) => [v, tf.clone(v)] as const);
+    const maps = tf.tidy(() => inputs.map((inp) => agent.apply(inp, { training: true }).bev));
+    for (const [v, saved] of stats) {
+      v.assign(saved);
+      saved.dispose();
+    }
+    const egoIn = egoInputs(space, maps, sample.poses);
+    const egoVars = trainEgo ? [...ego.variables.values()].filter((v) => v.trainable) : [];
+    const segments = EGO_RUNS * (trainEgo ? sample.inputs.length : 1);
+    const { value, grads } = ego.segmentedGradients(egoIn, ['features'], (out) => loss.head(out), { segments, training: trainEgo, variables: egoVars });
+    tf.dispose([...maps, ...Object.values(egoIn)]);
+    const dMaps = grads.features;
+    delete grads.features;
+    const agentVars = [...agent.variables.values()].filter((v) => v.trainable);
+    let total = value;
+    inputs.forEach((inp, i) => {
+      const g = tf.variableGrads(() => {
+        const out = agent.apply(inp, { training: true });
+        let objective = tf.sum(tf.mul(out.bev, tf.slice(dMaps, [i], [1]))) as tf.Scalar;
+        const depth = i === 0 && out.depth ? loss.depth(out.depth) : undefined;
+        if (depth) {
+          const t = tf.add(total, depth) as tf.Scalar;
+          total.dispose();
+          total = tf.keep(t);
+          objective = tf.add(objective, depth) as tf.Scalar;
+        }
+        return objective;
+      }, agentVars);
+      g.value.dispose();
+      for (const [name, t] of Object.entries(g.grads)) {
+        const prev = grads[name];
+        grads[name] = prev ? tf.add(prev, t) : t;
+        if (prev) tf.dispose([prev, t]);
+      }
+    });
+    dMaps.dispose();
+    return { value: total, grads };
+  } finally {
+    for (const inp of inputs) tf.dispose(Object.values(inp));
+  }
 }
 
 /**
@@ -112,7 +186,10 @@ export class AlignNet implements TrainNet {
     this.ego = buildTfModel(models.ego, pickWeights(models.ego, base, 'the base model'), 'the base model');
     this.anchors = makeAnchors(models.space);
     this.levels = levelsOf(models.ego);
+    if (inRuns(models.space)) this.gradients = (sample, loss) => gradientsInRuns(this.agent, this.ego, false, models.space, sample, loss);
   }
+
+  gradients?: TrainNet['gradients'];
 
   trainable(): Map<string, tf.Variable> {
     const out = new Map<string, tf.Variable>();
@@ -132,56 +209,6 @@ export class AlignNet implements TrainNet {
       { training: false },
     );
     return outs[0].depth ? { ...head, depth: outs[0].depth } : head;
-  }
-
-  /**
-   * In three passes, so that the frozen fusion's intermediates and the agent's are never taped
-   * together: the agent's maps without the tape (its batch-norm statistics put back after, so
-   * the taped pass moves them once); the loss's gradient with respect to the maps through the
-   * fusion and head, recomputed a run of nodes at a time (TfModel.inputGradients); the agent
-   * again under the tape, whose gradient of Σ maps · (d loss / d maps), plus its depth term, is
-   * the loss's. HEAL's pyramid taped whole needs more than the 4 GB wasm can address.
-   */
-  gradients(sample: TrainSample, loss: StepLoss): { value: tf.Scalar; grads: Record<string, tf.Tensor> } {
-    const inputs = sample.inputs.map((inp) => Object.fromEntries(Object.entries(inp).map(([k, v]) => [k, toTensor(v)])));
-    try {
-      const stats = [...this.agent.variables.values()].filter((v) => !v.trainable).map((v) => [v, tf.clone(v)] as const);
-      const bevs = tf.tidy(() => inputs.map((inp) => this.agent.apply(inp, { training: true }).bev));
-      for (const [v, saved] of stats) {
-        v.assign(saved);
-        saved.dispose();
-      }
-      const egoIn = egoInputs(this.models.space, bevs, sample.poses);
-      const { value, grads } = this.ego.inputGradients(egoIn, ['features'], (out) => loss.head(out), { segments: EGO_RUNS });
-      tf.dispose([...bevs, ...Object.values(egoIn)]);
-      const dMaps = grads.features;
-      let depthTerm: tf.Scalar | undefined;
-      const agentGrads = tf.variableGrads(() => {
-        const outs = inputs.map((inp) => this.agent.apply(inp, { training: true }));
-        const maps =
-          outs.length === 1
-            ? outs[0].bev
-            : tf.concat(
-                outs.map((o) => o.bev),
-                0,
-              );
-        let total = tf.sum(tf.mul(maps, dMaps)) as tf.Scalar;
-        const depth = outs[0].depth && loss.depth(outs[0].depth);
-        if (depth) {
-          depthTerm = tf.keep(depth);
-          total = tf.add(total, depth) as tf.Scalar;
-        }
-        return total;
-      }, [...this.trainable().values()]);
-      agentGrads.value.dispose();
-      dMaps.dispose();
-      if (!depthTerm) return { value, grads: agentGrads.grads };
-      const total = tf.add(value, depthTerm) as tf.Scalar;
-      tf.dispose([value, depthTerm]);
-      return { value: total, grads: agentGrads.grads };
-    } finally {
-      for (const inp of inputs) tf.dispose(Object.values(inp));
-    }
   }
 
   async readWeights(): Promise<Weights> {
@@ -211,7 +238,10 @@ export class StageOne implements TrainNet {
     this.ego = buildTfModel(models.ego, pickWeights(models.ego, weights));
     this.anchors = makeAnchors(models.space);
     this.levels = levelsOf(models.ego);
+    if (inRuns(models.space)) this.gradients = (sample, loss) => gradientsInRuns(this.agent, this.ego, true, models.space, sample, loss);
   }
+
+  gradients?: TrainNet['gradients'];
 
   static initial(models: StageOneModels, seed: number): StageOne {
     const agentDesc = agentNetwork(models.network, models.space);

@@ -1,4 +1,4 @@
-// TfModel.inputGradients (models/tfjs.ts): the gradient through a frozen network recomputed a run
+// TfModel.segmentedGradients (models/tfjs.ts): the gradient through a frozen network recomputed a run
 // of nodes at a time equals the one taped whole, for any number of runs, on a network whose
 // tensors cross run boundaries in both layouts and whose outputs are read again inside it
 // (a tiny HEAL-style ego network: per-level warps, ResNeXt bottlenecks, skip connections to the
@@ -43,8 +43,8 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
-describe('inputGradients', () => {
-  it('equals the whole-tape gradient for 1 to 12 runs, and leaves no tensor behind', () => {
+describe('segmentedGradients', () => {
+  it('equals the whole-tape gradient for 1 to 12 runs and leaves no tensor behind; in training mode also for the variables, moving the batch statistics once', () => {
     const desc = egoNetworkFor(TINY);
     const model = buildTfModel(desc, initWeights(desc, 2));
     const [A, C, H, W] = [2, 8, 16, 16];
@@ -67,7 +67,7 @@ describe('inputGradients', () => {
     expect(scale).toBeGreaterThan(0);
     const before = tf.memory().numTensors;
     for (const segments of [1, 2, 3, 5, 12]) {
-      const { value, grads } = model.inputGradients(inputs, ['features'], loss, { segments });
+      const { value, grads } = model.segmentedGradients(inputs, ['features'], loss, { segments });
       const g = grads.features.dataSync();
       let err = 0;
       for (let i = 0; i < g.length; i++) err = Math.max(err, Math.abs(g[i] - ref[i]));
@@ -75,7 +75,33 @@ describe('inputGradients', () => {
       tf.dispose([value, grads.features]);
       expect(tf.memory().numTensors, `${segments} runs`).toBe(before);
     }
-    tf.dispose([whole, ...Object.values(inputs)]);
+    tf.dispose(whole);
+
+    // Training mode, with the variables: batch statistics, running statistics moved once.
+    const vars = [...model.variables.values()].filter((v) => v.trainable);
+    const stats = [...model.variables.values()].filter((v) => !v.trainable);
+    const initial = stats.map((v) => tf.clone(v));
+    const ref2 = tf.variableGrads(() => loss(model.apply(inputs, { training: true })), vars);
+    const statsAfter = stats.map((v) => v.dataSync().slice());
+    stats.forEach((v, i) => v.assign(initial[i]));
+    const { value, grads } = model.segmentedGradients(inputs, ['features'], loss, { segments: 4, training: true, variables: vars });
+    expect(Math.abs(value.dataSync()[0] - ref2.value.dataSync()[0]) / Math.abs(ref2.value.dataSync()[0])).toBeLessThan(1e-5);
+    for (const v of vars) {
+      const a = ref2.grads[v.name].dataSync();
+      const b = grads[v.name].dataSync();
+      let err = 0;
+      let mag = 1e-6;
+      for (let i = 0; i < a.length; i++) {
+        err = Math.max(err, Math.abs(a[i] - b[i]));
+        mag = Math.max(mag, Math.abs(a[i]));
+      }
+      expect(err / mag, v.name).toBeLessThan(1e-4);
+    }
+    stats.forEach((v, i) => {
+      const d = v.dataSync();
+      for (let k = 0; k < d.length; k++) expect(Math.abs(d[k] - statsAfter[i][k])).toBeLessThan(1e-5);
+    });
+    tf.dispose([value, ...Object.values(grads), ref2.value, ...Object.values(ref2.grads), ...initial, ...Object.values(inputs)]);
     model.dispose();
   });
 });

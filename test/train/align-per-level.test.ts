@@ -155,6 +155,16 @@ describe('alignment against a per-level ego network (tiny, random weights)', () 
     net.dispose();
   }, 30_000);
 
+  it('stage 1 trains a per-level ego network too (its gradients taken a run of nodes at a time): finite losses, fusion weights moved', async () => {
+    const out = path.join(root, 'stage1');
+    const r = await train({ data, out, steps: 2, models, seed: 1, maxAgents: 2, log: () => {} });
+    for (const l of r.losses) expect(Number.isFinite(l)).toBe(true);
+    const ckpt = await loadWeights(r.checkpoint);
+    const init = initWeights(ego, 2);
+    const moved = [...init].filter(([name, w]) => name.startsWith('fusion.') && name.endsWith('.weight') && ckpt.weights.get(name)!.data.some((v, i) => v !== w.data[i]));
+    expect(moved.length).toBeGreaterThan(0);
+  }, 30_000);
+
   it('train() aligns a --types-dir type against a per-level base file (2 steps)', async () => {
     const typesDir = path.join(root, 'types');
     await fs.mkdir(typesDir, { recursive: true });
