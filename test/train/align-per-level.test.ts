@@ -161,7 +161,9 @@ describe('alignment against a per-level ego network (tiny, random weights)', () 
     for (const l of r.losses) expect(Number.isFinite(l)).toBe(true);
     const ckpt = await loadWeights(r.checkpoint);
     const init = initWeights(ego, 2);
-    const moved = [...init].filter(([name, w]) => name.startsWith('fusion.') && name.endsWith('.weight') && ckpt.weights.get(name)!.data.some((v, i) => v !== w.data[i]));
+    const moved = [...init].filter(
+      ([name, w]) => name.startsWith('fusion.') && name.endsWith('.weight') && ckpt.weights.get(name)!.data.some((v, i) => v !== w.data[i]),
+    );
     expect(moved.length).toBeGreaterThan(0);
   }, 30_000);
 
