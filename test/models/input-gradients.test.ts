@@ -9,35 +9,11 @@ import * as tf from '@tensorflow/tfjs';
 import { buildTfModel } from '../../models/tfjs.ts';
 import { initWeights } from '../../models/weights.ts';
 import { egoInputsFor, egoNetworkFor } from '../../fusion/pipeline.ts';
-import { HEAL_SPACE, type SharedSpace } from '../../perception/space.ts';
+import { tinyPerLevelSpace } from '../helpers/tiny.ts';
 import { poseToMatrix } from '../../datasets/geometry/transforms.ts';
 import { rngFor } from '../../datasets/rng.ts';
 
-const TINY: SharedSpace = {
-  ...HEAL_SPACE,
-  name: 'tiny',
-  range: [-12.8, -12.8, -3, 12.8, 12.8, 1],
-  voxel: [0.8, 0.8, 4],
-  featureStride: 2,
-  channels: 8,
-  fusion: {
-    backbone: {
-      inChannels: 8,
-      layerNums: [1, 2],
-      layerStrides: [1, 2],
-      numFilters: [8, 16],
-      upsampleStrides: [1, 2],
-      numUpsampleFilters: [8, 8],
-      batchNorm: true,
-      block: 'bottleneck',
-      groups: 4,
-      widthPerGroup: 16,
-    },
-    shrinkChannels: 8,
-    shrink: 'double-conv',
-    warp: 'per-level',
-  },
-};
+const TINY = tinyPerLevelSpace([1, 2]);
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

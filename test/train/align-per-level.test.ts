@@ -19,56 +19,15 @@ import { makeAnchors } from '../../fusion/anchors.ts';
 import { agentFromEgo, warpTheta } from '../../fusion/warp.ts';
 import { openDataset } from '../../datasets/open.ts';
 import { initWeights, loadWeights, saveWeights } from '../../models/weights.ts';
-import { agentNetwork, type AgentNetworkConfig } from '../../perception/encoders/agent.ts';
+import { agentNetwork } from '../../perception/encoders/agent.ts';
 import { featureGrid, HEAL_SPACE, SMALL_SPACE, trainingSpace, type SharedSpace } from '../../perception/space.ts';
 import { poseToMatrix } from '../../datasets/geometry/transforms.ts';
 import { WORLD_TIMEOUT_MS, testWorld } from '../helpers/world.ts';
+import { tinyLidar, tinyPerLevelSpace } from '../helpers/tiny.ts';
+
+const TINY = tinyPerLevelSpace([1, 1]);
 
 /** ±12.8 m at 1.6 m cells for detect, ±12.8 × ±6.4 m (16×8) for training; a two-level ResNeXt pyramid warped per level. */
-const TINY: SharedSpace = {
-  ...HEAL_SPACE,
-  name: 'tiny',
-  range: [-12.8, -12.8, -3, 12.8, 12.8, 1],
-  trainRange: [-12.8, -6.4, -3, 12.8, 6.4, 1],
-  voxel: [0.8, 0.8, 4],
-  featureStride: 2,
-  channels: 8,
-  fusion: {
-    backbone: {
-      inChannels: 8,
-      layerNums: [1, 1],
-      layerStrides: [1, 2],
-      numFilters: [8, 16],
-      upsampleStrides: [1, 2],
-      numUpsampleFilters: [8, 8],
-      batchNorm: true,
-      block: 'bottleneck',
-      groups: 4,
-      widthPerGroup: 16,
-    },
-    shrinkChannels: 8,
-    shrink: 'double-conv',
-    warp: 'per-level',
-  },
-};
-
-/** A 32-beam LiDAR type on the tiny space: 0.8 m pillars, 8 channels, one stride-2 level, no aligner. */
-function tinyLidar(type: string): AgentNetworkConfig {
-  return {
-    type,
-    encoder: {
-      arch: 'pointpillars',
-      pillarSize: [0.8, 0.8],
-      maxPointsPerPillar: 16,
-      maxPillars: 12000,
-      maskEgo: true,
-      pfnChannels: 8,
-      backbone: { layerNums: [1], layerStrides: [2], numFilters: [8] },
-    },
-    aligner: { inChannels: 8, channels: 8, blocks: 0, batchNorm: true },
-  };
-}
-
 describe("the heal profile's two ranges", () => {
   it('detect and eval use ±102.4 m (256×256 features); training ±102.4 × ±51.2 m (256 wide, 128 high), the same networks', () => {
     expect(HEAL_SPACE.range).toEqual([-102.4, -102.4, -3, 102.4, 102.4, 1]);
@@ -111,7 +70,7 @@ describe('alignment against a per-level ego network (tiny, random weights)', () 
   let data: string;
   const space = trainingSpace(TINY);
   const ego = egoNetworkFor(space);
-  const models: StageOneModels = { space, network: tinyLidar('m1'), ego };
+  const models: StageOneModels = { space, network: tinyLidar('m1', 0), ego };
 
   beforeAll(async () => {
     await tf.setBackend('cpu');
@@ -132,7 +91,7 @@ describe('alignment against a per-level ego network (tiny, random weights)', () 
   });
 
   it('lowers its loss on one frame, and trains only the new type', async () => {
-    const network = tinyLidar('tinylidar32');
+    const network = tinyLidar('tinylidar32', 0);
     const base = initWeights(ego, 3);
     const net = new AlignNet({ ...models, network }, base, initWeights(agentNetwork(network, space), 5));
     const ds = await openDataset(data);
@@ -170,7 +129,7 @@ describe('alignment against a per-level ego network (tiny, random weights)', () 
   it('train() aligns a --types-dir type against a per-level base file (2 steps)', async () => {
     const typesDir = path.join(root, 'types');
     await fs.mkdir(typesDir, { recursive: true });
-    const { encoder, aligner } = tinyLidar('tinylidar32');
+    const { encoder, aligner } = tinyLidar('tinylidar32', 0);
     await fs.writeFile(
       path.join(typesDir, 'tinylidar32.json'),
       JSON.stringify({

@@ -30,7 +30,7 @@ import type { StageOneModels } from '../../train/stages.ts';
 import { assignTargets, makeAnchors, type Targets } from '../../fusion/anchors.ts';
 import { egoNetworkFor } from '../../fusion/pipeline.ts';
 import { egoNetwork } from '../../fusion/networks/ego.ts';
-import { agentInputs, agentNetwork, type AgentNetworkConfig } from '../../perception/encoders/agent.ts';
+import { agentInputs, agentNetwork } from '../../perception/encoders/agent.ts';
 import { buildTfModel } from '../../models/tfjs.ts';
 import { initWeights, loadWeights, saveWeights } from '../../models/weights.ts';
 import type { HostTensor } from '../../models/graph.ts';
@@ -39,6 +39,7 @@ import { WORLD_TIMEOUT_MS, copySplit, testWorld } from '../helpers/world.ts';
 import { bevCorners, bevFromCorners, boxToCorners, transformCorners } from '../../datasets/geometry/boxes.ts';
 import { bevIoU } from '../../datasets/geometry/polygon.ts';
 import { identity4 } from '../../datasets/geometry/transforms.ts';
+import { tinyLidar } from '../helpers/tiny.ts';
 
 const TINY_SPACE: SharedSpace = {
   ...SMALL_SPACE,
@@ -48,23 +49,6 @@ const TINY_SPACE: SharedSpace = {
   featureStride: 2,
   channels: 8,
 };
-
-/** m1's small profile shrunk to the tiny space: 0.8 m pillars, 8 channels, one stride-2 level. */
-function tinyLidar(type: string): AgentNetworkConfig {
-  return {
-    type,
-    encoder: {
-      arch: 'pointpillars',
-      pillarSize: [0.8, 0.8],
-      maxPointsPerPillar: 16,
-      maxPillars: 12000,
-      maskEgo: true,
-      pfnChannels: 8,
-      backbone: { layerNums: [1], layerStrides: [2], numFilters: [8] },
-    },
-    aligner: { inChannels: 8, channels: 8, blocks: 1, batchNorm: true },
-  };
-}
 
 /**
  * The small pyramid fusion's backprop costs seconds per step on the cpu backend, so the runs
@@ -87,7 +71,7 @@ const TINY_EGO = egoNetwork({
   },
   head: { anchors: 2, dirBins: 2 },
 });
-const TINY_MODELS: StageOneModels = { space: TINY_SPACE, network: tinyLidar('m1'), ego: TINY_EGO };
+const TINY_MODELS: StageOneModels = { space: TINY_SPACE, network: tinyLidar('m1', 1), ego: TINY_EGO };
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
@@ -385,7 +369,7 @@ describe('augmentation', () => {
   });
 
   it("augmentedInputs drops an agent's own body before the transform, not where the body lands after it", () => {
-    const cfg = tinyLidar('m1');
+    const cfg = tinyLidar('m1', 1);
     // Shift by 10 m along x: the body return at (1, 0) lands at (11, 0), and a return of a real
     // object at (−9.5, 0.5) lands on the body box at (0.5, 0.5).
     const m = identity4();
@@ -406,7 +390,7 @@ describe('augmentation', () => {
 
 describe('padPillars', () => {
   it('leaves the PointPillars BEV output unchanged in eval mode, and camera inputs alone (random weights)', async () => {
-    const cfg = tinyLidar('m1');
+    const cfg = tinyLidar('m1', 1);
     let s = 12345;
     const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
     const n = 4000;
@@ -564,7 +548,7 @@ describe('training end to end (tiny)', () => {
   it('alignment of a type declared in --types-dir trains only its encoder and aligner', async () => {
     const typesDir = path.join(root, 'types');
     await fs.mkdir(typesDir);
-    const { encoder, aligner } = tinyLidar('tinylidar32');
+    const { encoder, aligner } = tinyLidar('tinylidar32', 1);
     await fs.writeFile(
       path.join(typesDir, 'tinylidar32.json'),
       JSON.stringify({
@@ -587,7 +571,7 @@ describe('training end to end (tiny)', () => {
     expect(frozen.some((n) => n.startsWith('fusion.')) && frozen.some((n) => n.startsWith('head.'))).toBe(true);
     for (const name of frozen) expect(Buffer.from(a.weights.get(name)!.data.buffer).equals(Buffer.from(b.weights.get(name)!.data.buffer)), name).toBe(true);
     // The new type's parameters are there, and its trained ones moved from their initial values.
-    const desc = agentNetwork(tinyLidar('tinylidar32'), TINY_SPACE);
+    const desc = agentNetwork(tinyLidar('tinylidar32', 1), TINY_SPACE);
     const init = initWeights(desc, seed);
     expect(desc.params.every((p) => a.weights.has(p.name))).toBe(true);
     const trained = desc.params.filter((p) => p.trainable && (p.init === 'he' || p.init === 'glorot'));
