@@ -36,10 +36,12 @@ const SPLIT_FILES = ['train', 'val', 'test'] as const;
 
 export interface DairCooperativeOptions {
   /**
-   * Accepted for interface compatibility but not applied: label_world already holds the objects
-   * both sides see, merged by the dataset's annotators, with no per-agent attribution.
+   * commRange and agentIds are accepted for interface compatibility but not applied: label_world
+   * already holds the objects both sides see, merged by the dataset's annotators, with no
+   * per-agent attribution.
    */
   commRange?: number;
+  agentIds?: number[];
   /** Keep only boxes with all 8 corners inside [xmin, ymin, zmin, xmax, ymax, zmax] (ego frame). */
   gtRange?: ArrayLike<number>;
 }

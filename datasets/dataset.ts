@@ -44,6 +44,7 @@ export interface Dataset {
   /**
    * Cooperative GT in the ego's LiDAR frame: objects seen by any agent within commRange meters
    * (XY distance between LiDAR poses) of the ego, deduplicated by id, first occurrence wins.
+   * `agentIds`, when given, are the only agents whose objects count (HEAL's max_cav cut).
    */
-  cooperativeBoxes(ref: FrameRef, egoId: number, opts?: { commRange?: number }): Promise<GtBox[]>;
+  cooperativeBoxes(ref: FrameRef, egoId: number, opts?: { commRange?: number; agentIds?: number[] }): Promise<GtBox[]>;
 }

@@ -25,6 +25,8 @@ export interface Opv2vReadOptions extends ReadOptions {
 export interface CooperativeOptions {
   commRange?: number;
   gtRange?: ArrayLike<number>;
+  /** Only these agents' objects count (the ego's always do). */
+  agentIds?: number[];
 }
 
 interface AgentDir {
@@ -196,7 +198,9 @@ export class Opv2vDataset implements Dataset {
     // The ego is never its own target, even when another agent sees it.
     const seen = new Set<number>([egoId]);
     const boxes: GtBox[] = [];
+    const allowed = opts.agentIds ? new Set([egoId, ...opts.agentIds]) : undefined;
     for (const id of [egoId, ...ref.agentIds.filter((a) => a !== egoId)]) {
+      if (allowed && !allowed.has(id)) continue;
       const y = id === egoId ? ego : await this.readFrameYaml(ref, id);
       const dist = Math.hypot(y.lidarPose[0] - ego.lidarPose[0], y.lidarPose[1] - ego.lidarPose[1]);
       if (dist > commRange) continue;

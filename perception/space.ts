@@ -56,6 +56,13 @@ export interface SharedSpace {
    * cut before the communication-range test (HEAL's max_cav, 5). Undefined: no cap.
    */
   maxAgents?: number;
+  /**
+   * Which ground-truth boxes a frame is scored against (eval/groundtruth.ts): 'corners' keeps a
+   * box when all 8 corners lie in the range, z included (HEAL's mask_boxes_outside_range), the same
+   * test the detections pass; 'centre' keeps it when its centre lies in the x/y range (the small
+   * profile's rule, kept until its weights are retrained and its figures re-run).
+   */
+  groundTruth: 'corners' | 'centre';
   /** How an agent's points become pillars, and whether its frame is moved to a common height. */
   points: {
     /** perception/pillars.ts: 'spconv' is HEAL's voxelizer, 'strict-range' the small profile's rule until it is retrained. */
@@ -90,6 +97,7 @@ export const HEAL_SPACE: SharedSpace = {
   anchor: ANCHOR,
   commRange: 70,
   maxAgents: 5,
+  groundTruth: 'corners',
   points: { binning: 'spconv', maskEgoOnRsu: true, groundAlign: false },
   fusion: { backbone: HEAL_BACKBONE, shrinkChannels: 256, shrink: 'double-conv', warp: 'per-level' },
 };
@@ -103,6 +111,7 @@ export const SMALL_SPACE: SharedSpace = {
   channels: 32,
   anchor: ANCHOR,
   commRange: 70,
+  groundTruth: 'centre',
   points: { binning: 'strict-range', maskEgoOnRsu: false, groundAlign: true },
   // The shrink and warp placement of the shipped weights; HEAL's ('double-conv', 'per-level') once retrained.
   fusion: { backbone: SMALL_BACKBONE, shrinkChannels: 32, shrink: 'conv-bn', warp: 'before-pyramid' },
