@@ -86,9 +86,17 @@ export interface DecodeLimits {
   maxTranslation?: number;
   /** Largest accepted |RᵀR − I| entry and last-row deviation of the pose (default 1e-4). */
   poseTolerance?: number;
+  /**
+   * The grid the receiver fuses on (the ego's space, gridForSpace): when given, a message on any
+   * other grid, channel count, cell size or origin is rejected (SpaceMismatch) before its features
+   * are unpacked.
+   */
+  grid?: BevGrid;
 }
 
-export const DEFAULT_LIMITS: Required<DecodeLimits> = {
+type Limits = Required<Omit<DecodeLimits, 'grid'>> & Pick<DecodeLimits, 'grid'>;
+
+export const DEFAULT_LIMITS: Limits = {
   maxBytes: 64 * 1024 * 1024,
   maxElements: 1 << 25,
   maxDetections: 10_000,
@@ -109,6 +117,14 @@ export class MessageError extends DataError {
   }
   get reason(): string {
     return this.detail;
+  }
+}
+
+/** A valid message on another grid than the receiver's (DecodeLimits.grid): `field` names the part that differs. */
+export class SpaceMismatch extends MessageError {
+  constructor(field: string, reason: string, value?: unknown) {
+    super(field, reason, value);
+    this.name = 'SpaceMismatch';
   }
 }
 
@@ -388,6 +404,7 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits = {}): Dec
     throw new MessageError('bytes', `message is ${bytes.length} bytes, over the ${lim.maxBytes}-byte limit`);
   }
   if (bytes.length === 0) throw new MessageError('bytes', 'message is empty');
+  checkWireSizes(bytes, lim);
   // Untrusted: every field is checked before use. Reflection decodes into the objects the generated
   // classes describe, both made from proto/heal.proto.
   let wire: heal.CollabMessage;
@@ -405,6 +422,122 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits = {}): Dec
   }
 }
 
+// Bounded parsing: protobufjs turns every repeated number into a JS array element (8+ bytes) and
+// merges repeated occurrences of a message field, so 64 MiB of hostile bytes can become gigabytes
+// before any check runs. checkWireSizes walks the field tags and lengths (no allocation) and holds
+// each part to what the message's own grid allows, before protobufjs sees the bytes.
+
+/** Bytes the small parts may take, summed over their occurrences: far above any valid part, far below harm. */
+const HEADER_BYTES = 64 * 1024;
+const POSE_BYTES = 4096;
+const GRID_BYTES = 4096;
+const SHAPE_BYTES = 1024;
+
+interface WireField {
+  field: number;
+  wireType: number;
+  /** Where the field's contents lie (after the length prefix of a length-delimited field). */
+  start: number;
+  end: number;
+}
+
+/** The fields of bytes[start, end) with where their contents lie; throws on a truncated tag or length. */
+function wireFields(bytes: Uint8Array, start: number, end: number, where: string): WireField[] {
+  const out: WireField[] = [];
+  const reader = protobuf.Reader.create(bytes.subarray(start, end));
+  try {
+    while (reader.pos < reader.len) {
+      const tag = reader.uint32();
+      const wireType = tag & 7;
+      let s = reader.pos;
+      if (wireType === 2) {
+        const len = reader.uint32();
+        s = reader.pos;
+        if (len > reader.len - s) throw new Error(`field ${tag >>> 3} declares ${len} bytes, ${reader.len - s} remain`);
+        reader.pos = s + len;
+      } else {
+        reader.skipType(wireType);
+      }
+      out.push({ field: tag >>> 3, wireType, start: start + s, end: start + reader.pos });
+    }
+  } catch (err) {
+    throw new MessageError('protobuf', `${where}: cannot walk the fields: ${(err as Error).message}`);
+  }
+  return out;
+}
+
+function capBytes(fields: WireField[], field: number, max: number, name: string, why: string): void {
+  let n = 0;
+  for (const f of fields) if (f.field === field) n += f.end - f.start;
+  if (n > max) throw new MessageError(name, `takes ${n} bytes on the wire, over the ${max} that ${why}`);
+}
+
+/** How many numbers the fields `field` hold: packed (4 or 8 bytes each, or varints) and unpacked alike. */
+function countNumbers(bytes: Uint8Array, fields: WireField[], field: number, kind: 'fixed32' | 'fixed64' | 'varint'): number {
+  let n = 0;
+  for (const f of fields) {
+    if (f.field !== field) continue;
+    if (f.wireType !== 2) n++;
+    else if (kind === 'fixed32') n += Math.ceil((f.end - f.start) / 4);
+    else if (kind === 'fixed64') n += Math.ceil((f.end - f.start) / 8);
+    else for (let i = f.start; i < f.end; i++) if (bytes[i] < 0x80) n++;
+  }
+  return n;
+}
+
+function checkWireSizes(bytes: Uint8Array, lim: Limits): void {
+  const top = wireFields(bytes, 0, bytes.length, 'message');
+  capBytes(top, 1, HEADER_BYTES, 'header', 'a header needs');
+  capBytes(top, 2, POSE_BYTES, 'pose', 'a 4×4 pose needs');
+  capBytes(top, 3, GRID_BYTES, 'grid', 'a grid needs');
+  // The cells the message's own grid declares (the last grid on the wire wins, as in protobuf).
+  let cells = 0;
+  for (const g of top.filter((f) => f.field === 3 && f.wireType === 2).slice(-1)) {
+    let w = 0,
+      h = 0;
+    for (const x of wireFields(bytes, g.start, g.end, 'grid')) {
+      if (x.wireType !== 0 || (x.field !== 6 && x.field !== 7)) continue;
+      const v = protobuf.Reader.create(bytes.subarray(x.start, x.end)).uint32();
+      if (x.field === 6) w = v;
+      else h = v;
+    }
+    if (w >= 1 && h >= 1 && w <= MAX_DIM && h <= MAX_DIM) cells = Math.min(w * h, lim.maxElements);
+  }
+  for (const f of top) {
+    if (f.wireType !== 2) continue;
+    if (f.field === 4) {
+      const inner = wireFields(bytes, f.start, f.end, 'features');
+      capBytes(inner, 1, SHAPE_BYTES, 'features.shape', 'three dimensions need');
+      const scales = countNumbers(bytes, inner, 4, 'fixed32');
+      if (scales > MAX_CHANNELS) throw new MessageError('features.scale', `${scales} scales, more than the ${MAX_CHANNELS} channels a grid may have`);
+    } else if (f.field === 5) {
+      const inner = wireFields(bytes, f.start, f.end, 'mask');
+      for (const d of inner.filter((x) => x.field === 2 && x.wireType === 2)) {
+        const n = countNumbers(bytes, wireFields(bytes, d.start, d.end, 'mask.deltas'), 1, 'varint');
+        if (n > cells) throw new MessageError('mask.deltas', `lists ${n} cells, the grid has ${cells}`);
+      }
+    } else if (f.field === 6) {
+      const inner = wireFields(bytes, f.start, f.end, 'detections');
+      const scores = countNumbers(bytes, inner, 2, 'fixed32');
+      if (scores > lim.maxDetections) throw new MessageError('detections.scores', `${scores} detections, over the limit of ${lim.maxDetections}`);
+      const boxes = countNumbers(bytes, inner, 1, 'fixed32');
+      if (boxes > 7 * lim.maxDetections)
+        throw new MessageError('detections.boxes', `${boxes} values, over the ${7 * lim.maxDetections} that ${lim.maxDetections} boxes need`);
+    }
+  }
+}
+
+/** The grid must be the receiver's: same size, channels, cell size and origin. */
+function checkSameGrid(got: BevGrid, want: BevGrid): void {
+  for (const k of ['width', 'height', 'channels'] as const) {
+    if (got[k] !== want[k]) throw new SpaceMismatch(`grid.${k}`, `is ${got[k]}, the receiver's space has ${want[k]}`, got[k]);
+  }
+  const tol = 1e-6 * Math.max(1, Math.abs(want.cellSize));
+  for (const k of ['cellSize', 'xMin', 'yMin', 'xMax', 'yMax'] as const) {
+    if (Math.abs(got[k] - want[k]) > tol) throw new SpaceMismatch(`grid.${k}`, `is ${got[k]}, the receiver's space has ${want[k]}`, got[k]);
+  }
+}
+
 /** A uint64 as protobufjs decodes it: a Long when the long package is there, else a number. */
 function toNumber(v: heal.Header.$Properties['sequence']): number {
   if (typeof v === 'number') return v;
@@ -419,7 +552,7 @@ function checkText(field: string, v: string | null | undefined, maxLen: number, 
   return v;
 }
 
-function checkPose(matrix: readonly number[] | null | undefined, lim: Required<DecodeLimits>): Float64Array {
+function checkPose(matrix: readonly number[] | null | undefined, lim: Limits): Float64Array {
   if (!Array.isArray(matrix) || matrix.length !== 16) {
     throw new MessageError('pose.matrix', `must hold 16 values (4×4 row-major), has ${Array.isArray(matrix) ? matrix.length : 0}`);
   }
@@ -482,7 +615,7 @@ function checkGrid(g: heal.Grid.$Properties | null | undefined): BevGrid {
 function checkMask(m: heal.SparseMask.$Properties, cells: number): Uint32Array {
   // `cells` is protobufjs's virtual oneof: the member that was last on the wire.
   if (m.cells === 'bitmask') {
-    const bits = m.bitmask ?? new Uint8Array(0);
+    const bits = m.bitmask instanceof Uint8Array ? m.bitmask : new Uint8Array(0);
     if (bits.length !== Math.ceil(cells / 8)) {
       throw new MessageError('mask.bitmask', `has ${bits.length} bytes, a ${cells}-cell grid needs ${Math.ceil(cells / 8)}`);
     }
@@ -514,7 +647,7 @@ function checkFeatures(
   f: heal.Features.$Properties,
   maskWire: heal.SparseMask.$Properties | null | undefined,
   grid: BevGrid,
-  lim: Required<DecodeLimits>,
+  lim: Limits,
 ): { features: Float32Array; mask?: Uint8Array; dtype: FeatureDType } {
   const { channels: C, height: H, width: W } = grid;
   const shape = f.shape ?? [];
@@ -530,7 +663,8 @@ function checkFeatures(
   if (!dtype) throw new MessageError('features.dtype', 'is unset or unknown', f.dtype);
   const idx = maskWire ? checkMask(maskWire, cells) : undefined;
   const n = idx ? idx.length : cells;
-  const data = f.data ?? new Uint8Array(0);
+  // An empty bytes field is absent on the wire, and protobufjs then gives its default, a plain [].
+  const data = f.data instanceof Uint8Array ? f.data : new Uint8Array(0);
   const expected = C * n * DTYPE_BYTES[dtype];
   if (data.length !== expected) {
     throw new MessageError('features.data', `has ${data.length} bytes; ${C} channels × ${n} cells as ${dtype} need ${expected}`);
@@ -579,7 +713,7 @@ function checkFeatures(
   return { features, mask, dtype };
 }
 
-function checkDetections(d: heal.Detections.$Properties, lim: Required<DecodeLimits>): Detections {
+function checkDetections(d: heal.Detections.$Properties, lim: Limits): Detections {
   const boxes = d.boxes ?? [];
   const scores = d.scores ?? [];
   if (scores.length > lim.maxDetections) throw new MessageError('detections.scores', `${scores.length} detections, over the limit of ${lim.maxDetections}`);
@@ -600,7 +734,7 @@ function checkDetections(d: heal.Detections.$Properties, lim: Required<DecodeLim
   return { boxes: Float32Array.from(boxes), scores: Float32Array.from(scores) };
 }
 
-function validate(w: heal.CollabMessage, lim: Required<DecodeLimits>): DecodedMessage {
+function validate(w: heal.CollabMessage, lim: Limits): DecodedMessage {
   const h = w.header;
   if (!h) throw new MessageError('header', 'is missing');
   const schemaVersion = h.schemaVersion;
@@ -618,6 +752,7 @@ function validate(w: heal.CollabMessage, lim: Required<DecodeLimits>): DecodedMe
   if (!w.features && !w.detections) throw new MessageError('features', 'message carries neither features nor detections');
   if (w.mask && !w.features) throw new MessageError('mask', 'is present without features');
   const grid = checkGrid(w.grid);
+  if (lim.grid) checkSameGrid(grid, lim.grid);
   const out: DecodedMessage = { schemaVersion, agentId, agentType, timestamp, sequence, pose, grid };
   if (w.features) {
     const f = checkFeatures(w.features, w.mask, grid, lim);

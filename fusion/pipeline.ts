@@ -21,13 +21,15 @@ import { initWeights, loadWeights, mergeWeightFiles, pickWeights, type MergeRule
 import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
 import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
-import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType, type DecodedMessage } from './messages.ts';
+import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType } from './messages.ts';
 import { agentFromEgo, warpGrids, warpTheta } from './warp.ts';
 import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
 import { invert, multiply } from '../datasets/geometry/transforms.ts';
 import { DataError, readFileChecked } from '../datasets/io.ts';
 import { trustFromWeights, type Trust } from './trust.ts';
+import { signMessage, type Security } from './identity.ts';
+import { boundFeatures, EgoGate, type Admitted, type GateOptions } from './gate.ts';
 import { describeImport } from './heal-checkpoint.ts';
 import { importHealModalities, leftOutLines, modalityOf, type CheckpointImport } from './heal-import.ts';
 import { decodeStateDict } from '../models/pth.ts';
@@ -57,6 +59,13 @@ export interface PipelineOptions {
    * type 1, whatever the weight file carries).
    */
   trust?: Trust | null;
+  /**
+   * Signed messages (fusion/identity.ts): senders sign with their identity, the ego verifies
+   * before it parses. Absent: messages travel unsigned, and the ego checks only their contents.
+   */
+  security?: Security;
+  /** The ego's message checks (fusion/gate.ts) beyond the space and the verifier. */
+  gate?: Omit<GateOptions, 'space' | 'verifier'>;
   log?: (line: string) => void;
 }
 
@@ -88,8 +97,12 @@ export interface FrameResult {
   detections: Detection[];
   /** Agents whose data was used (ego first). */
   used: { id: number; type: string }[];
-  /** Agents out of communication range, and messages the ego rejected. */
+  /** Agents out of communication range, and messages the ego rejected (id NaN when unknown). */
   skipped: { id: number; reason: string }[];
+  /** Messages the ego rejected, by reason (fusion/identity.ts REJECT_CODES). */
+  rejected: Record<string, number>;
+  /** Senders whose features the ego bounded (fusion/gate.ts boundFeatures): values clipped, scale applied. */
+  bounded: { id: number; clipped: number; scale: number }[];
   /** Bytes each non-ego agent sent. */
   messageBytes: { id: number; bytes: number }[];
   /** Per-level foreground logits of the pyramid, [agents, 1, h, w] each (intermediate fusion only). */
@@ -299,10 +312,16 @@ function transformBox(box: Box7, m: Float64Array): Box7 {
   return cornersToBox(transformCorners(m, boxToCorners(box)));
 }
 
+/** A sender's first signed message and every CERT_EVERY-th carry its whole certificate, the others its digest. */
+const CERT_EVERY = 10;
+
 export class CollabPipeline {
   private readonly typeSessions = new Map<string, SessionInfo>();
   private sequence = 0;
+  /** Messages each sender has signed: the first and every CERT_EVERY-th carry the whole certificate. */
+  private readonly signedCount = new Map<string, number>();
   readonly anchors: Anchors;
+  readonly gate: EgoGate;
 
   private constructor(
     readonly opts: PipelineOptions,
@@ -316,6 +335,7 @@ export class CollabPipeline {
     readonly healImport?: WeightFile['heal'],
   ) {
     this.anchors = makeAnchors(opts.space);
+    this.gate = new EgoGate({ ...opts.gate, space: opts.space, verifier: opts.security?.verifier });
   }
 
   get provider(): Provider {
@@ -472,16 +492,16 @@ export class CollabPipeline {
       { dtype, mask },
     );
     addTime(times, 'serialize', now() - t);
-    return bytes;
-  }
-
-  private receive(bytes: Uint8Array, times: StageTimes): DecodedMessage {
-    const t = now();
-    try {
-      return decodeMessage(bytes);
-    } finally {
-      addTime(times, 'deserialize', now() - t);
-    }
+    const security = this.opts.security;
+    if (!security) return bytes;
+    const id = security.identity(String(input.frame.agentId), input.type);
+    if (!id) throw new DataError('keys', 'agent', `agent ${input.frame.agentId} holds no key and certificate, so it cannot sign`, input.frame.agentId);
+    const t1 = now();
+    const n = this.signedCount.get(id.certificate.digest.toString('hex')) ?? 0;
+    this.signedCount.set(id.certificate.digest.toString('hex'), n + 1);
+    const signed = signMessage(id, bytes, Date.now(), n % CERT_EVERY !== 0);
+    addTime(times, 'sign', now() - t1);
+    return signed;
   }
 
   /**
@@ -507,6 +527,7 @@ export class CollabPipeline {
     const { space } = this.opts;
     const dtype = opts.dtype ?? 'float32';
     const times: StageTimes = {};
+    const startMs = Date.now();
     const ego = agents.find((a) => a.frame.agentId === egoId);
     if (!ego) throw new Error(`runFrame: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
     const skipped: FrameResult['skipped'] = [];
@@ -521,13 +542,21 @@ export class CollabPipeline {
           skipped.push({ id: a.frame.agentId, reason: `out of communication range (${d.toFixed(1)} m > ${space.commRange} m)` });
           continue;
         }
-        const bytes = await this.send(a, opts.mode, dtype, times, opts.keep, opts.scoreThreshold);
+        let bytes: Uint8Array;
+        try {
+          bytes = await this.send(a, opts.mode, dtype, times, opts.keep, opts.scoreThreshold);
+        } catch (err) {
+          // A sender without a key sends nothing the ego would accept; the frame goes on.
+          if (!(err instanceof DataError && err.file === 'keys')) throw err;
+          skipped.push({ id: a.frame.agentId, reason: err.detail });
+          continue;
+        }
         messageBytes.push({ id: a.frame.agentId, bytes: bytes.length });
         received.push(bytes);
       }
       received.push(...extraMessages);
     }
-    return this.egoPass(ego, received, opts, { times, skipped, messageBytes });
+    return this.egoPass(ego, received, opts, { times, skipped, messageBytes, startMs });
   }
 
   /**
@@ -549,23 +578,28 @@ export class CollabPipeline {
     ego: AgentInput,
     received: Uint8Array[],
     opts: FrameOptions,
-    acc: { times: StageTimes; skipped: FrameResult['skipped']; messageBytes: FrameResult['messageBytes'] } = { times: {}, skipped: [], messageBytes: [] },
+    acc: { times: StageTimes; skipped: FrameResult['skipped']; messageBytes: FrameResult['messageBytes']; startMs?: number } = {
+      times: {},
+      skipped: [],
+      messageBytes: [],
+    },
   ): Promise<FrameResult> {
     const { times, skipped, messageBytes } = acc;
     const egoId = ego.frame.agentId;
     const used = [{ id: egoId, type: ego.type }];
-    const messages: DecodedMessage[] = [];
-    for (const bytes of received) {
-      try {
-        const msg = this.receive(bytes, times);
-        if (msg.agentId === String(egoId)) throw new Error(`message claims to come from the ego (${egoId})`);
-        messages.push(msg);
-      } catch (err) {
-        skipped.push({ id: NaN, reason: `rejected message: ${(err as Error).message}` });
-      }
-    }
-    const egoFeatures = await this.encode(ego, times);
     const egoPose = groundAlignedPose(ego.frame, this.opts.space);
+    // Every message passes the gate before anything of it is used; a rejected one is counted by
+    // reason and the frame goes on with the rest.
+    const gate = this.gate.frame(String(egoId), egoPose, acc.startMs);
+    const messages: Admitted[] = [];
+    for (const bytes of received) {
+      const msg = gate.admit(bytes, times);
+      if (msg) messages.push(msg);
+    }
+    skipped.push(...gate.notes);
+    const rejected: Record<string, number> = { ...gate.rejected } as Record<string, number>;
+    const bounded: FrameResult['bounded'] = [];
+    const egoFeatures = await this.encode(ego, times);
     let detections: Detection[];
     let occupancy: HostTensor[] = [];
     if (opts.mode === 'late') {
@@ -601,7 +635,13 @@ export class CollabPipeline {
           skipped.push({ id: Number(msg.agentId), reason: 'message has no features (intermediate fusion needs them)' });
           continue;
         }
-        features.push(msg.features);
+        let f = msg.features;
+        if (this.gate.checks) {
+          const b = boundFeatures(f, egoFeatures, msg.mask);
+          if (b.clipped || b.scale !== 1) bounded.push({ id: Number(msg.agentId), clipped: b.clipped, scale: b.scale });
+          f = b.features;
+        }
+        features.push(f);
         poses.push(msg.pose);
         sent.push(msg.mask);
         trust.push(this.trustOf(msg.agentType));
@@ -615,7 +655,7 @@ export class CollabPipeline {
         .map((k) => out[k]);
       detections = this.decode(out, opts, times);
     }
-    return { egoId, mode: opts.mode, detections, used, skipped, messageBytes, occupancy, times, provider: this.provider };
+    return { egoId, mode: opts.mode, detections, used, skipped, rejected, bounded, messageBytes, occupancy, times, provider: this.provider };
   }
 
   /** Decodes and validates a message the ego received from outside (e.g. over a network). */

@@ -488,4 +488,208 @@ export namespace heal {
           $unknowns?: Uint8Array[];
         };
     }
+
+    /**
+     * Properties of a CertificateBody.
+     * @deprecated Use heal.CertificateBody.$Properties instead.
+     */
+    interface ICertificateBody extends heal.CertificateBody.$Properties {
+    }
+
+    /** What a certificate binds: the signature over these exact bytes is the authority's. */
+    class CertificateBody {
+
+        /**
+         * Constructs a new CertificateBody.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.CertificateBody.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** Certificate format version (currently 1). */
+        version: number;
+
+        /** CertificateBody agentId. */
+        agentId: string;
+
+        /** CertificateBody agentType. */
+        agentType: string;
+
+        /** Ed25519 public key of the agent, 32 raw bytes. */
+        publicKey: Uint8Array;
+
+        /** Validity period, Unix time in milliseconds: valid from not_before_ms to not_after_ms inclusive. */
+        notBeforeMs: (number|Long);
+
+        /** CertificateBody notAfterMs. */
+        notAfterMs: (number|Long);
+
+        /** First 8 bytes of SHA-256 of the issuing authority's raw Ed25519 public key. */
+        issuer: Uint8Array;
+    }
+
+    namespace CertificateBody {
+
+        /** Properties of a CertificateBody. */
+        interface $Properties {
+
+            /** Certificate format version (currently 1). */
+            version?: (number|null);
+
+            /** CertificateBody agentId */
+            agentId?: (string|null);
+
+            /** CertificateBody agentType */
+            agentType?: (string|null);
+
+            /** Ed25519 public key of the agent, 32 raw bytes. */
+            publicKey?: (Uint8Array|null);
+
+            /** Validity period, Unix time in milliseconds: valid from not_before_ms to not_after_ms inclusive. */
+            notBeforeMs?: (number|Long|null);
+
+            /** CertificateBody notAfterMs */
+            notAfterMs?: (number|Long|null);
+
+            /** First 8 bytes of SHA-256 of the issuing authority's raw Ed25519 public key. */
+            issuer?: (Uint8Array|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a CertificateBody. */
+        type $Shape = heal.CertificateBody.$Properties;
+    }
+
+    /**
+     * Properties of a Certificate.
+     * @deprecated Use heal.Certificate.$Properties instead.
+     */
+    interface ICertificate extends heal.Certificate.$Properties {
+    }
+
+    /** Represents a Certificate. */
+    class Certificate {
+
+        /**
+         * Constructs a new Certificate.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.Certificate.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** An encoded CertificateBody. */
+        body: Uint8Array;
+
+        /** Ed25519 signature by the issuer over "heal-cert-v1\0" followed by body. */
+        signature: Uint8Array;
+    }
+
+    namespace Certificate {
+
+        /** Properties of a Certificate. */
+        interface $Properties {
+
+            /** An encoded CertificateBody. */
+            body?: (Uint8Array|null);
+
+            /** Ed25519 signature by the issuer over "heal-cert-v1\0" followed by body. */
+            signature?: (Uint8Array|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a Certificate. */
+        type $Shape = heal.Certificate.$Properties;
+    }
+
+    /**
+     * Properties of a SignedCollabMessage.
+     * @deprecated Use heal.SignedCollabMessage.$Properties instead.
+     */
+    interface ISignedCollabMessage extends heal.SignedCollabMessage.$Properties {
+    }
+
+    /** A CollabMessage as it crosses the radio with its sender's signature. */
+    class SignedCollabMessage {
+
+        /**
+         * Constructs a new SignedCollabMessage.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.SignedCollabMessage.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** An encoded CollabMessage; only parsed after the signature checks out. */
+        payload: Uint8Array;
+
+        /** Sender's clock when it signed, Unix time in milliseconds (checked against the ego's window). */
+        generationTimeMs: (number|Long);
+
+        /** The sender's whole certificate. */
+        certificate?: (heal.Certificate.$Properties|null);
+
+        /** First 8 bytes of SHA-256 of an encoded Certificate the ego already holds. */
+        certificateDigest?: (Uint8Array|null);
+
+        /**
+         * Ed25519 signature by the sender over "heal-msg-v1\0", generation_time_ms as 8 bytes big-endian,
+         * then payload.
+         */
+        signature: Uint8Array;
+
+        /** SignedCollabMessage signer. */
+        signer?: ("certificate"|"certificateDigest");
+    }
+
+    namespace SignedCollabMessage {
+
+        /** Properties of a SignedCollabMessage. */
+        interface $Properties {
+
+            /** An encoded CollabMessage; only parsed after the signature checks out. */
+            payload?: (Uint8Array|null);
+
+            /** Sender's clock when it signed, Unix time in milliseconds (checked against the ego's window). */
+            generationTimeMs?: (number|Long|null);
+
+            /** The sender's whole certificate. */
+            certificate?: (heal.Certificate.$Properties|null);
+
+            /** First 8 bytes of SHA-256 of an encoded Certificate the ego already holds. */
+            certificateDigest?: (Uint8Array|null);
+
+            /**
+             * Ed25519 signature by the sender over "heal-msg-v1\0", generation_time_ms as 8 bytes big-endian,
+             * then payload.
+             */
+            signature?: (Uint8Array|null);
+
+            /** SignedCollabMessage signer */
+            signer?: ("certificate"|"certificateDigest");
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Narrowed shape of a SignedCollabMessage. */
+        type $Shape = {
+          payload?: Uint8Array|null;
+          generationTimeMs?: number|Long|null;
+          certificate?: heal.Certificate.$Shape|null;
+          certificateDigest?: Uint8Array|null;
+          signature?: Uint8Array|null;
+          $unknowns?: Uint8Array[];
+        } & (
+          ({ signer?: undefined; certificate?: null; certificateDigest?: null }|{ signer?: "certificate"; certificate: heal.Certificate.$Shape; certificateDigest?: null }|{ signer?: "certificateDigest"; certificate?: null; certificateDigest: Uint8Array })
+        );
+    }
 }
