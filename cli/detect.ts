@@ -15,6 +15,7 @@ import type { Detection } from '../fusion/detect.ts';
 import { boxToCorners } from '../datasets/geometry/boxes.ts';
 import { progress } from './progress.ts';
 import { shippedWeights } from '../models/shipped.ts';
+import { securityOf, SIGNING_OPTIONS } from './keys.ts';
 import { choice, command, int, list, repeat, runCommand, string } from './args.ts';
 
 const FUSION_MODES: readonly FusionMode[] = ['intermediate', 'late', 'none'];
@@ -43,7 +44,9 @@ fuses (pyramid fusion), detects and decodes boxes in its own LiDAR frame.`,
     }),
     'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
     json: string({ arg: 'FILE', help: "write every frame's result as JSON" }),
+    ...SIGNING_OPTIONS,
   },
+  exclusive: [['insecure', 'keys']],
 });
 
 export function run(args: string[]): Promise<number> {
@@ -55,7 +58,15 @@ export function run(args: string[]): Promise<number> {
 
     const ds = await openDataset(positionals[0]);
     const frames = pickFrames(ds.frames(), values.scenario, values.frame, values.limit);
-    const pipeline = await CollabPipeline.create({ space, registry, device: values.device, weightsFile: values.weights ?? shippedWeights(space.name) });
+    const security = await securityOf(values);
+    const pipeline = await CollabPipeline.create({
+      space,
+      registry,
+      device: values.device,
+      weightsFile: values.weights ?? shippedWeights(space.name),
+      security,
+    });
+    console.log(`messages: ${security ? `signed (${security.source})` : 'unsigned (--insecure)'}`);
     console.log(`execution provider: ${pipeline.provider}${pipeline.fallbackReason ? ` (${pipeline.fallbackReason})` : ''}`);
     if (pipeline.randomWeights) console.log('weights: seeded random (no --weights): the whole path runs, but the boxes mean nothing');
     else console.log(`fusion trust: ${formatTrust(pipeline.trust)}`);
@@ -127,6 +138,11 @@ function printResult(r: FrameResult, ref: FrameRef): void {
     );
   }
   for (const s of r.skipped) console.log(`  agent ${String(s.id).padStart(6)}  skipped: ${s.reason}`);
+  const rejected = Object.entries(r.rejected);
+  if (rejected.length) console.log(`  rejected messages: ${rejected.map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  if (r.times.sign !== undefined || r.times.verify !== undefined) {
+    console.log(`  sign ${(r.times.sign ?? 0).toFixed(2)} ms, verify ${(r.times.verify ?? 0).toFixed(2)} ms`);
+  }
   console.log(`  ${r.detections.length} detections in the ego frame${r.detections.length ? ':' : ''}`);
   for (const d of r.detections.slice(0, 10)) {
     console.log(`    score ${d.score.toFixed(3)}  [${d.box.map((v) => v.toFixed(2)).join(', ')}]`);

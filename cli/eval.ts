@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import { DEVICES } from '../models/runtime.ts';
 import { shippedWeights } from '../models/shipped.ts';
+import { formatSecurity, SIGNING_OPTIONS } from './keys.ts';
 import { MERGE_RULES } from '../models/weights.ts';
 import { SPACES, spaceByName } from '../perception/space.ts';
 import { evaluate } from '../eval/evaluate.ts';
@@ -77,8 +78,10 @@ per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.
     limit: int({ min: 1, help: 'evaluate only the first N frames of the split' }),
     out: string({ arg: 'RUNDIR', defaultText: 'runs/eval-<YYYYMMDD-HHMMSS>', help: 'run folder' }),
     mcap: string({ arg: 'FILE', help: 'also write the scenes as MCAP (Foxglove schemas), openable in Foxglove' }),
+    ...SIGNING_OPTIONS,
   },
   exclusive: [
+    ['insecure', 'keys'],
     ['types', 'combos'],
     ['dtype', 'dtypes'],
     ['weights', 'random-weights'],
@@ -133,6 +136,8 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
       latency: values.latency,
       drop: values.drop,
       seed: values.seed,
+      insecure: values.insecure,
+      keys: values.keys,
       scoreThreshold: values['score-threshold'],
       limit: values.limit,
       out: values.out ?? defaultRunDir(),
@@ -168,6 +173,7 @@ export function printSummary(report: EvalReport): void {
     `protocol: AP at BEV IoU 0.3/0.5/0.7 of detections with score > ${report.run.scoreThreshold}; inside the ${report.run.profile} profile's range x [${r[0]}, ${r[3]}] m, y [${r[1]}, ${r[4]}] m (detections by all corners, GT by centre)`,
   );
   console.log(`weights: ${report.run.weights ?? 'seeded random (the AP values mean nothing)'}`);
+  if (report.security) console.log(`messages: ${report.run.messages}; ${formatSecurity(report.security)}`);
   console.log(`fusion trust: ${formatTrust(report.run.fusionTrust ?? {})}`);
   console.log(`report: ${report.files.html}`);
   console.log(`run folder: ${path.dirname(report.files.run)} (run.json, frames.jsonl, report.json)`);

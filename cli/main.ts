@@ -17,6 +17,7 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
   import: { module: './import.ts', summary: "a HEAL checkpoint (.pth) as heal's weight file, with a manifest of the mapping" },
   'verify-reference': { module: './verify-reference.ts', summary: "check heal against HEAL's reference tensors (checkpoint + case folders)" },
   start: { module: './start.ts', summary: 'the default job (what `npm start` runs)' },
+  keys: { module: './keys.ts', summary: 'a test authority and agent certificates for signed messages (init, issue, revoke)' },
   bench: { module: './bench.ts', summary: 'benchmarks; figures go to bench/results/' },
 };
 

@@ -49,6 +49,10 @@ export interface EvalOptions {
   /** At most this many frames (the first ones of the split). */
   limit?: number;
   scoreThreshold?: number;
+  /** Send messages unsigned (fusion/identity.ts); default: signed and verified. */
+  insecure?: boolean;
+  /** Sign with the keys of this `heal keys` folder instead of an ephemeral authority. */
+  keys?: string;
   /** Progress and warnings; default: none. */
   log?: (line: string) => void;
   progress?: (total: number) => { tick(n?: number, info?: Record<string, string | number>): void; stop(): void };
@@ -77,6 +81,8 @@ export interface RunJson {
   seed: number;
   /** Detections below this score are dropped before matching (HEAL's protocol: 0.2). */
   scoreThreshold: number;
+  /** How messages travelled: "signed (<where the keys came from>)" or "unsigned (insecure)". */
+  messages?: string;
   createdAt: string;
 }
 
@@ -133,6 +139,8 @@ export interface EvalReport {
   seconds: number;
   /** Mean wall time of one frame over every combination, mode and dtype. */
   msPerFrame: number;
+  /** Signing and verifying: mean ms per frame, their share of a frame's time, and rejections by reason. */
+  security?: { signed: boolean; signMsPerFrame: number; verifyMsPerFrame: number; shareOfFrame: number; rejected: Record<string, number> };
   files: { run: string; frames: string; report: string; html: string; mcap?: string };
 }
 
@@ -151,6 +159,8 @@ export interface FrameLine {
   bytes: number;
   times: Record<string, number>;
   skipped: { id: number; reason: string }[];
+  /** Messages the ego rejected, by reason (absent when none). */
+  rejected?: Record<string, number>;
 }
 
 export interface Variant {

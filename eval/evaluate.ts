@@ -17,6 +17,7 @@ import type { Box7 } from '../datasets/geometry/boxes.ts';
 import type { Mat4 } from '../datasets/geometry/transforms.ts';
 import { loadRegistry, type Registry } from '../perception/registry.ts';
 import { spaceByName, type SharedSpace } from '../perception/space.ts';
+import { ephemeralSecurity, keyFolderSecurity } from '../fusion/identity.ts';
 import { CollabPipeline, weightsName, type AgentInput, type FusionMode, type FrameResult } from '../fusion/pipeline.ts';
 import { egoGroundTruth } from './groundtruth.ts';
 import {
@@ -116,6 +117,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     mergeRule: o.mergeWeights,
     seed: o.seed,
     trust: o.trust,
+    security: o.insecure ? undefined : o.keys ? await keyFolderSecurity(o.keys) : ephemeralSecurity(),
     log,
   });
 
@@ -145,7 +147,10 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   const lines: string[] = [];
   let evaluated = 0;
   let passMs = 0,
-    passes = 0;
+    passes = 0,
+    signMs = 0,
+    verifyMs = 0;
+  const rejected: Record<string, number> = {};
   let lastCheckpoint = performance.now();
   const bar = o.progress?.(frames.length);
 
@@ -173,6 +178,9 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
           const total = performance.now() - t;
           passMs += total;
           passes++;
+          signMs += r.times.sign ?? 0;
+          verifyMs += r.times.verify ?? 0;
+          for (const [k, n] of Object.entries(r.rejected)) rejected[k] = (rejected[k] ?? 0) + n;
           const det = r.detections.map((d) => ({ box: d.box, score: d.score }));
           const line = frameLineOf(ref, egoId, combo, v, agents, notes, r, det, work.gt, total);
           work.lines.push(line);
@@ -216,6 +224,13 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     failures,
     seconds: (performance.now() - t0) / 1000,
     msPerFrame: passes ? passMs / passes : 0,
+    security: {
+      signed: pipeline.gate.signed,
+      signMsPerFrame: passes ? signMs / passes : 0,
+      verifyMsPerFrame: passes ? verifyMs / passes : 0,
+      shareOfFrame: passMs ? (signMs + verifyMs) / passMs : 0,
+      rejected,
+    },
     files,
   };
   await writeFileAtomic(files.report, JSON.stringify(report, null, 1) + '\n');
@@ -248,6 +263,7 @@ function runJsonOf(o: EvalOptions, space: SharedSpace, pipeline: CollabPipeline)
     drop: o.drop,
     seed: o.seed,
     scoreThreshold: o.scoreThreshold ?? 0.2,
+    messages: pipeline.opts.security ? `signed (${pipeline.opts.security.source})` : 'unsigned (insecure)',
     createdAt: new Date().toISOString(),
   };
 }
@@ -340,5 +356,6 @@ function frameLineOf(
     bytes: r.messageBytes.reduce((a, m) => a + m.bytes, 0),
     times: Object.fromEntries([...Object.entries(r.times), ['total', total]].map(([k, ms]) => [k, round(ms as number, 3)])),
     skipped: [...notes, ...r.skipped],
+    ...(Object.keys(r.rejected).length ? { rejected: r.rejected } : {}),
   };
 }

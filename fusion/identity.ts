@@ -375,6 +375,7 @@ export async function initKeyFolder(dir: string): Promise<Authority> {
   await fs.mkdir(f.agents, { recursive: true });
   const a = createAuthority();
   await writeFileAtomic(f.authorityKey, a.privateKey!.export({ format: 'pem', type: 'pkcs8' }) as string);
+  await fs.chmod(f.authorityKey, 0o600);
   await writeFileAtomic(f.authorityPub, a.publicKey.export({ format: 'pem', type: 'spki' }) as string);
   return a;
 }
@@ -395,6 +396,7 @@ export async function issueToFolder(dir: string, agentId: string, agentType: str
   const f = keyFiles(dir);
   await fs.mkdir(f.agents, { recursive: true });
   await writeFileAtomic(path.join(f.agents, `${agentId}.key`), id.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
+  await fs.chmod(path.join(f.agents, `${agentId}.key`), 0o600);
   await writeFileAtomic(path.join(f.agents, `${agentId}.cert`), id.certificate.bytes);
   return id;
 }
