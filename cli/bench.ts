@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../datasets/io.ts';
-import { UsageError, choice, command, runCommand, string } from './args.ts';
+import { UsageError, choice, command, int, runCommand, string } from './args.ts';
 
 const BENCHES: Record<string, string> = {
   synthetic: '../bench/synthetic.ts',
@@ -13,6 +13,13 @@ const BENCHES: Record<string, string> = {
   camera: '../bench/camera.ts',
   inference: '../bench/inference.ts',
   train: '../bench/train.ts',
+};
+
+/** Benchmarks that run only when named (long, or about messages rather than speed of the pass). */
+const ON_REQUEST: Record<string, string> = {
+  fuzz: '../bench/fuzz.ts',
+  signing: '../bench/signing.ts',
+  hostile: '../bench/hostile.ts',
 };
 
 /** Benchmarks that also run on another profile than the default small one, and their module for it. */
@@ -25,20 +32,24 @@ export const BENCH = command({
   usage: '[NAME ...] [--profile P] [--out FILE]',
   about: `Runs benchmarks side by side in one process. Writes bench/results/latest.json (all) or
 bench/results/NAME.json (some), and a Markdown table beside it.
-benchmarks: ${Object.keys(BENCHES).join(', ')} (default: all)
+benchmarks: ${Object.keys(BENCHES).join(', ')} (default: all of these)
+on request: fuzz (messages and signed messages, --n cases each), signing (sign and verify cost per
+message and share of a frame), hostile (AP with one hostile sender, on the synthetic test split)
 --profile heal: ${Object.keys(PROFILE_BENCHES.heal).join(', ')} on the heal profile (HEAL's m1 network, and its m4
 camera agent with 4 pictures at 800×600; the figures go to NAME-heal.json)`,
   positionals: { name: 'NAME', min: 0, max: Number.POSITIVE_INFINITY },
   options: {
     out: string({ arg: 'FILE', defaultText: 'bench/results/latest.json, or NAME.json for some', help: 'where the figures go' }),
     profile: choice(['small', ...Object.keys(PROFILE_BENCHES)], { arg: 'P', default: 'small', help: 'shared-space profile of the benchmarks that have one' }),
+    n: int({ min: 1, max: 10_000_000, default: 100_000, help: 'fuzz: inputs per kind (messages, signed messages)' }),
   },
 });
 
 export function run(args: string[]): Promise<number> {
   return runCommand(BENCH, args, async ({ values, positionals: names }) => {
+    const known = { ...BENCHES, ...ON_REQUEST };
     for (const name of names) {
-      if (!Object.hasOwn(BENCHES, name)) throw new UsageError(`unknown benchmark "${name}" (have: ${Object.keys(BENCHES).join(', ')})`);
+      if (!Object.hasOwn(known, name)) throw new UsageError(`unknown benchmark "${name}" (have: ${Object.keys(known).join(', ')})`);
     }
     const here = path.dirname(fileURLToPath(import.meta.url));
     const profile = values.profile;
@@ -54,11 +65,11 @@ export function run(args: string[]): Promise<number> {
     const selected = names.length ? names : Object.keys(BENCHES);
     // A partial run must not overwrite the full record: it gets a file named after what ran.
     const defaultName = names.length ? `${selected.join('+')}.json` : 'latest.json';
-    return bench(selected, BENCHES, values.out ?? path.join(here, '..', 'bench', 'results', defaultName));
+    return bench(selected, known, values.out ?? path.join(here, '..', 'bench', 'results', defaultName), { n: values.n });
   });
 }
 
-async function bench(selected: string[], modules: Record<string, string>, out: string): Promise<number> {
+async function bench(selected: string[], modules: Record<string, string>, out: string, opts: { n?: number } = {}): Promise<number> {
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     node: process.version,
@@ -68,8 +79,8 @@ async function bench(selected: string[], modules: Record<string, string>, out: s
   for (const name of selected) {
     const file = modules[name];
     process.stderr.write(`bench ${name} ...\n`);
-    const mod = (await import(file)) as { run(): Promise<Record<string, unknown>> };
-    const figures = await mod.run();
+    const mod = (await import(file)) as { run(opts: { n?: number }): Promise<Record<string, unknown>> };
+    const figures = await mod.run(opts);
     results[name] = figures;
     console.log(`\n## ${name}`);
     for (const [k, v] of Object.entries(figures)) console.log(`  ${k.padEnd(36)} ${typeof v === 'number' ? +v.toFixed(3) : v}`);

@@ -441,12 +441,17 @@ interface WireField {
   end: number;
 }
 
-/** The fields of bytes[start, end) with where their contents lie; throws on a truncated tag or length. */
-function wireFields(bytes: Uint8Array, start: number, end: number, where: string): WireField[] {
+/**
+ * The fields of bytes[start, end) with where their contents lie; throws on a truncated tag or
+ * length, and on more than `maxFields` fields (unpacked repeated numbers would otherwise make this
+ * list as large as what it guards against).
+ */
+function wireFields(bytes: Uint8Array, start: number, end: number, where: string, maxFields = 1024): WireField[] {
   const out: WireField[] = [];
   const reader = protobuf.Reader.create(bytes.subarray(start, end));
   try {
     while (reader.pos < reader.len) {
+      if (out.length >= maxFields) throw new MessageError(where, `has more than ${maxFields} fields`);
       const tag = reader.uint32();
       const wireType = tag & 7;
       let s = reader.pos;
@@ -461,6 +466,7 @@ function wireFields(bytes: Uint8Array, start: number, end: number, where: string
       out.push({ field: tag >>> 3, wireType, start: start + s, end: start + reader.pos });
     }
   } catch (err) {
+    if (err instanceof MessageError) throw err;
     throw new MessageError('protobuf', `${where}: cannot walk the fields: ${(err as Error).message}`);
   }
   return out;
@@ -473,14 +479,13 @@ function capBytes(fields: WireField[], field: number, max: number, name: string,
 }
 
 /** How many numbers the fields `field` hold: packed (4 or 8 bytes each, or varints) and unpacked alike. */
-function countNumbers(bytes: Uint8Array, fields: WireField[], field: number, kind: 'fixed32' | 'fixed64' | 'varint'): number {
+function countNumbers(bytes: Uint8Array, fields: WireField[], field: number, kind: 'fixed32' | 'varint', stopAbove = Infinity): number {
   let n = 0;
   for (const f of fields) {
     if (f.field !== field) continue;
     if (f.wireType !== 2) n++;
     else if (kind === 'fixed32') n += Math.ceil((f.end - f.start) / 4);
-    else if (kind === 'fixed64') n += Math.ceil((f.end - f.start) / 8);
-    else for (let i = f.start; i < f.end; i++) if (bytes[i] < 0x80) n++;
+    else for (let i = f.start; i < f.end && n <= stopAbove; i++) if (bytes[i] < 0x80) n++;
   }
   return n;
 }
@@ -506,18 +511,18 @@ function checkWireSizes(bytes: Uint8Array, lim: Limits): void {
   for (const f of top) {
     if (f.wireType !== 2) continue;
     if (f.field === 4) {
-      const inner = wireFields(bytes, f.start, f.end, 'features');
+      const inner = wireFields(bytes, f.start, f.end, 'features', 2 * MAX_CHANNELS + 64);
       capBytes(inner, 1, SHAPE_BYTES, 'features.shape', 'three dimensions need');
       const scales = countNumbers(bytes, inner, 4, 'fixed32');
       if (scales > MAX_CHANNELS) throw new MessageError('features.scale', `${scales} scales, more than the ${MAX_CHANNELS} channels a grid may have`);
     } else if (f.field === 5) {
       const inner = wireFields(bytes, f.start, f.end, 'mask');
       for (const d of inner.filter((x) => x.field === 2 && x.wireType === 2)) {
-        const n = countNumbers(bytes, wireFields(bytes, d.start, d.end, 'mask.deltas'), 1, 'varint');
-        if (n > cells) throw new MessageError('mask.deltas', `lists ${n} cells, the grid has ${cells}`);
+        const n = countNumbers(bytes, wireFields(bytes, d.start, d.end, 'mask.deltas', Math.min(cells, 1 << 20) + 16), 1, 'varint', cells);
+        if (n > cells) throw new MessageError('mask.deltas', `lists more than the grid's ${cells} cells`);
       }
     } else if (f.field === 6) {
-      const inner = wireFields(bytes, f.start, f.end, 'detections');
+      const inner = wireFields(bytes, f.start, f.end, 'detections', 8 * lim.maxDetections + 16);
       const scores = countNumbers(bytes, inner, 2, 'fixed32');
       if (scores > lim.maxDetections) throw new MessageError('detections.scores', `${scores} detections, over the limit of ${lim.maxDetections}`);
       const boxes = countNumbers(bytes, inner, 1, 'fixed32');
