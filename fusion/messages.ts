@@ -451,7 +451,7 @@ function wireFields(bytes: Uint8Array, start: number, end: number, where: string
   const reader = protobuf.Reader.create(bytes.subarray(start, end));
   try {
     while (reader.pos < reader.len) {
-      if (out.length >= maxFields) throw new MessageError(where, `has more than ${maxFields} fields`);
+      if (out.length >= maxFields) throw new MessageError(where, `has more than ${maxFields} fields on the wire`);
       const tag = reader.uint32();
       const wireType = tag & 7;
       let s = reader.pos;
@@ -514,20 +514,21 @@ function checkWireSizes(bytes: Uint8Array, lim: Limits): void {
       const inner = wireFields(bytes, f.start, f.end, 'features', 2 * MAX_CHANNELS + 64);
       capBytes(inner, 1, SHAPE_BYTES, 'features.shape', 'three dimensions need');
       const scales = countNumbers(bytes, inner, 4, 'fixed32');
-      if (scales > MAX_CHANNELS) throw new MessageError('features.scale', `${scales} scales, more than the ${MAX_CHANNELS} channels a grid may have`);
+      if (scales > MAX_CHANNELS)
+        throw new MessageError('features.scale', `${scales} scales on the wire, more than the ${MAX_CHANNELS} channels a grid may have`);
     } else if (f.field === 5) {
       const inner = wireFields(bytes, f.start, f.end, 'mask');
       for (const d of inner.filter((x) => x.field === 2 && x.wireType === 2)) {
         const n = countNumbers(bytes, wireFields(bytes, d.start, d.end, 'mask.deltas', Math.min(cells, 1 << 20) + 16), 1, 'varint', cells);
-        if (n > cells) throw new MessageError('mask.deltas', `lists more than the grid's ${cells} cells`);
+        if (n > cells) throw new MessageError('mask.deltas', `lists more than the grid's ${cells} cells on the wire`);
       }
     } else if (f.field === 6) {
       const inner = wireFields(bytes, f.start, f.end, 'detections', 8 * lim.maxDetections + 16);
       const scores = countNumbers(bytes, inner, 2, 'fixed32');
-      if (scores > lim.maxDetections) throw new MessageError('detections.scores', `${scores} detections, over the limit of ${lim.maxDetections}`);
+      if (scores > lim.maxDetections) throw new MessageError('detections.scores', `${scores} detections on the wire, over the limit of ${lim.maxDetections}`);
       const boxes = countNumbers(bytes, inner, 1, 'fixed32');
       if (boxes > 7 * lim.maxDetections)
-        throw new MessageError('detections.boxes', `${boxes} values, over the ${7 * lim.maxDetections} that ${lim.maxDetections} boxes need`);
+        throw new MessageError('detections.boxes', `${boxes} values on the wire, over the ${7 * lim.maxDetections} that ${lim.maxDetections} boxes need`);
     }
   }
 }
