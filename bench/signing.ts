@@ -43,6 +43,7 @@ export async function run(): Promise<Record<string, number | string>> {
     out[`${name}.signed_overhead_bytes`] = `${withCert.length - payload.length} with the certificate, ${withDigest.length - payload.length} with its digest`;
     out[`${name}.sign_ms`] = timeIt(20, () => signMessage(id, payload, now, true), 3);
     out[`${name}.verify_first_ms`] = timeIt(10, () => new Verifier({ authorities: [authority] }).verify(withCert, now), 2);
+    verifier.verify(withCert, now); // the ego now holds the certificate: later messages carry its digest
     out[`${name}.verify_ms`] = timeIt(20, () => verifier.verify(withDigest, now), 3);
     out[`${name}.decode_ms`] = timeIt(10, () => decodeMessage(payload), 2);
   }

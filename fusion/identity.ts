@@ -214,10 +214,13 @@ export function issueIdentity(authority: Authority, agentId: string, agentType: 
   return identityFrom(privateKey, issueCertificate(authority, { agentId, agentType, publicKey: rawPublicKey(publicKey), notBeforeMs, notAfterMs }));
 }
 
+// What a sender signs: the context, the time and the SHA-256 of the payload. Hashing first, as
+// 1609.2 does, makes Ed25519's own work constant: over a 512 KiB payload, pure Ed25519 hashes it
+// twice with SHA-512 to sign (and once to verify), after copying it behind the prefix.
 function messageSigningInput(payload: Uint8Array, generationTimeMs: number): Buffer {
   const t = Buffer.alloc(8);
   t.writeBigUInt64BE(BigInt(generationTimeMs));
-  return Buffer.concat([MSG_CONTEXT, t, payload]);
+  return Buffer.concat([MSG_CONTEXT, t, createHash('sha256').update(payload).digest()]);
 }
 
 /**

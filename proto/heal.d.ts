@@ -642,7 +642,7 @@ export namespace heal {
 
         /**
          * Ed25519 signature by the sender over "heal-msg-v1\0", generation_time_ms as 8 bytes big-endian,
-         * then payload.
+         * then the SHA-256 of payload.
          */
         signature: Uint8Array;
 
@@ -669,7 +669,7 @@ export namespace heal {
 
             /**
              * Ed25519 signature by the sender over "heal-msg-v1\0", generation_time_ms as 8 bytes big-endian,
-             * then payload.
+             * then the SHA-256 of payload.
              */
             signature?: (Uint8Array|null);
 

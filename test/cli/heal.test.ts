@@ -19,6 +19,7 @@ import * as start from '../../cli/start.ts';
 import * as bench from '../../cli/bench.ts';
 import * as importCmd from '../../cli/import.ts';
 import * as verifyReference from '../../cli/verify-reference.ts';
+import * as keys from '../../cli/keys.ts';
 
 const HEAL = fileURLToPath(new URL('../../cli/heal.js', import.meta.url));
 const SPECS: CommandSpec<Options>[] = [
@@ -35,6 +36,7 @@ const SPECS: CommandSpec<Options>[] = [
   bench.BENCH,
   importCmd.IMPORT,
   verifyReference.VERIFY_REFERENCE,
+  keys.KEYS,
 ];
 
 function heal(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
@@ -64,6 +66,7 @@ const RUNS: Record<string, Run> = {
   bench: bench.run,
   import: importCmd.run,
   'verify-reference': verifyReference.run,
+  keys: keys.run,
 };
 
 /** Runs a command in this process, with what it writes to stdout and stderr. */
@@ -113,7 +116,10 @@ describe('heal', () => {
       ['calibrate', ['--data', 'x', '--weights', 'w', '--out', 'o', '--grid', '1,x'], '--grid: "x" is not a number >= 0 (in "1,x")'],
       ['view', ['x', '--port', '70000'], '--port must be an integer in [0, 65535] (got "70000")'],
       ['export', ['--out', 'x'], 'missing --weights FILE'],
-      ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train)'],
+      ['keys', ['sign', 'dir'], 'unknown action "sign" (have: init, issue, revoke)'],
+      ['keys', ['issue', 'dir', '--id', '641'], 'issue needs --type T'],
+      ['eval', ['x', '--insecure', '--keys', 'k'], 'give --insecure or --keys, not both'],
+      ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train, fuzz, signing, hostile)'],
       ['bench', ['train', '--profile', 'heal'], 'benchmark "train" has no heal profile (only inference)'],
       ['import', ['weights.bin', '--out', 'x'], 'FILE must be a HEAL checkpoint (.pth or .pt), got "weights.bin"'],
       ['verify-reference', ['x', '--only', 'boxes'], '--only: "boxes" is not one of voxels, networks, postprocess, detect, inputs'],
@@ -164,6 +170,7 @@ describe('heal', () => {
       'generate',
       'import',
       'inspect',
+      'keys',
       'train',
       'verify-reference',
       'view',
