@@ -96,12 +96,19 @@ export async function run(opts: { frames?: number } = {}): Promise<Record<string
       .slice(1)
       .filter((a) => Math.hypot(a.frame.lidarPose[3] - ego.frame.lidarPose[3], a.frame.lidarPose[7] - ego.frame.lidarPose[7]) <= space.commRange);
     for (const c of configs) {
+      // The ego's frame begins before its partners send, as in runFrame (the time window counts from it).
+      const startMs = Date.now();
       const honest: Uint8Array[] = [];
       for (const a of partners) honest.push(await c.pipeline.send(a, c.mode, 'float32', {}, undefined, 0.2));
       // The same draws for every defence, so that the columns differ only by the defence.
       const rng = new Rng(fi + 1);
       const extra = await attackBytes(c, { ego, egoPose, partners, honest, outsider, rng, ref: ref.timestamp, newScenario });
-      const r = await c.pipeline.egoPass(ego, [...honest, ...extra], { mode: c.mode, scoreThreshold: 0.2 });
+      const r = await c.pipeline.egoPass(
+        ego,
+        [...honest, ...extra],
+        { mode: c.mode, scoreThreshold: 0.2 },
+        { times: {}, skipped: [], messageBytes: [], startMs },
+      );
       c.rejected += Object.values(r.rejected).reduce((a, b) => a + b, 0);
       c.acc.addFrame(
         r.detections.map((d) => bevFromCorners(boxToCorners(d.box))),
