@@ -11,7 +11,7 @@ import { SMALL_SPACE } from '../perception/space.ts';
 import { median, timeIt } from './timing.ts';
 import { world } from './inference.ts';
 
-const REPEATS = 5;
+const REPEATS = 10;
 
 export async function run(): Promise<Record<string, number | string>> {
   const out: Record<string, number | string> = {};
