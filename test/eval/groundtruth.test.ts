@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { Dataset, FrameRef } from '../../datasets/dataset.ts';
 import type { AgentFrame, GtBox } from '../../datasets/frame.ts';
+import type { Box7 } from '../../datasets/geometry/boxes.ts';
 import { egoGroundTruth } from '../../eval/groundtruth.ts';
 import { HEAL_SPACE } from '../../perception/space.ts';
 
-const identity = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+const identity = Float64Array.from([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
 
 // Six agents at the same place; agent k sees one object of id 100 + k. Boxes are [x,y,z,h,w,l,yaw].
-const objectOf: Record<number, number[]> = {
+const objectOf: Record<number, Box7> = {
   1: [10, 0, -1, 1.5, 1.8, 4.5, 0], // well inside
   2: [101.5, 0, -1, 1.5, 1.8, 4.5, 0], // centre inside, front corners beyond x = 102.4
   3: [20, 5, -0.2, 3.2, 2.5, 11, 0], // a bus: top at 1.4 m, above z = 1
