@@ -570,6 +570,8 @@ export class CollabPipeline {
     const used = [ego, ...partners(agents, ego, this.opts.space).heard.filter((a) => distance(ego, a) <= this.opts.space.commRange)];
     const features: Float32Array[] = [];
     for (const a of used) features.push(await this.encode(a));
+    // The partners' maps bounded as egoPass bounds what it receives, so both fuse the same.
+    if (this.gate.checks) for (let i = 1; i < features.length; i++) features[i] = boundFeatures(features[i], features[0]).features;
     return { features, poses: used.map((a) => groundAlignedPose(a.frame, this.opts.space)), types: used.map((a) => a.type) };
   }
 
