@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { DataError, readFileChecked, writeFileAtomic } from '../datasets/io.ts';
-import { MessageError } from './messages.ts';
+import { DEFAULT_LIMITS, MessageError } from './messages.ts';
 
 /**
  * Why the ego turned a message away: one name per check, counted per frame (FrameResult.rejected).
@@ -273,6 +273,10 @@ export class Verifier {
 
   /** Verifies `bytes` at time `nowMs`; throws Rejected. Parses nothing of the payload. */
   verify(bytes: Uint8Array, nowMs: number): Verified {
+    // The payload is held to decodeMessage's cap later; the envelope adds a certificate and a signature.
+    if (!(bytes instanceof Uint8Array) || bytes.length > DEFAULT_LIMITS.maxBytes + MAX_CERT_BYTES + 256) {
+      throw new Rejected('malformed-envelope', 'signed', `is ${bytes?.length} bytes, over the message cap`);
+    }
     const s = loadSchema();
     let env: {
       payload?: Uint8Array;
