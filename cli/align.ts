@@ -4,7 +4,7 @@
 
 import * as path from 'node:path';
 import { DEFAULT_LOSS_WEIGHTS } from '../train/losses.ts';
-import { command, number, repeat, runCommand, string } from './args.ts';
+import { command, number, runCommand, string, dirs } from './args.ts';
 import { runTraining, trainingOptions } from './train.ts';
 
 export const ALIGN = command({
@@ -21,10 +21,11 @@ Prints the parameters trained against end-to-end training of all types, and the 
   options: {
     type: string({ arg: 'NEW', required: true, help: 'agent type to align (built-in m1..m4 or one declared in --types-dir)' }),
     base: string({ arg: 'WEIGHTS', required: true, help: "weight file with the frozen fusion and head (heal's, or a HEAL checkpoint .pth)" }),
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
     'depth-weight': number({
       arg: 'W',
       min: 0,
+      max: 1000,
       default: DEFAULT_LOSS_WEIGHTS.depth,
       help: "camera types: weight of the depth supervision from the dataset's depth maps (<ts>_depth<i>.png, OPV2V-H); 0 turns it off",
     }),

@@ -6,6 +6,8 @@
 // Every mistake on the command line is a UsageError: heal prints `heal <cmd>: <message>` (one
 // line, naming the option and the value) and exits with 2. Other failures exit with 1.
 
+import { statSync } from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 export class UsageError extends Error {
@@ -84,6 +86,17 @@ export function oneOf<T extends string>(values: readonly T[]): Kind<T> {
 /** Any text but the empty one. */
 export const text: Kind<string> = { what: 'a non-empty text', parse: (t) => (t === '' ? undefined : t) };
 
+const isDir = (p: string) => statSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
+
+/** A folder that exists (an input: a typo must not be silently read as "nothing there"). */
+export const existingDir: Kind<string> = { what: 'an existing folder', parse: (t) => (t !== '' && isDir(t) ? t : undefined) };
+
+/** A file to write, in a folder that exists: heal creates files, never the folders a typo would invent. */
+export const outputFile: Kind<string> = {
+  what: 'a file path in an existing folder',
+  parse: (t) => (t !== '' && !t.endsWith('/') && isDir(path.dirname(path.resolve(t))) && !isDir(t) ? t : undefined),
+};
+
 // ---- readers: option text to value, with errors naming the option and the value ---------------
 
 export function readOne<T>(kind: Kind<T>, given: string, flag: string): T {
@@ -141,6 +154,8 @@ export interface Option<T> {
   readonly choices?: readonly string[];
   /** The default as the help shows it. */
   readonly defaultText?: string;
+  /** Numeric options: the bounds their values are checked against (test/cli/args.test.ts wants them declared). */
+  readonly bounds?: Range;
   /** The option's value from what was given (undefined when it was not). */
   value(given: Given, flag: string): T;
 }
@@ -190,14 +205,23 @@ export function string<S extends Valued<string>>(s: S): Option<Out<string, S>> {
   return option((g, f) => readOne(text, g, f), s);
 }
 
+function boundsOf(r: Range): Range {
+  return { min: r.min, max: r.max, above: r.above, below: r.below };
+}
+
 export function int<S extends Valued<number> & Range>(s: S): Option<Out<number, S>> {
   const kind = integer(s);
-  return option((g, f) => readOne(kind, g, f), s, { arg: 'N' });
+  return { ...option((g, f) => readOne(kind, g, f), s, { arg: 'N' }), bounds: boundsOf(s) };
 }
 
 export function number<S extends Valued<number> & Range>(s: S): Option<Out<number, S>> {
   const kind = real(s);
-  return option((g, f) => readOne(kind, g, f), s, { arg: 'X' });
+  return { ...option((g, f) => readOne(kind, g, f), s, { arg: 'X' }), bounds: boundsOf(s) };
+}
+
+/** A file heal writes; its folder must exist. */
+export function outFile<S extends Valued<string>>(s: S): Option<Out<string, S>> {
+  return option((g, f) => readOne(outputFile, g, f), { arg: 'FILE', ...s });
 }
 
 // The defaults of choice() and choices() are typed string (inferring them as T fails inside a
@@ -226,7 +250,7 @@ export function choices<T extends string, S extends Valued<string[]>>(values: re
 }
 
 export function numbers<S extends Valued<number[]> & Range & { count?: number }>(s: S): Option<Out<number[], S>> {
-  return list(s, real(s));
+  return { ...list(s, real(s)), bounds: boundsOf(s) };
 }
 
 /** `k=v,k=v` with values of `kind`. */
@@ -239,8 +263,8 @@ export function flag(s: Omit<Decl, 'arg' | 'required'>): Option<boolean> {
   return { type: 'boolean', multiple: false, short: s.short, help: s.help, required: false, value: (given) => given === true };
 }
 
-/** An option that may be given several times; its values in order ([] when never given). */
-export function repeat(s: Decl): Option<string[]> {
+/** An option that may be given several times; its values in order ([] when never given), each one of `kind` when given. */
+export function repeat(s: Decl, kind?: Kind<string>): Option<string[]> {
   return {
     type: 'string',
     multiple: true,
@@ -248,8 +272,13 @@ export function repeat(s: Decl): Option<string[]> {
     arg: s.arg ?? 'VALUE',
     help: s.help,
     required: s.required ?? false,
-    value: (given) => (given === undefined ? [] : (given as string[])),
+    value: (given, flag) => (given === undefined ? [] : (given as string[]).map((g) => (kind ? readOne(kind, g, flag) : g))),
   };
+}
+
+/** A repeatable folder that must exist, such as --types-dir. */
+export function dirs(s: Decl): Option<string[]> {
+  return repeat({ arg: 'DIR', ...s }, existingDir);
 }
 
 // ---- commands -----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../datasets/io.ts';
-import { UsageError, choice, command, int, runCommand, string } from './args.ts';
+import { UsageError, choice, command, int, outFile, runCommand, string } from './args.ts';
 
 const BENCHES: Record<string, string> = {
   synthetic: '../bench/synthetic.ts',
@@ -39,7 +39,7 @@ message and share of a frame), hostile (AP with one hostile sender, on the synth
 camera agent with 4 pictures at 800×600; the figures go to NAME-heal.json)`,
   positionals: { name: 'NAME', min: 0, max: Number.POSITIVE_INFINITY },
   options: {
-    out: string({ arg: 'FILE', defaultText: 'bench/results/latest.json, or NAME.json for some', help: 'where the figures go' }),
+    out: outFile({ defaultText: 'bench/results/latest.json, or NAME.json for some', help: 'where the figures go' }),
     profile: choice(['small', ...Object.keys(PROFILE_BENCHES)], { arg: 'P', default: 'small', help: 'shared-space profile of the benchmarks that have one' }),
     n: int({ min: 1, max: 10_000_000, default: 100_000, help: 'fuzz: inputs per kind (messages, signed messages)' }),
   },

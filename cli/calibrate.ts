@@ -6,7 +6,7 @@ import { SPACES } from '../perception/space.ts';
 import { calibrate, formatCalibration, DEFAULT_TRUST_GRID, type CalibrateOptions } from '../train/calibrate.ts';
 import { formatTrust } from '../fusion/trust.ts';
 import { progress } from './progress.ts';
-import { choice, command, int, list, number, numbers, parseCommand, repeat, runCommand, string, type Parsed } from './args.ts';
+import { choice, command, int, list, number, numbers, parseCommand, repeat, runCommand, string, type Parsed, dirs } from './args.ts';
 
 export const CALIBRATE = command({
   name: 'calibrate',
@@ -30,11 +30,11 @@ heal export --record) and RUNDIR/calibrate.html (AP@0.5 against trust, per type)
     types: list({ default: ['m2', 'm3', 'm4'], help: 'types to calibrate' }),
     base: string({ arg: 'TYPE', default: 'm1', help: "the ego's type" }),
     split: string({ arg: 'NAME', default: 'train', help: 'split to fit on (validate and test stay held out)' }),
-    grid: numbers({ min: 0, default: DEFAULT_TRUST_GRID, help: 'trust values tried' }),
+    grid: numbers({ min: 0, max: 100, default: DEFAULT_TRUST_GRID, help: 'trust values tried' }),
     limit: int({ min: 1, help: 'only the first N frames of the split' }),
     device: choice(DEVICES, { arg: 'D', default: 'auto', help: 'where the networks run' }),
     profile: choice(Object.keys(SPACES), { arg: 'P', default: 'small', help: 'shared-space profile' }),
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
     'score-threshold': number({ arg: 'S', min: 0, below: 1, defaultText: "0.2, HEAL's", help: 'detection score threshold' }),
   },
 });

@@ -16,7 +16,7 @@ import { boxToCorners } from '../datasets/geometry/boxes.ts';
 import { progress } from './progress.ts';
 import { shippedWeights } from '../models/shipped.ts';
 import { securityOf, SIGNING_OPTIONS } from './keys.ts';
-import { choice, command, int, list, repeat, runCommand, string } from './args.ts';
+import { choice, command, dirs, int, list, outFile, runCommand, string } from './args.ts';
 
 const FUSION_MODES: readonly FusionMode[] = ['intermediate', 'late', 'none'];
 
@@ -42,8 +42,8 @@ fuses (pyramid fusion), detects and decodes boxes in its own LiDAR frame.`,
       defaultText: 'the shipped weights of --profile, else seeded random weights, and then the boxes mean nothing',
       help: "weight file: heal's (weights.bin) or a HEAL checkpoint (.pth, with --profile heal)",
     }),
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
-    json: string({ arg: 'FILE', help: "write every frame's result as JSON" }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
+    json: outFile({ help: "write every frame's result as JSON" }),
     ...SIGNING_OPTIONS,
   },
   exclusive: [['insecure', 'keys']],

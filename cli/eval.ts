@@ -1,6 +1,7 @@
 // `heal eval`: evaluate a dataset split. AP table, bandwidth and latency in the terminal; run.json,
 // frames.jsonl, report.json and a self-contained report.html in the run folder; optionally MCAP.
 
+import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { DEVICES } from '../models/runtime.ts';
 import { shippedWeights } from '../models/shipped.ts';
@@ -32,6 +33,8 @@ import {
   string,
   text,
   type Parsed,
+  dirs,
+  outFile,
 } from './args.ts';
 
 /** --trust: TYPE=T pairs over the weight file's trusts, or "none" for HEAL's rule (null). */
@@ -69,15 +72,16 @@ per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.
     }),
     'random-weights': flag({ help: 'use seeded random weights even when weights are shipped' }),
     trust: trustOption,
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
     'pose-noise': numbers({ arg: 'SX,SY,SYAW', min: 0, count: 3, help: "Gaussian noise on senders' poses: σx m, σy m, σyaw degrees (e.g. 0.2,0.2,0.2)" }),
-    latency: int({ min: 0, default: 0, help: "collaborators' messages come from frame t−N of the same scenario" }),
+    latency: int({ min: 0, max: 1000, default: 0, help: "collaborators' messages come from frame t−N of the same scenario" }),
     drop: number({ arg: 'P', min: 0, max: 1, default: 0, help: "each collaborator's message is lost with probability P, seeded" }),
     seed: int({ default: 0, help: 'seed of the noise, the drops and random weights' }),
     'score-threshold': number({ arg: 'S', min: 0, below: 1, defaultText: "0.2, HEAL's", help: 'detection score threshold' }),
     limit: int({ min: 1, help: 'evaluate only the first N frames of the split' }),
-    out: string({ arg: 'RUNDIR', defaultText: 'runs/eval-<YYYYMMDD-HHMMSS>', help: 'run folder' }),
-    mcap: string({ arg: 'FILE', help: 'also write the scenes as MCAP (Foxglove schemas), openable in Foxglove' }),
+    out: string({ arg: 'RUNDIR', defaultText: 'runs/eval-<YYYYMMDD-HHMMSS>', help: 'run folder; one that is not empty needs --overwrite' }),
+    overwrite: flag({ help: "write into a --out folder that is not empty, replacing an earlier run's files" }),
+    mcap: outFile({ help: 'also write the scenes as MCAP (Foxglove schemas), openable in Foxglove' }),
     ...SIGNING_OPTIONS,
   },
   exclusive: [
@@ -98,6 +102,10 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
   const data = values.data ?? positionals[0];
   if (!data) throw new UsageError('missing --data DIR');
   if (values.data && positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  // Checked here, before any work: an earlier run must not be overwritten, nor mixed with this one, by accident.
+  if (values.out !== undefined && !values.overwrite && inUse(values.out)) {
+    throw new UsageError(`--out ${values.out} is not empty; give --overwrite to replace the run there, or another --out`);
+  }
   const combos =
     values.combos === undefined
       ? [values.types]
@@ -145,6 +153,15 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
     },
     randomWeightsReason,
   };
+}
+
+/** Whether PATH exists and is anything but an empty folder. */
+function inUse(p: string): boolean {
+  try {
+    return readdirSync(p).length > 0;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
 }
 
 /** Parses heal eval's arguments (UsageError on a mistake); 'help' for -h/--help. */

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { exportModels } from '../train/export.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { SPACES, spaceByName } from '../perception/space.ts';
-import { choice, command, list, repeat, runCommand, string } from './args.ts';
+import { choice, command, list, repeat, runCommand, string, dirs } from './args.ts';
 
 export const EXPORT = command({
   name: 'export',
@@ -24,7 +24,7 @@ seeds, step counts, wall times and validation metrics.`,
     profile: choice(Object.keys(SPACES), { arg: 'P', default: 'small', help: 'shared-space profile' }),
     record: repeat({ arg: 'FILE', help: 'a train.json / align.json of a run that made the weights' }),
     eval: string({ arg: 'FILE', help: 'report.json of a heal eval run on held-out data, copied into the manifest' }),
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
   },
 });
 

@@ -12,7 +12,7 @@ import { SPACES, spaceByName } from '../perception/space.ts';
 import { readWeightFile, isHealCheckpoint } from '../fusion/pipeline.ts';
 import { describeImport } from '../fusion/heal-checkpoint.ts';
 import { leftOutLines } from '../fusion/heal-import.ts';
-import { UsageError, choice, command, repeat, runCommand, string } from './args.ts';
+import { UsageError, choice, command, runCommand, string, dirs } from './args.ts';
 
 export const IMPORT = command({
   name: 'import',
@@ -30,7 +30,7 @@ names the others. Every --weights also takes the .pth directly; this does the ma
       default: 'heal',
       help: "shared-space profile whose networks the checkpoint fills (HEAL's are the heal profile's)",
     }),
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
   },
 });
 

@@ -9,7 +9,7 @@ import { datasetWarnings, openDataset } from '../datasets/open.ts';
 import { writeTopDown } from '../viewer/topdown.ts';
 import { mat4ToRows } from '../datasets/geometry/transforms.ts';
 import { type Progress, progress } from './progress.ts';
-import { type Io, choice, command, flag, int, number, processIo, runCommand, string } from './args.ts';
+import { type Io, choice, command, flag, int, number, processIo, runCommand, string, outFile } from './args.ts';
 
 export const INSPECT = command({
   name: 'inspect',
@@ -21,8 +21,7 @@ one split folder or one scenario folder.`,
     json: flag({
       help: "one JSON object per line per agent and frame: scenario, agent, type, timestamp, lidarPose (4x4 rows), points (count), boxes (GT in that agent's LiDAR frame, [x,y,z,h,w,l,yaw]); nothing else goes to stdout",
     }),
-    png: string({
-      arg: 'FILE',
+    png: outFile({
       help: 'write a top-down picture of one frame (points of all agents in the ego frame, cooperative GT boxes) instead of the summary',
     }),
     scenario: string({ arg: 'NAME', help: 'only this scenario (NAME or SPLIT/NAME)' }),
@@ -117,16 +116,27 @@ async function writePicture(ds: Dataset, ref: FrameRef, opts: Options, io: Inspe
   }
 }
 
-/** Reads every agent of a frame; a DataError in any of them makes the whole frame bad. */
+/**
+ * Reads every agent of a frame; an error in any of them makes the whole frame bad. Readers throw
+ * DataError naming the file; anything else is a reader bug, still reported for this frame alone
+ * so that one file cannot end the survey of the rest.
+ */
 async function readFrame(ds: Dataset, ref: FrameRef, lidar: LidarBeams | undefined): Promise<AgentFrame[] | DataError> {
   const frames: AgentFrame[] = [];
-  try {
-    for (const id of ref.agentIds) frames.push(await ds.readAgentFrame(ref, id, { lidar }));
-  } catch (err) {
-    if (err instanceof DataError) return err;
-    throw err;
+  for (const id of ref.agentIds) {
+    try {
+      frames.push(await ds.readAgentFrame(ref, id, { lidar }));
+    } catch (err) {
+      return asDataError(err, ref, id);
+    }
   }
   return frames;
+}
+
+function asDataError(err: unknown, ref: FrameRef, agentId: number): DataError {
+  if (err instanceof DataError) return err;
+  const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return new DataError(`${where(ref)} ${ref.timestamp} agent ${agentId}`, undefined, `unexpected error while reading (a reader bug): ${what}`);
 }
 
 /**
@@ -225,9 +235,8 @@ async function inspectTable(ds: Dataset, frames: FrameRef[], opts: Options, io: 
         coop = (await ds.cooperativeBoxes(ref, ref.agentIds[0])).length;
         coopSum += coop;
       } catch (err) {
-        if (!(err instanceof DataError)) throw err;
         coop = 'error';
-        say('err', `cooperative GT of ${where(ref)} ${ref.timestamp}: ${err.message}\n`);
+        say('err', `cooperative GT of ${where(ref)} ${ref.timestamp}: ${asDataError(err, ref, ref.agentIds[0]).message}\n`);
       }
       const cells = agents.map((a) => {
         const f = read.find((x) => x.agentId === a.id);

@@ -61,7 +61,7 @@ export function trainingOptions(defaultSteps: number) {
       default: 'small',
       help: "shared-space profile; training uses its training range (heal: HEAL's ±102.4 × ±51.2 m, 256×128 features)",
     }),
-    lr: number({ above: 0, defaultText: '0.002', help: 'Adam learning rate' }),
+    lr: number({ above: 0, max: 1, defaultText: '0.002', help: 'Adam learning rate' }),
     seed: int({ arg: 'S', default: 0, help: 'weight initialisation and sampling seed' }),
     'max-agents': int({ min: 1, default: 3, help: 'agents per sample, ego included, chosen at random within range' }),
     'no-augment': flag({ help: 'no flip / rotation / scaling augmentation' }),

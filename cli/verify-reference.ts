@@ -6,7 +6,7 @@
 import { DEVICES } from '../models/runtime.ts';
 import { formatChecks, verifyReference } from '../eval/reference.ts';
 import { REFERENCE_SUITES } from '../eval/reference-suites.ts';
-import { choice, choices, command, list, repeat, runCommand, string } from './args.ts';
+import { choice, choices, command, list, runCommand, string, dirs } from './args.ts';
 
 const GROUPS = [...new Set(REFERENCE_SUITES.flatMap((s) => s.groups))];
 
@@ -25,7 +25,7 @@ detect path) is compared with its tolerance; prints one row per stage and exits 
     case: list({ arg: 'NAMES', help: 'only these case folders' }),
     only: choices(GROUPS, { help: 'only these stage groups' }),
     device: choice(DEVICES, { arg: 'D', default: 'cpu', help: 'where the networks run (cpu: what the tolerances were set on)' }),
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
   },
 });
 

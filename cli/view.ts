@@ -2,7 +2,7 @@
 
 import { DEVICES } from '../models/runtime.ts';
 import { startServer } from '../viewer/server.ts';
-import { choice, command, flag, int, number, repeat, runCommand, string, type Values } from './args.ts';
+import { choice, command, flag, int, number, runCommand, string, type Values, dirs } from './args.ts';
 
 export const VIEW = command({
   name: 'view',
@@ -27,7 +27,7 @@ Frames the run did not evaluate, and every frame of a dataset, are computed on d
     'random-weights': flag({ help: 'use seeded random weights even when a weight file is available' }),
     'score-threshold': number({ arg: 'S', min: 0, below: 1, defaultText: '0.2', help: 'score threshold of on-demand detections' }),
     'max-points': int({ min: 1, defaultText: '300000', help: 'most points drawn per frame, all agents together' }),
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
   },
   exclusive: [['weights', 'random-weights']],
 });

@@ -19,7 +19,7 @@
 import * as path from 'node:path';
 import type { AgentInfo, Dataset, FrameRef, ReadOptions, ScenarioInfo } from './dataset.ts';
 import type { AgentFrame, AgentKind, CameraRecord, GtBox } from './frame.ts';
-import { DataError, exists, readFileChecked } from './io.ts';
+import { DataError, READ_CAPS, exists, readFileChecked } from './io.ts';
 import { type Mat4, invert, mat4FromRt, multiply } from './geometry/transforms.ts';
 import { type Box7, cornersInRange, cornersToBox, transformCorners } from './geometry/boxes.ts';
 import { readPcd } from './pcd.ts';
@@ -307,6 +307,11 @@ function parsePair(entry: unknown, index: number, root: string, infoFile: string
     const v = obj[key];
     if (v === undefined && !required) return undefined;
     if (typeof v !== 'string' || v === '') throw new DataError(infoFile, `${at}.${key}`, 'expected a relative path', v);
+    // Every file of a pair lives under the dataset root; "../../etc/passwd" is not a frame.
+    const rel = path.relative(root, path.resolve(root, v));
+    if (path.isAbsolute(v) || rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
+      throw new DataError(infoFile, `${at}.${key}`, 'path must stay inside the dataset folder', v);
+    }
     return v;
   };
   const vehiclePcd = str('vehicle_pointcloud_path', true)!;
@@ -340,7 +345,7 @@ function frameId(p: string): string {
 }
 
 async function readJson(file: string, what: string): Promise<unknown> {
-  const buf = await readFileChecked(file, what);
+  const buf = await readFileChecked(file, what, READ_CAPS.json);
   try {
     return JSON.parse(buf.toString('utf8'));
   } catch (err) {

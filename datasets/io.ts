@@ -1,6 +1,6 @@
 // File helpers shared by every reader and writer: atomic writes and errors that name the file and field.
 
-import { promises as fs } from 'node:fs';
+import { type Stats, constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { threadId } from 'node:worker_threads';
 
@@ -70,15 +70,62 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** Reads a file, turning "not found" into a DataError that names it. */
-export async function readFileChecked(file: string, what = 'file'): Promise<Buffer> {
+/**
+ * Most bytes a reader takes from one file, by kind. Real files are far smaller (an OPV2V ascii
+ * cloud is ~4 MB, a DAIR data_info.json ~5 MB, a per-frame YAML ~50 kB, a picture ~1 MB); the caps only stop a
+ * hostile or broken file from taking the machine's memory.
+ */
+export const READ_CAPS = {
+  pointCloud: 512 * 2 ** 20,
+  yaml: 16 * 2 ** 20,
+  json: 64 * 2 ** 20,
+  png: 64 * 2 ** 20,
+  /** Weight files and checkpoints: HEAL's largest are a few hundred MB. */
+  other: 2 * 2 ** 30,
+} as const;
+
+/**
+ * Reads a whole regular file, at most `maxBytes` of it. Opened non-blocking and checked on the
+ * opened descriptor, so a FIFO (which would block forever), a device such as /dev/zero (which
+ * never ends) or a folder behind a `.pcd` name, symlinked or not, is a DataError naming the file.
+ */
+export async function readFileChecked(file: string, what = 'file', maxBytes: number = READ_CAPS.other): Promise<Buffer> {
+  let handle: fs.FileHandle;
   try {
-    return await fs.readFile(file);
+    handle = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new DataError(file, undefined, `${what} is missing`);
     throw new DataError(file, undefined, `cannot read ${what}: ${(err as Error).message}`);
   }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new DataError(file, undefined, `${what} is not a regular file (${fileKind(st)})`);
+    if (st.size > maxBytes) throw new DataError(file, undefined, `${what} is ${st.size} bytes, over the ${maxBytes}-byte cap for this kind of file`, st.size);
+    // Read one byte past the size seen, so that a file still growing is noticed rather than cut.
+    const buf = Buffer.allocUnsafe(st.size + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await handle.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    if (n > st.size) throw new DataError(file, undefined, `${what} grew while it was read`);
+    return buf.subarray(0, n);
+  } catch (err) {
+    if (err instanceof DataError) throw err;
+    throw new DataError(file, undefined, `cannot read ${what}: ${(err as Error).message}`);
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}
+
+function fileKind(st: Stats): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a plain file';
 }
 
 export async function exists(p: string): Promise<boolean> {

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { AgentInfo, Dataset, FrameRef, LidarBeams, ReadOptions, ScenarioInfo } from './dataset.ts';
 import type { AgentFrame, AgentKind, CameraRecord, GtBox } from './frame.ts';
-import { DataError, readFileChecked } from './io.ts';
+import { DataError, READ_CAPS, readFileChecked } from './io.ts';
 import { type Mat4, poseToMatrix } from './geometry/transforms.ts';
 import { cornersInRange, cornersToBox, worldObjectCorners } from './geometry/boxes.ts';
 import { CAMERA_NAMES, type FrameYaml, parseFrameYaml } from './yaml.ts';
@@ -231,7 +231,7 @@ export class Opv2vDataset implements Dataset {
       this.yamlCache.set(file, p);
       return p;
     }
-    p = readFileChecked(file, 'frame YAML').then((buf) => parseFrameYaml(buf.toString('utf8'), file));
+    p = readFileChecked(file, 'frame YAML', READ_CAPS.yaml).then((buf) => parseFrameYaml(buf.toString('utf8'), file));
     p.catch(() => this.yamlCache.delete(file));
     this.yamlCache.set(file, p);
     if (this.yamlCache.size > 256) this.yamlCache.delete(this.yamlCache.keys().next().value!);

@@ -8,7 +8,7 @@
 //     float in [0, 1] (infrastructure), sometimes with extra fields such as a float64 timestamp.
 // Whatever the flavour, the reader returns N×4 float32 [x, y, z, intensity].
 
-import { DataError, readFileChecked } from './io.ts';
+import { DataError, READ_CAPS, readFileChecked } from './io.ts';
 import { lzfCompress, lzfDecompress, LzfError } from './lzf.ts';
 
 export type PcdDataFormat = 'ascii' | 'binary' | 'binary_compressed';
@@ -49,9 +49,21 @@ export interface DecodeOptions {
 const HEADER_KEYS = new Set(['VERSION', 'FIELDS', 'COLUMNS', 'SIZE', 'TYPE', 'COUNT', 'WIDTH', 'HEIGHT', 'VIEWPOINT', 'POINTS', 'DATA']);
 /** The header is a few hundred bytes; anything without a DATA line this far in is not a PCD. */
 const MAX_HEADER_BYTES = 64 * 1024;
+/** A 128-beam scan has ~2.6 M points; WIDTH, HEIGHT and POINTS beyond this are not a LiDAR sweep. */
+export const MAX_PCD_POINTS = 2 ** 25;
+/** Values of COUNT beyond this are not a point cloud field (PCL's own histograms stop at 308). */
+const MAX_PCD_COUNT = 4096;
+/**
+ * Largest |x|, |y|, |z| a reader accepts, in meters. LiDARs see a few hundred meters; a point
+ * kilometers away (or at 1e39, infinity in float32) is a corrupt or hostile file, and one such
+ * point is enough to wreck a voxel grid or a ground fit.
+ */
+export const MAX_POINT_COORD = 10_000;
+/** LZF's longest back-reference (264 bytes from a 3-byte token) bounds how much a block can grow. */
+const LZF_MAX_RATIO = 88;
 
 export async function readPcd(file: string, opts?: DecodeOptions): Promise<PointCloud> {
-  const bytes = await readFileChecked(file, 'point cloud');
+  const bytes = await readFileChecked(file, 'point cloud', READ_CAPS.pointCloud);
   return decodePcd(bytes, file, opts);
 }
 
@@ -85,9 +97,9 @@ export function parsePcdHeader(bytes: Uint8Array, file: string): PcdHeader {
     if (!v || v.length === 0) throw new DataError(file, key, 'header field is missing');
     return v;
   };
-  const int = (key: string, s: string, min: number): number => {
+  const int = (key: string, s: string, min: number, max: number): number => {
     const v = Number(s);
-    if (!/^[+-]?\d+$/.test(s) || v < min) throw new DataError(file, key, `expected an integer ≥ ${min}`, s);
+    if (!/^[+-]?\d+$/.test(s) || v < min || v > max) throw new DataError(file, key, `expected an integer in [${min}, ${max}]`, s);
     return v;
   };
 
@@ -103,9 +115,9 @@ export function parsePcdHeader(bytes: Uint8Array, file: string): PcdHeader {
     throw new DataError(file, 'DATA', 'expected ascii, binary or binary_compressed', get('DATA')[0]);
   }
   // SIZE and TYPE are required by the format; ascii readers can live without them (all floats).
-  const size = perField('SIZE', data === 'ascii' ? '4' : undefined).map((s) => int('SIZE', s, 1));
+  const size = perField('SIZE', data === 'ascii' ? '4' : undefined).map((s) => int('SIZE', s, 1, 8));
   const type = perField('TYPE', data === 'ascii' ? 'F' : undefined).map((t) => t.toUpperCase());
-  const count = perField('COUNT', '1').map((s) => int('COUNT', s, 1));
+  const count = perField('COUNT', '1').map((s) => int('COUNT', s, 1, MAX_PCD_COUNT));
   for (let f = 0; f < nf; f++) {
     const t = type[f],
       s = size[f];
@@ -113,9 +125,9 @@ export function parsePcdHeader(bytes: Uint8Array, file: string): PcdHeader {
     if (!ok) throw new DataError(file, 'TYPE', `field "${fields[f]}" has an unsupported type/size`, `${t}${s}`);
   }
 
-  const width = int('WIDTH', get('WIDTH')[0], 0);
-  const height = values.has('HEIGHT') ? int('HEIGHT', get('HEIGHT')[0], 0) : 1;
-  const points = values.has('POINTS') ? int('POINTS', get('POINTS')[0], 0) : width * height;
+  const width = int('WIDTH', get('WIDTH')[0], 0, MAX_PCD_POINTS);
+  const height = values.has('HEIGHT') ? int('HEIGHT', get('HEIGHT')[0], 0, MAX_PCD_POINTS) : 1;
+  const points = values.has('POINTS') ? int('POINTS', get('POINTS')[0], 0, MAX_PCD_POINTS) : width * height;
   if (points !== width * height) {
     throw new DataError(file, 'POINTS', `does not match WIDTH × HEIGHT = ${width} × ${height} = ${width * height}`, points);
   }
@@ -147,12 +159,17 @@ export function decodePcd(bytes: Uint8Array, file: string, opts: DecodeOptions =
   const yi = header.fields.indexOf('y');
   const zi = header.fields.indexOf('z');
   const intensity = intensitySource(header, opts.intensity ?? 'auto');
+  checkDeclaredSize(bytes, file, header);
 
   const out = new Float32Array(n * 4);
   let kept = 0;
   const keep = (x: number, y: number, z: number, i: number) => {
     // HEAL's reader drops rows whose xyz is NaN (organised clouds mark missing returns that way).
     if (Number.isNaN(x) || Number.isNaN(y) || Number.isNaN(z)) return;
+    if (!(Math.abs(x) <= MAX_POINT_COORD && Math.abs(y) <= MAX_POINT_COORD && Math.abs(z) <= MAX_POINT_COORD)) {
+      throw new DataError(file, `point ${kept}`, `x, y, z must be finite and within ±${MAX_POINT_COORD} m (corrupt data?)`, [x, y, z].map(shown));
+    }
+    if (!Number.isFinite(i)) throw new DataError(file, `point ${kept}`, 'intensity must be finite', shown(i));
     const o = kept * 4;
     out[o] = x;
     out[o + 1] = y;
@@ -176,6 +193,48 @@ export function decodePcd(bytes: Uint8Array, file: string, opts: DecodeOptions =
     }
   }
   return { points: kept === n ? out : out.slice(0, kept * 4), count: kept, fields: header.fields, header };
+}
+
+function shown(v: number): number | string {
+  return Number.isFinite(v) ? v : String(v);
+}
+
+function rowBytesOf(h: PcdHeader): number {
+  return h.size.reduce((s, sz, f) => s + sz * h.count[f], 0);
+}
+
+/**
+ * The data a header declares must fit in the bytes there are, checked before anything is
+ * allocated for it: a 40-byte file claiming 2^31 points is rejected here, not by a failed
+ * allocation. Data longer than declared is rejected too (binary here, ascii after its last row):
+ * reading only the first POINTS rows would silently drop the rest of the scan.
+ */
+function checkDeclaredSize(bytes: Uint8Array, file: string, h: PcdHeader): void {
+  const have = bytes.length - h.dataOffset;
+  const n = h.points;
+  const rowBytes = rowBytesOf(h);
+  if (h.data === 'ascii') {
+    // Each row has one value per column, each at least one character (plus separators, not counted here).
+    const columns = h.count.reduce((a, b) => a + b, 0);
+    const least = n * columns;
+    if (have < least) {
+      throw new DataError(file, 'POINTS', `ascii data is ${have} bytes, too short for ${n} rows of ${columns} values (at least ${least} bytes)`, n);
+    }
+  } else if (h.data === 'binary') {
+    if (have !== rowBytes * n) {
+      throw new DataError(
+        file,
+        'POINTS',
+        `binary data is ${have} bytes, ${have < rowBytes * n ? 'shorter' : 'longer'} than the ${rowBytes * n} bytes declared (${n} points × ${rowBytes} bytes)`,
+        n,
+      );
+    }
+  } else if (have >= 8) {
+    const compressed = new DataView(bytes.buffer, bytes.byteOffset + h.dataOffset, 4).getUint32(0, true);
+    if (rowBytes * n > Math.min(compressed, have - 8) * LZF_MAX_RATIO + 8) {
+      throw new DataError(file, 'POINTS', `${n} points × ${rowBytes} bytes cannot come out of a ${compressed}-byte LZF block`, n);
+    }
+  }
 }
 
 interface IntensitySource {
@@ -206,7 +265,7 @@ function intMax(t: PcdType, size: number): number {
 function binaryLayout(bytes: Uint8Array, file: string, h: PcdHeader) {
   const nf = h.fields.length;
   const n = h.points;
-  const rowBytes = h.size.reduce((s, sz, f) => s + sz * h.count[f], 0);
+  const rowBytes = rowBytesOf(h);
   const need = rowBytes * n;
   let data: Uint8Array;
   const base: number[] = new Array(nf);
@@ -385,6 +444,7 @@ function decodeAscii(
     row++;
   }
   if (row < n) throw new DataError(file, 'POINTS', `ascii data has ${row} rows, fewer than declared`, n);
+  if (text.slice(pos).trim() !== '') throw new DataError(file, 'POINTS', `ascii data has more rows than the ${n} declared`, n);
 }
 
 function latin1(bytes: Uint8Array, start: number, end: number): string {

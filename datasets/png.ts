@@ -4,7 +4,7 @@
 // so every colour type reduces to dropping the alpha channel.
 
 import { PNG } from 'pngjs';
-import { DataError, readFileChecked } from './io.ts';
+import { DataError, READ_CAPS, readFileChecked } from './io.ts';
 import type { RgbImage } from './frame.ts';
 
 export interface GrayImage {
@@ -14,7 +14,18 @@ export interface GrayImage {
   data: Uint8Array;
 }
 
+/** 8K×8K: far above any dataset camera (OPV2V 800×600, DAIR 1920×1080), far below what would exhaust memory as RGBA. */
+export const MAX_PNG_PIXELS = 8192 * 8192;
+
 function decodeRgba(buf: Uint8Array, file: string): PNG {
+  // IHDR is always the first chunk: width and height at bytes 16 and 20. pngjs allocates
+  // width × height × 4 before it reads a pixel, so a 40-byte file must not declare 2^31 of them.
+  if (buf.byteLength >= 24) {
+    const dv = new DataView(buf.buffer, buf.byteOffset, 24);
+    const w = dv.getUint32(16),
+      h = dv.getUint32(20);
+    if (w * h > MAX_PNG_PIXELS) throw new DataError(file, 'IHDR', `PNG declares ${w}×${h} pixels, over the ${MAX_PNG_PIXELS}-pixel cap`, `${w}x${h}`);
+  }
   try {
     return PNG.sync.read(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength));
   } catch (err) {
@@ -49,11 +60,11 @@ export function decodeGrayPng(buf: Uint8Array, file: string): GrayImage {
 }
 
 export async function readPngRgb(file: string): Promise<RgbImage> {
-  return decodePng(await readFileChecked(file, 'PNG image'), file);
+  return decodePng(await readFileChecked(file, 'PNG image', READ_CAPS.png), file);
 }
 
 export async function readDepthPng(file: string): Promise<GrayImage> {
-  return decodeGrayPng(await readFileChecked(file, 'depth PNG'), file);
+  return decodeGrayPng(await readFileChecked(file, 'depth PNG', READ_CAPS.png), file);
 }
 
 /** Encodes an RGB image as an opaque RGBA PNG. */

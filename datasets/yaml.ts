@@ -54,6 +54,7 @@ const KNOWN_CAMERA = new Set(['cords', 'intrinsic', 'extrinsic']);
 
 /** Parses one per-frame YAML. Throws DataError naming `file` and the offending key path. */
 export function parseFrameYaml(text: string, file: string): FrameYaml {
+  checkNesting(text, file);
   const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
@@ -61,7 +62,13 @@ export function parseFrameYaml(text: string, file: string): FrameYaml {
     const first = e.message.split('\n')[0];
     throw new DataError(file, undefined, `malformed YAML${line !== undefined ? ` at line ${line}` : ''}: ${first}`);
   }
-  const root: unknown = doc.toJS({ mapAsMap: true, maxAliasCount: 100 });
+  let root: unknown;
+  try {
+    root = doc.toJS({ mapAsMap: true, maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    // The yaml package throws a ReferenceError for an alias bomb (billion laughs).
+    throw new DataError(file, undefined, `YAML cannot be expanded: ${(err as Error).message} (at most ${MAX_ALIAS_COUNT} alias uses)`);
+  }
   const top = asMap(root, file, '(document)');
 
   const v = (key: string) => top.get(key);
@@ -96,6 +103,51 @@ export function parseFrameYaml(text: string, file: string): FrameYaml {
     rsu,
     extra: extraKeys(top, KNOWN_TOP),
   };
+}
+
+/** OpenCDA's files use a handful of aliases (none, usually) and nest 4 levels deep. */
+export const MAX_ALIAS_COUNT = 100;
+export const MAX_YAML_DEPTH = 64;
+
+/**
+ * Rejects nesting deeper than MAX_YAML_DEPTH before the parser sees it: the yaml package recurses
+ * per level, so 100 000 `[` take a second and end in a stack overflow. Counts flow brackets
+ * outside quotes and block indentation (a level is at least one column).
+ */
+function checkNesting(text: string, file: string): void {
+  let depth = 0;
+  let quote = '';
+  let line = 1;
+  let atLineStart = true;
+  let indent = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\n') {
+      line++;
+      atLineStart = true;
+      indent = 0;
+      continue;
+    }
+    if (atLineStart) {
+      if (c === ' ' || c === '-') {
+        indent++;
+        if (indent > MAX_YAML_DEPTH * 4) throw new DataError(file, `line ${line}`, `YAML indented more than ${MAX_YAML_DEPTH * 4} columns`, indent);
+        continue;
+      }
+      atLineStart = false;
+    }
+    if (quote) {
+      if (c === quote) quote = '';
+      continue;
+    }
+    if (c === '"' || c === "'") quote = c;
+    else if (c === '#') {
+      const end = text.indexOf('\n', i);
+      i = (end < 0 ? text.length : end) - 1;
+    } else if (c === '[' || c === '{') {
+      if (++depth > MAX_YAML_DEPTH) throw new DataError(file, `line ${line}`, `YAML nested more than ${MAX_YAML_DEPTH} levels`, depth);
+    } else if (c === ']' || c === '}') depth = Math.max(0, depth - 1);
+  }
 }
 
 function parseCamera(value: unknown, file: string, name: string): CameraYaml {

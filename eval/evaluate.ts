@@ -7,7 +7,6 @@
 // report.json and report.html; optionally an MCAP recording of the scenes.
 
 import * as path from 'node:path';
-import { promises as fs } from 'node:fs';
 import { openDataset } from '../datasets/open.ts';
 import type { Dataset, FrameRef } from '../datasets/dataset.ts';
 import type { AgentFrame, GtBox } from '../datasets/frame.ts';
@@ -37,6 +36,7 @@ import {
 } from './contracts.ts';
 import { noisyPose, rng } from './noise.ts';
 import { apOf, RowStats } from './statistics.ts';
+import { finishRunFolder, startRunFolder } from './runfolder.ts';
 const PIPELINE_MODE: Record<EvalFusion, FusionMode> = { pyramid: 'intermediate', late: 'late', none: 'none' };
 
 // ---------------------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   });
 
   const outDir = path.resolve(o.out);
-  await fs.mkdir(outDir, { recursive: true });
+  await startRunFolder(outDir);
   const files = {
     run: path.join(outDir, 'run.json'),
     frames: path.join(outDir, 'frames.jsonl'),
@@ -236,6 +236,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   await writeFileAtomic(files.report, JSON.stringify(report, null, 1) + '\n');
   const { renderReport } = await import('./report/html.ts');
   await writeFileAtomic(files.html, renderReport(report));
+  await finishRunFolder(outDir);
   return report;
 }
 

@@ -23,7 +23,7 @@
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DataError, readFileChecked } from '../datasets/io.ts';
+import { DataError, READ_CAPS, readFileChecked } from '../datasets/io.ts';
 import type { LidarBeams } from '../datasets/dataset.ts';
 import { SPACES } from './space.ts';
 import { type AgentNetworkConfig, checkAgentNetworkConfig } from './encoders/agent.ts';
@@ -152,7 +152,7 @@ export async function loadRegistry(extraDirs: string[] = []): Promise<Registry> 
     }
     for (const n of names) {
       const file = path.join(dir, n);
-      const t = parseDeclaration((await readFileChecked(file, 'agent-type declaration')).toString('utf8'), file);
+      const t = parseDeclaration((await readFileChecked(file, 'agent-type declaration', READ_CAPS.json)).toString('utf8'), file);
       types.set(t.name, t);
     }
   }

@@ -6,6 +6,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../datasets/io.ts';
 import type { Box7 } from '../datasets/geometry/boxes.ts';
+import { INCOMPLETE_MARKER, isIncompleteRun } from '../eval/runfolder.ts';
 
 export interface RunMeta {
   version: 1;
@@ -45,6 +46,8 @@ export interface Run {
   frames: Map<string, RunFrame>;
   /** Lines that could not be read, each naming the line and the problem. */
   warnings: string[];
+  /** heal eval did not finish this run (its INCOMPLETE marker is there): frames and report may be partial. */
+  incomplete: boolean;
 }
 
 export const runFrameKey = (split: string, scenario: string, timestamp: string) => `${split}/${scenario}\u0000${timestamp}`;
@@ -135,11 +138,13 @@ export async function readRun(dir: string): Promise<Run> {
   const meta = parseRunMeta(await fs.readFile(metaFile, 'utf8'), metaFile);
   const frames = new Map<string, RunFrame>();
   const warnings: string[] = [];
+  const incomplete = await isIncompleteRun(dir);
+  if (incomplete) warnings.push(`${path.join(dir, INCOMPLETE_MARKER)}: this run did not finish (interrupted, or still running); its frames may be partial`);
   const framesFile = path.join(dir, 'frames.jsonl');
   const text = await fs.readFile(framesFile, 'utf8').catch(() => undefined);
   if (text === undefined) {
     warnings.push(`${framesFile}: missing; every frame is computed here`);
-    return { dir, meta, frames, warnings };
+    return { dir, meta, frames, warnings, incomplete };
   }
   const combo = (meta.combos[0] ?? meta.types).join(',');
   const fusion = meta.fusion[0];
@@ -164,5 +169,5 @@ export async function readRun(dir: string): Promise<Run> {
       warnings.push(err instanceof DataError ? err.message : `${where}: ${(err as Error).message}`);
     }
   });
-  return { dir, meta, frames, warnings };
+  return { dir, meta, frames, warnings, incomplete };
 }

@@ -98,6 +98,20 @@ interface BuiltAgent {
   error?: string;
 }
 
+/**
+ * What a page or an HTTP body may say about an error: a DataError's file and field with its
+ * detail, but never its value (a header line, a JSON snippet: bytes of the file); anything else
+ * only that it happened. The full message goes to the server's log.
+ */
+export function publicMessage(err: unknown): string {
+  if (err instanceof DataError) {
+    // JSON.parse quotes the text it failed on; so does nothing else a reader's detail carries.
+    const detail = /not valid JSON/.test(err.detail) ? err.detail.replace(/:.*$/s, '') : err.detail;
+    return `${err.file}${err.field ? `: field "${err.field}"` : ''}: ${detail}`;
+  }
+  return 'internal error (the server log has the details)';
+}
+
 export class SceneSource {
   private readonly frameCache = new Map<string, Promise<Uint8Array>>();
   private readonly cameraPaths = new Map<string, string>();
@@ -140,6 +154,7 @@ export class SceneSource {
     const notes: string[] = [];
     if (pipeline.randomWeights) notes.push('random weights: no weight file, so predictions and foreground maps mean nothing');
     if (run) {
+      if (run.incomplete) notes.push('this run did not finish (interrupted, or still running): it may lack frames, and its report may be missing');
       const m = run.meta;
       const noisy = [m.poseNoise, m.latency, m.drop].some((v) => v !== undefined && v !== null && v !== 0 && v !== false);
       if (noisy)
@@ -152,7 +167,8 @@ export class SceneSource {
     const split = run?.meta.split;
     const scenarios: IndexScenario[] = ds
       .scenarios()
-      .filter((s) => !split || s.split === split)
+      // "all" is heal eval's word for every frame of every split, never a split's name.
+      .filter((s) => !split || split === 'all' || s.split === split)
       .map((s) => ({
         key: `${s.split}/${s.name}`,
         split: s.split,
@@ -264,8 +280,9 @@ export class SceneSource {
       } catch (err) {
         if (id === egoId) throw err;
         // One unreadable agent is reported on the page; the frame goes on without it.
-        agents.push({ error: `${typeName}: ${(err as Error).message}` });
-        notes.push(`agent ${id} left out: ${(err as Error).message}`);
+        agents.push({ error: `${typeName}: ${publicMessage(err)}` });
+        notes.push(`agent ${id} left out: ${publicMessage(err)}`);
+        this.opts.log?.(`heal view: agent ${id} of ${scenarioKey} ${ref.timestamp} left out: ${(err as Error).message}`);
       }
     }
     const egoRaw = agents[0].raw!;

@@ -6,14 +6,14 @@
 //   GET /api/camera?scenario=..&ts=..&agent=ID&camera=NAME   the camera picture as stored
 
 import * as http from 'node:http';
-import { promises as fs, createReadStream } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { build, transform } from 'esbuild';
 import { DataError } from '../datasets/io.ts';
-import { SceneSource, SCENE_PROTO_PATH, type ViewOptions } from './scene.ts';
+import { SceneSource, SCENE_PROTO_PATH, publicMessage, type ViewOptions } from './scene.ts';
 
 const VIEWER_DIR = path.dirname(fileURLToPath(import.meta.url));
 /** The page: the only folder of this project served by path (the server's own sources sit beside it). */
@@ -112,10 +112,53 @@ function param(url: URL, name: string): string {
   return v;
 }
 
+/**
+ * Streams one regular file. The file is opened before anything is sent, so that running out of
+ * descriptors (EMFILE: a thousand idle connections hold one each) is an error response, not an
+ * unhandled stream error that ends the server; errors after the headers close that one response.
+ */
+async function sendFile(res: http.ServerResponse, file: string, headers: Record<string, string>): Promise<void> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new HttpError(404, `not found: ${path.basename(file)}`);
+    if (code === 'EMFILE' || code === 'ENFILE') throw new HttpError(503, 'the server has too many open files; try again');
+    throw new HttpError(403, `cannot open ${path.basename(file)}`);
+  }
+  const st = await handle.stat().catch(() => undefined);
+  if (!st?.isFile()) {
+    await handle.close().catch(() => {});
+    throw new HttpError(404, `not a plain file: ${path.basename(file)}`);
+  }
+  res.writeHead(200, { ...headers, 'content-length': String(st.size) });
+  const stream = handle.createReadStream();
+  stream.on('error', () => res.destroy());
+  res.on('close', () => stream.destroy());
+  res.on('error', () => stream.destroy());
+  stream.pipe(res);
+}
+
+/** `file` with symlinks resolved, when it is inside one of `roots` (themselves resolved); else undefined. */
+async function insideRoots(file: string, roots: string[]): Promise<string | undefined> {
+  const real = await fs.realpath(file).catch(() => undefined);
+  if (!real) return undefined;
+  return roots.some((r) => real === r || real.startsWith(r.endsWith(path.sep) ? r : r + path.sep)) ? real : undefined;
+}
+
+function decodePath(p: string): string {
+  try {
+    return decodeURIComponent(p);
+  } catch {
+    throw new HttpError(400, 'malformed %-escape in the path');
+  }
+}
+
 async function serveStatic(res: http.ServerResponse, roots: [string, string][], pathname: string): Promise<boolean> {
   for (const [prefix, dir] of roots) {
     if (!pathname.startsWith(prefix)) continue;
-    const rel = decodeURIComponent(pathname.slice(prefix.length)) || 'index.html';
+    const rel = decodePath(pathname.slice(prefix.length)) || 'index.html';
     const file = path.resolve(dir, rel);
     // The page asks for files by URL; nothing outside the served folders may come back.
     if (file !== dir && !file.startsWith(dir + path.sep)) throw new HttpError(403, `outside the served folders: ${pathname}`);
@@ -129,8 +172,7 @@ async function serveStatic(res: http.ServerResponse, roots: [string, string][], 
       sendScript(res, await pageModule(file, st.mtimeMs));
       return true;
     }
-    res.writeHead(200, { 'content-type': type, 'content-length': st.size, 'cache-control': 'no-cache' });
-    createReadStream(file).pipe(res);
+    await sendFile(res, file, { 'content-type': type, 'cache-control': 'no-cache' });
     return true;
   }
   return false;
@@ -141,6 +183,11 @@ export async function startServer(input: string, opts: ServeOptions = {}): Promi
   const roots = staticRoots();
   const log = opts.log ?? (() => {});
   const indexJson = JSON.stringify(source.index);
+  // Pictures are served only from inside the dataset or the run folder, symlinks resolved: a
+  // data_info.json may name any path, and a link in the dataset may point anywhere.
+  const dataRoots = (await Promise.all([source.index.data, source.index.input].map((d) => fs.realpath(d).catch(() => undefined)))).filter(
+    (d): d is string => d !== undefined,
+  );
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -166,10 +213,9 @@ export async function startServer(input: string, opts: ServeOptions = {}): Promi
       const agent = Number(param(url, 'agent'));
       if (!Number.isInteger(agent)) throw new HttpError(400, `query parameter "agent" must be an integer (got "${url.searchParams.get('agent')}")`);
       const { file, mime } = await source.camera(param(url, 'scenario'), param(url, 'ts'), agent, param(url, 'camera'));
-      const st = await fs.stat(file).catch(() => undefined);
-      if (!st?.isFile()) throw new HttpError(404, `camera picture missing: ${file}`);
-      res.writeHead(200, { 'content-type': mime, 'content-length': st.size, 'cache-control': 'max-age=3600' });
-      createReadStream(file).pipe(res);
+      const real = await insideRoots(file, dataRoots);
+      if (!real) throw new HttpError(404, `camera picture missing or outside the dataset: ${path.basename(file)}`);
+      await sendFile(res, real, { 'content-type': mime, 'cache-control': 'max-age=3600' });
       return;
     }
     if (url.pathname === '/vendor/protobufjs.js') {
@@ -188,8 +234,10 @@ export async function startServer(input: string, opts: ServeOptions = {}): Promi
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       const status = err instanceof HttpError ? err.status : err instanceof DataError ? 404 : 500;
-      const message = err instanceof Error ? err.message : String(err);
-      if (status === 500) log(`heal view: ${req.url}: ${message}`);
+      // The body never carries what a file held (a parse error quotes it): the log has the whole message.
+      const full = err instanceof Error ? err.message : String(err);
+      const message = err instanceof HttpError ? err.message : publicMessage(err);
+      if (status !== 404 || message !== full) log(`heal view: ${req.url}: ${full}`);
       if (res.headersSent) {
         res.destroy();
         return;
@@ -205,6 +253,8 @@ export async function startServer(input: string, opts: ServeOptions = {}): Promi
     });
     server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1', () => resolve());
   });
+  // After listening, an error (EMFILE on accept) is logged; without a listener it would end the process.
+  server.on('error', (err) => log(`heal view: server error: ${err.message}`));
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {

@@ -106,14 +106,14 @@ describe('heal', () => {
 
   it('a usage error is one line naming the option and the value, and status 2', async () => {
     const cases: [string, string[], string][] = [
-      ['eval', ['--data', 'x', '--latency', '1.5'], '--latency must be an integer >= 0 (got "1.5")'],
+      ['eval', ['--data', 'x', '--latency', '1.5'], '--latency must be an integer in [0, 1000] (got "1.5")'],
       ['eval', ['x', '--fusion', 'pyramid,early'], '--fusion: "early" is not one of pyramid, late, none (in "pyramid,early")'],
       ['detect', ['x', '--limit', 'many'], '--limit must be an integer >= 1 (got "many")'],
       ['inspect', ['x', '--bogus'], 'unknown option --bogus (heal inspect --help lists the options)'],
       ['generate', ['--out', 'x', '--splits', 'train,bogus'], '--splits: "bogus" is not one of train, validate, test (in "train,bogus")'],
       ['train', ['--data', 'x', '--out', 'y', '--steps=-1'], '--steps must be an integer >= 1 (got "-1")'],
       ['align', ['--type', 'm2', '--data', 'x', '--out', 'y'], 'missing --base WEIGHTS'],
-      ['calibrate', ['--data', 'x', '--weights', 'w', '--out', 'o', '--grid', '1,x'], '--grid: "x" is not a number >= 0 (in "1,x")'],
+      ['calibrate', ['--data', 'x', '--weights', 'w', '--out', 'o', '--grid', '1,x'], '--grid: "x" is not a number in [0, 100] (in "1,x")'],
       ['view', ['x', '--port', '70000'], '--port must be an integer in [0, 65535] (got "70000")'],
       ['export', ['--out', 'x'], 'missing --weights FILE'],
       ['keys', ['sign', 'dir'], 'unknown action "sign" (have: init, issue, revoke)'],

@@ -263,6 +263,6 @@ describe('eval pieces', () => {
     const heal = parseEvalArgs(['--data', 'x', '--trust', 'none']);
     expect(heal !== 'help' && heal.options.trust).toBeNull();
     expect(() => parseEvalArgs(['--data', 'x', '--trust', 'm2=a'])).toThrow(/--trust: expected TYPE=T/);
-    expect(() => parseEvalArgs(['--data', 'x', '--latency', '1.5'])).toThrow(/--latency must be an integer >= 0 \(got "1.5"\)/);
+    expect(() => parseEvalArgs(['--data', 'x', '--latency', '1.5'])).toThrow(/--latency must be an integer in \[0, 1000\] \(got "1.5"\)/);
   });
 });
