@@ -20,6 +20,7 @@ const ON_REQUEST: Record<string, string> = {
   fuzz: '../bench/fuzz.ts',
   signing: '../bench/signing.ts',
   hostile: '../bench/hostile.ts',
+  'fuzz-readers': '../bench/fuzz-readers.ts',
 };
 
 /** Benchmarks that also run on another profile than the default small one, and their module for it. */
@@ -34,7 +35,9 @@ export const BENCH = command({
 bench/results/NAME.json (some), and a Markdown table beside it.
 benchmarks: ${Object.keys(BENCHES).join(', ')} (default: all of these)
 on request: fuzz (messages and signed messages, --n cases each), signing (sign and verify cost per
-message and share of a frame), hostile (AP with one hostile sender, on the synthetic test split)
+message and share of a frame), hostile (AP with one hostile sender, on the synthetic test split),
+fuzz-readers (HEAL_FUZZ_N cases, default 10000, each of PCD, frame YAML and DAIR JSON, then the
+bad-file survey through heal inspect and heal eval; HEAL_SURVEY=0 skips the survey)
 --profile heal: ${Object.keys(PROFILE_BENCHES.heal).join(', ')} on the heal profile (HEAL's m1 network, and its m4
 camera agent with 4 pictures at 800×600; the figures go to NAME-heal.json)`,
   positionals: { name: 'NAME', min: 0, max: Number.POSITIVE_INFINITY },

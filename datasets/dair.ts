@@ -83,7 +83,10 @@ export async function openDair(root: string): Promise<DairDataset> {
     if (!(await exists(file))) continue;
     const ids = await readJson(file, 'split list');
     if (!Array.isArray(ids)) throw new DataError(file, undefined, 'expected a JSON list of vehicle frame ids', typeof ids);
-    for (const id of ids) if (!splitOf.has(String(id))) splitOf.set(String(id), split);
+    for (const [k, id] of ids.entries()) {
+      if (typeof id !== 'string' && typeof id !== 'number') throw new DataError(file, `[${k}]`, 'expected a vehicle frame id', typeof id);
+      if (!splitOf.has(String(id))) splitOf.set(String(id), split);
+    }
   }
 
   const warnings: string[] = [];
@@ -377,11 +380,21 @@ function parseRt(json: unknown, file: string, prefix: string): Mat4 {
     throw new DataError(file, `${prefix}rotation`, 'expected a 3×3 nested list', R);
   }
   const rot = (R as unknown[][]).map((row, r) => row.map((v, c) => toNumber(v, file, `${prefix}rotation[${r}][${c}]`)));
+  const det =
+    rot[0][0] * (rot[1][1] * rot[2][2] - rot[1][2] * rot[2][1]) -
+    rot[0][1] * (rot[1][0] * rot[2][2] - rot[1][2] * rot[2][0]) +
+    rot[0][2] * (rot[1][0] * rot[2][1] - rot[1][1] * rot[2][0]);
+  // A rotation has determinant 1; a singular one cannot be inverted into the ego frame.
+  if (!(Math.abs(det) > 1e-6 && rot.flat().every((v) => Math.abs(v) <= 10)))
+    throw new DataError(file, `${prefix}rotation`, 'is not a rotation (singular, or entries far above 1)', det);
   const t = obj.translation;
   if (!Array.isArray(t) || t.length !== 3) throw new DataError(file, `${prefix}translation`, 'expected 3 values (3×1 nested or flat)', t);
   const tv = t.map((v, i) => {
     const x = Array.isArray(v) && v.length === 1 ? v[0] : v;
-    return toNumber(x, file, `${prefix}translation[${i}]`);
+    const n = toNumber(x, file, `${prefix}translation[${i}]`);
+    // World coordinates (UTM) reach 1e7 m; beyond 1e8 the matrix maths overflows into NaN poses.
+    if (Math.abs(n) > 1e8) throw new DataError(file, `${prefix}translation[${i}]`, 'is more than 1e8 m', n);
+    return n;
   });
   return mat4FromRt(rot, tv);
 }

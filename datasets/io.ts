@@ -24,7 +24,12 @@ function formatValue(v: unknown): string {
   try {
     s = typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
   } catch {
-    s = String(v);
+    // A value nested thousands deep overflows the stack in JSON.stringify and in String alike.
+    try {
+      s = String(v);
+    } catch {
+      s = Array.isArray(v) ? '[a deeply nested list]' : `[${typeof v}]`;
+    }
   }
   return s.length > 120 ? `${s.slice(0, 117)}...` : s;
 }

@@ -119,7 +119,7 @@ describe('heal', () => {
       ['keys', ['sign', 'dir'], 'unknown action "sign" (have: init, issue, revoke)'],
       ['keys', ['issue', 'dir', '--id', '641'], 'issue needs --type T'],
       ['eval', ['x', '--insecure', '--keys', 'k'], 'give --insecure or --keys, not both'],
-      ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train, fuzz, signing, hostile)'],
+      ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train, fuzz, signing, hostile, fuzz-readers)'],
       ['bench', ['train', '--profile', 'heal'], 'benchmark "train" has no heal profile (only inference)'],
       ['import', ['weights.bin', '--out', 'x'], 'FILE must be a HEAL checkpoint (.pth or .pt), got "weights.bin"'],
       ['verify-reference', ['x', '--only', 'boxes'], '--only: "boxes" is not one of voxels, networks, postprocess, detect, inputs'],
