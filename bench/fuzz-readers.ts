@@ -15,7 +15,7 @@ import { DataError } from '../datasets/io.ts';
 import { type Rng, rngFor } from '../datasets/rng.ts';
 import { decodePcd, encodePcd } from '../datasets/pcd.ts';
 import { parseFrameYaml } from '../datasets/yaml.ts';
-import { DAIR_VEHICLE, DAIR_INFRA, badCases, dairFiles, frameYaml, ringCloud, writeCase, writeTree, type BadCase } from './reader-corpus.ts';
+import { DAIR_VEHICLE, badCases, dairFiles, frameYaml, ringCloud, writeCase, writeTree } from './reader-corpus.ts';
 import { openDair, RSU_AGENT, VEHICLE_AGENT } from '../datasets/dair.ts';
 
 export const HANG_MS = 2000;
@@ -245,7 +245,6 @@ export async function fuzzReader(kind: ReaderKind, n: number, seed = 0): Promise
   } finally {
     await fs.rm(root, { recursive: true, force: true });
   }
-  void DAIR_INFRA;
   return counts;
 }
 

@@ -155,7 +155,7 @@ export interface Option<T> {
   /** The default as the help shows it. */
   readonly defaultText?: string;
   /** Numeric options: the bounds their values are checked against (test/cli/args.test.ts wants them declared). */
-  readonly bounds?: Range;
+  readonly bounds?: Range & { integer: boolean };
   /** The option's value from what was given (undefined when it was not). */
   value(given: Given, flag: string): T;
 }
@@ -205,18 +205,18 @@ export function string<S extends Valued<string>>(s: S): Option<Out<string, S>> {
   return option((g, f) => readOne(text, g, f), s);
 }
 
-function boundsOf(r: Range): Range {
-  return { min: r.min, max: r.max, above: r.above, below: r.below };
+function boundsOf(r: Range, integer: boolean): Range & { integer: boolean } {
+  return { min: r.min, max: r.max, above: r.above, below: r.below, integer };
 }
 
 export function int<S extends Valued<number> & Range>(s: S): Option<Out<number, S>> {
   const kind = integer(s);
-  return { ...option((g, f) => readOne(kind, g, f), s, { arg: 'N' }), bounds: boundsOf(s) };
+  return { ...option((g, f) => readOne(kind, g, f), s, { arg: 'N' }), bounds: boundsOf(s, true) };
 }
 
 export function number<S extends Valued<number> & Range>(s: S): Option<Out<number, S>> {
   const kind = real(s);
-  return { ...option((g, f) => readOne(kind, g, f), s, { arg: 'X' }), bounds: boundsOf(s) };
+  return { ...option((g, f) => readOne(kind, g, f), s, { arg: 'X' }), bounds: boundsOf(s, false) };
 }
 
 /** A file heal writes; its folder must exist. */
@@ -250,7 +250,7 @@ export function choices<T extends string, S extends Valued<string[]>>(values: re
 }
 
 export function numbers<S extends Valued<number[]> & Range & { count?: number }>(s: S): Option<Out<number[], S>> {
-  return { ...list(s, real(s)), bounds: boundsOf(s) };
+  return { ...list(s, real(s)), bounds: boundsOf(s, false) };
 }
 
 /** `k=v,k=v` with values of `kind`. */

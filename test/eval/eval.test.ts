@@ -11,6 +11,7 @@ import { openDataset } from '../../datasets/open.ts';
 import { SMALL_SPACE } from '../../perception/space.ts';
 import { egoGroundTruth } from '../../eval/groundtruth.ts';
 import { evaluate, markMatches } from '../../eval/evaluate.ts';
+import { isIncompleteRun } from '../../eval/runfolder.ts';
 import { noisyPose } from '../../eval/noise.ts';
 import { percentile } from '../../eval/statistics.ts';
 import { formatTable } from '../../eval/table.ts';
@@ -110,6 +111,10 @@ describe('heal eval (random weights)', () => {
     expect(row('m1,m3', 'none', 'float32', 1).bytes.mean).toBe(0);
     expect(row('m1,m3', 'none', 'float32', 1).bytes.log2).toBeNull();
     expect(formatTable(report).split('\n')).toHaveLength(2 + report.rows.length);
+  });
+
+  it('a finished run folder carries no INCOMPLETE marker', async () => {
+    expect(await isIncompleteRun(path.join(dir, 'run'))).toBe(false);
   });
 
   it('writes run.json as the viewer contract says', async () => {
