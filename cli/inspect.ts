@@ -235,8 +235,10 @@ async function inspectTable(ds: Dataset, frames: FrameRef[], opts: Options, io: 
         coop = (await ds.cooperativeBoxes(ref, ref.agentIds[0])).length;
         coopSum += coop;
       } catch (err) {
+        // A frame whose ground truth cannot be read cannot be scored either: it counts as bad.
         coop = 'error';
-        say('err', `cooperative GT of ${where(ref)} ${ref.timestamp}: ${asDataError(err, ref, ref.agentIds[0]).message}\n`);
+        bad++;
+        say('err', `bad frame ${where(ref)} ${ref.timestamp}: cooperative GT: ${asDataError(err, ref, ref.agentIds[0]).message}\n`);
       }
       const cells = agents.map((a) => {
         const f = read.find((x) => x.agentId === a.id);
