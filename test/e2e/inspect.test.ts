@@ -81,6 +81,8 @@ describe('heal inspect', () => {
 
   it('--png writes a decodable top-down picture that is not blank', async () => {
     const out = path.join(root, 'pics', 'view.png');
+    // --png writes a file, never the folders a typo would invent (test/cli/hardening.test.ts).
+    await fs.mkdir(path.dirname(out), { recursive: true });
     const r = await inspect([root, '--png', out, '--scenario', SCENARIO, '--frame', '000068']);
     expect(r.code).toBe(0);
     expect(r.out).toContain(`wrote ${out}`);
