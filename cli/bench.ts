@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../datasets/io.ts';
-import { UsageError, choice, command, int, outFile, runCommand, string } from './args.ts';
+import { UsageError, choice, command, int, outFile, runCommand } from './args.ts';
 
 const BENCHES: Record<string, string> = {
   synthetic: '../bench/synthetic.ts',

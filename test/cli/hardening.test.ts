@@ -20,11 +20,12 @@ import { IMPORT } from '../../cli/import.ts';
 import { BENCH } from '../../cli/bench.ts';
 import { VERIFY_REFERENCE } from '../../cli/verify-reference.ts';
 import { START } from '../../cli/start.ts';
+import { KEYS } from '../../cli/keys.ts';
 import { INCOMPLETE_MARKER, finishRunFolder, isIncompleteRun, startRunFolder } from '../../eval/runfolder.ts';
 import { readRun } from '../../viewer/run.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: specs of every command, read generically
-const COMMANDS: CommandSpec<any>[] = [EVAL, INSPECT, DETECT, VIEW, TRAIN, ALIGN, CALIBRATE, EXPORT, GENERATE, IMPORT, BENCH, VERIFY_REFERENCE, START];
+const COMMANDS: CommandSpec<any>[] = [EVAL, INSPECT, DETECT, VIEW, TRAIN, ALIGN, CALIBRATE, EXPORT, GENERATE, IMPORT, BENCH, VERIFY_REFERENCE, START, KEYS];
 
 let tmp = '';
 beforeAll(async () => {
