@@ -56,9 +56,11 @@ describe.skipIf(!present)('heal detect --profile heal with HEAL m1_stage1.pth on
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(
-      /agent {3}1996 {2}type m1 {2}\(ego\)\n {2}agent {3}1998 {2}type m1 {2}sent 16384\.2 KiB\n {2}agent {5}-1 {2}type m1 {2}sent 16384\.2 KiB/,
+      /agent {3}1996 {2}type m1 {2}\(ego\)\n {2}agent {3}1998 {2}type m1 {2}sent 1638\d\.\d KiB\n {2}agent {5}-1 {2}type m1 {2}sent 1638\d\.\d KiB/,
     );
     expect(r.out).toMatch(/251 detections in the ego frame/);
+    // Signed by default: the dense float32 map plus the envelope.
+    expect(r.out).toMatch(/messages: signed/);
     const [frame] = JSON.parse(await fs.readFile(json, 'utf8')) as { used: { id: number }[]; detections: BoxJson[] }[];
     expect(frame.used.map((u) => u.id)).toEqual([1996, 1998, -1]);
     const dets = frame.detections;
