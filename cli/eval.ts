@@ -9,9 +9,10 @@ import { formatSecurity, SIGNING_OPTIONS } from './keys.ts';
 import { MERGE_RULES } from '../models/weights.ts';
 import { SPACES, spaceByName } from '../perception/space.ts';
 import { evaluate } from '../eval/evaluate.ts';
-import { EVAL_DTYPES, EVAL_FUSIONS, defaultRunDir, type EvalOptions, type EvalReport } from '../eval/contracts.ts';
+import { EVAL_DTYPES, EVAL_FUSIONS, defaultRunDir, type EvalOptions, type EvalReport, type ShardSpec } from '../eval/contracts.ts';
 import { formatTable, formatLatency } from '../eval/table.ts';
 import { progress } from './progress.ts';
+import { parseShard } from './shard.ts';
 import { formatTrust, type Trust } from '../fusion/trust.ts';
 import {
   UsageError,
@@ -48,7 +49,9 @@ export const EVAL = command({
   usage: '--data DIR [options]',
   about: `Evaluates collaborative perception on a dataset split (generated, OPV2V-H, V2XSet, DAIR-V2X-C):
 AP@0.3/0.5/0.7 with HEAL's protocol per agent-type combination and fusion mode, bytes on the wire,
-per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.html.`,
+per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.html.
+Large evaluations: --jobs N on one machine; --shard I/N per cluster task, then
+\`heal eval merge SHARD... --out RUNDIR\` (see \`heal eval merge --help\`).`,
   positionals: { name: 'DIR', min: 0, max: 1 },
   options: {
     data: string({ arg: 'DIR', help: 'dataset folder (required; or give it as the one argument)' }),
@@ -89,17 +92,31 @@ per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.
     overwrite: flag({ help: "write into a --out folder that is not empty, replacing an earlier run's files" }),
     mcap: outFile({ help: 'also write the scenes as MCAP (Foxglove schemas), openable in Foxglove' }),
     ...SIGNING_OPTIONS,
+    jobs: int({ min: 1, default: 1, help: 'spread the frames over N workers, each with its own sessions; the result is the same as with 1' }),
+    workers: choice(['thread', 'process'] as const, {
+      arg: 'KIND',
+      default: 'thread',
+      help: 'with --jobs: workers as threads, or as child processes (isolated: a native crash takes only its worker)',
+    }),
+    threads: int({ min: 1, defaultText: "1 with --jobs N > 1, else onnxruntime's choice", help: 'onnxruntime intra-op threads per session' }),
+    shard: string({
+      arg: 'I/N',
+      help: 'evaluate shard I of N (0 ≤ I < N; frames dealt out scenario by scenario) into a shard folder for `heal eval merge`; I may be auto, $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX (read here from the environment)',
+    }),
   },
   exclusive: [
     ['insecure', 'keys'],
     ['types', 'combos'],
     ['dtype', 'dtypes'],
     ['weights', 'random-weights'],
+    ['shard', 'mcap'],
   ],
 });
 
 export interface ParsedEval {
   options: Omit<EvalOptions, 'log' | 'progress'>;
+  /** --shard: this process evaluates one shard into a shard folder. */
+  shard?: ShardSpec;
   randomWeightsReason?: string;
 }
 
@@ -120,6 +137,7 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
           .filter((c) => c.trim())
           .map((c) => readList(text, c, '--combos'));
   if (!combos.length) throw new UsageError(`--combos needs at least one list of agent types (got "${values.combos}")`);
+  const shard = values.shard === undefined ? undefined : parseShard(values.shard);
   let weights: string[] | null;
   let randomWeightsReason: string | undefined;
   if (values['random-weights']) {
@@ -154,9 +172,13 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
       keys: values.keys,
       scoreThreshold: values['score-threshold'],
       limit: values.limit,
-      out: values.out ?? defaultRunDir(),
+      out: values.out ?? (shard ? path.join('runs', `eval-shard-${shard.index}-of-${shard.count}`) : defaultRunDir()),
       mcap: values.mcap,
+      jobs: values.jobs,
+      workerKind: values.workers,
+      threads: values.threads,
     },
+    shard,
     randomWeightsReason,
   };
 }
@@ -209,10 +231,24 @@ export function shownPath(p: string): string {
   return !rel ? '.' : rel.startsWith('..') || path.isAbsolute(rel) ? p : rel;
 }
 
-export function run(args: string[]): Promise<number> {
+export async function run(args: string[]): Promise<number> {
+  if (args[0] === 'merge') return (await import('./eval-merge.ts')).run(args.slice(1), { printSummary, shownPath });
   return runCommand(EVAL, args, async (parsed) => {
-    const { options, randomWeightsReason } = evalOptions(parsed);
+    const { options, shard, randomWeightsReason } = evalOptions(parsed);
     if (randomWeightsReason) console.warn(`heal eval: warning: seeded random weights (${randomWeightsReason}): AP values mean nothing`);
+    if (shard) {
+      const { evaluateShard } = await import('../eval/shards.ts');
+      const r = await evaluateShard(
+        { ...options, log: (line) => console.error(line), progress: (total) => progress(`eval shard ${shard.index}/${shard.count}`, total) },
+        shard,
+      );
+      console.log(
+        `shard ${shard.index}/${shard.count}: ${r.evaluated} of ${r.frames} frames evaluated, ${r.failures.length} failed, ${r.seconds.toFixed(1)} s -> ${shownPath(r.dir)}`,
+      );
+      for (const f of r.failures) console.log(`  failed ${f.split}/${f.scenario} ${f.timestamp}: ${f.reason}`);
+      console.log(`when every shard is done: heal eval merge ${shownPath(path.dirname(r.dir))}/... --out RUNDIR`);
+      return 0;
+    }
     const report = await evaluate({
       ...options,
       log: (line) => console.error(line),

@@ -53,6 +53,12 @@ export interface EvalOptions {
   insecure?: boolean;
   /** Sign with the keys of this `heal keys` folder instead of an ephemeral authority. */
   keys?: string;
+  /** Frames are spread over this many workers, each with its own sessions (eval/pool.ts); 1 (default) runs in this thread. */
+  jobs?: number;
+  /** Workers as threads (default) or child processes (eval/pool.ts). */
+  workerKind?: WorkerKind;
+  /** onnxruntime intra-op threads per session; default 1 with jobs > 1, else onnxruntime's choice. */
+  threads?: number;
   /** Progress and warnings; default: none. */
   log?: (line: string) => void;
   progress?: (total: number) => { tick(n?: number, info?: Record<string, string | number>): void; stop(): void };
@@ -142,6 +148,50 @@ export interface EvalReport {
   /** Signing and verifying: mean ms per frame, their share of a frame's time, and rejections by reason. */
   security?: { signed: boolean; signMsPerFrame: number; verifyMsPerFrame: number; shareOfFrame: number; rejected: Record<string, number> };
   files: { run: string; frames: string; report: string; html: string; mcap?: string };
+}
+
+export type WorkerKind = 'thread' | 'process';
+
+/** One shard of an evaluation: index in [0, count). */
+export interface ShardSpec {
+  index: number;
+  count: number;
+}
+
+/**
+ * One frame's evaluation, everything the run needs from it: the frames.jsonl lines as written and
+ * the exact detections and GT the AP is computed from (frames.jsonl rounds them). Workers send
+ * these to the main thread; shards store them (outcomes.jsonl) for `heal eval merge`.
+ */
+export interface FrameOutcome {
+  /** The frame's position in the evaluation's frame list. */
+  index: number;
+  lines: FrameLine[];
+  /** Per line, the unrounded detections. */
+  det: { box: Box7; score: number }[][];
+  gt: { id: number; box: Box7 }[];
+  /** Collaborative passes and their summed wall time (ms). */
+  passes: number;
+  passMs: number;
+  /** Time spent signing and verifying messages (ms), and messages the ego rejected, by reason. */
+  signMs: number;
+  verifyMs: number;
+  rejected: Record<string, number>;
+  /** Set when the frame could not be evaluated; then it has no lines. */
+  failure?: FrameFailure;
+  /** The MCAP scene, when one is recorded (never stored in a shard). */
+  scene?: import('./mcap.ts').SceneFrame;
+}
+
+/** What the networks run on: run.json and report.json record it. */
+export interface PipelineFacts {
+  provider: Provider;
+  fallbackReason?: string;
+  randomWeights: boolean;
+  trust: Trust;
+  /** Whether messages are signed and verified (fusion/identity.ts), and how run.json says it. */
+  signed: boolean;
+  messages: string;
 }
 
 export interface FrameLine {

@@ -31,6 +31,8 @@ import {
   type EvalReport,
   type FrameFailure,
   type FrameLine,
+  type FrameOutcome,
+  type PipelineFacts,
   type RunJson,
   type Variant,
 } from './contracts.ts';
@@ -91,16 +93,19 @@ export function selectFrames(ds: Dataset, split: string, limit?: number): FrameR
   return limit ? frames.slice(0, limit) : frames;
 }
 
-interface FrameWork {
-  lines: FrameLine[];
-  stats: { row: RowStats; line: FrameLine; det: { box: Box7; score: number }[] }[];
-  gt: GtBox[];
-  scene?: import('./mcap.ts').SceneFrame;
+/** What every frame's evaluation needs: the checked options, the dataset and the frames to evaluate. */
+export interface EvalSetup {
+  o: EvalOptions;
+  space: SharedSpace;
+  registry: Registry;
+  ds: Dataset;
+  /** The evaluation's frame list (split, then --limit); a frame's index is its position here. */
+  frames: FrameRef[];
+  source: InputSource;
 }
 
-export async function evaluate(o: EvalOptions): Promise<EvalReport> {
-  const log = o.log ?? (() => {});
-  const t0 = performance.now();
+/** Checks the options and opens the dataset: the part of an evaluation every worker repeats. */
+export async function prepareEval(o: EvalOptions): Promise<EvalSetup> {
   const space = spaceByName(o.profile);
   const registry = await loadRegistry(o.typesDirs ?? []);
   checkEvalOptions(o, registry, space);
@@ -108,8 +113,12 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   const frames = selectFrames(ds, o.split, o.limit);
   const scenarioTimes = new Map(ds.scenarios().map((s) => [`${s.split}\u0000${s.name}`, s.timestamps]));
   const refsByKey = new Map(ds.frames().map((f) => [`${f.split}\u0000${f.scenario}\u0000${f.timestamp}`, f]));
+  return { o, space, registry, ds, frames, source: { ds, registry, scenarioTimes, refsByKey, o } };
+}
 
-  const pipeline = await CollabPipeline.create({
+export async function createEvalPipeline(setup: EvalSetup, threads?: number): Promise<CollabPipeline> {
+  const { o, space, registry } = setup;
+  return CollabPipeline.create({
     space,
     registry,
     device: o.device,
@@ -118,132 +127,305 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     seed: o.seed,
     trust: o.trust,
     security: o.insecure ? undefined : o.keys ? await keyFolderSecurity(o.keys) : ephemeralSecurity(),
-    log,
+    threads,
+    log: o.log,
   });
+}
 
+export function factsOf(pipeline: CollabPipeline): PipelineFacts {
+  return {
+    provider: pipeline.provider,
+    ...(pipeline.fallbackReason ? { fallbackReason: pipeline.fallbackReason } : {}),
+    randomWeights: pipeline.randomWeights,
+    trust: pipeline.trust,
+    signed: pipeline.gate.signed,
+    messages: pipeline.opts.security ? `signed (${pipeline.opts.security.source})` : 'unsigned (insecure)',
+  };
+}
+
+/**
+ * Evaluates frame `index` of the setup under every combination and variant. A frame that cannot be
+ * read or run comes back with its failure and no lines, so that every row counts the same frames.
+ */
+export async function evaluateFrame(setup: EvalSetup, pipeline: CollabPipeline, index: number, withScene = false): Promise<FrameOutcome> {
+  const { o, ds, space, frames, source } = setup;
+  const ref = frames[index];
+  const out: FrameOutcome = { index, lines: [], det: [], gt: [], passes: 0, passMs: 0, signMs: 0, verifyMs: 0, rejected: {} };
+  // The viewer keeps the last line it reads for a frame of the first combination and mode, so the
+  // run's main variant (first dtype, dense) is written last among its siblings.
+  const ordered = [...variantsOf(o)].reverse().sort((a, b) => o.fusion.indexOf(a.fusion) - o.fusion.indexOf(b.fusion));
+  // Messages carry the frame's place in its scenario (10 Hz), whatever this pipeline ran before.
+  const sequence = Math.max(0, source.scenarioTimes.get(`${ref.split}\u0000${ref.scenario}`)?.indexOf(ref.timestamp) ?? 0);
+  try {
+    for (const [ci, combo] of o.combos.entries()) {
+      const { egoId, inputs, agents, notes, rawEgo, truePoses } = await readInputs(source, ref, combo);
+      if (ci === 0) {
+        out.gt = (await egoGroundTruth(ds, ref, rawEgo, space)).map((g) => ({ id: g.id, box: g.box }));
+        if (withScene) {
+          const agentsSeen = inputs.map((inp, k) => ({ frame: { ...inp.frame, lidarPose: truePoses[k] }, type: inp.type }));
+          out.scene = { ref, egoId, agents: agentsSeen, gt: out.gt.map((g) => g.box), detections: [], space };
+        }
+      }
+      for (const v of ordered) {
+        const t = performance.now();
+        const r: FrameResult = await pipeline.runFrame(inputs, egoId, {
+          mode: PIPELINE_MODE[v.fusion],
+          dtype: v.dtype,
+          keep: v.keep,
+          scoreThreshold: o.scoreThreshold,
+          sequence,
+        });
+        const total = performance.now() - t;
+        out.passMs += total;
+        out.passes++;
+        out.signMs += r.times.sign ?? 0;
+        out.verifyMs += r.times.verify ?? 0;
+        for (const [k, n] of Object.entries(r.rejected)) out.rejected[k] = (out.rejected[k] ?? 0) + n;
+        const det = r.detections.map((d) => ({ box: d.box, score: d.score }));
+        const line = frameLineOf(ref, egoId, combo, v, agents, notes, r, det, out.gt, total);
+        out.lines.push(line);
+        out.det.push(det);
+        out.scene?.detections.push({ label: rowLabel(combo, v), boxes: line.detections });
+      }
+    }
+  } catch (err) {
+    const { file, reason } = describeError(err);
+    return { ...out, lines: [], det: [], gt: [], scene: undefined, failure: failureOf(ref, file, reason) };
+  }
+  return out;
+}
+
+export function failureOf(ref: FrameRef, file: string, reason: string): FrameFailure {
+  return { scenario: ref.scenario, split: ref.split, timestamp: ref.timestamp, file, reason };
+}
+
+/**
+ * Adds frame outcomes up into the run's rows, frames.jsonl lines and failures. Outcomes must come
+ * in frame order: the lines are written in that order, and the AP's sort by score keeps the order
+ * of equal scores, so the same order gives the same AP to the last digit.
+ */
+export class RunCollector {
+  readonly rows = new Map<string, RowStats>();
+  readonly lines: string[] = [];
+  readonly failures: FrameFailure[] = [];
+  evaluated = 0;
+  passMs = 0;
+  passes = 0;
+  signMs = 0;
+  verifyMs = 0;
+  readonly rejected: Record<string, number> = {};
+  private readonly main: string;
+
+  constructor(o: Pick<EvalOptions, 'combos' | 'fusion' | 'dtypes' | 'keep'>) {
+    const variants = variantsOf(o);
+    for (const combo of o.combos) for (const v of variants) this.rows.set(rowKey(combo, v), new RowStats(combo, v));
+    this.main = rowKey(o.combos[0], variants[0]);
+  }
+
+  add(f: FrameOutcome): void {
+    this.passMs += f.passMs;
+    this.passes += f.passes;
+    this.signMs += f.signMs;
+    this.verifyMs += f.verifyMs;
+    for (const [k, n] of Object.entries(f.rejected)) this.rejected[k] = (this.rejected[k] ?? 0) + n;
+    if (f.failure) {
+      this.failures.push(f.failure);
+      return;
+    }
+    f.lines.forEach((line, k) => {
+      this.rows.get(rowKey(line.combo, line))!.add(line, f.det[k], f.gt as GtBox[]);
+      this.lines.push(JSON.stringify(line));
+    });
+    this.evaluated++;
+  }
+
+  /** AP@0.5 of the main row so far, for the progress bar. */
+  mainAp(): string {
+    return apOf(this.rows.get(this.main)!.acc)['0.5'].toFixed(3);
+  }
+
+  framesText(): string {
+    return this.lines.length ? this.lines.join('\n') + '\n' : '';
+  }
+}
+
+export function runFiles(o: Pick<EvalOptions, 'out' | 'mcap'>): EvalReport['files'] {
   const outDir = path.resolve(o.out);
-  await startRunFolder(outDir);
-  const files = {
+  return {
     run: path.join(outDir, 'run.json'),
     frames: path.join(outDir, 'frames.jsonl'),
     report: path.join(outDir, 'report.json'),
     html: path.join(outDir, 'report.html'),
     ...(o.mcap ? { mcap: path.resolve(o.mcap) } : {}),
   };
-  const run = runJsonOf(o, space, pipeline);
-  await writeFileAtomic(files.run, JSON.stringify(run, null, 2) + '\n');
+}
 
-  // The viewer keeps the last line it reads for a frame of the first combination and mode, so the
-  // run's main variant (first dtype, dense) is written last among its siblings.
-  const variants = variantsOf(o);
-  const ordered = [...variants].reverse().sort((a, b) => o.fusion.indexOf(a.fusion) - o.fusion.indexOf(b.fusion));
-  const rows = new Map<string, RowStats>();
-  for (const combo of o.combos) for (const v of variants) rows.set(rowKey(combo, v), new RowStats(combo, v));
-
-  const { SceneRecorder } = o.mcap ? await import('./mcap.ts') : { SceneRecorder: undefined };
-  const recorder = SceneRecorder && o.mcap ? await SceneRecorder.create(path.resolve(o.mcap)) : undefined;
-
-  const failures: FrameFailure[] = [];
-  const lines: string[] = [];
-  let evaluated = 0;
-  let passMs = 0,
-    passes = 0,
-    signMs = 0,
-    verifyMs = 0;
-  const rejected: Record<string, number> = {};
-  let lastCheckpoint = performance.now();
-  const bar = o.progress?.(frames.length);
-
-  const source: InputSource = { ds, registry, scenarioTimes, refsByKey, o };
-  for (const ref of frames) {
-    const work: FrameWork = { lines: [], stats: [], gt: [] };
-    try {
-      for (const [ci, combo] of o.combos.entries()) {
-        const { egoId, inputs, agents, notes, rawEgo, truePoses } = await readInputs(source, ref, combo);
-        if (ci === 0) {
-          work.gt = await egoGroundTruth(ds, ref, rawEgo, space);
-          if (recorder) {
-            const agentsSeen = inputs.map((inp, k) => ({ frame: { ...inp.frame, lidarPose: truePoses[k] }, type: inp.type }));
-            work.scene = { ref, egoId, agents: agentsSeen, gt: work.gt.map((g) => g.box), detections: [], space };
-          }
-        }
-        for (const v of ordered) {
-          const t = performance.now();
-          const r: FrameResult = await pipeline.runFrame(inputs, egoId, {
-            mode: PIPELINE_MODE[v.fusion],
-            dtype: v.dtype,
-            keep: v.keep,
-            scoreThreshold: o.scoreThreshold,
-          });
-          const total = performance.now() - t;
-          passMs += total;
-          passes++;
-          signMs += r.times.sign ?? 0;
-          verifyMs += r.times.verify ?? 0;
-          for (const [k, n] of Object.entries(r.rejected)) rejected[k] = (rejected[k] ?? 0) + n;
-          const det = r.detections.map((d) => ({ box: d.box, score: d.score }));
-          const line = frameLineOf(ref, egoId, combo, v, agents, notes, r, det, work.gt, total);
-          work.lines.push(line);
-          work.stats.push({ row: rows.get(rowKey(combo, v))!, line, det });
-          work.scene?.detections.push({ label: rowLabel(combo, v), boxes: line.detections });
-        }
-      }
-    } catch (err) {
-      // One unreadable or broken frame is reported and skipped; its partial results are dropped
-      // so that every row counts the same frames.
-      const { file, reason } = describeError(err);
-      failures.push({ scenario: ref.scenario, split: ref.split, timestamp: ref.timestamp, file, reason });
-      log(`skipped ${ref.split}/${ref.scenario} ${ref.timestamp}: ${reason}`);
-      bar?.tick(1, { failed: failures.length });
-      continue;
-    }
-    for (const s of work.stats) s.row.add(s.line, s.det, work.gt);
-    for (const l of work.lines) lines.push(JSON.stringify(l));
-    if (recorder && work.scene) await recorder.addFrame(work.scene);
-    evaluated++;
-    const main = rows.get(rowKey(o.combos[0], variants[0]))!;
-    bar?.tick(1, { 'AP@0.5': apOf(main.acc)['0.5'].toFixed(3), ...(failures.length ? { failed: failures.length } : {}) });
-    // A long run that dies keeps what it scored so far, rewritten whole (atomic) once a minute.
-    if (performance.now() - lastCheckpoint > 60_000) {
-      await writeFileAtomic(files.frames, lines.join('\n') + '\n');
-      lastCheckpoint = performance.now();
-    }
-  }
-  bar?.stop();
-  await writeFileAtomic(files.frames, lines.length ? lines.join('\n') + '\n' : '');
-  if (recorder) await recorder.close();
-
+/** Writes frames.jsonl, report.json and report.html of a run whose outcomes are all collected. */
+export async function finishRun(
+  run: RunJson,
+  facts: PipelineFacts,
+  c: RunCollector,
+  total: number,
+  seconds: number,
+  files: EvalReport['files'],
+): Promise<EvalReport> {
+  await writeFileAtomic(files.frames, c.framesText());
   const report: EvalReport = {
     version: 1,
     run,
-    provider: pipeline.provider,
-    ...(pipeline.fallbackReason ? { fallbackReason: pipeline.fallbackReason } : {}),
-    randomWeights: pipeline.randomWeights,
-    rows: [...rows.values()].map((r) => r.row()),
-    frames: { total: frames.length, evaluated, failed: failures.length },
-    failures,
-    seconds: (performance.now() - t0) / 1000,
-    msPerFrame: passes ? passMs / passes : 0,
+    provider: facts.provider,
+    ...(facts.fallbackReason ? { fallbackReason: facts.fallbackReason } : {}),
+    randomWeights: facts.randomWeights,
+    rows: [...c.rows.values()].map((r) => r.row()),
+    frames: { total, evaluated: c.evaluated, failed: c.failures.length },
+    failures: c.failures,
+    seconds,
+    msPerFrame: c.passes ? c.passMs / c.passes : 0,
     security: {
-      signed: pipeline.gate.signed,
-      signMsPerFrame: passes ? signMs / passes : 0,
-      verifyMsPerFrame: passes ? verifyMs / passes : 0,
-      shareOfFrame: passMs ? (signMs + verifyMs) / passMs : 0,
-      rejected,
+      signed: facts.signed,
+      signMsPerFrame: c.passes ? c.signMs / c.passes : 0,
+      verifyMsPerFrame: c.passes ? c.verifyMs / c.passes : 0,
+      shareOfFrame: c.passMs ? (c.signMs + c.verifyMs) / c.passMs : 0,
+      rejected: c.rejected,
     },
     files,
   };
   await writeFileAtomic(files.report, JSON.stringify(report, null, 1) + '\n');
   const { renderReport } = await import('./report/html.ts');
   await writeFileAtomic(files.html, renderReport(report));
-  await finishRunFolder(outDir);
+  await finishRunFolder(path.dirname(files.run));
   return report;
+}
+
+/**
+ * Evaluates the frames at `indices` (ascending) of the setup, in this thread (jobs 1) or spread over
+ * workers (eval/pool.ts), and hands each outcome to `onOutcome` in frame order. `onFacts` hears what
+ * the networks run on before the first outcome. `onArrive` hears of each frame as it finishes, in
+ * whatever order, for progress.
+ */
+export async function runFrames(
+  setup: EvalSetup,
+  indices: number[],
+  handlers: {
+    onFacts: (facts: PipelineFacts) => Promise<void> | void;
+    onOutcome: (f: FrameOutcome) => Promise<void> | void;
+    onArrive?: (f: FrameOutcome) => void;
+    withScene?: boolean;
+  },
+): Promise<void> {
+  const { o } = setup;
+  const log = o.log ?? (() => {});
+  const jobs = Math.min(o.jobs ?? 1, indices.length);
+  const report = (f: FrameOutcome) => {
+    if (!f.failure) return;
+    const ref = setup.frames[f.index];
+    log(`skipped ${ref.split}/${ref.scenario} ${ref.timestamp}: ${f.failure.reason}`);
+  };
+  if (jobs <= 1) {
+    const pipeline = await createEvalPipeline(setup, o.threads);
+    await handlers.onFacts(factsOf(pipeline));
+    for (const index of indices) {
+      const f = await evaluateFrame(setup, pipeline, index, handlers.withScene);
+      report(f);
+      await handlers.onOutcome(f);
+      handlers.onArrive?.(f);
+    }
+    return;
+  }
+  const { evaluateInWorkers } = await import('./pool.ts');
+  // Outcomes arrive in whatever order the workers finish; they are handed on in frame order.
+  const pending = new Map<number, FrameOutcome>();
+  let next = 0;
+  let flushing: Promise<void> = Promise.resolve();
+  const flush = async () => {
+    while (next < indices.length && pending.has(indices[next])) {
+      const f = pending.get(indices[next])!;
+      pending.delete(indices[next]);
+      next++;
+      await handlers.onOutcome(f);
+    }
+  };
+  await evaluateInWorkers({
+    options: workerOptions(o),
+    indices,
+    jobs,
+    kind: o.workerKind ?? 'thread',
+    threads: o.threads ?? 1,
+    withScene: handlers.withScene === true,
+    frameName: (index) => {
+      const ref = setup.frames[index];
+      return `${ref.split}/${ref.scenario} ${ref.timestamp}`;
+    },
+    failureOf: (index, reason) => failureOf(setup.frames[index], '', reason),
+    log,
+    onFacts: handlers.onFacts,
+    onOutcome: (f) => {
+      report(f);
+      handlers.onArrive?.(f);
+      pending.set(f.index, f);
+      flushing = flushing.then(flush);
+      return flushing;
+    },
+  });
+  await flushing;
+  if (next !== indices.length) throw new Error(`evaluation workers returned ${next} of ${indices.length} frames`);
+}
+
+/** The options a worker needs: everything but the callbacks, which do not cross threads. */
+export function workerOptions(o: EvalOptions): EvalOptions {
+  const { log: _log, progress: _progress, ...rest } = o;
+  return rest;
+}
+
+export async function evaluate(o: EvalOptions): Promise<EvalReport> {
+  const t0 = performance.now();
+  const setup = await prepareEval(o);
+  const { frames } = setup;
+  const files = runFiles(o);
+  await startRunFolder(path.dirname(files.run));
+
+  const { SceneRecorder } = o.mcap ? await import('./mcap.ts') : { SceneRecorder: undefined };
+  const recorder = SceneRecorder && o.mcap ? await SceneRecorder.create(path.resolve(o.mcap)) : undefined;
+
+  const c = new RunCollector(o);
+  let run: RunJson | undefined;
+  let facts: PipelineFacts | undefined;
+  let lastCheckpoint = performance.now();
+  let bar: ReturnType<NonNullable<EvalOptions['progress']>> | undefined;
+
+  let failed = 0;
+  await runFrames(setup, [...frames.keys()], {
+    withScene: !!recorder,
+    onFacts: async (f) => {
+      facts = f;
+      run = runJsonOf(o, setup.space, f);
+      await writeFileAtomic(files.run, JSON.stringify(run, null, 2) + '\n');
+      bar = o.progress?.(frames.length);
+    },
+    // Ticks as frames finish, from every worker; the AP shown is that of the frames collected so far.
+    onArrive: (f) => {
+      if (f.failure) failed++;
+      bar?.tick(1, { 'AP@0.5': c.mainAp(), ...(failed ? { failed } : {}) });
+    },
+    onOutcome: async (f) => {
+      c.add(f);
+      if (recorder && f.scene) await recorder.addFrame(f.scene);
+      // A long run that dies keeps what it scored so far, rewritten whole (atomic) once a minute.
+      if (performance.now() - lastCheckpoint > 60_000) {
+        await writeFileAtomic(files.frames, c.framesText());
+        lastCheckpoint = performance.now();
+      }
+    },
+  });
+  bar?.stop();
+  if (recorder) await recorder.close();
+  return finishRun(run!, facts!, c, frames.length, (performance.now() - t0) / 1000, files);
 }
 
 /** Plain aligned text: one row per configuration. */
 
 /** run.json: what was evaluated, with what, and how (eval/contracts.ts). */
-function runJsonOf(o: EvalOptions, space: SharedSpace, pipeline: CollabPipeline): RunJson {
+export function runJsonOf(o: EvalOptions, space: SharedSpace, facts: PipelineFacts): RunJson {
   return {
     version: 1,
     data: path.resolve(o.data),
@@ -256,15 +438,15 @@ function runJsonOf(o: EvalOptions, space: SharedSpace, pipeline: CollabPipeline)
     dtypes: o.dtypes,
     keep: o.keep,
     device: o.device,
-    provider: pipeline.provider,
+    provider: facts.provider,
     weights: o.weights ? weightsName([o.weights].flat().map((w) => path.resolve(w)))! : null,
-    fusionTrust: pipeline.trust,
+    fusionTrust: facts.trust,
     poseNoise: o.poseNoise,
     latency: o.latency,
     drop: o.drop,
     seed: o.seed,
     scoreThreshold: o.scoreThreshold ?? 0.2,
-    messages: pipeline.opts.security ? `signed (${pipeline.opts.security.source})` : 'unsigned (insecure)',
+    messages: facts.messages,
     createdAt: new Date().toISOString(),
   };
 }

@@ -66,6 +66,8 @@ export interface PipelineOptions {
   security?: Security;
   /** The ego's message checks (fusion/gate.ts) beyond the space and the verifier. */
   gate?: Omit<GateOptions, 'space' | 'verifier'>;
+  /** onnxruntime intra-op threads per session; default onnxruntime's choice (one per core). */
+  threads?: number;
   log?: (line: string) => void;
 }
 
@@ -85,6 +87,12 @@ export interface FrameOptions {
   keep?: number;
   scoreThreshold?: number;
   nmsThreshold?: number;
+  /**
+   * The sequence number of the pass's first message (the others follow); default: the pipeline's
+   * running count. An evaluation gives the frame's own, so its bytes do not depend on which frames
+   * this pipeline ran before (heal eval --jobs, --shard).
+   */
+  sequence?: number;
 }
 
 /** Milliseconds per stage, summed over agents where a stage runs per agent. */
@@ -355,7 +363,7 @@ export class CollabPipeline {
     const desc = egoNetworkFor(opts.space);
     const w = weights ? pickWeights(desc, weights, name) : initWeights(desc, opts.seed ?? 0);
     // Why a better provider was skipped comes back as fallbackReason; callers print it once.
-    const ego = await createSession(exportOnnx(desc, w), { device: opts.device ?? 'auto', log: () => {} });
+    const ego = await createSession(exportOnnx(desc, w), { device: opts.device ?? 'auto', threads: opts.threads, log: () => {} });
     if (!weights) opts.log?.('heal: no weight file given: the networks run on seeded random weights, so detections mean nothing');
     for (const type of Object.keys(opts.trust ?? {})) opts.registry.get(type);
     const trust = opts.trust === null ? {} : { ...(weights ? trustFromWeights(weights, name) : {}), ...opts.trust };
@@ -397,7 +405,7 @@ export class CollabPipeline {
       bytes = exportOnnx(desc, w);
     }
     // The encoders run on the provider the ego network got, so a frame never mixes devices.
-    s = await createSession(bytes, { device: this.ego.provider });
+    s = await createSession(bytes, { device: this.ego.provider, threads: this.opts.threads });
     this.typeSessions.set(type, s);
     return s;
   }
@@ -528,6 +536,7 @@ export class CollabPipeline {
     const dtype = opts.dtype ?? 'float32';
     const times: StageTimes = {};
     const startMs = Date.now();
+    if (opts.sequence !== undefined) this.sequence = opts.sequence;
     const ego = agents.find((a) => a.frame.agentId === egoId);
     if (!ego) throw new Error(`runFrame: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
     const skipped: FrameResult['skipped'] = [];

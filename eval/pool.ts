@@ -1,0 +1,171 @@
+// `heal eval --jobs N`: frames spread over N workers on this machine, each with its own dataset
+// reader and onnxruntime sessions (eval/worker.ts). Workers take one frame at a time from a shared
+// queue, so a slow frame never holds others back; the caller puts outcomes back in frame order.
+//
+// Threads or processes: both run the same worker. Threads (the default) start faster and share
+// the process's memory; a process is isolated, so a native crash in onnxruntime (a segfault, the
+// kernel's OOM killer) takes only that worker. In either case a worker that dies fails only the
+// frame it was on: the frame is retried once on a fresh worker, and if that worker dies too it is
+// reported as failed, named, and the run goes on.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { EvalOptions, FrameFailure, FrameOutcome, PipelineFacts, WorkerKind } from './contracts.ts';
+import type { FromWorker, ToWorker } from './worker.ts';
+
+export interface PoolOptions {
+  options: EvalOptions;
+  /** Frame indices to evaluate. */
+  indices: number[];
+  jobs: number;
+  kind: WorkerKind;
+  /** onnxruntime intra-op threads per session in each worker. */
+  threads: number;
+  withScene: boolean;
+  /** How a frame is named in messages. */
+  frameName: (index: number) => string;
+  failureOf: (index: number, reason: string) => FrameFailure;
+  log: (line: string) => void;
+  /** Called once, when the first worker is ready, before any outcome. */
+  onFacts: (facts: PipelineFacts) => Promise<void> | void;
+  /** Each outcome as it arrives, in any order; awaited before the run ends. */
+  onOutcome: (f: FrameOutcome) => Promise<void> | void;
+}
+
+interface Endpoint {
+  send(m: ToWorker): void;
+  stop(): Promise<void>;
+}
+
+const ENTRY = new URL('./worker-entry.js', import.meta.url);
+
+function spawn(kind: WorkerKind, onMessage: (m: FromWorker) => void, onExit: (why: string) => void): Endpoint {
+  if (kind === 'thread') {
+    const w = new Worker(ENTRY);
+    let error = '';
+    w.on('message', onMessage);
+    w.on('error', (err) => {
+      error = err.message;
+    });
+    w.on('exit', (code) => onExit(error ? `it threw: ${error}` : `exit code ${code}`));
+    return {
+      send: (m) => w.postMessage(m),
+      stop: () => w.terminate().then(() => {}),
+    };
+  }
+  // 'advanced' serialization is the structured clone threads use: typed arrays and exact doubles.
+  const p: ChildProcess = fork(fileURLToPath(ENTRY), [], { serialization: 'advanced', execArgv: [] });
+  const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+  p.on('message', (m) => onMessage(m as FromWorker));
+  p.on('error', (err) => onExit(`it could not run: ${err.message}`));
+  p.on('exit', (code, signal) => onExit(signal ? `killed by ${signal}` : `exit code ${code}`));
+  return {
+    send: (m) => {
+      if (p.connected) p.send(m);
+    },
+    stop: () => {
+      if (p.exitCode === null && p.signalCode === null) p.kill();
+      return exited;
+    },
+  };
+}
+
+interface Slot {
+  ep: Endpoint;
+  ready: boolean;
+  /** The frame it is on. */
+  task?: { index: number; attempt: number };
+  gone: boolean;
+}
+
+export function evaluateInWorkers(p: PoolOptions): Promise<void> {
+  const queue = p.indices.map((index) => ({ index, attempt: 0 }));
+  const slots = new Set<Slot>();
+  const seenLogs = new Set<string>();
+  let done = 0;
+  let factsSent: Promise<void> | undefined;
+  let settled = false;
+  let outcomes: Promise<void> = Promise.resolve();
+
+  return new Promise<void>((resolve, reject) => {
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      const stopped = Promise.all([...slots].map((s) => s.ep.stop()));
+      // Outcomes handed on before the end are written before the run ends.
+      Promise.all([stopped, outcomes]).then(() => (err ? reject(err) : resolve()), reject);
+    };
+    const deliver = (f: FrameOutcome) => {
+      done++;
+      outcomes = outcomes.then(() => p.onOutcome(f));
+      outcomes.catch((err) => finish(err));
+      if (done === p.indices.length) finish();
+    };
+    const feed = (s: Slot) => {
+      if (settled || s.gone || !s.ready || s.task) return;
+      const task = queue.shift();
+      if (!task) return;
+      s.task = task;
+      s.ep.send({ type: 'frame', ...task });
+    };
+    const start = () => {
+      const s: Slot = { ready: false, gone: false } as Slot;
+      s.ep = spawn(
+        p.kind,
+        (m) => {
+          if (settled) return;
+          if (m.type === 'log') {
+            // Every worker builds the same pipeline and says the same things about it: once is enough.
+            if (!seenLogs.has(m.line)) p.log(m.line);
+            seenLogs.add(m.line);
+          } else if (m.type === 'init-error') {
+            finish(new Error(m.message));
+          } else if (m.type === 'ready') {
+            s.ready = true;
+            factsSent ??= Promise.resolve(p.onFacts(m.facts));
+            factsSent.then(
+              () => feed(s),
+              (err) => finish(err),
+            );
+          } else if (m.type === 'outcome') {
+            s.task = undefined;
+            deliver(m.outcome);
+            feed(s);
+          }
+        },
+        (why) => {
+          if (settled || s.gone) return;
+          s.gone = true;
+          slots.delete(s);
+          // A worker that never got ready failed on what every worker needs, not on a frame.
+          if (!s.ready) return finish(new Error(`an evaluation worker died while starting (${why})`));
+          const task = s.task;
+          if (task && task.attempt === 0) {
+            p.log(`an evaluation worker died (${why}) on ${p.frameName(task.index)}; that frame is retried once`);
+            queue.unshift({ index: task.index, attempt: 1 });
+          } else if (task) {
+            const reason = `the evaluation workers running it died twice (last: ${why})`;
+            deliver({
+              index: task.index,
+              lines: [],
+              det: [],
+              gt: [],
+              passes: 0,
+              passMs: 0,
+              signMs: 0,
+              verifyMs: 0,
+              rejected: {},
+              failure: p.failureOf(task.index, reason),
+            });
+          }
+          if (queue.length && !settled) start();
+        },
+      );
+      slots.add(s);
+      s.ep.send({ type: 'init', options: p.options, threads: p.threads, withScene: p.withScene });
+    };
+    if (!p.indices.length) return finish();
+    for (let k = 0; k < Math.min(p.jobs, p.indices.length); k++) start();
+  });
+}
