@@ -21,6 +21,7 @@ const ON_REQUEST: Record<string, string> = {
   signing: '../bench/signing.ts',
   hostile: '../bench/hostile.ts',
   'fuzz-readers': '../bench/fuzz-readers.ts',
+  'eval-jobs': '../bench/eval-jobs.ts',
 };
 
 /** Benchmarks that also run on another profile than the default small one, and their module for it. */

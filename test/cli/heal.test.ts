@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type CommandSpec, type Options, parseCommand } from '../../cli/args.ts';
 import * as evalCmd from '../../cli/eval.ts';
+import { MERGE } from '../../cli/eval-merge.ts';
 import * as generate from '../../cli/generate.ts';
 import * as inspect from '../../cli/inspect.ts';
 import * as detect from '../../cli/detect.ts';
@@ -119,7 +120,7 @@ describe('heal', () => {
       ['keys', ['sign', 'dir'], 'unknown action "sign" (have: init, issue, revoke)'],
       ['keys', ['issue', 'dir', '--id', '641'], 'issue needs --type T'],
       ['eval', ['x', '--insecure', '--keys', 'k'], 'give --insecure or --keys, not both'],
-      ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train, fuzz, signing, hostile, fuzz-readers)'],
+      ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train, fuzz, signing, hostile, fuzz-readers, eval-jobs)'],
       ['bench', ['train', '--profile', 'heal'], 'benchmark "train" has no heal profile (only inference)'],
       ['import', ['weights.bin', '--out', 'x'], 'FILE must be a HEAL checkpoint (.pth or .pt), got "weights.bin"'],
       ['verify-reference', ['x', '--only', 'boxes'], '--only: "boxes" is not one of voxels, networks, postprocess, detect, inputs'],
@@ -157,7 +158,8 @@ describe('heal', () => {
       const spec = byName.get(name);
       expect(spec, `README: heal ${argv.join(' ')}`).toBeDefined();
       seen.add(name);
-      const parsed = name === 'eval' ? evalCmd.parseEvalArgs(args) : parseCommand(spec!, args);
+      const parsed =
+        name === 'eval' && args[0] === 'merge' ? parseCommand(MERGE, args.slice(1)) : name === 'eval' ? evalCmd.parseEvalArgs(args) : parseCommand(spec!, args);
       expect(parsed, `README: heal ${argv.join(' ')}`).not.toBe('help');
     }
     expect([...seen].sort()).toEqual([
