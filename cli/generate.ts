@@ -5,6 +5,7 @@ import { promises as fs } from 'node:fs';
 import type { PcdDataFormat } from '../datasets/pcd.ts';
 import { type GenerateOptions, SPLITS, defaultJobs, generateDataset, nonEmptyDir, splitCounts } from '../datasets/synthetic/generate.ts';
 import { progress } from './progress.ts';
+import { parseShard } from './shard.ts';
 import { UsageError, choice, choices, command, flag, int, option, readOne, runCommand, string, type Kind } from './args.ts';
 
 const PCD_FORMATS: readonly PcdDataFormat[] = ['ascii', 'binary', 'binary_compressed'];
@@ -50,7 +51,12 @@ Each scenario has 2-4 connected vehicles (4-digit ids) and a roadside unit (id -
     }),
     jobs: int({ min: 1, defaultText: 'cores, at most 8', help: 'worker threads; 1 renders in-process' }),
     overwrite: flag({ help: 'replace split folders that already exist in DIR' }),
+    shard: string({
+      arg: 'I/N',
+      help: 'write only shard I of N of the scenarios (every Nth, from the Ith), the same files as an unsharded run; shards share DIR, so split folders that exist are not refused. I may be auto, $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX (as heal eval --shard)',
+    }),
   },
+  exclusive: [['shard', 'overwrite']],
 });
 
 export function run(args: string[]): Promise<number> {
@@ -66,13 +72,15 @@ export function run(args: string[]): Promise<number> {
       jobs: values.jobs ?? defaultJobs(),
       pcdFormat: values.pcd,
       shadows: !values['no-shadows'],
+      ...(values.shard === undefined ? {} : { shard: parseShard(values.shard) }),
     };
     const counts = splitCounts(opts.scenarios);
     if (opts.splits.every((s) => counts[s] === 0)) {
       throw new UsageError(`--scenarios ${opts.scenarios} leaves no scenario in ${opts.splits.join(', ')} (see the split rule in --help)`);
     }
 
-    for (const split of opts.splits) {
+    // Shards write into one DIR side by side: the other shards' scenarios are expected there.
+    for (const split of opts.shard ? [] : opts.splits) {
       const dir = path.join(opts.out, split);
       if (!(await nonEmptyDir(dir))) continue;
       if (!values.overwrite) {
@@ -84,7 +92,8 @@ export function run(args: string[]): Promise<number> {
 
     const shown = opts.splits.map((s) => `${s} ${counts[s]}`).join(', ');
     const cams = opts.camera ? `cameras ${opts.camera.width}x${opts.camera.height}` : 'no cameras';
-    console.error(`heal generate: ${shown} scenarios x ${opts.frames} frames, seed ${opts.seed}, ${cams}, ${opts.jobs} worker(s) -> ${opts.out}`);
+    const part = opts.shard ? `shard ${opts.shard.index}/${opts.shard.count} of ` : '';
+    console.error(`heal generate: ${part}${shown} scenarios x ${opts.frames} frames, seed ${opts.seed}, ${cams}, ${opts.jobs} worker(s) -> ${opts.out}`);
     let bar: ReturnType<typeof progress> | undefined;
     const summary = await generateDataset(opts, (_done, total, ev) => {
       bar ??= progress('generate', total);

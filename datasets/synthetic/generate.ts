@@ -42,6 +42,11 @@ export interface GenerateOptions {
   jobs: number;
   pcdFormat: PcdDataFormat;
   shadows: boolean;
+  /**
+   * Write only shard `index` of `count`: the scenarios whose place in the whole world (train, then
+   * validate, then test) is index modulo count. Each scenario's files are the unsharded run's.
+   */
+  shard?: { index: number; count: number };
 }
 
 export interface GenerateSummary {
@@ -186,9 +191,11 @@ export async function generateDataset(opts: GenerateOptions, onProgress?: (done:
   const tasks: FrameTask[] = [];
   const cache = new ScenarioCache(opts.seed, opts.frames);
   let total = 0;
+  let place = 0;
   for (const split of SPLITS) {
     if (!opts.splits.includes(split)) continue;
     for (let index = 0; index < counts[split]; index++) {
+      if (opts.shard && place++ % opts.shard.count !== opts.shard.index) continue;
       const world = cache.get(split, index);
       const dir = path.join(opts.out, split, world.name);
       await writeFileAtomic(path.join(dir, 'data_protocol.yaml'), dataProtocolYaml(world, opts));
