@@ -12,7 +12,17 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { EvalOptions, FrameFailure, FrameOutcome, PipelineFacts, WorkerKind } from './contracts.ts';
-import type { FromWorker, ToWorker } from './worker.ts';
+
+export type ToWorker =
+  | { type: 'init'; options: EvalOptions; threads: number; withScene: boolean }
+  | { type: 'frame'; index: number; attempt: number }
+  | { type: 'close' };
+
+export type FromWorker =
+  | { type: 'ready'; facts: PipelineFacts }
+  | { type: 'outcome'; outcome: FrameOutcome }
+  | { type: 'log'; line: string }
+  | { type: 'init-error'; message: string };
 
 export interface PoolOptions {
   options: EvalOptions;

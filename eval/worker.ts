@@ -3,20 +3,10 @@
 // as a worker thread or as a child process; the messages are the same.
 
 import { parentPort } from 'node:worker_threads';
-import type { EvalOptions, FrameOutcome, PipelineFacts } from './contracts.ts';
+import type { EvalOptions } from './contracts.ts';
+import type { FromWorker, ToWorker } from './pool.ts';
 import { createEvalPipeline, evaluateFrame, factsOf, prepareEval, type EvalSetup } from './evaluate.ts';
 import type { CollabPipeline } from '../fusion/pipeline.ts';
-
-export type ToWorker =
-  | { type: 'init'; options: EvalOptions; threads: number; withScene: boolean }
-  | { type: 'frame'; index: number; attempt: number }
-  | { type: 'close' };
-
-export type FromWorker =
-  | { type: 'ready'; facts: PipelineFacts }
-  | { type: 'outcome'; outcome: FrameOutcome }
-  | { type: 'log'; line: string }
-  | { type: 'init-error'; message: string };
 
 const port = parentPort;
 const send = (m: FromWorker) => (port ? port.postMessage(m) : process.send?.(m));
