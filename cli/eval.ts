@@ -93,10 +93,10 @@ Large evaluations: --jobs N on one machine; --shard I/N per cluster task, then
     mcap: outFile({ help: 'also write the scenes as MCAP (Foxglove schemas), openable in Foxglove' }),
     ...SIGNING_OPTIONS,
     jobs: int({ min: 1, default: 1, help: 'spread the frames over N workers, each with its own sessions; the result is the same as with 1' }),
-    workers: choice(['thread', 'process'] as const, {
+    workers: choice(['process', 'thread'] as const, {
       arg: 'KIND',
-      default: 'thread',
-      help: 'with --jobs: workers as threads, or as child processes (isolated: a native crash takes only its worker)',
+      default: 'process',
+      help: 'with --jobs: workers as child processes (isolated: a native crash takes only its worker; faster here) or as threads',
     }),
     threads: int({ min: 1, defaultText: "1 with --jobs N > 1, else onnxruntime's choice", help: 'onnxruntime intra-op threads per session' }),
     shard: string({

@@ -55,7 +55,7 @@ export interface EvalOptions {
   keys?: string;
   /** Frames are spread over this many workers, each with its own sessions (eval/pool.ts); 1 (default) runs in this thread. */
   jobs?: number;
-  /** Workers as threads (default) or child processes (eval/pool.ts). */
+  /** Workers as child processes (default) or threads (eval/pool.ts). */
   workerKind?: WorkerKind;
   /** onnxruntime intra-op threads per session; default 1 with jobs > 1, else onnxruntime's choice. */
   threads?: number;

@@ -349,7 +349,7 @@ export async function runFrames(
     options: workerOptions(o),
     indices,
     jobs,
-    kind: o.workerKind ?? 'thread',
+    kind: o.workerKind ?? 'process',
     threads: o.threads ?? 1,
     withScene: handlers.withScene === true,
     frameName: (index) => {

@@ -121,7 +121,7 @@ describe('shards', () => {
 
 describe('heal eval --jobs', () => {
   it('--jobs 2 (threads) writes what one process writes', async () => {
-    const r = await evaluate({ ...base, jobs: 2, out: path.join(dir, 'jobs2') });
+    const r = await evaluate({ ...base, jobs: 2, workerKind: 'thread', out: path.join(dir, 'jobs2') });
     expect(await framesWithoutTimes(r)).toBe(singleFrames);
     expect(rowsWithoutTimes(r)).toEqual(rowsWithoutTimes(single));
   });
@@ -137,11 +137,11 @@ describe('heal eval --jobs', () => {
     expect(rowsWithoutTimes(r)).toEqual(rowsWithoutTimes(single));
   });
 
-  it('a frame whose worker dies twice fails alone, named; the other frames are scored', async () => {
+  it('a frame whose worker dies twice fails alone, named; the other frames are scored (threads)', async () => {
     const setup = await prepareEval(base);
     const ref = setup.frames[4];
     process.env.HEAL_TEST_WORKER_EXIT = `${ref.split}/${ref.scenario}/${ref.timestamp},always`;
-    const r = await evaluate({ ...base, jobs: 2, out: path.join(dir, 'jobs2dies') });
+    const r = await evaluate({ ...base, jobs: 2, workerKind: 'thread', out: path.join(dir, 'jobs2dies') });
     expect(r.frames).toEqual({ total: 9, evaluated: 8, failed: 1 });
     expect(r.failures).toEqual([
       {
