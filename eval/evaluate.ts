@@ -101,6 +101,8 @@ export interface EvalSetup {
   ds: Dataset;
   /** The evaluation's frame list (split, then --limit); a frame's index is its position here. */
   frames: FrameRef[];
+  /** The most agents of any frame of the evaluation. */
+  maxAgents: number;
   source: InputSource;
 }
 
@@ -113,7 +115,8 @@ export async function prepareEval(o: EvalOptions): Promise<EvalSetup> {
   const frames = selectFrames(ds, o.split, o.limit);
   const scenarioTimes = new Map(ds.scenarios().map((s) => [`${s.split}\u0000${s.name}`, s.timestamps]));
   const refsByKey = new Map(ds.frames().map((f) => [`${f.split}\u0000${f.scenario}\u0000${f.timestamp}`, f]));
-  return { o, space, registry, ds, frames, source: { ds, registry, scenarioTimes, refsByKey, o } };
+  const maxAgents = Math.max(1, ...frames.map((f) => f.agentIds.length));
+  return { o, space, registry, ds, frames, maxAgents, source: { ds, registry, scenarioTimes, refsByKey, o } };
 }
 
 export async function createEvalPipeline(setup: EvalSetup, threads?: number): Promise<CollabPipeline> {
@@ -154,8 +157,10 @@ export async function evaluateFrame(setup: EvalSetup, pipeline: CollabPipeline, 
   // The viewer keeps the last line it reads for a frame of the first combination and mode, so the
   // run's main variant (first dtype, dense) is written last among its siblings.
   const ordered = [...variantsOf(o)].reverse().sort((a, b) => o.fusion.indexOf(a.fusion) - o.fusion.indexOf(b.fusion));
-  // Messages carry the frame's place in its scenario (10 Hz), whatever this pipeline ran before.
-  const sequence = Math.max(0, source.scenarioTimes.get(`${ref.split}\u0000${ref.scenario}`)?.indexOf(ref.timestamp) ?? 0);
+  // Sequence numbers from the frame's place in the evaluation, room left for every message of its
+  // passes: they grow from frame to frame as in one process, whatever frames this pipeline ran before.
+  const passes = o.combos.length * variantsOf(o).length;
+  const sequence = index * passes * setup.maxAgents;
   try {
     for (const [ci, combo] of o.combos.entries()) {
       const { egoId, inputs, agents, notes, rawEgo, truePoses } = await readInputs(source, ref, combo);

@@ -88,9 +88,12 @@ export interface FrameOptions {
   scoreThreshold?: number;
   nmsThreshold?: number;
   /**
-   * The sequence number of the pass's first message (the others follow); default: the pipeline's
-   * running count. An evaluation gives the frame's own, so its bytes do not depend on which frames
-   * this pipeline ran before (heal eval --jobs, --shard).
+   * Starts a frame of its own: the pass's first message gets this sequence number (the others
+   * follow), and each sender's first signed message in it carries its whole certificate again.
+   * Default: the pipeline's running count and certificate schedule. An evaluation gives each frame
+   * a base that grows with the frame's place in the evaluation (and between passes of one frame
+   * continues the count), so what goes on the wire, and what the ego's replay check sees, does not
+   * depend on which frames this pipeline ran before (heal eval --jobs, --shard).
    */
   sequence?: number;
 }
@@ -328,6 +331,8 @@ export class CollabPipeline {
   private sequence = 0;
   /** Messages each sender has signed: the first and every CERT_EVERY-th carry the whole certificate. */
   private readonly signedCount = new Map<string, number>();
+  /** FrameOptions.sequence of the frame under way. */
+  private frameSequence: number | undefined;
   readonly anchors: Anchors;
   readonly gate: EgoGate;
 
@@ -536,7 +541,11 @@ export class CollabPipeline {
     const dtype = opts.dtype ?? 'float32';
     const times: StageTimes = {};
     const startMs = Date.now();
-    if (opts.sequence !== undefined) this.sequence = opts.sequence;
+    if (opts.sequence !== undefined && opts.sequence !== this.frameSequence) {
+      this.frameSequence = opts.sequence;
+      this.sequence = opts.sequence;
+      this.signedCount.clear();
+    }
     const ego = agents.find((a) => a.frame.agentId === egoId);
     if (!ego) throw new Error(`runFrame: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
     const skipped: FrameResult['skipped'] = [];
