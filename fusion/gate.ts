@@ -44,6 +44,11 @@ export class EgoGate {
     return this.opts.verifier !== undefined;
   }
 
+  /** Forgets every sender's last sequence number: the next frame starts a history of its own. */
+  forget(): void {
+    this.lastSequence.clear();
+  }
+
   /** The gate for one frame of ego `egoId` at `egoPose` (T_world←lidar), begun at `startMs`. */
   frame(egoId: string, egoPose: Float64Array, startMs = Date.now()): FrameGate {
     return new FrameGate(this, this.lastSequence, egoId, egoPose, startMs);

@@ -89,7 +89,9 @@ export interface FrameOptions {
   nmsThreshold?: number;
   /**
    * Starts a frame of its own: the pass's first message gets this sequence number (the others
-   * follow), and each sender's first signed message in it carries its whole certificate again.
+   * follow), each sender's first signed message in it carries its whole certificate again, and
+   * the ego's replay check remembers only this frame's messages (a worker may run frames out of
+   * order, e.g. one retried after another worker died).
    * Default: the pipeline's running count and certificate schedule. An evaluation gives each frame
    * a base that grows with the frame's place in the evaluation (and between passes of one frame
    * continues the count), so what goes on the wire, and what the ego's replay check sees, does not
@@ -545,6 +547,7 @@ export class CollabPipeline {
       this.frameSequence = opts.sequence;
       this.sequence = opts.sequence;
       this.signedCount.clear();
+      this.gate.forget();
     }
     const ego = agents.find((a) => a.frame.agentId === egoId);
     if (!ego) throw new Error(`runFrame: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
