@@ -21,7 +21,8 @@ set -euo pipefail
 : "${RUN:?set RUN to the folder the shards go to}"
 : "${SLURM_ARRAY_TASK_COUNT:?run this as a Slurm job array (sbatch --array=0-N)}"
 # heal reads the index itself (auto: SLURM_ARRAY_TASK_ID); the count comes from the array.
+# --overwrite: a task that is rerun replaces what its failed try left in its shard folder.
 # shellcheck disable=SC2086  # EVAL_ARGS is a list of options
 exec ${HEAL:-heal} eval --data "$DATA" $EVAL_ARGS \
   --shard "auto/$SLURM_ARRAY_TASK_COUNT" --jobs "${SLURM_CPUS_PER_TASK:-1}" \
-  --out "$RUN/shard-$SLURM_ARRAY_TASK_ID"
+  --out "$RUN/shard-$SLURM_ARRAY_TASK_ID" --overwrite
