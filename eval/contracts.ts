@@ -7,6 +7,7 @@ import type { Device, Provider } from '../models/runtime.ts';
 import type { MergeRule } from '../models/weights.ts';
 import type { Trust } from '../fusion/trust.ts';
 import type { Box7 } from '../datasets/geometry/boxes.ts';
+import type { LinkStats } from './link.ts';
 
 export type EvalFusion = 'pyramid' | 'late' | 'none';
 export const EVAL_FUSIONS: readonly EvalFusion[] = ['pyramid', 'late', 'none'];
@@ -26,6 +27,14 @@ export interface EvalOptions {
   dtypes: FeatureDType[];
   /** Fractions of BEV cells senders transmit in pyramid fusion (1 = dense). */
   keep: number[];
+  /** Message codecs (fusion/codec-spec.ts names), each one more pyramid row besides dtypes × keep. */
+  codecs?: string[];
+  /** Weight files with learned codecs (heal train-codec), besides any in the weights. */
+  codecWeights?: string[];
+  /** Link configurations (eval/link.ts parseLink); every row runs once per link. None: every message arrives at once. */
+  links?: string[];
+  /** Seed of the link's draws (access order, lost fragments); default `seed`. */
+  linkSeed?: number;
   device: Device;
   profile: string;
   /** Weight file (several are merged by mergeWeights), or null for seeded random weights. */
@@ -70,6 +79,8 @@ export interface RunJson {
   /** Beyond the viewer's contract: the whole sweep. */
   dtypes: FeatureDType[];
   keep: number[];
+  codecs?: string[];
+  links?: string[];
   device: Device;
   provider: Provider;
   weights: string | null;
@@ -106,6 +117,10 @@ export interface ReportRow {
   fusion: EvalFusion;
   dtype: FeatureDType;
   keep: number;
+  codec?: string;
+  link?: string;
+  /** What the link did to this row's messages (with a link). */
+  linkStats?: LinkStats;
   frames: number;
   detections: number;
   gt: number;
@@ -153,6 +168,10 @@ export interface FrameLine {
   fusion: EvalFusion;
   dtype: FeatureDType;
   keep: number;
+  codec?: string;
+  link?: string;
+  /** This frame's messages on the link: how many, and how they fared (with a link). */
+  linkStats?: LinkStats;
   agents: { id: number; type: string; used: boolean }[];
   detections: { box: Box7; score: number; tp: boolean }[];
   gt: { box: Box7; matched: boolean }[];
@@ -167,10 +186,17 @@ export interface Variant {
   fusion: EvalFusion;
   dtype: FeatureDType;
   keep: number;
+  /** A message codec's name (pyramid only); dtype is then the codec's. */
+  codec?: string;
+  /** The link configuration's spec as given. */
+  link?: string;
 }
 
-/** Pyramid fusion sweeps dtype × keep; late and none do not send features, so they run once. */
-export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep'>): Variant[] {
+/**
+ * Pyramid fusion sweeps dtype × keep, then each codec; late and none do not send features, so they
+ * run once. Every variant runs once per link when links are given.
+ */
+export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep' | 'codecs' | 'links'>): Variant[] {
   const out: Variant[] = [];
   for (const fusion of opts.fusion) {
     if (fusion !== 'pyramid') {
@@ -178,18 +204,31 @@ export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep'>
       continue;
     }
     for (const keep of opts.keep) for (const dtype of opts.dtypes) out.push({ fusion, dtype, keep });
+    for (const codec of opts.codecs ?? []) out.push({ fusion, dtype: codecDtype(codec), keep: 1, codec });
   }
-  return out;
+  if (!opts.links?.length) return out;
+  return opts.links.flatMap((link) => out.map((v) => ({ ...v, link })));
+}
+
+/** The dtype token of a codec name (float32 when it names none). */
+function codecDtype(codec: string): FeatureDType {
+  return (
+    (codec
+      .split('+')
+      .find((t) => ['float32', 'float16', 'int8', 'int4'].includes(t.trim()))
+      ?.trim() as FeatureDType | undefined) ?? 'float32'
+  );
 }
 
 export function rowKey(combo: string[], v: Variant): string {
-  return `${combo.join('+')}|${v.fusion}|${v.dtype}|${v.keep}`;
+  return `${combo.join('+')}|${v.fusion}|${v.codec ?? v.dtype}|${v.keep}${v.link ? `|${v.link}` : ''}`;
 }
 
 export function rowLabel(combo: string[], v: Variant): string {
   const parts = [combo.join('+'), v.fusion];
-  if (v.fusion === 'pyramid') parts.push(v.dtype);
+  if (v.fusion === 'pyramid') parts.push(v.codec ?? v.dtype);
   if (v.keep < 1) parts.push(`keep ${Math.round(v.keep * 100)}%`);
+  if (v.link) parts.push(`@ ${v.link}`);
   return parts.join(' ');
 }
 

@@ -37,6 +37,8 @@ import {
 import { noisyPose, rng } from './noise.ts';
 import { apOf, RowStats } from './statistics.ts';
 import { finishRunFolder, startRunFolder } from './runfolder.ts';
+import { parseCodec, type CodecSpec } from '../fusion/codec-spec.ts';
+import { emptyLinkStats, frameChannel, parseLink, scheduleFrame, type LinkConfig, type LinkStats } from './link.ts';
 const PIPELINE_MODE: Record<EvalFusion, FusionMode> = { pyramid: 'intermediate', late: 'late', none: 'none' };
 
 // ---------------------------------------------------------------------------------------------
@@ -74,6 +76,60 @@ export function checkEvalOptions(o: EvalOptions, registry: Registry, space: Shar
   if (!Number.isInteger(o.latency) || o.latency < 0) throw new Error(`latency: must be an integer number of frames ≥ 0 (got ${o.latency})`);
   if (!(o.drop >= 0 && o.drop <= 1)) throw new Error(`drop: must be a probability in [0, 1] (got ${o.drop})`);
   if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 1)) throw new Error(`limit: must be a positive integer (got ${o.limit})`);
+  for (const c of o.codecs ?? []) parseCodec(c);
+  for (const l of o.links ?? []) parseLink(l);
+}
+
+/** Messages that missed their frame's deadline, held for the next frame, by row, scenario and sender. */
+type HeldMessages = Map<string, { index: number; bytes: Uint8Array }>;
+
+/**
+ * The channel callback of one frame and row: schedules the frame's messages on the link (eval/link.ts),
+ * delivers those in time, and under the 'use' policy the sender's message of the previous frame
+ * when this one missed its deadline and that one arrived late (it carries the pose it was made at).
+ */
+function linkChannel(cfg: LinkConfig, seed: number, frameKey: string, rowKey: string, index: number, held: HeldMessages, stats: LinkStats) {
+  return (sent: { id: number; bytes: Uint8Array }[]) => {
+    const ch = frameChannel(seed, frameKey, cfg);
+    const order = ch.order(sent);
+    const outcomes = scheduleFrame(
+      order.map((m) => ({ id: m.id, bytes: m.bytes.length })),
+      cfg,
+      ch.fragmentLost,
+    );
+    const received: Uint8Array[] = [];
+    const skipped: { id: number; reason: string }[] = [];
+    stats.frames++;
+    outcomes.forEach((out, i) => {
+      stats.messages++;
+      stats.bytes += out.bytes;
+      stats.airMs += out.endMs - out.startMs;
+      const key = `${rowKey}\u0000${out.id}`;
+      const before = held.get(key);
+      held.delete(key);
+      if (out.delivery === 'in-time') {
+        stats.inTime++;
+        received.push(order[i].bytes);
+        return;
+      }
+      if (out.delivery === 'late') {
+        stats.late++;
+        if (cfg.late === 'use') held.set(key, { index, bytes: order[i].bytes });
+      } else if (out.delivery === 'lost') stats.lost++;
+      else stats.expired++;
+      if (cfg.late === 'use' && before && before.index === index - 1) {
+        stats.lateUsed++;
+        received.push(before.bytes);
+        skipped.push({ id: out.id, reason: `link: this frame's message ${out.delivery}; used the previous frame's late message` });
+      } else {
+        skipped.push({
+          id: out.id,
+          reason: `link: message ${out.delivery}${out.delivery === 'lost' ? ` (${out.lostFragments} of ${out.fragments} fragments)` : ` (arrives at ${out.arrivalMs.toFixed(1)} ms)`}`,
+        });
+      }
+    });
+    return { received, skipped };
+  };
 }
 
 export function selectFrames(ds: Dataset, split: string, limit?: number): FrameRef[] {
@@ -118,8 +174,12 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     seed: o.seed,
     trust: o.trust,
     security: o.insecure ? undefined : o.keys ? await keyFolderSecurity(o.keys) : ephemeralSecurity(),
+    codecWeightsFile: o.codecWeights,
     log,
   });
+  const codecs = new Map((o.codecs ?? []).map((c) => [c, parseCodec(c)] as [string, CodecSpec]));
+  const links = new Map((o.links ?? []).map((l) => [l, parseLink(l)] as [string, LinkConfig]));
+  const held: HeldMessages = new Map();
 
   const outDir = path.resolve(o.out);
   await startRunFolder(outDir);
@@ -169,11 +229,28 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
         }
         for (const v of ordered) {
           const t = performance.now();
+          const key = rowKey(combo, v);
+          const linkStats = v.link ? emptyLinkStats(v.link) : undefined;
+          const times = scenarioTimes.get(`${ref.split}\u0000${ref.scenario}`) ?? [ref.timestamp];
+          const channel =
+            v.link && linkStats
+              ? linkChannel(
+                  links.get(v.link)!,
+                  o.linkSeed ?? o.seed,
+                  `${ref.split}|${ref.scenario}|${ref.timestamp}`,
+                  `${key}\u0000${ref.split}\u0000${ref.scenario}`,
+                  times.indexOf(ref.timestamp),
+                  held,
+                  linkStats,
+                )
+              : undefined;
           const r: FrameResult = await pipeline.runFrame(inputs, egoId, {
             mode: PIPELINE_MODE[v.fusion],
             dtype: v.dtype,
             keep: v.keep,
             scoreThreshold: o.scoreThreshold,
+            codec: v.codec ? codecs.get(v.codec) : undefined,
+            channel,
           });
           const total = performance.now() - t;
           passMs += total;
@@ -183,6 +260,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
           for (const [k, n] of Object.entries(r.rejected)) rejected[k] = (rejected[k] ?? 0) + n;
           const det = r.detections.map((d) => ({ box: d.box, score: d.score }));
           const line = frameLineOf(ref, egoId, combo, v, agents, notes, r, det, work.gt, total);
+          if (linkStats) line.linkStats = linkStats;
           work.lines.push(line);
           work.stats.push({ row: rows.get(rowKey(combo, v))!, line, det });
           work.scene?.detections.push({ label: rowLabel(combo, v), boxes: line.detections });
@@ -255,6 +333,8 @@ function runJsonOf(o: EvalOptions, space: SharedSpace, pipeline: CollabPipeline)
     dtype: o.dtypes[0],
     dtypes: o.dtypes,
     keep: o.keep,
+    ...(o.codecs?.length ? { codecs: o.codecs } : {}),
+    ...(o.links?.length ? { links: o.links } : {}),
     device: o.device,
     provider: pipeline.provider,
     weights: o.weights ? weightsName([o.weights].flat().map((w) => path.resolve(w)))! : null,
@@ -351,6 +431,8 @@ function frameLineOf(
     fusion: v.fusion,
     dtype: v.dtype,
     keep: v.keep,
+    ...(v.codec ? { codec: v.codec } : {}),
+    ...(v.link ? { link: v.link } : {}),
     agents: agents.map((a) => ({ ...a, used: usedIds.has(a.id) })),
     detections: det.map((d, i) => ({ box: d.box.map((x) => round(x)) as Box7, score: round(d.score, 5), tp: tp[i] })),
     gt: gt.map((g, i) => ({ box: g.box.map((x) => round(x)) as Box7, matched: matched[i] })),

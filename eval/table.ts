@@ -7,7 +7,7 @@ export function formatTable(report: EvalReport): string {
   const body = report.rows.map((r) => [
     r.combo.join('+'),
     r.fusion,
-    r.fusion === 'pyramid' ? r.dtype : '-',
+    r.fusion === 'pyramid' ? (r.codec ?? r.dtype) : '-',
     r.fusion === 'pyramid' ? `${Math.round(r.keep * 100)}%` : '-',
     String(r.frames),
     r.ap['0.3'].toFixed(3),
@@ -17,6 +17,34 @@ export function formatTable(report: EvalReport): string {
     r.bytes.log2 === null ? '-' : r.bytes.log2.toFixed(2),
   ]);
   return alignTable(head, body, [4, 5, 6, 7, 8, 9]);
+}
+
+/** Rows run over a link: what the link did to their messages, with their AP. */
+export function formatLinkTable(report: EvalReport): string {
+  const rows = report.rows.filter((r) => r.linkStats);
+  const pct = (n: number, of: number) => (of ? `${((100 * n) / of).toFixed(0)}%` : '-');
+  return alignTable(
+    ['link', 'combination', 'fusion', 'codec', 'bytes/msg', 'air ms/frame', 'in time', 'late', 'late used', 'lost', 'expired', 'AP@0.5', 'AP@0.7'],
+    rows.map((r) => {
+      const s = r.linkStats!;
+      return [
+        s.config,
+        r.combo.join('+'),
+        r.fusion,
+        r.fusion === 'pyramid' ? (r.codec ?? r.dtype) + (r.keep < 1 ? ` ${Math.round(r.keep * 100)}%` : '') : '-',
+        s.messages ? formatBytes(s.bytes / s.messages) : '-',
+        s.frames ? (s.airMs / s.frames).toFixed(1) : '-',
+        pct(s.inTime, s.messages),
+        pct(s.late, s.messages),
+        pct(s.lateUsed, s.messages),
+        pct(s.lost, s.messages),
+        pct(s.expired, s.messages),
+        r.ap['0.5'].toFixed(3),
+        r.ap['0.7'].toFixed(3),
+      ];
+    }),
+    [4, 5, 6, 7, 8, 9, 10, 11, 12],
+  );
 }
 
 /** Per-stage latency of one row: median and p95 in ms. */

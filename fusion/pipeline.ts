@@ -21,7 +21,7 @@ import { initWeights, loadWeights, mergeWeightFiles, pickWeights, type MergeRule
 import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
 import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
-import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType } from './messages.ts';
+import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType, type EncodeOptions } from './messages.ts';
 import { agentFromEgo, warpGrids, warpTheta } from './warp.ts';
 import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
@@ -33,6 +33,8 @@ import { boundFeatures, EgoGate, type Admitted, type GateOptions } from './gate.
 import { describeImport } from './heal-checkpoint.ts';
 import { importHealModalities, leftOutLines, modalityOf, type CheckpointImport } from './heal-import.ts';
 import { decodeStateDict } from '../models/pth.ts';
+import { learnedCodecs, type LearnedCodec } from './codec.ts';
+import type { CodecSpec } from './codec-spec.ts';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 
@@ -66,6 +68,8 @@ export interface PipelineOptions {
   security?: Security;
   /** The ego's message checks (fusion/gate.ts) beyond the space and the verifier. */
   gate?: Omit<GateOptions, 'space' | 'verifier'>;
+  /** Weight files holding learned message codecs (codec.r<R>.*, heal train-codec), besides any in the weights. */
+  codecWeightsFile?: string[];
   log?: (line: string) => void;
 }
 
@@ -85,6 +89,14 @@ export interface FrameOptions {
   keep?: number;
   scoreThreshold?: number;
   nmsThreshold?: number;
+  /** The message codec (fusion/codec-spec.ts); replaces dtype and keep when given. */
+  codec?: CodecSpec;
+  /**
+   * The channel between the senders and the ego (eval/link.ts): given every message sent this
+   * frame, what the ego receives (possibly older messages held back from an earlier frame) and who
+   * it did not hear from. Default: every message arrives.
+   */
+  channel?: (sent: { id: number; bytes: Uint8Array }[]) => { received: Uint8Array[]; skipped: { id: number; reason: string }[] };
 }
 
 /** Milliseconds per stage, summed over agents where a stage runs per agent. */
@@ -332,10 +344,12 @@ export class CollabPipeline {
     /** The fusion trust of each type that has one; every other type is trusted 1. */
     readonly trust: Trust,
     /** When the weight file is a HEAL checkpoint: what it loaded and left out. */
-    readonly healImport?: WeightFile['heal'],
+    readonly healImport: WeightFile['heal'] | undefined,
+    /** Learned message codecs, keyed by their number of code channels. */
+    readonly codecs: Map<number, LearnedCodec>,
   ) {
     this.anchors = makeAnchors(opts.space);
-    this.gate = new EgoGate({ ...opts.gate, space: opts.space, verifier: opts.security?.verifier });
+    this.gate = new EgoGate({ ...opts.gate, space: opts.space, verifier: opts.security?.verifier, decoders: codecs });
   }
 
   get provider(): Provider {
@@ -359,7 +373,9 @@ export class CollabPipeline {
     if (!weights) opts.log?.('heal: no weight file given: the networks run on seeded random weights, so detections mean nothing');
     for (const type of Object.keys(opts.trust ?? {})) opts.registry.get(type);
     const trust = opts.trust === null ? {} : { ...(weights ? trustFromWeights(weights, name) : {}), ...opts.trust };
-    return new CollabPipeline(opts, ego, weights, !weights, trust, file?.heal);
+    const codecWeights: Weights = new Map(weights);
+    for (const f of opts.codecWeightsFile ?? []) for (const [k, v] of (await loadWeights(f)).weights) if (k.startsWith('codec.')) codecWeights.set(k, v);
+    return new CollabPipeline(opts, ego, weights, !weights, trust, file?.heal, learnedCodecs(codecWeights, opts.space.channels));
   }
 
   trustOf(type: string): number {
@@ -466,14 +482,15 @@ export class CollabPipeline {
 
   private message(
     input: AgentInput,
-    payload: { features?: Float32Array; detections?: Detection[] },
+    payload: { features?: Float32Array; detections?: Detection[]; occupancy?: Float32Array },
     dtype: FeatureDType,
     times: StageTimes,
     keep?: number,
+    codec?: CodecSpec,
   ): Uint8Array {
     const t = now();
     const grid = gridForSpace(this.opts.space);
-    const mask = payload.features && keep !== undefined && keep < 1 ? strongestCellsMask(payload.features, grid, keep) : undefined;
+    const mask = payload.features && !codec && keep !== undefined && keep < 1 ? strongestCellsMask(payload.features, grid, keep) : undefined;
     const bytes = encodeMessage(
       {
         agentId: String(input.frame.agentId),
@@ -489,7 +506,7 @@ export class CollabPipeline {
           scores: Float32Array.from(payload.detections.map((d) => d.score)),
         },
       },
-      { dtype, mask },
+      codec ? this.codecOptions(codec, payload.occupancy) : { dtype, mask },
     );
     addTime(times, 'serialize', now() - t);
     const security = this.opts.security;
@@ -504,18 +521,72 @@ export class CollabPipeline {
     return signed;
   }
 
+  /** encodeMessage's options for a codec: its dtype, cells chosen on the sender's occupancy, learned half, entropy coder. */
+  private codecOptions(codec: CodecSpec, occupancy: Float32Array | undefined): EncodeOptions {
+    let learned: LearnedCodec | undefined;
+    if (codec.learnedRatio !== undefined) {
+      learned = this.codecs.get(this.opts.space.channels / codec.learnedRatio);
+      if (!learned) {
+        throw new Error(
+          `codec "${codec.name}": no learned codec of ratio ${codec.learnedRatio} in the weights (train one with heal train-codec --ratio ${codec.learnedRatio}, pass it as codec weights)`,
+        );
+      }
+    }
+    return {
+      dtype: codec.dtype,
+      learned,
+      entropy: codec.entropy,
+      codecName: codec.name,
+      topK: codec.topK,
+      sparseThreshold: codec.threshold,
+      confidence: codec.topK !== undefined || codec.threshold !== undefined ? occupancy : undefined,
+    };
+  }
+
+  /**
+   * The sender's own foreground probability per BEV cell [H·W]: the pyramid's finest occupancy
+   * map on its features alone (what it would fuse with no partner), nearest-sampled onto the grid.
+   */
+  async occupancyOf(features: Float32Array, pose: Float64Array, times: StageTimes = {}): Promise<Float32Array> {
+    const out = await this.fuse([features], [pose], times);
+    const occ = out.occ0;
+    const [h, w] = [occ.shape[2], occ.shape[3]];
+    const [W, H] = featureGrid(this.opts.space);
+    const logits = occ.data as Float32Array;
+    const prob = new Float32Array(H * W);
+    for (let y = 0; y < H; y++) {
+      const sy = Math.min(h - 1, Math.floor((y * h) / H));
+      for (let x = 0; x < W; x++) prob[y * W + x] = 1 / (1 + Math.exp(-logits[sy * w + Math.min(w - 1, Math.floor((x * w) / W))]));
+    }
+    return prob;
+  }
+
   /**
    * The sender side: encodes one agent and returns the message it broadcasts. In late fusion the
    * message carries the agent's own detections instead of features.
    */
-  async send(input: AgentInput, mode: FusionMode, dtype: FeatureDType, times: StageTimes = {}, keep?: number, scoreThreshold?: number): Promise<Uint8Array> {
+  async send(
+    input: AgentInput,
+    mode: FusionMode,
+    dtype: FeatureDType,
+    times: StageTimes = {},
+    keep?: number,
+    scoreThreshold?: number,
+    codec?: CodecSpec,
+  ): Promise<Uint8Array> {
     const features = await this.encode(input, times);
     if (mode === 'late') {
       // Senders keep boxes at the ego's score threshold, so late fusion is scored like the others.
       const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { scoreThreshold }, times);
       return this.message(input, { detections }, dtype, times);
     }
-    return this.message(input, { features }, dtype, times, keep);
+    if (codec && (codec.topK !== undefined || codec.threshold !== undefined)) {
+      const t = now();
+      const occupancy = await this.occupancyOf(features, groundAlignedPose(input.frame, this.opts.space));
+      addTime(times, 'occupancy', now() - t);
+      return this.message(input, { features, occupancy }, dtype, times, keep, codec);
+    }
+    return this.message(input, { features }, dtype, times, keep, codec);
   }
 
   /**
@@ -532,8 +603,9 @@ export class CollabPipeline {
     if (!ego) throw new Error(`runFrame: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
     const skipped: FrameResult['skipped'] = [];
     const messageBytes: FrameResult['messageBytes'] = [];
-    const received: Uint8Array[] = [];
+    let received: Uint8Array[] = [];
     if (opts.mode !== 'none') {
+      const sent: { id: number; bytes: Uint8Array }[] = [];
       const { heard, capped } = partners(agents, ego, space);
       for (const a of capped) skipped.push({ id: a.frame.agentId, reason: `beyond the first ${space.maxAgents} agents of the frame (max_cav)` });
       for (const a of heard) {
@@ -544,7 +616,7 @@ export class CollabPipeline {
         }
         let bytes: Uint8Array;
         try {
-          bytes = await this.send(a, opts.mode, dtype, times, opts.keep, opts.scoreThreshold);
+          bytes = await this.send(a, opts.mode, dtype, times, opts.keep, opts.scoreThreshold, opts.codec);
         } catch (err) {
           // A sender without a key sends nothing the ego would accept; the frame goes on.
           if (!(err instanceof DataError && err.file === 'keys')) throw err;
@@ -552,7 +624,14 @@ export class CollabPipeline {
           continue;
         }
         messageBytes.push({ id: a.frame.agentId, bytes: bytes.length });
-        received.push(bytes);
+        sent.push({ id: a.frame.agentId, bytes });
+      }
+      if (opts.channel) {
+        const link = opts.channel(sent);
+        received = link.received;
+        skipped.push(...link.skipped);
+      } else {
+        received = sent.map((m) => m.bytes);
       }
       received.push(...extraMessages);
     }
