@@ -11,6 +11,7 @@ import type { SharedSpace } from '../perception/space.ts';
 import { featureGrid, HEAL_SPACE } from '../perception/space.ts';
 import type { Registry } from '../perception/registry.ts';
 import { alignToGround, groundAlignedPose } from '../perception/ground.ts';
+import { EGO_BODY } from '../perception/pillars.ts';
 import { agentNetwork, agentInputs, healCropRatios } from '../perception/encoders/agent.ts';
 import { egoNetwork, type EgoNetworkOptions } from './networks/ego.ts';
 import { pyramidLevelSizes, type PyramidFusionConfig } from './networks/pyramid.ts';
@@ -318,6 +319,11 @@ function partners(agents: AgentInput[], ego: AgentInput, space: SharedSpace): { 
   const others = agents.filter((a) => a !== ego);
   const n = space.maxAgents === undefined ? others.length : Math.max(0, space.maxAgents - 1);
   return { heard: others.slice(0, n), capped: others.slice(n) };
+}
+
+/** Whether a box's centre lies on the ego vehicle's own body (perception/pillars.ts EGO_BODY), in the ego's frame. */
+export function onEgoBody(box: Box7): boolean {
+  return box[0] >= EGO_BODY.xMin && box[0] <= EGO_BODY.xMax && box[1] >= EGO_BODY.yMin && box[1] <= EGO_BODY.yMax;
 }
 
 function transformBox(box: Box7, m: Float64Array): Box7 {
@@ -694,7 +700,9 @@ export class CollabPipeline {
         for (let i = 0; i < scores.length; i++) {
           const box = transformBox(Array.from(boxes.subarray(i * 7, i * 7 + 7)) as Box7, egoFromAgent);
           // The ego's own boxes were kept inside its range when decoded; a partner's are kept by the same rule.
-          if (cornersInRange(boxToCorners(box), this.opts.space.range)) all.push({ box, score: scores[i] });
+          // A partner sees the ego as a car, but the ego is not an object of its own scene (the GT
+          // leaves it out, and it knows where it is): such a box would only be a false positive.
+          if (cornersInRange(boxToCorners(box), this.opts.space.range) && !onEgoBody(box)) all.push({ box, score: scores[i] });
         }
       }
       const t = now();
