@@ -81,14 +81,14 @@ export function checkEvalOptions(o: EvalOptions, registry: Registry, space: Shar
 }
 
 /** Messages that missed their frame's deadline, held for the next frame, by row, scenario and sender. */
-type HeldMessages = Map<string, { index: number; bytes: Uint8Array }>;
+export type HeldMessages = Map<string, { index: number; bytes: Uint8Array }>;
 
 /**
  * The channel callback of one frame and row: schedules the frame's messages on the link (eval/link.ts),
  * delivers those in time, and under the 'use' policy the sender's message of the previous frame
  * when this one missed its deadline and that one arrived late (it carries the pose it was made at).
  */
-function linkChannel(cfg: LinkConfig, seed: number, frameKey: string, rowKey: string, index: number, held: HeldMessages, stats: LinkStats) {
+export function linkChannel(cfg: LinkConfig, seed: number, frameKey: string, rowKey: string, index: number, held: HeldMessages, stats: LinkStats) {
   return (sent: { id: number; bytes: Uint8Array }[]) => {
     const ch = frameChannel(seed, frameKey, cfg);
     const order = ch.order(sent);

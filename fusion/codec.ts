@@ -76,7 +76,8 @@ function conv(weights: Weights, name: string, inC: number, outC: number): Pointw
 export function learnedCodecs(weights: Weights | undefined, channels: number): Map<number, LearnedCodec> {
   const out = new Map<number, LearnedCodec>();
   if (!weights) return out;
-  for (const ratio of CODEC_RATIOS) {
+  const ratios = [...weights.keys()].flatMap((k) => k.match(/^codec\.r(\d+)\.encode\.weight$/)?.[1] ?? []).map(Number);
+  for (const ratio of ratios) {
     if (channels % ratio) continue;
     const c = channels / ratio;
     const p = codecPrefix(ratio);
