@@ -33,6 +33,10 @@ export interface EvalOptions {
   codecWeights?: string[];
   /** Link configurations (eval/link.ts parseLink); every row runs once per link. None: every message arrives at once. */
   links?: string[];
+  /** Only frames with at least this many agents (ego included), e.g. 5 for the ego and 4 senders. */
+  minAgents?: number;
+  /** Encode each agent frame once for every row of a frame (fusion/pipeline.ts reuseEncodings). */
+  reuseEncodings?: boolean;
   /** Seed of the link's draws (access order, lost fragments); default `seed`. */
   linkSeed?: number;
   device: Device;

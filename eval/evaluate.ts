@@ -132,15 +132,15 @@ export function linkChannel(cfg: LinkConfig, seed: number, frameKey: string, row
   };
 }
 
-export function selectFrames(ds: Dataset, split: string, limit?: number): FrameRef[] {
+export function selectFrames(ds: Dataset, split: string, limit?: number, minAgents = 1): FrameRef[] {
   const all = ds.frames();
   const splits = [...new Set(all.map((f) => f.split))];
-  const frames = split === 'all' ? all : all.filter((f) => f.split === split);
+  const frames = (split === 'all' ? all : all.filter((f) => f.split === split)).filter((f) => f.agentIds.length >= minAgents);
   if (!frames.length) {
     throw new DataError(
       ds.root,
       'split',
-      `no frames in split "${split}" (this dataset has: ${splits.join(', ') || 'none'}; or split "all" for every frame)`,
+      `no frames in split "${split}"${minAgents > 1 ? ` with ${minAgents} agents or more` : ''} (this dataset has: ${splits.join(', ') || 'none'}; or split "all" for every frame)`,
       split,
     );
   }
@@ -161,7 +161,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   const registry = await loadRegistry(o.typesDirs ?? []);
   checkEvalOptions(o, registry, space);
   const ds = await openDataset(o.data);
-  const frames = selectFrames(ds, o.split, o.limit);
+  const frames = selectFrames(ds, o.split, o.limit, o.minAgents);
   const scenarioTimes = new Map(ds.scenarios().map((s) => [`${s.split}\u0000${s.name}`, s.timestamps]));
   const refsByKey = new Map(ds.frames().map((f) => [`${f.split}\u0000${f.scenario}\u0000${f.timestamp}`, f]));
 
@@ -175,6 +175,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     trust: o.trust,
     security: o.insecure ? undefined : o.keys ? await keyFolderSecurity(o.keys) : ephemeralSecurity(),
     codecWeightsFile: o.codecWeights,
+    reuseEncodings: o.reuseEncodings,
     log,
   });
   const codecs = new Map((o.codecs ?? []).map((c) => [c, parseCodec(c)] as [string, CodecSpec]));

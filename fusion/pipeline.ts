@@ -69,6 +69,12 @@ export interface PipelineOptions {
   security?: Security;
   /** The ego's message checks (fusion/gate.ts) beyond the space and the verifier. */
   gate?: Omit<GateOptions, 'space' | 'verifier'>;
+  /**
+   * Encode each agent frame once per type and reuse the map (and the sender's occupancy) while the
+   * frame object lives: sweeps over codecs and links run the same sensors many times. Stage times
+   * then count the encoders only in the first pass that needed them.
+   */
+  reuseEncodings?: boolean;
   /** Weight files holding learned message codecs (codec.r<R>.*, heal train-codec), besides any in the weights. */
   codecWeightsFile?: string[];
   log?: (line: string) => void;
@@ -335,6 +341,8 @@ const CERT_EVERY = 10;
 
 export class CollabPipeline {
   private readonly typeSessions = new Map<string, SessionInfo>();
+  private readonly encodings = new WeakMap<AgentFrame, Map<string, Float32Array>>();
+  private readonly occupancies = new WeakMap<Float32Array, Float32Array>();
   private sequence = 0;
   /** Messages each sender has signed: the first and every CERT_EVERY-th carry the whole certificate. */
   private readonly signedCount = new Map<string, number>();
@@ -426,6 +434,19 @@ export class CollabPipeline {
 
   /** One agent's encoder + aligner: features [C, H', W'] in its own (ground-aligned) frame. */
   async encode(input: AgentInput, times: StageTimes = {}): Promise<Float32Array> {
+    if (this.opts.reuseEncodings) {
+      let byType = this.encodings.get(input.frame);
+      if (!byType) this.encodings.set(input.frame, (byType = new Map()));
+      const hit = byType.get(input.type);
+      if (hit) return hit;
+      const f = await this.encodeFresh(input, times);
+      byType.set(input.type, f);
+      return f;
+    }
+    return this.encodeFresh(input, times);
+  }
+
+  private async encodeFresh(input: AgentInput, times: StageTimes): Promise<Float32Array> {
     const frame = alignToGround(input.frame, this.opts.space);
     const profile = this.opts.registry.profile(input.type, this.opts.space.name);
     const session = await this.typeSession(input.type);
@@ -554,6 +575,8 @@ export class CollabPipeline {
    * map on its features alone (what it would fuse with no partner), nearest-sampled onto the grid.
    */
   async occupancyOf(features: Float32Array, pose: Float64Array, times: StageTimes = {}): Promise<Float32Array> {
+    const hit = this.opts.reuseEncodings ? this.occupancies.get(features) : undefined;
+    if (hit) return hit;
     const out = await this.fuse([features], [pose], times);
     const occ = out.occ0;
     const [h, w] = [occ.shape[2], occ.shape[3]];
@@ -564,6 +587,7 @@ export class CollabPipeline {
       const sy = Math.min(h - 1, Math.floor((y * h) / H));
       for (let x = 0; x < W; x++) prob[y * W + x] = 1 / (1 + Math.exp(-logits[sy * w + Math.min(w - 1, Math.floor((x * w) / W))]));
     }
+    if (this.opts.reuseEncodings) this.occupancies.set(features, prob);
     return prob;
   }
 

@@ -9,7 +9,9 @@ import { poseToMatrix } from '../../datasets/geometry/transforms.ts';
 import { applyPointwise, codecGraphs, learnedCodecs, type LearnedCodec } from '../../fusion/codec.ts';
 import { parseCodec } from '../../fusion/codec-spec.ts';
 import { type CollabMessage, type EncodeOptions, MessageError, decodeMessage, encodeMessage, maskRuns } from '../../fusion/messages.ts';
-import { initWeights } from '../../models/weights.ts';
+import { initWeights, pickWeights } from '../../models/weights.ts';
+import { exportOnnx } from '../../models/onnx.ts';
+import { createSession, runSession } from '../../models/runtime.ts';
 
 const root = protobuf.loadSync(fileURLToPath(new URL('../../proto/heal.proto', import.meta.url)));
 const Wire = root.lookupType('heal.CollabMessage');
@@ -170,6 +172,23 @@ describe('message codecs round-trip through the protobuf message', () => {
     const bomb = Wire.decode(encodeMessage(msg, { dtype: 'int8', entropy: 'deflate' })) as unknown as { features: { data: Uint8Array } };
     bomb.features.data = new Uint8Array(deflateRawSync(new Uint8Array(1 << 20)));
     expect(() => decodeMessage(Wire.encode(bomb as never).finish())).toThrow(/does not inflate/);
+  });
+});
+
+describe('learned codec', () => {
+  it('the ONNX files heal export writes compute what the sender and receiver compute (random weights)', async () => {
+    const g = codecGraphs(C, 4);
+    const w = initWeights(g.both, 2);
+    const lc = learnedCodecs(w, C).get(2)!;
+    const x = sample().features!;
+    const enc = await createSession(exportOnnx(g.encoder, pickWeights(g.encoder, w)), { device: 'cpu' });
+    const dec = await createSession(exportOnnx(g.decoder, pickWeights(g.decoder, w)), { device: 'cpu' });
+    const code = (await runSession(enc.session, { bev: { data: x, shape: [1, C, H, W] } })).code.data as Float32Array;
+    const js = applyPointwise(lc.encode, x, CELLS);
+    for (let i = 0; i < js.length; i++) expect(code[i]).toBeCloseTo(js[i], 4);
+    const back = (await runSession(dec.session, { code: { data: js, shape: [1, 2, H, W] } })).restored.data as Float32Array;
+    const jsBack = applyPointwise(lc.decode, js, CELLS);
+    for (let i = 0; i < jsBack.length; i++) expect(back[i]).toBeCloseTo(jsBack[i], 4);
   });
 });
 
