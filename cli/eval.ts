@@ -70,10 +70,12 @@ per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.
     }),
     sweep: repeat({
       arg: 'KEY=V1,V2,...',
-      help: 'one more link per value over the first --link (default dsrc): link.bandwidth=3,6,12,27Mbps, latency=0,100,200ms, link.loss=0,0.05,...',
+      help: 'one more link per value over the first --link (default dsrc): link.bandwidth=3,6,12,27Mbps, latency=0,100,200ms, link.loss=0,0.05,...; or pose-noise=0,0.2,0.4,0.6 (σ m and degrees on x, y, yaw): every row once per value',
     }),
     'min-agents': int({ min: 1, help: 'only frames with at least N agents, ego included (5: the ego and 4 senders)' }),
-    'reuse-encodings': flag({ help: "encode each agent once per frame for every row (codec and link sweeps); later rows' stage times then leave the encoders out" }),
+    'reuse-encodings': flag({
+      help: "encode each agent once per frame for every row (codec and link sweeps); later rows' stage times then leave the encoders out",
+    }),
     sparsity: numbers({ above: 0, max: 1, default: [1], help: 'fraction(s) of BEV cells senders transmit, strongest first (1 = dense), e.g. 1,0.5,0.25' }),
     device: choice(DEVICES, { arg: 'D', default: 'auto', help: 'where the networks run' }),
     profile: choice(Object.keys(SPACES), { arg: 'P', default: 'small', help: 'shared-space profile' }),
@@ -118,6 +120,7 @@ per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.
 export function linksOf(links: string[], sweeps: string[]): string[] | undefined {
   const out = [...links];
   for (const sweep of sweeps) {
+    if (sweep.startsWith('pose-noise=')) continue;
     const eq = sweep.indexOf('=');
     if (eq < 0) throw new UsageError(`--sweep ${sweep}: expected KEY=V1,V2,...`);
     const key = sweep
@@ -144,6 +147,14 @@ export function linksOf(links: string[], sweeps: string[]): string[] | undefined
     throw new UsageError(`--link: ${(err as Error).message}`);
   }
   return uniq.length ? uniq : undefined;
+}
+
+/** --sweep pose-noise=0,0.2,0.4,0.6: σ values (m and degrees on x, y, yaw). */
+export function poseNoiseSweepOf(sweeps: string[]): number[] | undefined {
+  const s = sweeps.filter((x) => x.startsWith('pose-noise='));
+  if (!s.length) return undefined;
+  if (s.length > 1) throw new UsageError('--sweep pose-noise=...: give it once');
+  return readList(real({ min: 0 }), s[0].slice('pose-noise='.length), '--sweep pose-noise');
 }
 
 export interface ParsedEval {
@@ -195,6 +206,7 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
       codecWeights: values['codec-weights'].length ? values['codec-weights'].map((w) => path.resolve(w)) : shippedCodecs(values.profile),
       links: linksOf(values.link, values.sweep),
       reuseEncodings: values['reuse-encodings'],
+      poseNoiseSweep: poseNoiseSweepOf(values.sweep),
       minAgents: values['min-agents'],
       device: values.device,
       profile: values.profile,

@@ -33,6 +33,8 @@ export interface EvalOptions {
   codecWeights?: string[];
   /** Link configurations (eval/link.ts parseLink); every row runs once per link. None: every message arrives at once. */
   links?: string[];
+  /** σ values swept on the senders' poses (σx = σy in m, σyaw in degrees, HEAL's protocol); every row runs once per σ. */
+  poseNoiseSweep?: number[];
   /** Only frames with at least this many agents (ego included), e.g. 5 for the ego and 4 senders. */
   minAgents?: number;
   /** Encode each agent frame once for every row of a frame (fusion/pipeline.ts reuseEncodings). */
@@ -85,6 +87,7 @@ export interface RunJson {
   keep: number[];
   codecs?: string[];
   links?: string[];
+  poseNoiseSweep?: number[];
   device: Device;
   provider: Provider;
   weights: string | null;
@@ -123,6 +126,7 @@ export interface ReportRow {
   keep: number;
   codec?: string;
   link?: string;
+  poseNoise?: number;
   /** What the link did to this row's messages (with a link). */
   linkStats?: LinkStats;
   frames: number;
@@ -174,6 +178,7 @@ export interface FrameLine {
   keep: number;
   codec?: string;
   link?: string;
+  poseNoise?: number;
   /** This frame's messages on the link: how many, and how they fared (with a link). */
   linkStats?: LinkStats;
   agents: { id: number; type: string; used: boolean }[];
@@ -194,13 +199,15 @@ export interface Variant {
   codec?: string;
   /** The link configuration's spec as given. */
   link?: string;
+  /** Pose-noise σ of a pose-noise sweep (m and degrees on x, y, yaw). */
+  poseNoise?: number;
 }
 
 /**
  * Pyramid fusion sweeps dtype × keep, then each codec; late and none do not send features, so they
  * run once. Every variant runs once per link when links are given.
  */
-export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep' | 'codecs' | 'links'>): Variant[] {
+export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep' | 'codecs' | 'links' | 'poseNoiseSweep'>): Variant[] {
   const out: Variant[] = [];
   for (const fusion of opts.fusion) {
     if (fusion !== 'pyramid') {
@@ -210,8 +217,9 @@ export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep' 
     for (const keep of opts.keep) for (const dtype of opts.dtypes) out.push({ fusion, dtype, keep });
     for (const codec of opts.codecs ?? []) out.push({ fusion, dtype: codecDtype(codec), keep: 1, codec });
   }
-  if (!opts.links?.length) return out;
-  return opts.links.flatMap((link) => out.map((v) => ({ ...v, link })));
+  const linked = opts.links?.length ? opts.links.flatMap((link) => out.map((v) => ({ ...v, link }))) : out;
+  if (!opts.poseNoiseSweep?.length) return linked;
+  return opts.poseNoiseSweep.flatMap((poseNoise) => linked.map((v) => ({ ...v, poseNoise })));
 }
 
 /** The dtype token of a codec name (float32 when it names none). */
@@ -225,7 +233,7 @@ function codecDtype(codec: string): FeatureDType {
 }
 
 export function rowKey(combo: string[], v: Variant): string {
-  return `${combo.join('+')}|${v.fusion}|${v.codec ?? v.dtype}|${v.keep}${v.link ? `|${v.link}` : ''}`;
+  return `${combo.join('+')}|${v.fusion}|${v.codec ?? v.dtype}|${v.keep}${v.link ? `|${v.link}` : ''}${v.poseNoise !== undefined ? `|σ${v.poseNoise}` : ''}`;
 }
 
 export function rowLabel(combo: string[], v: Variant): string {
@@ -233,6 +241,7 @@ export function rowLabel(combo: string[], v: Variant): string {
   if (v.fusion === 'pyramid') parts.push(v.codec ?? v.dtype);
   if (v.keep < 1) parts.push(`keep ${Math.round(v.keep * 100)}%`);
   if (v.link) parts.push(`@ ${v.link}`);
+  if (v.poseNoise !== undefined) parts.push(`pose σ ${v.poseNoise}`);
   return parts.join(' ');
 }
 

@@ -221,6 +221,23 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
     try {
       for (const [ci, combo] of o.combos.entries()) {
         const { egoId, inputs, agents, notes, rawEgo, truePoses } = await readInputs(source, ref, combo);
+        // A pose-noise sweep: the same draws as --pose-noise, scaled by each σ, on the senders' true poses.
+        const noisy = new Map(
+          (o.poseNoiseSweep ?? []).map((sigma) => [
+            sigma,
+            inputs.map((inp, k) =>
+              k === 0 || sigma === 0
+                ? inp
+                : {
+                    ...inp,
+                    frame: {
+                      ...inp.frame,
+                      lidarPose: noisyPose(truePoses[k], [sigma, sigma, sigma], rng(`${o.seed}|pose|${ref.scenario}|${ref.timestamp}|${inp.frame.agentId}`)),
+                    },
+                  },
+            ),
+          ]),
+        );
         if (ci === 0) {
           work.gt = await egoGroundTruth(ds, ref, rawEgo, space);
           if (recorder) {
@@ -245,7 +262,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
                   linkStats,
                 )
               : undefined;
-          const r: FrameResult = await pipeline.runFrame(inputs, egoId, {
+          const r: FrameResult = await pipeline.runFrame(v.poseNoise !== undefined ? noisy.get(v.poseNoise)! : inputs, egoId, {
             mode: PIPELINE_MODE[v.fusion],
             dtype: v.dtype,
             keep: v.keep,
@@ -336,6 +353,7 @@ function runJsonOf(o: EvalOptions, space: SharedSpace, pipeline: CollabPipeline)
     keep: o.keep,
     ...(o.codecs?.length ? { codecs: o.codecs } : {}),
     ...(o.links?.length ? { links: o.links } : {}),
+    ...(o.poseNoiseSweep?.length ? { poseNoiseSweep: o.poseNoiseSweep } : {}),
     device: o.device,
     provider: pipeline.provider,
     weights: o.weights ? weightsName([o.weights].flat().map((w) => path.resolve(w)))! : null,
@@ -434,6 +452,7 @@ function frameLineOf(
     keep: v.keep,
     ...(v.codec ? { codec: v.codec } : {}),
     ...(v.link ? { link: v.link } : {}),
+    ...(v.poseNoise !== undefined ? { poseNoise: v.poseNoise } : {}),
     agents: agents.map((a) => ({ ...a, used: usedIds.has(a.id) })),
     detections: det.map((d, i) => ({ box: d.box.map((x) => round(x)) as Box7, score: round(d.score, 5), tp: tp[i] })),
     gt: gt.map((g, i) => ({ box: g.box.map((x) => round(x)) as Box7, matched: matched[i] })),

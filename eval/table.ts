@@ -2,8 +2,26 @@
 
 import type { EvalReport, ReportRow } from './contracts.ts';
 
+/** What a row swept beyond the table's columns: its link and pose noise, or ''. */
+function sweptOf(r: ReportRow): string {
+  return [r.link ? `@ ${r.link}` : '', r.poseNoise !== undefined ? `pose σ ${r.poseNoise}` : ''].filter(Boolean).join(' ');
+}
+
 export function formatTable(report: EvalReport): string {
-  const head = ['combination', 'fusion', 'dtype', 'keep', 'frames', 'AP@0.3', 'AP@0.5', 'AP@0.7', 'bytes/frame', 'log2'];
+  const swept = report.rows.some((r) => sweptOf(r));
+  const head = [
+    'combination',
+    'fusion',
+    'dtype',
+    'keep',
+    'frames',
+    'AP@0.3',
+    'AP@0.5',
+    'AP@0.7',
+    'bytes/frame',
+    'log2',
+    ...(swept ? ['link / pose noise'] : []),
+  ];
   const body = report.rows.map((r) => [
     r.combo.join('+'),
     r.fusion,
@@ -15,6 +33,7 @@ export function formatTable(report: EvalReport): string {
     r.ap['0.7'].toFixed(3),
     formatBytes(r.bytes.mean),
     r.bytes.log2 === null ? '-' : r.bytes.log2.toFixed(2),
+    ...(swept ? [sweptOf(r)] : []),
   ]);
   return alignTable(head, body, [4, 5, 6, 7, 8, 9]);
 }
@@ -28,7 +47,7 @@ export function formatLinkTable(report: EvalReport): string {
     rows.map((r) => {
       const s = r.linkStats!;
       return [
-        s.config,
+        s.config + (r.poseNoise !== undefined ? ` pose σ ${r.poseNoise}` : ''),
         r.combo.join('+'),
         r.fusion,
         r.fusion === 'pyramid' ? (r.codec ?? r.dtype) + (r.keep < 1 ? ` ${Math.round(r.keep * 100)}%` : '') : '-',
