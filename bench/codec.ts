@@ -40,7 +40,16 @@ export const SMALL_CODECS = [
   'learned32+int8+fg0.3+deflate',
 ];
 
-const HEAL_CODECS = ['float32', 'float16', 'int8', 'int8+deflate', 'int4+deflate', 'int8+top1024+deflate', 'learned16+int8+top4096+deflate', 'learned64+int8+top4096+deflate'];
+const HEAL_CODECS = [
+  'float32',
+  'float16',
+  'int8',
+  'int8+deflate',
+  'int4+deflate',
+  'int8+top1024+deflate',
+  'learned16+int8+top4096+deflate',
+  'learned64+int8+top4096+deflate',
+];
 
 const REPEATS = 5;
 
