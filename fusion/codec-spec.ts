@@ -4,6 +4,7 @@
 //   learned<R>                        the learned channel compressor, C → C/R channels (fusion/codec.ts)
 //   top<K>                            only the K cells the sender's own occupancy scores highest
 //   fg<P>                             only cells whose occupancy probability is above P
+//   keep<F>                           only the fraction F of cells with the largest |feature| (strongestCellsMask)
 //   deflate | brotli                  an entropy coder over the quantised payload (node:zlib)
 // The name travels in the message header; the receiver decodes by the header's fields alone.
 
@@ -16,6 +17,8 @@ export interface CodecSpec {
   learnedRatio?: number;
   topK?: number;
   threshold?: number;
+  /** Fraction of cells kept by feature magnitude. */
+  keep?: number;
   entropy: EntropyCoder;
 }
 
@@ -47,12 +50,16 @@ export function parseCodec(name: string): CodecSpec {
       once('cell selection', token);
       spec.topK = Number(m[1]);
       if (spec.topK < 1) throw new Error(`codec "${name}": top<K> needs K ≥ 1`);
+    } else if ((m = token.match(/^keep(0?\.\d+|1)$/))) {
+      once('cell selection', token);
+      spec.keep = Number(m[1]);
+      if (!(spec.keep > 0)) throw new Error(`codec "${name}": keep<F> needs F in (0, 1]`);
     } else if ((m = token.match(/^fg(0?\.\d+|[01])$/))) {
       once('cell selection', token);
       spec.threshold = Number(m[1]);
     } else {
       throw new Error(
-        `codec "${name}": unknown part "${token}" (have float32, float16, int8, int4, learned<R>, top<K>, fg<P> with P in [0, 1], deflate, brotli)`,
+        `codec "${name}": unknown part "${token}" (have float32, float16, int8, int4, learned<R>, top<K>, fg<P> with P in [0, 1], keep<F>, deflate, brotli)`,
       );
     }
   }

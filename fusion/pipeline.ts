@@ -533,7 +533,12 @@ export class CollabPipeline {
           scores: Float32Array.from(payload.detections.map((d) => d.score)),
         },
       },
-      codec ? this.codecOptions(codec, payload.occupancy) : { dtype, mask },
+      codec
+        ? {
+            ...this.codecOptions(codec, payload.occupancy),
+            mask: codec.keep !== undefined && codec.keep < 1 && payload.features ? strongestCellsMask(payload.features, grid, codec.keep) : undefined,
+          }
+        : { dtype, mask },
     );
     addTime(times, 'serialize', now() - t);
     const security = this.opts.security;
