@@ -29,27 +29,21 @@ export const SMALL_CODECS = [
   'int8+brotli',
   'int4',
   'int4+deflate',
-  'int8+top256',
-  'int8+top256+deflate',
+  'int4+brotli',
+  'int4+keep0.25+brotli',
+  'int4+keep0.2+brotli',
+  'int4+top512+deflate',
   'int4+top256+deflate',
-  'int8+fg0.5+deflate',
   'int4+top128+deflate',
-  'learned16+int8',
-  'learned16+int8+top512+deflate',
-  'learned16+int8+fg0.3+deflate',
-  'learned32+int8+fg0.3+deflate',
+  'int4+top128+brotli',
+  'int4+fg0.2+deflate',
+  'learned16+int8+deflate',
+  'learned16+int4+deflate',
+  'learned16+int4+brotli',
+  'learned16+int4+top256+deflate',
 ];
 
-const HEAL_CODECS = [
-  'float32',
-  'float16',
-  'int8',
-  'int8+deflate',
-  'int4+deflate',
-  'int8+top1024+deflate',
-  'learned16+int8+top4096+deflate',
-  'learned64+int8+top4096+deflate',
-];
+const HEAL_CODECS = ['float32', 'float16', 'int8', 'int4+brotli', 'int4+top4096+brotli', 'learned16+int4+brotli', 'learned64+int4+top4096+brotli'];
 
 const REPEATS = 5;
 
