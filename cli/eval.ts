@@ -61,7 +61,7 @@ per-stage latency. Writes RUNDIR/run.json, frames.jsonl, report.json and report.
     dtypes: choices(EVAL_DTYPES, { help: 'the same as --dtype' }),
     codecs: string({
       arg: '"C1;C2;..."',
-      help: 'message codecs, one pyramid row each, e.g. "int8+top200+deflate;learned16+int8+fg0.3" (parts: float32|float16|int8|int4, learned<R>, top<K>, fg<P>, deflate|brotli)',
+      help: 'message codecs, one pyramid row each, e.g. "int8+top200+deflate;learned16+int8+fg0.3" (parts: float32|float16|int8|int4, learned<R>, top<K>, fg<P>, keep<F>, deflate|brotli)',
     }),
     'codec-weights': repeat({ arg: 'FILE', help: 'weight file with learned codecs (heal train-codec); default: the shipped codecs of the profile, if any' }),
     link: repeat({
