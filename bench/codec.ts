@@ -11,7 +11,7 @@ import { openDataset } from '../datasets/open.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { HEAL_SPACE, SMALL_SPACE, type SharedSpace } from '../perception/space.ts';
 import { CollabPipeline, type AgentInput } from '../fusion/pipeline.ts';
-import { decodeMessage, encodeMessage, gridForSpace, type EncodeOptions } from '../fusion/messages.ts';
+import { decodeMessage, encodeMessage, gridForSpace, strongestCellsMask, type EncodeOptions } from '../fusion/messages.ts';
 import { parseCodec } from '../fusion/codec-spec.ts';
 import { codecGraphs, learnedCodecs } from '../fusion/codec.ts';
 import { initWeights, type Weights } from '../models/weights.ts';
@@ -92,6 +92,7 @@ async function profileFigures(space: SharedSpace, agents: AgentInput[], codecs: 
         topK: spec.topK,
         sparseThreshold: spec.threshold,
         confidence: spec.topK !== undefined || spec.threshold !== undefined ? s.occupancy : undefined,
+        mask: spec.keep !== undefined && spec.keep < 1 ? strongestCellsMask(s.base.features!, s.base.grid, spec.keep) : undefined,
       };
       let msg = encodeMessage(s.base, opts);
       decodeMessage(msg, {}, pipeline.codecs); // warm-up
