@@ -4,7 +4,6 @@ import type { AgentFrame, GtBox } from '../../datasets/frame.ts';
 import type { Box7 } from '../../datasets/geometry/boxes.ts';
 import { egoGroundTruth } from '../../eval/groundtruth.ts';
 import { HEAL_SPACE } from '../../perception/space.ts';
-import type { Box7 } from '../../datasets/geometry/boxes.ts';
 
 const identity = Float64Array.from([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
 
