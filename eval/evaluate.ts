@@ -38,6 +38,7 @@ import { noisyPose, rng } from './noise.ts';
 import { apOf, RowStats } from './statistics.ts';
 import { finishRunFolder, startRunFolder } from './runfolder.ts';
 import { parseCodec, type CodecSpec } from '../fusion/codec-spec.ts';
+import { EgoGate } from '../fusion/gate.ts';
 import { emptyLinkStats, frameChannel, parseLink, scheduleFrame, type LinkConfig, type LinkStats } from './link.ts';
 const PIPELINE_MODE: Record<EvalFusion, FusionMode> = { pyramid: 'intermediate', late: 'late', none: 'none' };
 
@@ -181,6 +182,15 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
   const codecs = new Map((o.codecs ?? []).map((c) => [c, parseCodec(c)] as [string, CodecSpec]));
   const links = new Map((o.links ?? []).map((l) => [l, parseLink(l)] as [string, LinkConfig]));
   const held: HeldMessages = new Map();
+  // Each configuration on a link is its own ego: one row's senders' sequence numbers must not make
+  // another row's late messages look replayed. Time is the link model's (simulated) here, so the
+  // gate's wall-clock age limit, which the evaluation's own pace would trip, is lifted for them.
+  const gates = new Map<string, EgoGate>();
+  const gateFor = (key: string) => {
+    let g = gates.get(key);
+    if (!g) gates.set(key, (g = new EgoGate({ ...pipeline.gate.opts, maxAgeMs: Number.POSITIVE_INFINITY })));
+    return g;
+  };
 
   const outDir = path.resolve(o.out);
   await startRunFolder(outDir);
@@ -269,6 +279,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalReport> {
             scoreThreshold: o.scoreThreshold,
             codec: v.codec ? codecs.get(v.codec) : undefined,
             channel,
+            gate: v.link ? gateFor(key) : undefined,
           });
           const total = performance.now() - t;
           passMs += total;

@@ -104,6 +104,8 @@ export interface FrameOptions {
    * it did not hear from. Default: every message arrives.
    */
   channel?: (sent: { id: number; bytes: Uint8Array }[]) => { received: Uint8Array[]; skipped: { id: number; reason: string }[] };
+  /** The ego's gate (its memory of senders' sequence numbers) for this frame, instead of the pipeline's own. */
+  gate?: EgoGate;
 }
 
 /** Milliseconds per stage, summed over agents where a stage runs per agent. */
@@ -706,7 +708,7 @@ export class CollabPipeline {
     const egoPose = groundAlignedPose(ego.frame, this.opts.space);
     // Every message passes the gate before anything of it is used; a rejected one is counted by
     // reason and the frame goes on with the rest.
-    const gate = this.gate.frame(String(egoId), egoPose, acc.startMs);
+    const gate = (opts.gate ?? this.gate).frame(String(egoId), egoPose, acc.startMs);
     const messages: Admitted[] = [];
     for (const bytes of received) {
       const msg = gate.admit(bytes, times);
