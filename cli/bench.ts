@@ -13,6 +13,7 @@ const BENCHES: Record<string, string> = {
   camera: '../bench/camera.ts',
   inference: '../bench/inference.ts',
   train: '../bench/train.ts',
+  codec: '../bench/codec.ts',
 };
 
 /** Benchmarks that run only when named (long, or about messages rather than speed of the pass). */

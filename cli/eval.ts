@@ -4,13 +4,14 @@
 import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { DEVICES } from '../models/runtime.ts';
-import { shippedWeights } from '../models/shipped.ts';
+import { shippedCodecs, shippedWeights } from '../models/shipped.ts';
 import { formatSecurity, SIGNING_OPTIONS } from './keys.ts';
+import { parseLink } from '../eval/link.ts';
 import { MERGE_RULES } from '../models/weights.ts';
 import { SPACES, spaceByName } from '../perception/space.ts';
 import { evaluate } from '../eval/evaluate.ts';
 import { EVAL_DTYPES, EVAL_FUSIONS, defaultRunDir, type EvalOptions, type EvalReport, type ShardSpec } from '../eval/contracts.ts';
-import { formatTable, formatLatency } from '../eval/table.ts';
+import { formatTable, formatLatency, formatLinkTable } from '../eval/table.ts';
 import { progress } from './progress.ts';
 import { parseShard } from './shard.ts';
 import { formatTrust, type Trust } from '../fusion/trust.ts';
@@ -61,6 +62,23 @@ Large evaluations: --jobs N on one machine; --shard I/N per cluster task, then
     fusion: choices(EVAL_FUSIONS, { default: ['pyramid'], help: 'fusion mode(s); a comma list runs each' }),
     dtype: choices(EVAL_DTYPES, { defaultText: 'float32', help: 'feature dtype(s) on the wire; a comma list sweeps' }),
     dtypes: choices(EVAL_DTYPES, { help: 'the same as --dtype' }),
+    codecs: string({
+      arg: '"C1;C2;..."',
+      help: 'message codecs, one pyramid row each, e.g. "int8+top200+deflate;learned16+int8+fg0.3" (parts: float32|float16|int8|int4, learned<R>, top<K>, fg<P>, keep<F>, deflate|brotli)',
+    }),
+    'codec-weights': repeat({ arg: 'FILE', help: 'weight file with learned codecs (heal train-codec); default: the shipped codecs of the profile, if any' }),
+    link: repeat({
+      arg: 'SPEC',
+      help: 'simulate the radio: a preset (dsrc, cv2x, ideal) and/or bandwidth=27Mbps,latency=20ms,loss=0.01,mtu=1398,deadline=100ms,late=use|drop; repeat for several',
+    }),
+    sweep: repeat({
+      arg: 'KEY=V1,V2,...',
+      help: 'one more link per value over the first --link (default dsrc): link.bandwidth=3,6,12,27Mbps, latency=0,100,200ms, link.loss=0,0.05,...; or pose-noise=0,0.2,0.4,0.6 (σ m and degrees on x, y, yaw): every row once per value',
+    }),
+    'min-agents': int({ min: 1, help: 'only frames with at least N agents, ego included (5: the ego and 4 senders)' }),
+    'reuse-encodings': flag({
+      help: "encode each agent once per frame for every row (codec and link sweeps); later rows' stage times then leave the encoders out",
+    }),
     sparsity: numbers({ above: 0, max: 1, default: [1], help: 'fraction(s) of BEV cells senders transmit, strongest first (1 = dense), e.g. 1,0.5,0.25' }),
     device: choice(DEVICES, { arg: 'D', default: 'auto', help: 'where the networks run' }),
     profile: choice(Object.keys(SPACES), { arg: 'P', default: 'small', help: 'shared-space profile' }),
@@ -113,6 +131,47 @@ Large evaluations: --jobs N on one machine; --shard I/N per cluster task, then
   ],
 });
 
+/** --link and --sweep as link specs: each sweep value overrides one key of the first link (default dsrc). */
+export function linksOf(links: string[], sweeps: string[]): string[] | undefined {
+  const out = [...links];
+  for (const sweep of sweeps) {
+    if (sweep.startsWith('pose-noise=')) continue;
+    const eq = sweep.indexOf('=');
+    if (eq < 0) throw new UsageError(`--sweep ${sweep}: expected KEY=V1,V2,...`);
+    const key = sweep
+      .slice(0, eq)
+      .trim()
+      .replace(/^link\./, '');
+    if (!['bandwidth', 'latency', 'loss', 'mtu', 'deadline'].includes(key)) {
+      throw new UsageError(`--sweep ${sweep}: unknown key "${key}" (have link.bandwidth, latency, link.loss, link.mtu, link.deadline)`);
+    }
+    const raw = sweep
+      .slice(eq + 1)
+      .split(',')
+      .map((v) => v.trim())
+      .filter(Boolean);
+    // A unit on the last value applies to all ("3,6,12,27Mbps").
+    const unit = raw.at(-1)?.match(/[A-Za-z%]+$/)?.[0] ?? '';
+    const base = links[0] ?? 'dsrc';
+    for (const v of raw) out.push(`${base},${key}=${/[A-Za-z%]$/.test(v) ? v : v + unit}`);
+  }
+  const uniq = [...new Set(out)];
+  try {
+    for (const l of uniq) parseLink(l);
+  } catch (err) {
+    throw new UsageError(`--link: ${(err as Error).message}`);
+  }
+  return uniq.length ? uniq : undefined;
+}
+
+/** --sweep pose-noise=0,0.2,0.4,0.6: σ values (m and degrees on x, y, yaw). */
+export function poseNoiseSweepOf(sweeps: string[]): number[] | undefined {
+  const s = sweeps.filter((x) => x.startsWith('pose-noise='));
+  if (!s.length) return undefined;
+  if (s.length > 1) throw new UsageError('--sweep pose-noise=...: give it once');
+  return readList(real({ min: 0 }), s[0].slice('pose-noise='.length), '--sweep pose-noise');
+}
+
 export interface ParsedEval {
   options: Omit<EvalOptions, 'log' | 'progress'>;
   /** --shard: this process evaluates one shard into a shard folder. */
@@ -138,6 +197,13 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
           .map((c) => readList(text, c, '--combos'));
   if (!combos.length) throw new UsageError(`--combos needs at least one list of agent types (got "${values.combos}")`);
   const shard = values.shard === undefined ? undefined : parseShard(values.shard);
+  // A link holds a late message over for the sender's next frame, so a scenario's frames must run in
+  // order in one process; --jobs and --shard deal them out one by one.
+  if ((values.link.length || values.sweep.some((x: string) => !x.startsWith('pose-noise='))) && (values.jobs > 1 || shard)) {
+    throw new UsageError(
+      '--link and link sweeps run with --jobs 1 and no --shard: a late message is used in the next frame of its scenario, which another worker may hold',
+    );
+  }
   let weights: string[] | null;
   let randomWeightsReason: string | undefined;
   if (values['random-weights']) {
@@ -158,6 +224,15 @@ export function evalOptions({ values, positionals }: Parsed<typeof EVAL.options>
       fusion: values.fusion,
       dtypes: values.dtype ?? values.dtypes ?? ['float32'],
       keep: values.sparsity,
+      codecs: values.codecs
+        ?.split(';')
+        .map((c) => c.trim())
+        .filter(Boolean),
+      codecWeights: values['codec-weights'].length ? values['codec-weights'].map((w) => path.resolve(w)) : shippedCodecs(values.profile),
+      links: linksOf(values.link, values.sweep),
+      reuseEncodings: values['reuse-encodings'],
+      poseNoiseSweep: poseNoiseSweepOf(values.sweep),
+      minAgents: values['min-agents'],
       device: values.device,
       profile: values.profile,
       weights: weights?.length === 1 ? weights[0] : weights,
@@ -202,6 +277,7 @@ export function parseEvalArgs(args: readonly string[]): ParsedEval | 'help' {
 export function printSummary(report: EvalReport): void {
   console.log('');
   console.log(formatTable(report));
+  if (report.rows.some((r) => r.linkStats)) console.log(`\nthe link, per configuration:\n${formatLinkTable(report)}`);
   const main = report.rows[0];
   if (main) {
     console.log(`\nlatency per stage, ${main.label}:`);

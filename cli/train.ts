@@ -13,6 +13,7 @@ import { loadRegistry } from '../perception/registry.ts';
 import { SPACES, spaceByName, trainingSpace, type SharedSpace } from '../perception/space.ts';
 import { egoNetworkFor } from '../fusion/pipeline.ts';
 import { stageOneModels } from '../train/stages.ts';
+import { codeChannels, codecGraphs } from '../fusion/codec.ts';
 import { type Values, choice, command, flag, int, number, runCommand, string } from './args.ts';
 
 /**
@@ -47,6 +48,22 @@ async function alignmentCost(align: { type: string; base: string; typesDirs: str
     baseStepSeconds: baseWall && base.steps ? baseWall / base.steps : undefined,
     baseSteps: base.steps,
     baseWallSeconds: baseWall,
+  };
+}
+
+/** What the learned codec trains and sends: its parameters against the frozen networks', its code channels. */
+function codecCost(codec: { ratio: number; base: string }, space: SharedSpace) {
+  const count = (d: { params: { shape: number[] }[] }) => d.params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+  const g = codecGraphs(space.channels, codec.ratio);
+  return {
+    ratio: codec.ratio,
+    base: codec.base,
+    channels: space.channels,
+    codeChannels: codeChannels(space.channels, codec.ratio),
+    trainableParams: count(g.both),
+    encoderParams: count(g.encoder),
+    decoderParams: count(g.decoder),
+    frozenParams: count(egoNetworkFor(space)) + count(agentNetwork(stageOneModels(space).network, space)),
   };
 }
 
@@ -93,11 +110,12 @@ export function run(args: string[]): Promise<number> {
 
 /** `heal train` and `heal align` share options, progress and records; align adds its type and base. */
 export async function runTraining(
-  command: 'train' | 'align',
+  command: 'train' | 'align' | 'train-codec',
   args: string[],
   values: Values<ReturnType<typeof trainingOptions>>,
   depthWeight: number,
   align?: { type: string; base: string; typesDirs: string[] },
+  codec?: { ratio: number; base: string },
 ): Promise<number> {
   const steps = values.steps;
   const backend = await selectTrainingBackend(values.backend, (l) => console.log(l));
@@ -138,6 +156,7 @@ export async function runTraining(
     valFrames: values['val-frames'],
     checkpointEvery: values['checkpoint-every'],
     align,
+    codec,
     lossWeights: { ...DEFAULT_LOSS_WEIGHTS, depth: depthWeight },
     log,
     onStep: (info) => {
@@ -171,6 +190,7 @@ export async function runTraining(
   };
   // This segment's time over this segment's steps: a resumed alignment's wallSeconds covers only the resumed part.
   if (align) Object.assign(record, await alignmentCost(align, space, record.wallSeconds as number, result.step - first));
+  if (codec) Object.assign(record, codecCost(codec, space));
   // A resumed run keeps the records of its earlier segments (their commands, e.g. another --lr,
   // and wall times), so the record says how the weights were really made.
   if (values.resume) {

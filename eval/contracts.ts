@@ -7,6 +7,7 @@ import type { Device, Provider } from '../models/runtime.ts';
 import type { MergeRule } from '../models/weights.ts';
 import type { Trust } from '../fusion/trust.ts';
 import type { Box7 } from '../datasets/geometry/boxes.ts';
+import type { LinkStats } from './link.ts';
 
 export type EvalFusion = 'pyramid' | 'late' | 'none';
 export const EVAL_FUSIONS: readonly EvalFusion[] = ['pyramid', 'late', 'none'];
@@ -26,6 +27,20 @@ export interface EvalOptions {
   dtypes: FeatureDType[];
   /** Fractions of BEV cells senders transmit in pyramid fusion (1 = dense). */
   keep: number[];
+  /** Message codecs (fusion/codec-spec.ts names), each one more pyramid row besides dtypes × keep. */
+  codecs?: string[];
+  /** Weight files with learned codecs (heal train-codec), besides any in the weights. */
+  codecWeights?: string[];
+  /** Link configurations (eval/link.ts parseLink); every row runs once per link. None: every message arrives at once. */
+  links?: string[];
+  /** σ values swept on the senders' poses (σx = σy in m, σyaw in degrees, HEAL's protocol); every row runs once per σ. */
+  poseNoiseSweep?: number[];
+  /** Only frames with at least this many agents (ego included), e.g. 5 for the ego and 4 senders. */
+  minAgents?: number;
+  /** Encode each agent frame once for every row of a frame (fusion/pipeline.ts reuseEncodings). */
+  reuseEncodings?: boolean;
+  /** Seed of the link's draws (access order, lost fragments); default `seed`. */
+  linkSeed?: number;
   device: Device;
   profile: string;
   /** Weight file (several are merged by mergeWeights), or null for seeded random weights. */
@@ -76,6 +91,9 @@ export interface RunJson {
   /** Beyond the viewer's contract: the whole sweep. */
   dtypes: FeatureDType[];
   keep: number[];
+  codecs?: string[];
+  links?: string[];
+  poseNoiseSweep?: number[];
   device: Device;
   provider: Provider;
   weights: string | null;
@@ -112,6 +130,11 @@ export interface ReportRow {
   fusion: EvalFusion;
   dtype: FeatureDType;
   keep: number;
+  codec?: string;
+  link?: string;
+  poseNoise?: number;
+  /** What the link did to this row's messages (with a link). */
+  linkStats?: LinkStats;
   frames: number;
   detections: number;
   gt: number;
@@ -203,6 +226,11 @@ export interface FrameLine {
   fusion: EvalFusion;
   dtype: FeatureDType;
   keep: number;
+  codec?: string;
+  link?: string;
+  poseNoise?: number;
+  /** This frame's messages on the link: how many, and how they fared (with a link). */
+  linkStats?: LinkStats;
   agents: { id: number; type: string; used: boolean }[];
   detections: { box: Box7; score: number; tp: boolean }[];
   gt: { box: Box7; matched: boolean }[];
@@ -217,10 +245,19 @@ export interface Variant {
   fusion: EvalFusion;
   dtype: FeatureDType;
   keep: number;
+  /** A message codec's name (pyramid only); dtype is then the codec's. */
+  codec?: string;
+  /** The link configuration's spec as given. */
+  link?: string;
+  /** Pose-noise σ of a pose-noise sweep (m and degrees on x, y, yaw). */
+  poseNoise?: number;
 }
 
-/** Pyramid fusion sweeps dtype × keep; late and none do not send features, so they run once. */
-export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep'>): Variant[] {
+/**
+ * Pyramid fusion sweeps dtype × keep, then each codec; late and none do not send features, so they
+ * run once. Every variant runs once per link when links are given.
+ */
+export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep' | 'codecs' | 'links' | 'poseNoiseSweep'>): Variant[] {
   const out: Variant[] = [];
   for (const fusion of opts.fusion) {
     if (fusion !== 'pyramid') {
@@ -228,18 +265,33 @@ export function variantsOf(opts: Pick<EvalOptions, 'fusion' | 'dtypes' | 'keep'>
       continue;
     }
     for (const keep of opts.keep) for (const dtype of opts.dtypes) out.push({ fusion, dtype, keep });
+    for (const codec of opts.codecs ?? []) out.push({ fusion, dtype: codecDtype(codec), keep: 1, codec });
   }
-  return out;
+  const linked = opts.links?.length ? opts.links.flatMap((link) => out.map((v) => ({ ...v, link }))) : out;
+  if (!opts.poseNoiseSweep?.length) return linked;
+  return opts.poseNoiseSweep.flatMap((poseNoise) => linked.map((v) => ({ ...v, poseNoise })));
+}
+
+/** The dtype token of a codec name (float32 when it names none). */
+function codecDtype(codec: string): FeatureDType {
+  return (
+    (codec
+      .split('+')
+      .find((t) => ['float32', 'float16', 'int8', 'int4'].includes(t.trim()))
+      ?.trim() as FeatureDType | undefined) ?? 'float32'
+  );
 }
 
 export function rowKey(combo: string[], v: Variant): string {
-  return `${combo.join('+')}|${v.fusion}|${v.dtype}|${v.keep}`;
+  return `${combo.join('+')}|${v.fusion}|${v.codec ?? v.dtype}|${v.keep}${v.link ? `|${v.link}` : ''}${v.poseNoise !== undefined ? `|σ${v.poseNoise}` : ''}`;
 }
 
 export function rowLabel(combo: string[], v: Variant): string {
   const parts = [combo.join('+'), v.fusion];
-  if (v.fusion === 'pyramid') parts.push(v.dtype);
+  if (v.fusion === 'pyramid') parts.push(v.codec ?? v.dtype);
   if (v.keep < 1) parts.push(`keep ${Math.round(v.keep * 100)}%`);
+  if (v.link) parts.push(`@ ${v.link}`);
+  if (v.poseNoise !== undefined) parts.push(`pose σ ${v.poseNoise}`);
   return parts.join(' ');
 }
 

@@ -39,6 +39,9 @@ import {
 import { noisyPose, rng } from './noise.ts';
 import { apOf, RowStats } from './statistics.ts';
 import { finishRunFolder, startRunFolder } from './runfolder.ts';
+import { parseCodec, type CodecSpec } from '../fusion/codec-spec.ts';
+import { EgoGate } from '../fusion/gate.ts';
+import { emptyLinkStats, frameChannel, parseLink, scheduleFrame, type LinkConfig, type LinkStats } from './link.ts';
 const PIPELINE_MODE: Record<EvalFusion, FusionMode> = { pyramid: 'intermediate', late: 'late', none: 'none' };
 
 // ---------------------------------------------------------------------------------------------
@@ -76,17 +79,71 @@ export function checkEvalOptions(o: EvalOptions, registry: Registry, space: Shar
   if (!Number.isInteger(o.latency) || o.latency < 0) throw new Error(`latency: must be an integer number of frames ≥ 0 (got ${o.latency})`);
   if (!(o.drop >= 0 && o.drop <= 1)) throw new Error(`drop: must be a probability in [0, 1] (got ${o.drop})`);
   if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 1)) throw new Error(`limit: must be a positive integer (got ${o.limit})`);
+  for (const c of o.codecs ?? []) parseCodec(c);
+  for (const l of o.links ?? []) parseLink(l);
 }
 
-export function selectFrames(ds: Dataset, split: string, limit?: number): FrameRef[] {
+/** Messages that missed their frame's deadline, held for the next frame, by row, scenario and sender. */
+export type HeldMessages = Map<string, { index: number; bytes: Uint8Array }>;
+
+/**
+ * The channel callback of one frame and row: schedules the frame's messages on the link (eval/link.ts),
+ * delivers those in time, and under the 'use' policy the sender's message of the previous frame
+ * when this one missed its deadline and that one arrived late (it carries the pose it was made at).
+ */
+export function linkChannel(cfg: LinkConfig, seed: number, frameKey: string, rowKey: string, index: number, held: HeldMessages, stats: LinkStats) {
+  return (sent: { id: number; bytes: Uint8Array }[]) => {
+    const ch = frameChannel(seed, frameKey, cfg);
+    const order = ch.order(sent);
+    const outcomes = scheduleFrame(
+      order.map((m) => ({ id: m.id, bytes: m.bytes.length })),
+      cfg,
+      ch.fragmentLost,
+    );
+    const received: Uint8Array[] = [];
+    const skipped: { id: number; reason: string }[] = [];
+    stats.frames++;
+    outcomes.forEach((out, i) => {
+      stats.messages++;
+      stats.bytes += out.bytes;
+      stats.airMs += out.endMs - out.startMs;
+      const key = `${rowKey}\u0000${out.id}`;
+      const before = held.get(key);
+      held.delete(key);
+      if (out.delivery === 'in-time') {
+        stats.inTime++;
+        received.push(order[i].bytes);
+        return;
+      }
+      if (out.delivery === 'late') {
+        stats.late++;
+        if (cfg.late === 'use') held.set(key, { index, bytes: order[i].bytes });
+      } else if (out.delivery === 'lost') stats.lost++;
+      else stats.expired++;
+      if (cfg.late === 'use' && before && before.index === index - 1) {
+        stats.lateUsed++;
+        received.push(before.bytes);
+        skipped.push({ id: out.id, reason: `link: this frame's message ${out.delivery}; used the previous frame's late message` });
+      } else {
+        skipped.push({
+          id: out.id,
+          reason: `link: message ${out.delivery}${out.delivery === 'lost' ? ` (${out.lostFragments} of ${out.fragments} fragments)` : ` (arrives at ${out.arrivalMs.toFixed(1)} ms)`}`,
+        });
+      }
+    });
+    return { received, skipped };
+  };
+}
+
+export function selectFrames(ds: Dataset, split: string, limit?: number, minAgents = 1): FrameRef[] {
   const all = ds.frames();
   const splits = [...new Set(all.map((f) => f.split))];
-  const frames = split === 'all' ? all : all.filter((f) => f.split === split);
+  const frames = (split === 'all' ? all : all.filter((f) => f.split === split)).filter((f) => f.agentIds.length >= minAgents);
   if (!frames.length) {
     throw new DataError(
       ds.root,
       'split',
-      `no frames in split "${split}" (this dataset has: ${splits.join(', ') || 'none'}; or split "all" for every frame)`,
+      `no frames in split "${split}"${minAgents > 1 ? ` with ${minAgents} agents or more` : ''} (this dataset has: ${splits.join(', ') || 'none'}; or split "all" for every frame)`,
       split,
     );
   }
@@ -112,7 +169,7 @@ export async function prepareEval(o: EvalOptions): Promise<EvalSetup> {
   const registry = await loadRegistry(o.typesDirs ?? []);
   checkEvalOptions(o, registry, space);
   const ds = await openDataset(o.data);
-  const frames = selectFrames(ds, o.split, o.limit);
+  const frames = selectFrames(ds, o.split, o.limit, o.minAgents);
   const scenarioTimes = new Map(ds.scenarios().map((s) => [`${s.split}\u0000${s.name}`, s.timestamps]));
   const refsByKey = new Map(ds.frames().map((f) => [`${f.split}\u0000${f.scenario}\u0000${f.timestamp}`, f]));
   const maxAgents = Math.max(1, ...frames.map((f) => f.agentIds.length));
@@ -130,9 +187,45 @@ export async function createEvalPipeline(setup: EvalSetup, threads?: number): Pr
     seed: o.seed,
     trust: o.trust,
     security: o.insecure ? undefined : o.keys ? await keyFolderSecurity(o.keys) : ephemeralSecurity(),
+    codecWeightsFile: o.codecWeights,
+    reuseEncodings: o.reuseEncodings,
     threads,
     log: o.log,
   });
+}
+
+/**
+ * What a pipeline carries from frame to frame of an evaluation: the parsed codecs and links, the
+ * messages a link held back for the next frame, and one ego gate per configuration on a link (one
+ * row's senders' sequence numbers must not make another row's late messages look replayed). Time
+ * is the link model's (simulated) there, so the gate's wall-clock age limit, which the evaluation's
+ * own pace would trip, is lifted for them.
+ */
+interface RunState {
+  codecs: Map<string, CodecSpec>;
+  links: Map<string, LinkConfig>;
+  held: HeldMessages;
+  gateFor: (key: string) => EgoGate;
+}
+
+const runStates = new WeakMap<CollabPipeline, RunState>();
+
+function runStateOf(o: EvalOptions, pipeline: CollabPipeline): RunState {
+  let st = runStates.get(pipeline);
+  if (st) return st;
+  const gates = new Map<string, EgoGate>();
+  st = {
+    codecs: new Map((o.codecs ?? []).map((c) => [c, parseCodec(c)] as [string, CodecSpec])),
+    links: new Map((o.links ?? []).map((l) => [l, parseLink(l)] as [string, LinkConfig])),
+    held: new Map(),
+    gateFor: (key) => {
+      let g = gates.get(key);
+      if (!g) gates.set(key, (g = new EgoGate({ ...pipeline.gate.opts, maxAgeMs: Number.POSITIVE_INFINITY })));
+      return g;
+    },
+  };
+  runStates.set(pipeline, st);
+  return st;
 }
 
 export function factsOf(pipeline: CollabPipeline): PipelineFacts {
@@ -152,6 +245,7 @@ export function factsOf(pipeline: CollabPipeline): PipelineFacts {
  */
 export async function evaluateFrame(setup: EvalSetup, pipeline: CollabPipeline, index: number, withScene = false): Promise<FrameOutcome> {
   const { o, ds, space, frames, source } = setup;
+  const state = runStateOf(o, pipeline);
   const ref = frames[index];
   const out: FrameOutcome = { index, lines: [], det: [], gt: [], passes: 0, passMs: 0, signMs: 0, verifyMs: 0, rejected: {} };
   // The viewer keeps the last line it reads for a frame of the first combination and mode, so the
@@ -164,6 +258,23 @@ export async function evaluateFrame(setup: EvalSetup, pipeline: CollabPipeline, 
   try {
     for (const [ci, combo] of o.combos.entries()) {
       const { egoId, inputs, agents, notes, rawEgo, truePoses } = await readInputs(source, ref, combo);
+      // A pose-noise sweep: the same draws as --pose-noise, scaled by each σ, on the senders' true poses.
+      const noisy = new Map(
+        (o.poseNoiseSweep ?? []).map((sigma) => [
+          sigma,
+          inputs.map((inp, k) =>
+            k === 0 || sigma === 0
+              ? inp
+              : {
+                  ...inp,
+                  frame: {
+                    ...inp.frame,
+                    lidarPose: noisyPose(truePoses[k], [sigma, sigma, sigma], rng(`${o.seed}|pose|${ref.scenario}|${ref.timestamp}|${inp.frame.agentId}`)),
+                  },
+                },
+          ),
+        ]),
+      );
       if (ci === 0) {
         out.gt = (await egoGroundTruth(ds, ref, rawEgo, space)).map((g) => ({ id: g.id, box: g.box }));
         if (withScene) {
@@ -173,12 +284,30 @@ export async function evaluateFrame(setup: EvalSetup, pipeline: CollabPipeline, 
       }
       for (const v of ordered) {
         const t = performance.now();
-        const r: FrameResult = await pipeline.runFrame(inputs, egoId, {
+        const key = rowKey(combo, v);
+        const linkStats = v.link ? emptyLinkStats(v.link) : undefined;
+        const times = source.scenarioTimes.get(`${ref.split}\u0000${ref.scenario}`) ?? [ref.timestamp];
+        const channel =
+          v.link && linkStats
+            ? linkChannel(
+                state.links.get(v.link)!,
+                o.linkSeed ?? o.seed,
+                `${ref.split}|${ref.scenario}|${ref.timestamp}`,
+                `${key}\u0000${ref.split}\u0000${ref.scenario}`,
+                times.indexOf(ref.timestamp),
+                state.held,
+                linkStats,
+              )
+            : undefined;
+        const r: FrameResult = await pipeline.runFrame(v.poseNoise !== undefined ? noisy.get(v.poseNoise)! : inputs, egoId, {
           mode: PIPELINE_MODE[v.fusion],
           dtype: v.dtype,
           keep: v.keep,
           scoreThreshold: o.scoreThreshold,
           sequence,
+          codec: v.codec ? state.codecs.get(v.codec) : undefined,
+          channel,
+          gate: v.link ? state.gateFor(key) : undefined,
         });
         const total = performance.now() - t;
         out.passMs += total;
@@ -188,6 +317,7 @@ export async function evaluateFrame(setup: EvalSetup, pipeline: CollabPipeline, 
         for (const [k, n] of Object.entries(r.rejected)) out.rejected[k] = (out.rejected[k] ?? 0) + n;
         const det = r.detections.map((d) => ({ box: d.box, score: d.score }));
         const line = frameLineOf(ref, egoId, combo, v, agents, notes, r, det, out.gt, total);
+        if (linkStats) line.linkStats = linkStats;
         out.lines.push(line);
         out.det.push(det);
         out.scene?.detections.push({ label: rowLabel(combo, v), boxes: line.detections });
@@ -442,6 +572,9 @@ export function runJsonOf(o: EvalOptions, space: SharedSpace, facts: PipelineFac
     dtype: o.dtypes[0],
     dtypes: o.dtypes,
     keep: o.keep,
+    ...(o.codecs?.length ? { codecs: o.codecs } : {}),
+    ...(o.links?.length ? { links: o.links } : {}),
+    ...(o.poseNoiseSweep?.length ? { poseNoiseSweep: o.poseNoiseSweep } : {}),
     device: o.device,
     provider: facts.provider,
     weights: o.weights ? weightsName([o.weights].flat().map((w) => path.resolve(w)))! : null,
@@ -538,6 +671,9 @@ function frameLineOf(
     fusion: v.fusion,
     dtype: v.dtype,
     keep: v.keep,
+    ...(v.codec ? { codec: v.codec } : {}),
+    ...(v.link ? { link: v.link } : {}),
+    ...(v.poseNoise !== undefined ? { poseNoise: v.poseNoise } : {}),
     agents: agents.map((a) => ({ ...a, used: usedIds.has(a.id) })),
     detections: det.map((d, i) => ({ box: d.box.map((x) => round(x)) as Box7, score: round(d.score, 5), tp: tp[i] })),
     gt: gt.map((g, i) => ({ box: g.box.map((x) => round(x)) as Box7, matched: matched[i] })),

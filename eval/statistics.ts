@@ -3,6 +3,7 @@
 import { bevCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import type { GtBox } from '../datasets/frame.ts';
 import { ApAccumulator, DEFAULT_IOU_THRESHOLDS } from './metrics.ts';
+import { emptyLinkStats, type LinkStats } from './link.ts';
 import { rowKey, rowLabel, type ApByThreshold, type FrameLine, type ReportRow, type StageLatency, type Variant } from './contracts.ts';
 
 /** Nearest-rank percentile of an unsorted list. */
@@ -31,6 +32,7 @@ export class RowStats {
   readonly byUsed = new Map<string, ApAccumulator>();
   readonly bytes: number[] = [];
   readonly times = new Map<string, number[]>();
+  linkStats?: LinkStats;
   constructor(
     readonly combo: string[],
     readonly variant: Variant,
@@ -46,6 +48,11 @@ export class RowStats {
     if (!u) this.byUsed.set(used, (u = new ApAccumulator(DEFAULT_IOU_THRESHOLDS)));
     u.addFrame(detFp, scores, gtFp);
     this.bytes.push(line.bytes);
+    if (line.linkStats) {
+      this.linkStats ??= emptyLinkStats(line.linkStats.config);
+      for (const k of ['messages', 'inTime', 'late', 'lateUsed', 'lost', 'expired', 'bytes', 'airMs', 'frames'] as const)
+        this.linkStats[k] += line.linkStats[k];
+    }
     for (const [k, v] of Object.entries(line.times)) {
       let list = this.times.get(k);
       if (!list) this.times.set(k, (list = []));
@@ -76,6 +83,7 @@ export class RowStats {
       },
       byUsedTypes: [...this.byUsed.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([types, acc]) => ({ types, frames: acc.frames, ap: apOf(acc) })),
       latency,
+      ...(this.linkStats ? { linkStats: this.linkStats } : {}),
     };
   }
 }

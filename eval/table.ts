@@ -2,12 +2,30 @@
 
 import type { EvalReport, ReportRow } from './contracts.ts';
 
+/** What a row swept beyond the table's columns: its link and pose noise, or ''. */
+function sweptOf(r: ReportRow): string {
+  return [r.link ? `@ ${r.link}` : '', r.poseNoise !== undefined ? `pose σ ${r.poseNoise}` : ''].filter(Boolean).join(' ');
+}
+
 export function formatTable(report: EvalReport): string {
-  const head = ['combination', 'fusion', 'dtype', 'keep', 'frames', 'AP@0.3', 'AP@0.5', 'AP@0.7', 'bytes/frame', 'log2'];
+  const swept = report.rows.some((r) => sweptOf(r));
+  const head = [
+    'combination',
+    'fusion',
+    'dtype',
+    'keep',
+    'frames',
+    'AP@0.3',
+    'AP@0.5',
+    'AP@0.7',
+    'bytes/frame',
+    'log2',
+    ...(swept ? ['link / pose noise'] : []),
+  ];
   const body = report.rows.map((r) => [
     r.combo.join('+'),
     r.fusion,
-    r.fusion === 'pyramid' ? r.dtype : '-',
+    r.fusion === 'pyramid' ? (r.codec ?? r.dtype) : '-',
     r.fusion === 'pyramid' ? `${Math.round(r.keep * 100)}%` : '-',
     String(r.frames),
     r.ap['0.3'].toFixed(3),
@@ -15,8 +33,37 @@ export function formatTable(report: EvalReport): string {
     r.ap['0.7'].toFixed(3),
     formatBytes(r.bytes.mean),
     r.bytes.log2 === null ? '-' : r.bytes.log2.toFixed(2),
+    ...(swept ? [sweptOf(r)] : []),
   ]);
   return alignTable(head, body, [4, 5, 6, 7, 8, 9]);
+}
+
+/** Rows run over a link: what the link did to their messages, with their AP. */
+export function formatLinkTable(report: EvalReport): string {
+  const rows = report.rows.filter((r) => r.linkStats);
+  const pct = (n: number, of: number) => (of ? `${((100 * n) / of).toFixed(0)}%` : '-');
+  return alignTable(
+    ['link', 'combination', 'fusion', 'codec', 'bytes/msg', 'air ms/frame', 'in time', 'late', 'late used', 'lost', 'expired', 'AP@0.5', 'AP@0.7'],
+    rows.map((r) => {
+      const s = r.linkStats!;
+      return [
+        s.config + (r.poseNoise !== undefined ? ` pose σ ${r.poseNoise}` : ''),
+        r.combo.join('+'),
+        r.fusion,
+        r.fusion === 'pyramid' ? (r.codec ?? r.dtype) + (r.keep < 1 ? ` ${Math.round(r.keep * 100)}%` : '') : '-',
+        s.messages ? formatBytes(s.bytes / s.messages) : '-',
+        s.frames ? (s.airMs / s.frames).toFixed(1) : '-',
+        pct(s.inTime, s.messages),
+        pct(s.late, s.messages),
+        pct(s.lateUsed, s.messages),
+        pct(s.lost, s.messages),
+        pct(s.expired, s.messages),
+        r.ap['0.5'].toFixed(3),
+        r.ap['0.7'].toFixed(3),
+      ];
+    }),
+    [4, 5, 6, 7, 8, 9, 10, 11, 12],
+  );
 }
 
 /** Per-stage latency of one row: median and p95 in ms. */

@@ -9,6 +9,7 @@
 import type { SharedSpace } from '../perception/space.ts';
 import { type RejectCode, Rejected, type Verifier } from './identity.ts';
 import { decodeMessage, type DecodedMessage, gridForSpace, MessageError, SpaceMismatch } from './messages.ts';
+import type { LearnedCodec } from './codec.ts';
 
 export interface GateOptions {
   space: SharedSpace;
@@ -26,6 +27,8 @@ export interface GateOptions {
    * 15, kept so that `heal bench hostile` can show what the checks change. Nothing else uses it.
    */
   checks?: boolean;
+  /** Learned codecs' receiver halves by code channels (fusion/codec.ts), for messages whose header names one. */
+  decoders?: ReadonlyMap<number, LearnedCodec>;
 }
 
 /** One received message the ego admitted: decoded, with the certified (or claimed) sender. */
@@ -123,7 +126,7 @@ export class FrameGate {
     const t0 = performance.now();
     let msg: DecodedMessage;
     try {
-      msg = decodeMessage(payload, checks ? { grid: gridForSpace(opts.space) } : {});
+      msg = decodeMessage(payload, checks ? { grid: gridForSpace(opts.space) } : {}, opts.decoders);
     } finally {
       add('deserialize', t0);
     }

@@ -11,6 +11,7 @@ import type { SharedSpace } from '../perception/space.ts';
 import { featureGrid, HEAL_SPACE } from '../perception/space.ts';
 import type { Registry } from '../perception/registry.ts';
 import { alignToGround, groundAlignedPose } from '../perception/ground.ts';
+import { EGO_BODY } from '../perception/pillars.ts';
 import { agentNetwork, agentInputs, healCropRatios } from '../perception/encoders/agent.ts';
 import { egoNetwork, type EgoNetworkOptions } from './networks/ego.ts';
 import { pyramidLevelSizes, type PyramidFusionConfig } from './networks/pyramid.ts';
@@ -21,7 +22,7 @@ import { initWeights, loadWeights, mergeWeightFiles, pickWeights, type MergeRule
 import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
 import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
-import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType } from './messages.ts';
+import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType, type EncodeOptions } from './messages.ts';
 import { agentFromEgo, warpGrids, warpTheta } from './warp.ts';
 import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
@@ -33,6 +34,8 @@ import { boundFeatures, EgoGate, type Admitted, type GateOptions } from './gate.
 import { describeImport } from './heal-checkpoint.ts';
 import { importHealModalities, leftOutLines, modalityOf, type CheckpointImport } from './heal-import.ts';
 import { decodeStateDict } from '../models/pth.ts';
+import { learnedCodecs, type LearnedCodec } from './codec.ts';
+import type { CodecSpec } from './codec-spec.ts';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 
@@ -68,6 +71,14 @@ export interface PipelineOptions {
   gate?: Omit<GateOptions, 'space' | 'verifier'>;
   /** onnxruntime intra-op threads per session; default onnxruntime's choice (one per core). */
   threads?: number;
+  /**
+   * Encode each agent frame once per type and reuse the map (and the sender's occupancy) while the
+   * frame object lives: sweeps over codecs and links run the same sensors many times. Stage times
+   * then count the encoders only in the first pass that needed them.
+   */
+  reuseEncodings?: boolean;
+  /** Weight files holding learned message codecs (codec.r<R>.*, heal train-codec), besides any in the weights. */
+  codecWeightsFile?: string[];
   log?: (line: string) => void;
 }
 
@@ -98,6 +109,16 @@ export interface FrameOptions {
    * depend on which frames this pipeline ran before (heal eval --jobs, --shard).
    */
   sequence?: number;
+  /** The message codec (fusion/codec-spec.ts); replaces dtype and keep when given. */
+  codec?: CodecSpec;
+  /**
+   * The channel between the senders and the ego (eval/link.ts): given every message sent this
+   * frame, what the ego receives (possibly older messages held back from an earlier frame) and who
+   * it did not hear from. Default: every message arrives.
+   */
+  channel?: (sent: { id: number; bytes: Uint8Array }[]) => { received: Uint8Array[]; skipped: { id: number; reason: string }[] };
+  /** The ego's gate (its memory of senders' sequence numbers) for this frame, instead of the pipeline's own. */
+  gate?: EgoGate;
 }
 
 /** Milliseconds per stage, summed over agents where a stage runs per agent. */
@@ -321,6 +342,11 @@ function partners(agents: AgentInput[], ego: AgentInput, space: SharedSpace): { 
   return { heard: others.slice(0, n), capped: others.slice(n) };
 }
 
+/** Whether a box's centre lies on the ego vehicle's own body (perception/pillars.ts EGO_BODY), in the ego's frame. */
+export function onEgoBody(box: Box7): boolean {
+  return box[0] >= EGO_BODY.xMin && box[0] <= EGO_BODY.xMax && box[1] >= EGO_BODY.yMin && box[1] <= EGO_BODY.yMax;
+}
+
 function transformBox(box: Box7, m: Float64Array): Box7 {
   return cornersToBox(transformCorners(m, boxToCorners(box)));
 }
@@ -330,6 +356,8 @@ const CERT_EVERY = 10;
 
 export class CollabPipeline {
   private readonly typeSessions = new Map<string, SessionInfo>();
+  private readonly encodings = new WeakMap<AgentFrame, Map<string, Float32Array>>();
+  private readonly occupancies = new WeakMap<Float32Array, Float32Array>();
   private sequence = 0;
   /** Messages each sender has signed: the first and every CERT_EVERY-th carry the whole certificate. */
   private readonly signedCount = new Map<string, number>();
@@ -347,10 +375,12 @@ export class CollabPipeline {
     /** The fusion trust of each type that has one; every other type is trusted 1. */
     readonly trust: Trust,
     /** When the weight file is a HEAL checkpoint: what it loaded and left out. */
-    readonly healImport?: WeightFile['heal'],
+    readonly healImport: WeightFile['heal'] | undefined,
+    /** Learned message codecs, keyed by their number of code channels. */
+    readonly codecs: Map<number, LearnedCodec>,
   ) {
     this.anchors = makeAnchors(opts.space);
-    this.gate = new EgoGate({ ...opts.gate, space: opts.space, verifier: opts.security?.verifier });
+    this.gate = new EgoGate({ ...opts.gate, space: opts.space, verifier: opts.security?.verifier, decoders: codecs });
   }
 
   get provider(): Provider {
@@ -374,7 +404,9 @@ export class CollabPipeline {
     if (!weights) opts.log?.('heal: no weight file given: the networks run on seeded random weights, so detections mean nothing');
     for (const type of Object.keys(opts.trust ?? {})) opts.registry.get(type);
     const trust = opts.trust === null ? {} : { ...(weights ? trustFromWeights(weights, name) : {}), ...opts.trust };
-    return new CollabPipeline(opts, ego, weights, !weights, trust, file?.heal);
+    const codecWeights: Weights = new Map(weights);
+    for (const f of opts.codecWeightsFile ?? []) for (const [k, v] of (await loadWeights(f)).weights) if (k.startsWith('codec.')) codecWeights.set(k, v);
+    return new CollabPipeline(opts, ego, weights, !weights, trust, file?.heal, learnedCodecs(codecWeights, opts.space.channels));
   }
 
   trustOf(type: string): number {
@@ -419,6 +451,19 @@ export class CollabPipeline {
 
   /** One agent's encoder + aligner: features [C, H', W'] in its own (ground-aligned) frame. */
   async encode(input: AgentInput, times: StageTimes = {}): Promise<Float32Array> {
+    if (this.opts.reuseEncodings) {
+      let byType = this.encodings.get(input.frame);
+      if (!byType) this.encodings.set(input.frame, (byType = new Map()));
+      const hit = byType.get(input.type);
+      if (hit) return hit;
+      const f = await this.encodeFresh(input, times);
+      byType.set(input.type, f);
+      return f;
+    }
+    return this.encodeFresh(input, times);
+  }
+
+  private async encodeFresh(input: AgentInput, times: StageTimes): Promise<Float32Array> {
     const frame = alignToGround(input.frame, this.opts.space);
     const profile = this.opts.registry.profile(input.type, this.opts.space.name);
     const session = await this.typeSession(input.type);
@@ -481,14 +526,15 @@ export class CollabPipeline {
 
   private message(
     input: AgentInput,
-    payload: { features?: Float32Array; detections?: Detection[] },
+    payload: { features?: Float32Array; detections?: Detection[]; occupancy?: Float32Array },
     dtype: FeatureDType,
     times: StageTimes,
     keep?: number,
+    codec?: CodecSpec,
   ): Uint8Array {
     const t = now();
     const grid = gridForSpace(this.opts.space);
-    const mask = payload.features && keep !== undefined && keep < 1 ? strongestCellsMask(payload.features, grid, keep) : undefined;
+    const mask = payload.features && !codec && keep !== undefined && keep < 1 ? strongestCellsMask(payload.features, grid, keep) : undefined;
     const bytes = encodeMessage(
       {
         agentId: String(input.frame.agentId),
@@ -504,7 +550,12 @@ export class CollabPipeline {
           scores: Float32Array.from(payload.detections.map((d) => d.score)),
         },
       },
-      { dtype, mask },
+      codec
+        ? {
+            ...this.codecOptions(codec, payload.occupancy),
+            mask: codec.keep !== undefined && codec.keep < 1 && payload.features ? strongestCellsMask(payload.features, grid, codec.keep) : undefined,
+          }
+        : { dtype, mask },
     );
     addTime(times, 'serialize', now() - t);
     const security = this.opts.security;
@@ -519,18 +570,75 @@ export class CollabPipeline {
     return signed;
   }
 
+  /** encodeMessage's options for a codec: its dtype, cells chosen on the sender's occupancy, learned half, entropy coder. */
+  private codecOptions(codec: CodecSpec, occupancy: Float32Array | undefined): EncodeOptions {
+    let learned: LearnedCodec | undefined;
+    if (codec.learnedRatio !== undefined) {
+      learned = this.codecs.get(this.opts.space.channels / codec.learnedRatio);
+      if (!learned) {
+        throw new Error(
+          `codec "${codec.name}": no learned codec of ratio ${codec.learnedRatio} in the weights (train one with heal train-codec --ratio ${codec.learnedRatio}, pass it as codec weights)`,
+        );
+      }
+    }
+    return {
+      dtype: codec.dtype,
+      learned,
+      entropy: codec.entropy,
+      codecName: codec.name,
+      topK: codec.topK,
+      sparseThreshold: codec.threshold,
+      confidence: codec.topK !== undefined || codec.threshold !== undefined ? occupancy : undefined,
+    };
+  }
+
+  /**
+   * The sender's own foreground probability per BEV cell [H·W]: the pyramid's finest occupancy
+   * map on its features alone (what it would fuse with no partner), nearest-sampled onto the grid.
+   */
+  async occupancyOf(features: Float32Array, pose: Float64Array, times: StageTimes = {}): Promise<Float32Array> {
+    const hit = this.opts.reuseEncodings ? this.occupancies.get(features) : undefined;
+    if (hit) return hit;
+    const out = await this.fuse([features], [pose], times);
+    const occ = out.occ0;
+    const [h, w] = [occ.shape[2], occ.shape[3]];
+    const [W, H] = featureGrid(this.opts.space);
+    const logits = occ.data as Float32Array;
+    const prob = new Float32Array(H * W);
+    for (let y = 0; y < H; y++) {
+      const sy = Math.min(h - 1, Math.floor((y * h) / H));
+      for (let x = 0; x < W; x++) prob[y * W + x] = 1 / (1 + Math.exp(-logits[sy * w + Math.min(w - 1, Math.floor((x * w) / W))]));
+    }
+    if (this.opts.reuseEncodings) this.occupancies.set(features, prob);
+    return prob;
+  }
+
   /**
    * The sender side: encodes one agent and returns the message it broadcasts. In late fusion the
    * message carries the agent's own detections instead of features.
    */
-  async send(input: AgentInput, mode: FusionMode, dtype: FeatureDType, times: StageTimes = {}, keep?: number, scoreThreshold?: number): Promise<Uint8Array> {
+  async send(
+    input: AgentInput,
+    mode: FusionMode,
+    dtype: FeatureDType,
+    times: StageTimes = {},
+    keep?: number,
+    scoreThreshold?: number,
+    codec?: CodecSpec,
+  ): Promise<Uint8Array> {
     const features = await this.encode(input, times);
     if (mode === 'late') {
       // Senders keep boxes at the ego's score threshold, so late fusion is scored like the others.
       const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { scoreThreshold }, times);
       return this.message(input, { detections }, dtype, times);
     }
-    return this.message(input, { features }, dtype, times, keep);
+    if (codec && (codec.topK !== undefined || codec.threshold !== undefined)) {
+      const t = now();
+      const occupancy = await this.occupancyOf(features, groundAlignedPose(input.frame, this.opts.space));
+      addTime(times, 'occupancy', now() - t);
+      return this.message(input, { features, occupancy }, dtype, times, keep, codec);
+    }
+    return this.message(input, { features }, dtype, times, keep, codec);
   }
 
   /**
@@ -553,8 +661,9 @@ export class CollabPipeline {
     if (!ego) throw new Error(`runFrame: ego ${egoId} is not among the agents (${agents.map((a) => a.frame.agentId).join(', ')})`);
     const skipped: FrameResult['skipped'] = [];
     const messageBytes: FrameResult['messageBytes'] = [];
-    const received: Uint8Array[] = [];
+    let received: Uint8Array[] = [];
     if (opts.mode !== 'none') {
+      const sent: { id: number; bytes: Uint8Array }[] = [];
       const { heard, capped } = partners(agents, ego, space);
       for (const a of capped) skipped.push({ id: a.frame.agentId, reason: `beyond the first ${space.maxAgents} agents of the frame (max_cav)` });
       for (const a of heard) {
@@ -565,7 +674,7 @@ export class CollabPipeline {
         }
         let bytes: Uint8Array;
         try {
-          bytes = await this.send(a, opts.mode, dtype, times, opts.keep, opts.scoreThreshold);
+          bytes = await this.send(a, opts.mode, dtype, times, opts.keep, opts.scoreThreshold, opts.codec);
         } catch (err) {
           // A sender without a key sends nothing the ego would accept; the frame goes on.
           if (!(err instanceof DataError && err.file === 'keys')) throw err;
@@ -573,7 +682,14 @@ export class CollabPipeline {
           continue;
         }
         messageBytes.push({ id: a.frame.agentId, bytes: bytes.length });
-        received.push(bytes);
+        sent.push({ id: a.frame.agentId, bytes });
+      }
+      if (opts.channel) {
+        const link = opts.channel(sent);
+        received = link.received;
+        skipped.push(...link.skipped);
+      } else {
+        received = sent.map((m) => m.bytes);
       }
       received.push(...extraMessages);
     }
@@ -613,7 +729,7 @@ export class CollabPipeline {
     const egoPose = groundAlignedPose(ego.frame, this.opts.space);
     // Every message passes the gate before anything of it is used; a rejected one is counted by
     // reason and the frame goes on with the rest.
-    const gate = this.gate.frame(String(egoId), egoPose, acc.startMs);
+    const gate = (opts.gate ?? this.gate).frame(String(egoId), egoPose, acc.startMs);
     const messages: Admitted[] = [];
     for (const bytes of received) {
       const msg = gate.admit(bytes, times);
@@ -636,7 +752,9 @@ export class CollabPipeline {
         for (let i = 0; i < scores.length; i++) {
           const box = transformBox(Array.from(boxes.subarray(i * 7, i * 7 + 7)) as Box7, egoFromAgent);
           // The ego's own boxes were kept inside its range when decoded; a partner's are kept by the same rule.
-          if (cornersInRange(boxToCorners(box), this.opts.space.range)) all.push({ box, score: scores[i] });
+          // A partner sees the ego as a car, but the ego is not an object of its own scene (the GT
+          // leaves it out, and it knows where it is): such a box would only be a false positive.
+          if (cornersInRange(boxToCorners(box), this.opts.space.range) && !onEgoBody(box)) all.push({ box, score: scores[i] });
         }
       }
       const t = now();

@@ -22,3 +22,9 @@ export function shippedWeights(profile = 'small'): string | undefined {
   const p = shippedWeightsPath(profile);
   return existsSync(p) ? p : undefined;
 }
+
+/** models/shipped/<profile>/codecs.bin: learned message codecs (codec.r<R>.*, heal train-codec), when shipped. */
+export function shippedCodecs(profile = 'small'): string[] | undefined {
+  const p = path.join(DIR, 'shipped', profile, 'codecs.bin');
+  return existsSync(p) ? [p] : undefined;
+}

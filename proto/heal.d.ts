@@ -38,6 +38,12 @@ export namespace heal {
 
         /** Schema version this message was written with (currently 1). 0 means unset and is rejected. */
         schemaVersion: number;
+
+        /**
+         * Issue 14: how Features.data was coded. Absent: plain dtype coding of the grid's channels, no
+         * entropy coder (what every sender wrote before codecs). The receiver decodes by it alone.
+         */
+        featureCodec?: (heal.FeatureCodec.$Properties|null);
     }
 
     namespace Header {
@@ -60,12 +66,100 @@ export namespace heal {
             /** Schema version this message was written with (currently 1). 0 means unset and is rejected. */
             schemaVersion?: (number|null);
 
+            /**
+             * Issue 14: how Features.data was coded. Absent: plain dtype coding of the grid's channels, no
+             * entropy coder (what every sender wrote before codecs). The receiver decodes by it alone.
+             */
+            featureCodec?: (heal.FeatureCodec.$Properties|null);
+
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];
         }
 
         /** Shape of a Header. */
         type $Shape = heal.Header.$Properties;
+    }
+
+    /**
+     * Properties of a FeatureCodec.
+     * @deprecated Use heal.FeatureCodec.$Properties instead.
+     */
+    interface IFeatureCodec extends heal.FeatureCodec.$Properties {
+    }
+
+    /** Issue 14: the codec of a message's features, named in its header. */
+    class FeatureCodec {
+
+        /**
+         * Constructs a new FeatureCodec.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.FeatureCodec.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /**
+         * The codec's name as the sender's configuration spells it, e.g. "learned16+int8+top256+deflate"
+         * (informative: decoding uses the fields below, Features.dtype and SparseMask).
+         */
+        name: string;
+
+        /**
+         * Learned channel compressor: channels on the wire (0: none, Features.data holds the grid's
+         * channels). The receiver restores the grid's channels with its decoder for channels/code_channels.
+         */
+        codeChannels: number;
+
+        /** FeatureCodec entropy. */
+        entropy: heal.EntropyCoder;
+
+        /** Bytes of Features.data before the entropy coder (0 without one); bounds what decoding inflates. */
+        rawLength: number;
+    }
+
+    namespace FeatureCodec {
+
+        /** Properties of a FeatureCodec. */
+        interface $Properties {
+
+            /**
+             * The codec's name as the sender's configuration spells it, e.g. "learned16+int8+top256+deflate"
+             * (informative: decoding uses the fields below, Features.dtype and SparseMask).
+             */
+            name?: (string|null);
+
+            /**
+             * Learned channel compressor: channels on the wire (0: none, Features.data holds the grid's
+             * channels). The receiver restores the grid's channels with its decoder for channels/code_channels.
+             */
+            codeChannels?: (number|null);
+
+            /** FeatureCodec entropy */
+            entropy?: (heal.EntropyCoder|null);
+
+            /** Bytes of Features.data before the entropy coder (0 without one); bounds what decoding inflates. */
+            rawLength?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a FeatureCodec. */
+        type $Shape = heal.FeatureCodec.$Properties;
+    }
+
+    /** Issue 14: a general-purpose compressor over Features.data (after quantisation). */
+    enum EntropyCoder {
+
+        /** ENTROPY_NONE value */
+        ENTROPY_NONE = 0,
+
+        /** raw deflate (RFC 1951), no zlib header */
+        DEFLATE = 1,
+
+        /** RFC 7932 */
+        BROTLI = 2
     }
 
     /**
@@ -205,7 +299,10 @@ export namespace heal {
         FLOAT16 = 2,
 
         /** symmetric: value = q * scale, q in [-127, 127] */
-        INT8 = 3
+        INT8 = 3,
+
+        /** issue 14. symmetric: value = q * scale, q in [-7, 7]; two per byte, element 2i in the low nibble (two's complement), an odd count's last high nibble 0 */
+        INT4 = 4
     }
 
     /**
@@ -227,7 +324,10 @@ export namespace heal {
         /** Unknown fields preserved while decoding when enabled */
         $unknowns?: Uint8Array[];
 
-        /** Logical dense shape [channels, height, width]; must match the grid. */
+        /**
+         * Logical dense shape [channels, height, width]; must match the grid (with a learned codec, the
+         * restored shape: data then holds Header.feature_codec.code_channels channels).
+         */
         shape: number[];
 
         /** Features dtype. */
@@ -239,7 +339,10 @@ export namespace heal {
          */
         data: Uint8Array;
 
-        /** INT8 only: one scale (per tensor) or one per channel. Empty for float dtypes. */
+        /**
+         * INT8/INT4 only: one scale (per tensor) or one per channel (per code channel with a learned
+         * codec). Empty for float dtypes.
+         */
         scale: number[];
     }
 
@@ -248,7 +351,10 @@ export namespace heal {
         /** Properties of a Features. */
         interface $Properties {
 
-            /** Logical dense shape [channels, height, width]; must match the grid. */
+            /**
+             * Logical dense shape [channels, height, width]; must match the grid (with a learned codec, the
+             * restored shape: data then holds Header.feature_codec.code_channels channels).
+             */
             shape?: (number[]|null);
 
             /** Features dtype */
@@ -260,7 +366,10 @@ export namespace heal {
              */
             data?: (Uint8Array|null);
 
-            /** INT8 only: one scale (per tensor) or one per channel. Empty for float dtypes. */
+            /**
+             * INT8/INT4 only: one scale (per tensor) or one per channel (per code channel with a learned
+             * codec). Empty for float dtypes.
+             */
             scale?: (number[]|null);
 
             /** Unknown fields preserved while decoding when enabled */
@@ -296,8 +405,14 @@ export namespace heal {
         /** First value is the first cell index, each next one the (positive) gap to the previous. */
         deltas?: (heal.CellDeltas.$Properties|null);
 
+        /**
+         * Issue 14: alternating run lengths over the cell indices, starting with a run of cells not
+         * sent (0 when cell 0 is sent), then sent, then not sent...; cells after the last run are not sent.
+         */
+        runs?: (heal.CellRuns.$Properties|null);
+
         /** SparseMask cells. */
-        cells?: ("bitmask"|"deltas");
+        cells?: ("bitmask"|"deltas"|"runs");
     }
 
     namespace SparseMask {
@@ -311,8 +426,14 @@ export namespace heal {
             /** First value is the first cell index, each next one the (positive) gap to the previous. */
             deltas?: (heal.CellDeltas.$Properties|null);
 
+            /**
+             * Issue 14: alternating run lengths over the cell indices, starting with a run of cells not
+             * sent (0 when cell 0 is sent), then sent, then not sent...; cells after the last run are not sent.
+             */
+            runs?: (heal.CellRuns.$Properties|null);
+
             /** SparseMask cells */
-            cells?: ("bitmask"|"deltas");
+            cells?: ("bitmask"|"deltas"|"runs");
 
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];
@@ -322,10 +443,50 @@ export namespace heal {
         type $Shape = {
           bitmask?: Uint8Array|null;
           deltas?: heal.CellDeltas.$Shape|null;
+          runs?: heal.CellRuns.$Shape|null;
           $unknowns?: Uint8Array[];
         } & (
-          ({ cells?: undefined; bitmask?: null; deltas?: null }|{ cells?: "bitmask"; bitmask: Uint8Array; deltas?: null }|{ cells?: "deltas"; bitmask?: null; deltas: heal.CellDeltas.$Shape })
+          ({ cells?: undefined; bitmask?: null; deltas?: null; runs?: null }|{ cells?: "bitmask"; bitmask: Uint8Array; deltas?: null; runs?: null }|{ cells?: "deltas"; bitmask?: null; deltas: heal.CellDeltas.$Shape; runs?: null }|{ cells?: "runs"; bitmask?: null; deltas?: null; runs: heal.CellRuns.$Shape })
         );
+    }
+
+    /**
+     * Properties of a CellRuns.
+     * @deprecated Use heal.CellRuns.$Properties instead.
+     */
+    interface ICellRuns extends heal.CellRuns.$Properties {
+    }
+
+    /** Represents a CellRuns. */
+    class CellRuns {
+
+        /**
+         * Constructs a new CellRuns.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: heal.CellRuns.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** CellRuns value. */
+        value: number[];
+    }
+
+    namespace CellRuns {
+
+        /** Properties of a CellRuns. */
+        interface $Properties {
+
+            /** CellRuns value */
+            value?: (number[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a CellRuns. */
+        type $Shape = heal.CellRuns.$Properties;
     }
 
     /**

@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import YAML from 'yaml';
 import { promises as fs } from 'node:fs';
 import { exportOnnx } from '../models/onnx.ts';
-import { encodeWeights, pickWeights } from '../models/weights.ts';
+import { encodeWeights, pickWeights, type Weights } from '../models/weights.ts';
+import { codecGraphs, learnedCodecs } from '../fusion/codec.ts';
 import { agentNetwork } from '../perception/encoders/agent.ts';
 import type { GraphDesc } from '../models/graph.ts';
 import { DataError, writeFileAtomic } from '../datasets/io.ts';
@@ -107,6 +108,20 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
   const egoDesc = egoNetworkFor(opts.space);
   await write('ego.onnx', exportOnnx(egoDesc, pickWeights(egoDesc, weights, source)));
   await write('weights.bin', encodeWeights(weights, meta));
+  // Learned message codecs (heal train-codec): each half as its own ONNX file, and their
+  // parameters alone in codecs.bin, which heal eval --codec-weights (and the shipped default) reads.
+  const codecs = [];
+  const codecParams: Weights = new Map();
+  for (const lc of learnedCodecs(weights, opts.space.channels).values()) {
+    const g = codecGraphs(opts.space.channels, lc.ratio);
+    const enc = `codec-r${lc.ratio}-encoder.onnx`;
+    const dec = `codec-r${lc.ratio}-decoder.onnx`;
+    await write(enc, exportOnnx(g.encoder, pickWeights(g.encoder, weights, source)));
+    await write(dec, exportOnnx(g.decoder, pickWeights(g.decoder, weights, source)));
+    for (const [k, v] of pickWeights(g.both, weights, source)) codecParams.set(k, v);
+    codecs.push({ ratio: lc.ratio, codeChannels: lc.code, encoder: enc, decoder: dec, parameters: paramCount(g.both) });
+  }
+  if (codecParams.size) await write('codecs.bin', encodeWeights(codecParams, { codecs: codecs.map((c) => c.ratio), source }));
 
   const training = [];
   for (const r of opts.records) {
@@ -137,6 +152,7 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
     types,
     ego: { onnx: 'ego.onnx', parameters: paramCount(egoDesc), inputs: egoDesc.inputs, outputs: egoDesc.outputs.map((o) => o.name) },
     weights: { file: 'weights.bin', meta: { ...meta, losses: undefined } },
+    ...(codecs.length ? { codecs } : {}),
     training,
     evaluation,
     files,

@@ -13,6 +13,7 @@ import { builtinAgentConfig } from '../perception/registry.ts';
 import { egoInputsFor, egoNetworkFor } from '../fusion/pipeline.ts';
 import { makeAnchors, type Anchors } from '../fusion/anchors.ts';
 import type { TrainSample } from './batch.ts';
+import { codecGraphs } from '../fusion/codec.ts';
 
 export interface StageOneModels {
   space: SharedSpace;
@@ -268,5 +269,60 @@ export class StageOne implements TrainNet {
   dispose(): void {
     this.agent.dispose();
     this.ego.dispose();
+  }
+}
+
+/**
+ * The learned channel compressor (fusion/codec.ts) between every partner's encoder and the frozen
+ * pyramid fusion: only the codec's two 1×1 convolutions train, like an alignment; the encoder,
+ * fusion and head stay frozen (batch norms in inference mode). The ego's own map does not go
+ * through the codec, as in inference: it never travels.
+ */
+export class CodecNet implements TrainNet {
+  readonly agent: TfModel;
+  readonly ego: TfModel;
+  readonly codec: TfModel;
+  readonly anchors: Anchors;
+  readonly levels: [number, number][];
+
+  constructor(
+    readonly models: StageOneModels,
+    readonly base: Weights,
+    codecWeights: Weights,
+    readonly ratio: number,
+  ) {
+    const agentDesc = agentNetwork(models.network, models.space);
+    this.agent = buildTfModel(agentDesc, pickWeights(agentDesc, base, 'the base model'), 'the base model');
+    this.ego = buildTfModel(models.ego, pickWeights(models.ego, base, 'the base model'), 'the base model');
+    const desc = codecGraphs(models.space.channels, ratio).both;
+    this.codec = buildTfModel(desc, pickWeights(desc, codecWeights, 'the codec'), 'the codec');
+    this.anchors = makeAnchors(models.space);
+    this.levels = levelsOf(models.ego);
+  }
+
+  trainable(): Map<string, tf.Variable> {
+    return new Map([...this.codec.variables].filter(([, v]) => v.trainable));
+  }
+
+  forward(sample: TrainSample, _training: boolean): Record<string, tf.Tensor> {
+    const bevs = sample.inputs.map((inp, i) => {
+      const bev = this.agent.apply(Object.fromEntries(Object.entries(inp).map(([k, v]) => [k, toTensor(v)])), { training: false }).bev;
+      return i === 0 ? bev : this.codec.apply({ bev }).restored;
+    });
+    const out = this.ego.apply(egoInputs(this.models.space, bevs, sample.poses), { training: false });
+    // An ego with no partner in range sends nothing through the codec; a zero-weighted path keeps
+    // its variables connected to the loss, so the step's gradient is zero rather than an error.
+    if (bevs.length === 1) out.cls = tf.add(out.cls, tf.mul(tf.sum(this.codec.apply({ bev: bevs[0] }).restored), 0));
+    return out;
+  }
+
+  async readWeights(): Promise<Weights> {
+    return new Map([...this.base, ...(await this.codec.readWeights())]);
+  }
+
+  dispose(): void {
+    this.agent.dispose();
+    this.ego.dispose();
+    this.codec.dispose();
   }
 }

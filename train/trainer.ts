@@ -14,6 +14,7 @@ import { ApAccumulator } from '../eval/metrics.ts';
 import { bevFromCorners, boxToCorners } from '../datasets/geometry/boxes.ts';
 import { initWeights } from '../models/weights.ts';
 import { weightsFromFile } from '../fusion/pipeline.ts';
+import { codecGraphs } from '../fusion/codec.ts';
 import { agentNetwork } from '../perception/encoders/agent.ts';
 import { decodeDetections } from '../fusion/detect.ts';
 import { loadSample, loadSingleAgentSample, TrainRng, type TrainSample } from './batch.ts';
@@ -21,7 +22,7 @@ import { loadRegistry } from '../perception/registry.ts';
 import { DEFAULT_LOSS_WEIGHTS, depthLoss, detectionLoss, disposeTargets, occupancyLoss, targetTensors, type LossWeights } from './losses.ts';
 import { NamedAdam } from './optimizer.ts';
 import { CHECKPOINT_FILE, type CheckpointMeta, resumeCheckpoint, saveCheckpoint } from './checkpoint.ts';
-import { AlignNet, defaultStageOneModels, StageOne, type StepLoss, type StageOneModels, type TrainNet } from './stages.ts';
+import { AlignNet, CodecNet, defaultStageOneModels, StageOne, type StepLoss, type StageOneModels, type TrainNet } from './stages.ts';
 
 export interface TrainOptions {
   data: string;
@@ -46,6 +47,11 @@ export interface TrainOptions {
    * and head of the weight file `base`, on that type's single-agent frames.
    */
   align?: { type: string; base: string; typesDirs?: string[] };
+  /**
+   * The learned channel compressor instead (fusion/codec.ts): only its two 1×1 convolutions train,
+   * between the partners' frozen encoders and the frozen fusion and head of `base`, on cooperative frames.
+   */
+  codec?: { ratio: number; base: string };
   log?: (line: string) => void;
   /** Called after each step (the CLI draws its progress bar here). */
   onStep?: (info: StepInfo) => void;
@@ -236,7 +242,10 @@ async function stageOf(opts: TrainOptions): Promise<Stage> {
 async function startFresh(opts: TrainOptions, { models, depthSupervised }: Stage): Promise<RunStart> {
   const seed = opts.seed ?? 0;
   let net: TrainNet;
-  if (opts.align) {
+  if (opts.codec) {
+    const base = await weightsFromFile(opts.codec.base, models.space, await loadRegistry([]));
+    net = new CodecNet(models, base, initWeights(codecGraphs(models.space.channels, opts.codec.ratio).both, seed), opts.codec.ratio);
+  } else if (opts.align) {
     // The base may be a HEAL checkpoint (.pth): the same loader as every --weights.
     const registry = await loadRegistry(opts.align.typesDirs ?? []);
     const base = await weightsFromFile(opts.align.base, models.space, registry);
@@ -253,7 +262,12 @@ async function startFresh(opts: TrainOptions, { models, depthSupervised }: Stage
 async function resume(opts: TrainOptions, { models, depthSupervised }: Stage, log: (line: string) => void): Promise<RunStart> {
   const start = await resumeCheckpoint(
     opts.out,
-    (weights) => (opts.align ? new AlignNet(models, weights, weights, depthSupervised) : new StageOne(models, weights)),
+    (weights) =>
+      opts.codec
+        ? new CodecNet(models, weights, weights, opts.codec.ratio)
+        : opts.align
+          ? new AlignNet(models, weights, weights, depthSupervised)
+          : new StageOne(models, weights),
     opts.lr,
   );
   log(`heal train: resumed ${path.join(opts.out, CHECKPOINT_FILE)} at step ${start.meta.step}`);

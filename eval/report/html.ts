@@ -5,6 +5,7 @@ import type { EvalReport, ReportRow } from '../contracts.ts';
 import { formatBytes } from '../table.ts';
 import { formatTrust } from '../../fusion/trust.ts';
 import { PALETTE, esc, linePlot, hbarChart, type Series } from './svg.ts';
+import { parseLink, type LinkConfig } from '../link.ts';
 
 export const CSS = `
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}
@@ -176,6 +177,84 @@ function latencyPlot(rows: ReportRow[]): string {
   );
 }
 
+/** The link parameters that differ between the run's links, with each link's value (x units: Mbps, ms, %, B). */
+const LINK_AXES = [
+  { key: 'bandwidth', label: 'link bandwidth (Mbps)', of: (c: LinkConfig) => c.bandwidth / 1e6 },
+  { key: 'latencyMs', label: 'link latency (ms)', of: (c: LinkConfig) => c.latencyMs },
+  { key: 'loss', label: 'fragment loss (%)', of: (c: LinkConfig) => c.loss * 100 },
+  { key: 'mtu', label: 'MTU (bytes)', of: (c: LinkConfig) => c.mtu },
+] as const;
+
+/** One line per configuration (the row's label without the swept part) of AP@0.5 against x. */
+function sweepPlot(rows: ReportRow[], x: (r: ReportRow) => number | undefined, strip: RegExp, label: string, caption: string): string {
+  const groups = new Map<string, ReportRow[]>();
+  for (const r of rows) {
+    if (x(r) === undefined) continue;
+    const name = r.label.replace(strip, '').replace(/ none$/, ' (ego alone)');
+    groups.set(name, [...(groups.get(name) ?? []), r]);
+  }
+  const xs = [...new Set(rows.map(x).filter((v): v is number => v !== undefined))].sort((a, b) => a - b);
+  if (xs.length < 2 || xs.some((v) => !Number.isFinite(v))) return '';
+  const series: Series[] = [...groups.entries()].map(([name, rs], i) => ({
+    name,
+    color: rs[0].fusion === 'none' ? '#888' : PALETTE[i % PALETTE.length],
+    dash: rs[0].fusion !== 'pyramid',
+    markers: rs[0].fusion === 'pyramid' ? 'circle' : rs[0].fusion === 'late' ? 'square' : 'triangle',
+    points: rs.map((r) => [x(r)!, r.ap['0.5']] as [number, number]).sort((a, b) => a[0] - b[0]),
+  }));
+  return figure(
+    linePlot({
+      title: `AP@0.5 against ${label}`,
+      xLabel: label,
+      yLabel: 'AP@0.5',
+      x: [Math.min(...xs, 0), xs[xs.length - 1] * 1.05],
+      y: [0, 1],
+      series,
+      width: 560,
+      height: 340,
+      xTicks: xs,
+    }),
+    caption,
+  );
+}
+
+/**
+ * AP@0.5 against each link parameter and the pose noise the run swept: one line per combination,
+ * fusion mode and codec; late fusion dashed, the ego alone dashed grey.
+ */
+function sweepPlots(rows: ReportRow[], links: string[] | undefined): string {
+  const out: string[] = [];
+  const cfg = new Map((links ?? []).map((l) => [l, parseLink(l)]));
+  const linkCaption =
+    'One line per configuration over the swept links (eval/link.ts: senders share the channel, fragments at the MTU, a message lost with any fragment, late ones used one frame late or dropped); late fusion dashed, the ego alone dashed grey.';
+  for (const axis of LINK_AXES) {
+    if (new Set([...cfg.values()].map(axis.of)).size < 2) continue;
+    out.push(sweepPlot(rows, (r) => (r.link ? axis.of(cfg.get(r.link)!) : undefined), / @ .*?(?= pose σ|$)/, axis.label, linkCaption));
+  }
+  out.push(
+    sweepPlot(
+      rows,
+      (r) => r.poseNoise,
+      / pose σ [0-9.]+$/,
+      'pose noise σ (m on x, y; degrees on yaw)',
+      "Gaussian noise on the senders' poses as the ego receives them (HEAL's protocol), one line per configuration; late fusion dashed, the ego alone dashed grey.",
+    ),
+  );
+  return out.join('');
+}
+
+function linkTable(rows: ReportRow[]): string {
+  const linked = rows.filter((r) => r.linkStats);
+  if (!linked.length) return '';
+  const pct = (n: number, of: number) => (of ? `${((100 * n) / of).toFixed(0)}%` : '–');
+  return `<h2>The link</h2><table><tr><th>link</th><th>configuration</th><th class="n">bytes / message</th><th class="n">air ms / frame</th><th class="n">in time</th><th class="n">late</th><th class="n">late, used</th><th class="n">lost</th><th class="n">expired</th><th class="n">AP@0.5</th><th class="n">AP@0.7</th></tr>${linked
+    .map((r) => {
+      const s = r.linkStats!;
+      return `<tr><td>${esc(s.config)}</td><td>${esc(r.label.replace(/ @ .*$/, ''))}</td><td class="n">${s.messages ? Math.round(s.bytes / s.messages) : '–'}</td><td class="n">${s.frames ? (s.airMs / s.frames).toFixed(1) : '–'}</td><td class="n">${pct(s.inTime, s.messages)}</td><td class="n">${pct(s.late, s.messages)}</td><td class="n">${pct(s.lateUsed, s.messages)}</td><td class="n">${pct(s.lost, s.messages)}</td><td class="n">${pct(s.expired, s.messages)}</td>${apCell(r.ap['0.5'])}${apCell(r.ap['0.7'])}</tr>`;
+    })
+    .join('')}</table>`;
+}
+
 export function renderReport(report: EvalReport): string {
   const r = report.run;
   const noise = r.poseNoise ? `σx ${r.poseNoise[0]} m, σy ${r.poseNoise[1]} m, σyaw ${r.poseNoise[2]}°` : 'off';
@@ -193,6 +272,8 @@ export function renderReport(report: EvalReport): string {
     ['fusion trust', esc(formatTrust(r.fusionTrust ?? {}))],
     ['feature dtypes', esc(r.dtypes.join(', '))],
     ['kept BEV cells', esc(r.keep.map((k) => `${Math.round(k * 100)}%`).join(', '))],
+    ...(r.codecs?.length ? [['codecs', esc(r.codecs.join(', '))] as [string, string]] : []),
+    ...(r.links?.length ? [['links', esc(r.links.join(' ; '))] as [string, string]] : []),
     ['score threshold', r.scoreThreshold === undefined || r.scoreThreshold === 0.2 ? "0.2 (HEAL's)" : `<b>${r.scoreThreshold}</b> (not HEAL's 0.2)`],
     ['time', `${report.seconds.toFixed(1)} s, ${report.msPerFrame.toFixed(0)} ms per collaborative pass; started ${esc(r.createdAt)}`],
   ];
@@ -221,7 +302,8 @@ ${kv(robust)}
 <h2>Results</h2>
 ${resultsTable(report.rows)}
 <h2>Plots</h2>
-<div class="plots">${prPlots(mainRows(report.rows, r.dtype))}${apBars(report.rows)}${bandwidthPlot(report.rows)}${latencyPlot(mainRows(report.rows, r.dtype))}</div>
+<div class="plots">${prPlots(mainRows(report.rows, r.dtype))}${apBars(report.rows)}${bandwidthPlot(report.rows)}${latencyPlot(mainRows(report.rows, r.dtype))}${sweepPlots(report.rows, r.links)}</div>
+${linkTable(report.rows)}
 <h2>AP by the agent types actually used</h2>
 <p><small>Agents out of communication range or whose message was dropped do not count, so one combination can appear with several sets.</small></p>
 ${usedTypesTable(report.rows)}

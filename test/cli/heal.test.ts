@@ -21,6 +21,7 @@ import * as bench from '../../cli/bench.ts';
 import * as importCmd from '../../cli/import.ts';
 import * as verifyReference from '../../cli/verify-reference.ts';
 import * as keys from '../../cli/keys.ts';
+import * as trainCodec from '../../cli/train-codec.ts';
 
 const HEAL = fileURLToPath(new URL('../../cli/heal.js', import.meta.url));
 const SPECS: CommandSpec<Options>[] = [
@@ -38,6 +39,7 @@ const SPECS: CommandSpec<Options>[] = [
   importCmd.IMPORT,
   verifyReference.VERIFY_REFERENCE,
   keys.KEYS,
+  trainCodec.TRAIN_CODEC,
 ];
 
 function heal(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
@@ -68,6 +70,7 @@ const RUNS: Record<string, Run> = {
   import: importCmd.run,
   'verify-reference': verifyReference.run,
   keys: keys.run,
+  'train-codec': trainCodec.run,
 };
 
 /** Runs a command in this process, with what it writes to stdout and stderr. */
@@ -120,7 +123,18 @@ describe('heal', () => {
       ['keys', ['sign', 'dir'], 'unknown action "sign" (have: init, issue, revoke)'],
       ['keys', ['issue', 'dir', '--id', '641'], 'issue needs --type T'],
       ['eval', ['x', '--insecure', '--keys', 'k'], 'give --insecure or --keys, not both'],
-      ['bench', ['nope'], 'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train, fuzz, signing, hostile, fuzz-readers, eval-jobs)'],
+      [
+        'eval',
+        ['x', '--link', 'dsrc', '--jobs', '2'],
+        '--link and link sweeps run with --jobs 1 and no --shard: a late message is used in the next frame of its scenario, which another worker may hold',
+      ],
+      [
+        'bench',
+        ['nope'],
+        'unknown benchmark "nope" (have: synthetic, pillars, camera, inference, train, codec, fuzz, signing, hostile, fuzz-readers, eval-jobs)',
+      ],
+      ['train-codec', ['--ratio', '12', '--base', 'w', '--data', 'x', '--out', 'y'], '--ratio must be one of 8, 16, 32, 64 (got "12")'],
+      ['eval', ['x', '--link', 'dsrc,speed=3'], '--link: link "dsrc,speed=3": unknown key "speed" (have bandwidth, latency, loss, mtu, deadline, late)'],
       ['bench', ['train', '--profile', 'heal'], 'benchmark "train" has no heal profile (only inference)'],
       ['import', ['weights.bin', '--out', 'x'], 'FILE must be a HEAL checkpoint (.pth or .pt), got "weights.bin"'],
       ['verify-reference', ['x', '--only', 'boxes'], '--only: "boxes" is not one of voxels, networks, postprocess, detect, inputs'],
@@ -174,6 +188,7 @@ describe('heal', () => {
       'inspect',
       'keys',
       'train',
+      'train-codec',
       'verify-reference',
       'view',
     ]);

@@ -13,6 +13,7 @@ import { decodeMessage, encodeMessage, gridForSpace } from '../../fusion/message
 import { alignToGround, groundAlignedPose } from '../../perception/ground.ts';
 import { webgpuMissingReason } from '../../models/runtime.ts';
 import { cornersInRange, boxToCorners } from '../../datasets/geometry/boxes.ts';
+import { parseCodec } from '../../fusion/codec-spec.ts';
 
 // The shared world's train scenario has three connected vehicles and a roadside unit.
 let ds: Dataset;
@@ -76,6 +77,42 @@ describe('collaborative pass (random weights)', () => {
     expect(late.detections.length).toBeGreaterThanOrEqual(none.detections.length);
     // Partners' boxes outside the ego's range are dropped, as the ego's own are when decoded.
     for (const d of late.detections) expect(cornersInRange(boxToCorners(d.box), SMALL_SPACE.range)).toBe(true);
+  });
+
+  it("late fusion drops a partner's box on the ego's own body, and keeps one beside it", async () => {
+    const ego = agents[0];
+    const egoPose = groundAlignedPose(ego.frame, SMALL_SPACE);
+    // A partner standing where the ego is, reporting a car on the ego (0, 0) and one 10 m ahead.
+    const msg = encodeMessage(
+      {
+        agentId: '999',
+        agentType: 'm1',
+        timestamp: ego.frame.timestamp,
+        sequence: 0,
+        pose: egoPose,
+        grid: gridForSpace(SMALL_SPACE),
+        detections: { boxes: Float32Array.from([0.3, 0, -1, 1.5, 1.8, 4.5, 0, 10, 0, -1, 1.5, 1.8, 4.5, 0]), scores: Float32Array.from([0.99, 0.98]) },
+      },
+      { dtype: 'float32' },
+    );
+    const r = await pipeline.egoPass(ego, [msg], { mode: 'late', scoreThreshold: 0.9 });
+    const near = (x: number) => r.detections.filter((d) => Math.hypot(d.box[0] - x, d.box[1]) < 0.5 && d.score >= 0.98);
+    expect(near(10).length).toBe(1);
+    expect(near(0.3)).toEqual([]);
+  });
+
+  it('a codec and a channel go through runFrame: occupancy top-k cells, and the channel decides what arrives', async () => {
+    const egoId = ref.agentIds[0];
+    const r = await pipeline.runFrame(agents, egoId, {
+      mode: 'intermediate',
+      codec: parseCodec('int4+top50+deflate'),
+      channel: (sent) => ({ received: sent.slice(0, 1).map((m) => m.bytes), skipped: sent.slice(1).map((m) => ({ id: m.id, reason: 'link: lost' })) }),
+    });
+    // int4 of 50 cells × 32 channels = 800 B before deflate, plus the header.
+    for (const m of r.messageBytes) expect(m.bytes).toBeLessThan(1300);
+    expect(r.used.length).toBe(2);
+    expect(r.skipped.filter((s) => s.reason === 'link: lost').length).toBe(ref.agentIds.length - 2);
+    expect(r.times.occupancy).toBeGreaterThan(0);
   });
 
   it('cells a sparse message did not send are left out of the fusion, not fused as zeros', async () => {
