@@ -15,6 +15,7 @@ import { buildTfModel } from '../../models/tfjs.ts';
 import { exportOnnx } from '../../models/onnx.ts';
 import { createSession, runSession } from '../../models/runtime.ts';
 import {
+  encoderOutChannels,
   agentNetwork,
   agentInputs,
   checkAgentNetworkConfig,
@@ -55,7 +56,7 @@ function shrunk(type: BuiltinType): AgentNetworkConfig {
     enc.pfnChannels = 6;
     enc.maxPointsPerPillar = 8;
     enc.backbone.numFilters = enc.backbone.numFilters.map((_, i) => 4 + 2 * i);
-  } else {
+  } else if (enc.arch === 'lss') {
     enc.imageSize = type === 'm2' ? [64, 48] : [56, 40];
     enc.depthBins = { ...enc.depthBins, min: 2, max: 14, count: 6 };
     enc.imageBackbone.stem.channels = 4;
@@ -64,7 +65,7 @@ function shrunk(type: BuiltinType): AgentNetworkConfig {
     enc.contextChannels = 5;
     enc.bev.channels = 6;
   }
-  const out = enc.arch === 'pointpillars' ? enc.backbone.numFilters[enc.backbone.numFilters.length - 1] : enc.bev.channels;
+  const out = encoderOutChannels(enc);
   cfg.aligner = { ...cfg.aligner, inChannels: out, channels: TEST_SPACE.channels };
   return cfg;
 }
