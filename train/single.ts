@@ -82,7 +82,12 @@ export function singleFiles(out: string, type: string): { encoder: string; head:
 }
 
 /** Exports a --single checkpoint's encoder and own head as ONNX files (singleFiles). */
-export async function exportSingle(checkpoint: string, network: AgentNetworkConfig, space: SharedSpace, out: string): Promise<{ encoder: string; head: string }> {
+export async function exportSingle(
+  checkpoint: string,
+  network: AgentNetworkConfig,
+  space: SharedSpace,
+  out: string,
+): Promise<{ encoder: string; head: string }> {
   const { weights } = await loadWeights(checkpoint);
   const files = singleFiles(out, network.type);
   const enc = encoderNetwork(network, space);

@@ -226,7 +226,8 @@ export function agentInputs(cfg: AgentNetworkConfig, space: SharedSpace, data: S
       cellToPillar: { data: p.cellToPillar, shape: [p.cellToPillar.length] },
     };
   }
-  if (enc.arch !== 'lss') throw new DataError(src, 'encoder.arch', 'must be "pointpillars", "pillar-fpn", "lss" or "external"', (enc as { arch?: unknown }).arch);
+  if (enc.arch !== 'lss')
+    throw new DataError(src, 'encoder.arch', 'must be "pointpillars", "pillar-fpn", "lss" or "external"', (enc as { arch?: unknown }).arch);
   const records = selectCameras(enc, data.cameras ?? [], src);
   if (enc.heal) {
     if (!data.lidarPose)

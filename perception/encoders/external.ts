@@ -10,7 +10,10 @@
 // [pillars, maxPointsPerPillar, 10], "mask" [pillars, maxPointsPerPillar], "cellToPillar" [Hp·Wp]
 // int32. Its output is [1, outChannels, H', W'] on the shared feature grid.
 
+import type * as ort from 'onnxruntime-node';
 import { DataError } from '../../datasets/io.ts';
+import type { HostTensor } from '../../models/graph.ts';
+import { runSession } from '../../models/runtime.ts';
 import { featureGrid, type SharedSpace } from '../space.ts';
 import { pillarGridOf } from './pointpillars.ts';
 
@@ -41,7 +44,12 @@ export function checkExternalEncoderConfig(cfg: ExternalEncoderConfig, space: Sh
   need(typeof cfg.model === 'string' && cfg.model.length > 0, 'model', 'must name the ONNX file of the encoder', cfg.model);
   need(cfg.input === 'pillars', 'input', 'must be "pillars" (the inputs of a PointPillars encoder)', cfg.input);
   const ps = cfg.pillarSize;
-  need(Array.isArray(ps) && ps.length === 2 && ps.every((v) => typeof v === 'number' && v > 0), 'pillarSize', 'must be two positive numbers [x, y] in meters', ps);
+  need(
+    Array.isArray(ps) && ps.length === 2 && ps.every((v) => typeof v === 'number' && v > 0),
+    'pillarSize',
+    'must be two positive numbers [x, y] in meters',
+    ps,
+  );
   need(isPosInt(cfg.maxPointsPerPillar), 'maxPointsPerPillar', 'must be a positive integer', cfg.maxPointsPerPillar);
   need(isPosInt(cfg.maxPillars), 'maxPillars', 'must be a positive integer', cfg.maxPillars);
   need(typeof cfg.maskEgo === 'boolean', 'maskEgo', 'must be true or false', cfg.maskEgo);
@@ -51,4 +59,26 @@ export function checkExternalEncoderConfig(cfg: ExternalEncoderConfig, space: Sh
   const [wp, hp] = pillarGridOf({ pillarSize: ps }, space);
   const [wf, hf] = featureGrid(space);
   need(wp % wf === 0 && hp % hf === 0, 'pillarSize', `gives a ${wp}×${hp} pillar grid, not a whole multiple of the ${wf}×${hf} feature grid`, ps);
+}
+
+/**
+ * Runs a black-box encoder's session on agentInputs and returns its BEV map, checked against the
+ * declaration: [1, outChannels, H', W'] on the shared feature grid.
+ */
+export async function runExternalEncoder(
+  session: ort.InferenceSession,
+  cfg: Pick<ExternalEncoderConfig, 'model' | 'outChannels' | 'output'>,
+  space: SharedSpace,
+  inputs: Record<string, HostTensor>,
+): Promise<HostTensor> {
+  const out = await runSession(session, inputs);
+  const name = cfg.output ?? session.outputNames[0];
+  const bev = out[name];
+  if (!bev) throw new DataError(cfg.model, 'output', `the encoder has no output "${name}" (has: ${session.outputNames.join(', ')})`, name);
+  const [w, h] = featureGrid(space);
+  const s = bev.shape;
+  if (s.length !== 4 || s[0] !== 1 || s[1] !== cfg.outChannels || s[2] !== h || s[3] !== w) {
+    throw new DataError(cfg.model, 'output', `the encoder's map is [${s}], the declaration says [1, ${cfg.outChannels}, ${h}, ${w}]`, name);
+  }
+  return bev;
 }

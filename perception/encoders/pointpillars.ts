@@ -158,13 +158,28 @@ export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSp
     const neck = cfg.neck;
     need(typeof neck === 'object' && neck !== null, 'neck', "a 'pillar-fpn' encoder needs {upsampleStrides, numUpsampleFilters}", neck);
     const n = bb.layerNums.length;
-    need(isIntList(neck!.upsampleStrides) && neck!.upsampleStrides.length === n, 'neck.upsampleStrides', `must be ${n} positive integers`, neck!.upsampleStrides);
-    need(isIntList(neck!.numUpsampleFilters) && neck!.numUpsampleFilters.length === n, 'neck.numUpsampleFilters', `must be ${n} positive integers`, neck!.numUpsampleFilters);
+    need(
+      isIntList(neck!.upsampleStrides) && neck!.upsampleStrides.length === n,
+      'neck.upsampleStrides',
+      `must be ${n} positive integers`,
+      neck!.upsampleStrides,
+    );
+    need(
+      isIntList(neck!.numUpsampleFilters) && neck!.numUpsampleFilters.length === n,
+      'neck.numUpsampleFilters',
+      `must be ${n} positive integers`,
+      neck!.numUpsampleFilters,
+    );
     // Every level, after its deblock, must land on the feature grid.
     let down = 1;
     bb.layerStrides.forEach((st, i) => {
       down *= st;
-      need(down === s * neck!.upsampleStrides[i], 'neck.upsampleStrides', `level ${i} is at stride ${down}: its deblock must bring it to stride ${s}`, neck!.upsampleStrides);
+      need(
+        down === s * neck!.upsampleStrides[i],
+        'neck.upsampleStrides',
+        `level ${i} is at stride ${down}: its deblock must bring it to stride ${s}`,
+        neck!.upsampleStrides,
+      );
     });
     return;
   }
