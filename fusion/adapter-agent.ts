@@ -24,8 +24,13 @@ export class AdapterAgent {
 
   static async create(type: string, profile: TypeProfile, provider: Provider): Promise<AdapterAgent> {
     const enc = profile.network.encoder;
-    if (profile.join !== 'adapter' || !profile.adapter || enc.arch !== 'external') {
+    if (profile.join !== 'adapter' || enc.arch !== 'external') {
       throw new Error(`agent type ${type} did not join by an adapter (join "${profile.join}", encoder "${enc.arch}")`);
+    }
+    if (!profile.adapter) {
+      throw new Error(
+        `agent type ${type} has a black-box encoder but no adapter yet: heal adapt --type ${type} --encoder ${enc.model} trains one and writes its declaration`,
+      );
     }
     const bytes = await readFileChecked(enc.model, `black-box encoder of agent type ${type}`);
     if (enc.sha256) {

@@ -19,6 +19,11 @@
 // Adding a type means adding such a file (and its weights): no code changes. `model` is resolved
 // relative to the declaration file; without it the network is built from the declared
 // architecture with weights from the weight file given to the pipeline (or seeded random ones).
+//
+// A profile may say how the type joined (`"join"`): "backward" (the default, above) or "adapter",
+// for a black-box encoder ("encoder": { "arch": "external", "model": "x.onnx", ... },
+// perception/encoders/external.ts) with "adapter": { "model", "reverter"?, "head"? } ONNX files,
+// which heal adapt writes (train/adapt.ts).
 
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -54,7 +59,7 @@ export interface TypeProfile {
   /** Absolute path of an ONNX file holding this type's encoder + aligner, when declared. */
   model?: string;
   join: JoinMode;
-  /** join "adapter" only. */
+  /** join "adapter" only; absent until heal adapt has trained one. */
   adapter?: AdapterFiles;
 }
 
@@ -129,7 +134,8 @@ export function parseDeclaration(text: string, file: string): AgentType {
     if (space) checkAgentNetworkConfig(network, space, `${file}: profiles.${profile}`);
     const tp: TypeProfile = { network, join };
     if (p.model !== undefined) tp.model = resolve(p.model, 'model');
-    if (join === 'adapter') {
+    // A black box declared but not joined yet has no adapter: heal adapt writes the declaration that has one.
+    if (join === 'adapter' && p.adapter !== undefined) {
       const a = obj(p.adapter, `profiles.${profile}.adapter`);
       tp.adapter = { model: resolve(a.model, 'adapter.model') };
       if (a.reverter !== undefined) tp.adapter.reverter = resolve(a.reverter, 'adapter.reverter');
