@@ -59,7 +59,7 @@ export interface AdaptOptions {
    * type's sensor for every agent (OPV2V-H and heal generate do); null: none.
    */
   teacher?: string | null;
-  /** Feature-alignment steps (default 600). */
+  /** Feature-alignment steps (default 400). */
   featureSteps?: number;
   /** Reverter steps (default 300), on the fused maps of at most reverterMaps cached frames (default 60). */
   reverterSteps?: number;
@@ -105,6 +105,9 @@ export interface AdaptRecord {
   declaration: string;
   files: { file: string; bytes: number; sha256: string }[];
 }
+
+/** Weight of a foreground cell in the feature-alignment loss, against 1 for the others. */
+const FOREGROUND_WEIGHT = 10;
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -300,7 +303,7 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
   const opt = new NamedAdam(lr);
   const rng = new TrainRng((seed * 0x9e3779b1 + 1) >>> 0);
   const w = DEFAULT_LOSS_WEIGHTS;
-  const featureSteps = teacher ? (opts.featureSteps ?? 600) : 0;
+  const featureSteps = teacher ? (opts.featureSteps ?? 400) : 0;
   const reverterSteps = net.reverter ? (opts.reverterSteps ?? 300) : 0;
   /** `steps` optimisation steps of `loss` over `vars`; loss returns the total and fills its parts. */
   const run = async (phase: string, steps: number, vars: Map<string, tf.Variable>, loss: (parts: Record<string, tf.Scalar>) => tf.Scalar) => {
@@ -325,10 +328,14 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
   try {
     const adapterVars = new Map([...net.adapter.variables].filter(([, v]) => v.trainable));
     // 1. Feature alignment: the adapter's map of the black box's features against the teacher's shared map.
+    // Cells on a GT footprint weigh FOREGROUND_WEIGHT times more: they are few, and they are what the head reads.
+    const [fw, fh] = featureGrid(space);
     await run('align features', featureSteps, adapterVars, (parts) => {
       const i = rng.int(train.length);
       const bev = net.adapter.apply({ features: toTensor(train[i].inputs[0].features) }).bev;
-      parts.mse = tf.keep(tf.mean(tf.squaredDifference(bev, toTensor(teacherMaps[i]))) as tf.Scalar);
+      const fg = train[i].occTargets[0];
+      const cellWeight = fg?.length === fw * fh ? tf.add(1, tf.mul(FOREGROUND_WEIGHT - 1, tf.tensor4d(fg, [1, 1, fh, fw]))) : tf.scalar(1);
+      parts.mse = tf.keep(tf.div(tf.mean(tf.mul(tf.squaredDifference(bev, toTensor(teacherMaps[i])), cellWeight)), tf.mean(cellWeight)) as tf.Scalar);
       return parts.mse;
     });
     // 2. The detection loss through the frozen fusion and head.
