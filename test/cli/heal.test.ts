@@ -13,6 +13,7 @@ import * as detect from '../../cli/detect.ts';
 import * as view from '../../cli/view.ts';
 import * as train from '../../cli/train.ts';
 import * as align from '../../cli/align.ts';
+import * as adaptCmd from '../../cli/adapt.ts';
 import * as calibrate from '../../cli/calibrate.ts';
 import * as exportCmd from '../../cli/export.ts';
 import * as start from '../../cli/start.ts';
@@ -31,6 +32,7 @@ const SPECS: CommandSpec<Options>[] = [
   view.VIEW,
   train.TRAIN,
   align.ALIGN,
+  adaptCmd.ADAPT,
   calibrate.CALIBRATE,
   exportCmd.EXPORT,
   start.START,
@@ -62,6 +64,7 @@ const RUNS: Record<string, Run> = {
   view: view.run,
   train: train.run,
   align: align.run,
+  adapt: adaptCmd.run,
   calibrate: calibrate.run,
   export: exportCmd.run,
   start: start.run,
@@ -166,6 +169,7 @@ describe('heal', () => {
       expect(parsed, `README: heal ${argv.join(' ')}`).not.toBe('help');
     }
     expect([...seen].sort()).toEqual([
+      'adapt',
       'align',
       'bench',
       'calibrate',

@@ -17,7 +17,12 @@ import { openDataset } from '../../datasets/open.ts';
 import { CollabPipeline } from '../../fusion/pipeline.ts';
 import { adapt, type AdaptRecord } from '../../train/adapt.ts';
 import { exportModels } from '../../train/export.ts';
-import { ownHeadFor } from '../../train/single.ts';
+import { exportSingle, ownHeadFor } from '../../train/single.ts';
+import { train } from '../../train/trainer.ts';
+import { stageOneModels } from '../../train/stages.ts';
+import { builtinAgentConfig } from '../../perception/registry.ts';
+import { createSession, runSession } from '../../models/runtime.ts';
+import { agentInputs } from '../../perception/encoders/agent.ts';
 import { testSplit, testWorld, WORLD_TIMEOUT_MS } from '../helpers/world.ts';
 
 /** The maker's encoder: a small PointPillars the test builds and exports, then only ever reads as bytes. */
@@ -186,4 +191,33 @@ describe('heal adapt: a black-box encoder joins by a small adapter', () => {
     });
     await expect(bad.runFrame(agents, ref.agentIds[0], { mode: 'intermediate' })).rejects.toThrow(/sha256.*is not the encoder/);
   });
+});
+
+describe('heal train --single: a type alone, as its maker trains it', () => {
+  it('trains m5 (PillarFPN) with its own head on its single-agent frames, and exports an encoder that outputs its BEV map', async () => {
+    const out = path.join(dir, 'single');
+    const losses: number[] = [];
+    const r = await train({
+      models: stageOneModels(SMALL_SPACE),
+      data: await testWorld(),
+      out,
+      steps: 2,
+      valEvery: 0,
+      single: { type: 'm5' },
+      log: () => {},
+      onStep: (s) => losses.push(s.loss),
+    });
+    expect(losses).toHaveLength(2);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    const network = builtinAgentConfig('m5', 'small');
+    const files = await exportSingle(r.checkpoint, network, SMALL_SPACE, out);
+    const ds = await openDataset(await testSplit('test'));
+    const ref = ds.frames()[0];
+    const frame = await ds.readAgentFrame(ref, ref.agentIds[0], { lidar: 16, images: false });
+    const enc = (await createSession(await fs.readFile(files.encoder), { device: 'cpu' })).session;
+    const bev = (await runSession(enc, agentInputs(network, SMALL_SPACE, frame))).bev;
+    expect(bev.shape).toEqual([1, 24, 64, 64]);
+    const head = (await createSession(await fs.readFile(files.head), { device: 'cpu' })).session;
+    expect((await runSession(head, { features: bev })).cls.shape).toEqual([1, 2, 64, 64]);
+  }, 120_000);
 });
