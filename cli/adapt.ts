@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { selectTrainingBackend, TRAINING_BACKENDS } from '../train/backend.ts';
 import { adapt } from '../train/adapt.ts';
 import { spaceByName, trainingSpace } from '../perception/space.ts';
-import { choice, command, int, number, repeat, runCommand, string } from './args.ts';
+import { choice, command, dirs, int, number, runCommand, string } from './args.ts';
 import { progress } from './progress.ts';
 
 export const ADAPT = command({
@@ -31,7 +31,7 @@ parameters, the wall time, and AP on the validate split.`,
     head: string({ arg: 'FILE', help: "weight file with NEW's own head (ownhead.NEW.*): also train the reverter" }),
     data: string({ arg: 'DIR', required: true, help: 'dataset with a train split (and a validate split for validation AP)' }),
     out: string({ arg: 'DIR', required: true, help: 'where the adapter, its declaration and manifest go' }),
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
     profile: choice(['small', 'heal'], { arg: 'P', default: 'small', help: 'shared-space profile' }),
     teacher: string({
       arg: 'T',
@@ -43,7 +43,7 @@ parameters, the wall time, and AP on the validate split.`,
     steps: int({ min: 0, default: 100, help: 'detection-loss steps through the frozen fusion and head' }),
     'reverter-steps': int({ min: 0, default: 300, help: 'reverter steps (with --head), on fused maps computed once' }),
     'reverter-maps': int({ min: 1, default: 60, help: 'train frames whose fused maps the reverter learns from' }),
-    lr: number({ above: 0, defaultText: '0.002', help: 'Adam learning rate' }),
+    lr: number({ above: 0, max: 1, defaultText: '0.002', help: 'Adam learning rate' }),
     seed: int({ arg: 'S', default: 0, help: 'initialisation and sampling seed' }),
     hidden: int({ min: 1, default: 32, help: 'hidden width of the adapter and reverter' }),
     convs: int({ min: 0, default: 2, help: "3×3 convolutions in the adapter's hidden width" }),

@@ -15,7 +15,7 @@ import { egoNetworkFor } from '../fusion/pipeline.ts';
 import { stageOneModels } from '../train/stages.ts';
 import { codeChannels, codecGraphs } from '../fusion/codec.ts';
 import { exportSingle } from '../train/single.ts';
-import { type Values, UsageError, choice, command, flag, int, number, repeat, runCommand, string } from './args.ts';
+import { type Values, UsageError, choice, command, dirs, flag, int, number, runCommand, string } from './args.ts';
 
 /**
  * What an alignment trained against what end-to-end training of every built-in type plus the
@@ -110,7 +110,7 @@ With --single --type T: trains T's encoder and its own head alone, on T's single
     ...trainingOptions(400),
     single: flag({ help: 'train one agent type alone: its encoder and its own head (needs --type)' }),
     type: string({ arg: 'T', help: 'with --single: the agent type (built-in or declared in --types-dir)' }),
-    'types-dir': repeat({ arg: 'DIR', help: 'extra agent-type declarations (*.json)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
   },
 });
 
