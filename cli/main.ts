@@ -13,6 +13,7 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
   train: { module: './train.ts', summary: 'stage 1: train the base agent type with the pyramid fusion and head' },
   align: { module: './align.ts', summary: 'stage 2: backward-align a new agent type to the frozen fusion and head' },
   'train-codec': { module: './train-codec.ts', summary: 'train the learned channel compressor of messages (everything else frozen)' },
+  adapt: { module: './adapt.ts', summary: 'join a new agent type whose encoder stays a black box: train only a small adapter (and reverter)' },
   calibrate: { module: './calibrate.ts', summary: "fit each agent type's fusion trust on a training split" },
   export: { module: './export.ts', summary: 'write ONNX files and a manifest from trained weights' },
   import: { module: './import.ts', summary: "a HEAL checkpoint (.pth) as heal's weight file, with a manifest of the mapping" },

@@ -14,7 +14,8 @@ import { SPACES, spaceByName, trainingSpace, type SharedSpace } from '../percept
 import { egoNetworkFor } from '../fusion/pipeline.ts';
 import { stageOneModels } from '../train/stages.ts';
 import { codeChannels, codecGraphs } from '../fusion/codec.ts';
-import { type Values, choice, command, flag, int, number, runCommand, string } from './args.ts';
+import { exportSingle } from '../train/single.ts';
+import { type Values, UsageError, choice, command, dirs, flag, int, number, runCommand, string } from './args.ts';
 
 /**
  * What an alignment trained against what end-to-end training of every built-in type plus the
@@ -100,12 +101,25 @@ per-level foreground. Validation AP uses the validate split only.
 
 RUNDIR gets checkpoint.bin (every parameter, readable by --weights; the loss history is in its
 metadata), optimizer.bin (Adam's state, for --resume), validation.jsonl and train.json (command,
-seed, data, backend, wall time).`,
-  options: trainingOptions(400),
+seed, data, backend, wall time).
+
+With --single --type T: trains T's encoder and its own head alone, on T's single-agent frames
+(what a maker does before it joins any fleet), and exports RUNDIR/T.encoder.onnx (output
+"bev", in its own feature space) and RUNDIR/T.head.onnx, the files heal adapt takes.`,
+  options: {
+    ...trainingOptions(400),
+    single: flag({ help: 'train one agent type alone: its encoder and its own head (needs --type)' }),
+    type: string({ arg: 'T', help: 'with --single: the agent type (built-in or declared in --types-dir)' }),
+    'types-dir': dirs({ help: 'extra agent-type declarations (*.json)' }),
+  },
 });
 
 export function run(args: string[]): Promise<number> {
-  return runCommand(TRAIN, args, ({ values }) => runTraining('train', args, values, DEFAULT_LOSS_WEIGHTS.depth));
+  return runCommand(TRAIN, args, ({ values }) => {
+    if (values.single !== (values.type !== undefined)) throw new UsageError('--single and --type go together');
+    const single = values.type === undefined ? undefined : { type: values.type, typesDirs: values['types-dir'] };
+    return runTraining('train', args, values, DEFAULT_LOSS_WEIGHTS.depth, undefined, undefined, single);
+  });
 }
 
 /** `heal train` and `heal align` share options, progress and records; align adds its type and base. */
@@ -116,6 +130,7 @@ export async function runTraining(
   depthWeight: number,
   align?: { type: string; base: string; typesDirs: string[] },
   codec?: { ratio: number; base: string },
+  single?: { type: string; typesDirs: string[] },
 ): Promise<number> {
   const steps = values.steps;
   const backend = await selectTrainingBackend(values.backend, (l) => console.log(l));
@@ -157,6 +172,7 @@ export async function runTraining(
     checkpointEvery: values['checkpoint-every'],
     align,
     codec,
+    single,
     lossWeights: { ...DEFAULT_LOSS_WEIGHTS, depth: depthWeight },
     log,
     onStep: (info) => {
@@ -205,6 +221,12 @@ export async function runTraining(
     } catch {
       log(`no earlier ${command}.json in ${out}: this record covers only the resumed part`);
     }
+  }
+  if (single) {
+    const network = (await loadRegistry(single.typesDirs)).profile(single.type, space.name).network;
+    const files = await exportSingle(result.checkpoint, network, space, out);
+    record.exported = { encoder: path.basename(files.encoder), head: path.basename(files.head) };
+    console.log(`heal train: ${single.type}'s encoder in ${files.encoder} (output "bev"), its own head in ${files.head}`);
   }
   await writeFileAtomic(recordFile, JSON.stringify(record, null, 2) + '\n');
   console.log(`heal ${command}: ${result.step} steps in ${(record.wallSeconds as number).toFixed(0)} s on ${backend.backend}; weights in ${result.checkpoint}`);

@@ -36,6 +36,7 @@ import { importHealModalities, leftOutLines, modalityOf, type CheckpointImport }
 import { decodeStateDict } from '../models/pth.ts';
 import { learnedCodecs, type LearnedCodec } from './codec.ts';
 import type { CodecSpec } from './codec-spec.ts';
+import { AdapterAgent } from './adapter-agent.ts';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 
@@ -358,6 +359,9 @@ export class CollabPipeline {
   private readonly typeSessions = new Map<string, SessionInfo>();
   private readonly encodings = new WeakMap<AgentFrame, Map<string, Float32Array>>();
   private readonly occupancies = new WeakMap<Float32Array, Float32Array>();
+  private readonly adapterAgents = new Map<string, AdapterAgent>();
+  /** The ego network that also outputs the fused map, for an ego that reverts it into its own space. */
+  private fusedEgo?: SessionInfo;
   private sequence = 0;
   /** Messages each sender has signed: the first and every CERT_EVERY-th carry the whole certificate. */
   private readonly signedCount = new Map<string, number>();
@@ -449,6 +453,18 @@ export class CollabPipeline {
     return s;
   }
 
+  /** The runtime of a type that joined by an adapter (registry join "adapter"); undefined for any other. */
+  private async adapterAgent(type: string): Promise<AdapterAgent | undefined> {
+    const profile = this.opts.registry.profile(type, this.opts.space.name);
+    if (profile.join !== 'adapter') return undefined;
+    let a = this.adapterAgents.get(type);
+    if (!a) {
+      a = await AdapterAgent.create(type, profile, this.ego.provider);
+      this.adapterAgents.set(type, a);
+    }
+    return a;
+  }
+
   /** One agent's encoder + aligner: features [C, H', W'] in its own (ground-aligned) frame. */
   async encode(input: AgentInput, times: StageTimes = {}): Promise<Float32Array> {
     if (this.opts.reuseEncodings) {
@@ -464,16 +480,55 @@ export class CollabPipeline {
   }
 
   private async encodeFresh(input: AgentInput, times: StageTimes): Promise<Float32Array> {
+    return (await this.encodeAgent(input, times)).bev;
+  }
+
+  /**
+   * What a type detects with alone: an adapter-joined type's map in its own space and its runtime
+   * (never cached: it is needed only by the ego and late fusion), any other type's shared map (encode).
+   */
+  private async encodeForDetection(input: AgentInput, times: StageTimes): Promise<{ bev: Float32Array; own?: HostTensor; adapter?: AdapterAgent }> {
+    if (await this.adapterAgent(input.type)) return this.encodeAgent(input, times);
+    return { bev: await this.encode(input, times) };
+  }
+
+  /** encode, and for a type that joined by an adapter its map in its own space and its runtime. */
+  private async encodeAgent(input: AgentInput, times: StageTimes): Promise<{ bev: Float32Array; own?: HostTensor; adapter?: AdapterAgent }> {
     const frame = alignToGround(input.frame, this.opts.space);
     const profile = this.opts.registry.profile(input.type, this.opts.space.name);
-    const session = await this.typeSession(input.type);
+    const adapter = await this.adapterAgent(input.type);
     let t = now();
     const inputs = agentInputs(profile.network, this.opts.space, frame);
     addTime(times, `preprocess.${input.type}`, now() - t);
     t = now();
+    if (adapter) {
+      const own = await adapter.ownFeatures(this.opts.space, inputs);
+      addTime(times, `encode.${input.type}`, now() - t);
+      t = now();
+      const bev = await adapter.toShared(own);
+      addTime(times, `adapt.${input.type}`, now() - t);
+      return { bev, own, adapter };
+    }
+    const session = await this.typeSession(input.type);
     const out = await runSession(session.session, inputs);
     addTime(times, `encode.${input.type}`, now() - t);
-    return out.bev.data as Float32Array;
+    return { bev: out.bev.data as Float32Array };
+  }
+
+  /** A type's detections alone: its own head where it joined by an adapter with one, else the shared fusion and head on its map alone. */
+  private async detectAlone(
+    enc: { bev: Float32Array; own?: HostTensor; adapter?: AdapterAgent },
+    pose: Float64Array,
+    opts: Pick<FrameOptions, 'scoreThreshold' | 'nmsThreshold'>,
+    times: StageTimes,
+  ): Promise<Detection[]> {
+    if (enc.adapter?.ownHead && enc.own) {
+      const t = now();
+      const out = await enc.adapter.detectOwn(enc.own);
+      addTime(times, 'own head', now() - t);
+      return this.decode(out, opts, times);
+    }
+    return this.decode(await this.fuse([enc.bev], [pose], times), opts, times);
   }
 
   /**
@@ -492,6 +547,7 @@ export class CollabPipeline {
     sent: (Uint8Array | undefined)[] = [],
     trust: number[] = [],
     types: string[] = [],
+    withFused = false,
   ): Promise<Record<string, HostTensor>> {
     const { space } = this.opts;
     const [W, H] = featureGrid(space);
@@ -507,9 +563,18 @@ export class CollabPipeline {
     });
     const t = now();
     const windows = A > 1 && types.length === A ? types.map((t) => this.cropRatiosOf(t)) : [];
-    const out = await runSession(this.ego.session, egoInputsFor(space, stacked, poses, valid, trust, windows));
+    const out = await runSession((withFused ? await this.fusedEgoSession() : this.ego).session, egoInputsFor(space, stacked, poses, valid, trust, windows));
     addTime(times, 'warp+fuse+head', now() - t);
     return out;
+  }
+
+  private async fusedEgoSession(): Promise<SessionInfo> {
+    if (!this.fusedEgo) {
+      const desc = egoNetworkFor(this.opts.space, { intermediates: true });
+      const w = this.weights ? pickWeights(desc, this.weights, weightsName(this.opts.weightsFile)) : initWeights(desc, this.opts.seed ?? 0);
+      this.fusedEgo = await createSession(exportOnnx(desc, w), { device: this.ego.provider });
+    }
+    return this.fusedEgo;
   }
 
   /** The ego network's outputs → detections in the ego's frame (score threshold, NMS, range). */
@@ -626,12 +691,13 @@ export class CollabPipeline {
     scoreThreshold?: number,
     codec?: CodecSpec,
   ): Promise<Uint8Array> {
-    const features = await this.encode(input, times);
     if (mode === 'late') {
       // Senders keep boxes at the ego's score threshold, so late fusion is scored like the others.
-      const detections = this.decode(await this.fuse([features], [input.frame.lidarPose], times), { scoreThreshold }, times);
+      const enc = await this.encodeForDetection(input, times);
+      const detections = await this.detectAlone(enc, input.frame.lidarPose, { scoreThreshold }, times);
       return this.message(input, { detections }, dtype, times);
     }
+    const features = await this.encode(input, times);
     if (codec && (codec.topK !== undefined || codec.threshold !== undefined)) {
       const t = now();
       const occupancy = await this.occupancyOf(features, groundAlignedPose(input.frame, this.opts.space));
@@ -738,11 +804,16 @@ export class CollabPipeline {
     skipped.push(...gate.notes);
     const rejected: Record<string, number> = { ...gate.rejected } as Record<string, number>;
     const bounded: FrameResult['bounded'] = [];
-    const egoFeatures = await this.encode(ego, times);
+    const egoEnc = await this.encodeForDetection(ego, times);
+    const egoFeatures = egoEnc.bev;
+    // An ego that joined by an adapter with its own head detects with it: alone, and on the fused map reverted into its space.
+    const ownEgo = egoEnc.adapter?.ownHead ? egoEnc.adapter : undefined;
     let detections: Detection[];
     let occupancy: HostTensor[] = [];
-    if (opts.mode === 'late') {
-      const all = this.decode(await this.fuse([egoFeatures], [egoPose], times), opts, times);
+    if (opts.mode === 'none' && ownEgo) {
+      detections = await this.detectAlone(egoEnc, egoPose, opts, times);
+    } else if (opts.mode === 'late') {
+      const all = await this.detectAlone(egoEnc, egoPose, opts, times);
       const egoFromWorld = invert(egoPose);
       for (const msg of messages) {
         used.push({ id: Number(msg.agentId), type: msg.agentType });
@@ -789,12 +860,17 @@ export class CollabPipeline {
         types.push(msg.agentType);
         used.push({ id: Number(msg.agentId), type: msg.agentType });
       }
-      const out = await this.fuse(features, poses, times, sent, trust, types);
+      const out = await this.fuse(features, poses, times, sent, trust, types, !!ownEgo);
       occupancy = Object.keys(out)
         .filter((k) => /^occ\d+$/.test(k))
         .sort()
         .map((k) => out[k]);
-      detections = this.decode(out, opts, times);
+      if (ownEgo) {
+        const t = now();
+        const own = await ownEgo.detectOwn(await ownEgo.revert(out.fused));
+        addTime(times, 'revert+own head', now() - t);
+        detections = this.decode(own, opts, times);
+      } else detections = this.decode(out, opts, times);
     }
     return { egoId, mode: opts.mode, detections, used, skipped, rejected, bounded, messageBytes, occupancy, times, provider: this.provider };
   }

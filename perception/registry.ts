@@ -19,6 +19,11 @@
 // Adding a type means adding such a file (and its weights): no code changes. `model` is resolved
 // relative to the declaration file; without it the network is built from the declared
 // architecture with weights from the weight file given to the pipeline (or seeded random ones).
+//
+// A profile may say how the type joined (`"join"`): "backward" (the default, above) or "adapter",
+// for a black-box encoder ("encoder": { "arch": "external", "model": "x.onnx", ... },
+// perception/encoders/external.ts) with "adapter": { "model", "reverter"?, "head"? } ONNX files,
+// which heal adapt writes (train/adapt.ts).
 
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -30,10 +35,32 @@ import { type AgentNetworkConfig, checkAgentNetworkConfig } from './encoders/age
 
 export type Modality = 'lidar' | 'camera';
 
+/**
+ * How a type joined the shared space. 'backward' (HEAL's backward alignment, the default): its
+ * encoder and aligner were trained against the frozen fusion and head, and live in the weight
+ * file (or `model`). 'adapter': its encoder is a black box (encoder.arch "external"), and only a
+ * small adapter into the shared space was trained (train/adapt.ts); heal adapt writes such a
+ * declaration.
+ */
+export type JoinMode = 'backward' | 'adapter';
+
+/** The ONNX files of a type that joined by an adapter (absolute paths). */
+export interface AdapterFiles {
+  /** Its features → the shared space: input "features" [1, C_enc, H, W], output "bev" [1, C, H, W]. */
+  model: string;
+  /** STAMP's reverter, for the type as ego: the fused shared map "fused" → "features" in its own space. */
+  reverter?: string;
+  /** The type's own detection head, on its own features: input "features", outputs "cls", "reg", "dir". */
+  head?: string;
+}
+
 export interface TypeProfile {
   network: AgentNetworkConfig;
   /** Absolute path of an ONNX file holding this type's encoder + aligner, when declared. */
   model?: string;
+  join: JoinMode;
+  /** join "adapter" only; absent until heal adapt has trained one. */
+  adapter?: AdapterFiles;
 }
 
 export interface AgentType {
@@ -89,16 +116,33 @@ export function parseDeclaration(text: string, file: string): AgentType {
     const p = obj(pRaw, `profiles.${profile}`);
     const encoder = obj(p.encoder, `profiles.${profile}.encoder`);
     const arch = encoder.arch;
-    const wantArch = modality === 'lidar' ? 'pointpillars' : 'lss';
-    if (arch !== wantArch) throw new DataError(file, `profiles.${profile}.encoder.arch`, `a ${modality} type needs "${wantArch}"`, arch);
-    const aligner = obj(p.aligner, `profiles.${profile}.aligner`);
+    const wantArch = modality === 'lidar' ? ['pointpillars', 'pillar-fpn', 'external'] : ['lss'];
+    if (!wantArch.includes(arch as string))
+      throw new DataError(file, `profiles.${profile}.encoder.arch`, `a ${modality} type needs ${wantArch.map((a) => `"${a}"`).join(' or ')}`, arch);
+    const join = p.join ?? 'backward';
+    if (join !== 'backward' && join !== 'adapter') throw new DataError(file, `profiles.${profile}.join`, 'must be "backward" or "adapter"', join);
+    if ((arch === 'external') !== (join === 'adapter'))
+      throw new DataError(file, `profiles.${profile}.join`, 'a black-box encoder ("arch": "external") joins by "adapter", and only it does', join);
+    const resolve = (v: unknown, field: string) => path.resolve(path.dirname(file), str(v, `profiles.${profile}.${field}`));
+    if (arch === 'external') encoder.model = resolve(encoder.model, 'encoder.model');
+    // A black box has no aligner: its adapter does that job.
+    const aligner = arch === 'external' ? {} : obj(p.aligner, `profiles.${profile}.aligner`);
     // The declared cameras are the ones the encoder uses, in that order.
     if (sensor.cameras && encoder.cameras === undefined) encoder.cameras = [...sensor.cameras];
     const network = { type: name, encoder, aligner } as unknown as AgentNetworkConfig;
     const space = SPACES[profile];
     if (space) checkAgentNetworkConfig(network, space, `${file}: profiles.${profile}`);
-    const tp: TypeProfile = { network };
-    if (p.model !== undefined) tp.model = path.resolve(path.dirname(file), str(p.model, `profiles.${profile}.model`));
+    const tp: TypeProfile = { network, join };
+    if (p.model !== undefined) tp.model = resolve(p.model, 'model');
+    // A black box declared but not joined yet has no adapter: heal adapt writes the declaration that has one.
+    if (join === 'adapter' && p.adapter !== undefined) {
+      const a = obj(p.adapter, `profiles.${profile}.adapter`);
+      tp.adapter = { model: resolve(a.model, 'adapter.model') };
+      if (a.reverter !== undefined) tp.adapter.reverter = resolve(a.reverter, 'adapter.reverter');
+      if (a.head !== undefined) tp.adapter.head = resolve(a.head, 'adapter.head');
+      if ((tp.adapter.reverter === undefined) !== (tp.adapter.head === undefined))
+        throw new DataError(file, `profiles.${profile}.adapter`, 'a reverter needs the head it reverts to, and a head its reverter: give both or neither', a);
+    }
     profiles[profile] = tp;
   }
   if (Object.keys(profiles).length === 0) throw new DataError(file, 'profiles', 'declares no profile');

@@ -122,7 +122,7 @@ export function augmentedInputs(
   m: Mat4,
 ): Record<string, HostTensor> {
   const enc = network.encoder;
-  if (enc.arch !== 'pointpillars') return agentInputs(network, space, data);
+  if (enc.arch === 'lss') return agentInputs(network, space, data);
   let points = data.points;
   if (masksOwnBody(enc, space, data.kind)) {
     // Same inclusive float32 bounds as pillarize's mask.

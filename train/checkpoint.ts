@@ -9,6 +9,7 @@ import { DataError } from '../datasets/io.ts';
 import { loadWeights, saveWeights, type Weights } from '../models/weights.ts';
 import { NamedAdam } from './optimizer.ts';
 import { AlignNet, type TrainNet } from './stages.ts';
+import { SingleNet } from './single.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint.bin';
 export const OPTIMIZER_FILE = 'optimizer.bin';
@@ -29,7 +30,7 @@ export async function saveCheckpoint(dir: string, net: TrainNet, opt: NamedAdam,
   await saveWeights(path.join(dir, OPTIMIZER_FILE), await opt.state(), { step: opt.step });
   await saveWeights(file, await net.readWeights(), {
     ...meta,
-    stage: net instanceof AlignNet ? 2 : 1,
+    stage: net instanceof AlignNet ? 2 : net instanceof SingleNet ? 'single' : 1,
     type: net.models.network.type,
     space: net.models.space.name,
   });

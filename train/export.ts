@@ -10,7 +10,8 @@ import { encodeWeights, pickWeights, type Weights } from '../models/weights.ts';
 import { codecGraphs, learnedCodecs } from '../fusion/codec.ts';
 import { agentNetwork } from '../perception/encoders/agent.ts';
 import type { GraphDesc } from '../models/graph.ts';
-import { DataError, writeFileAtomic } from '../datasets/io.ts';
+import { createHash } from 'node:crypto';
+import { DataError, readFileChecked, writeFileAtomic } from '../datasets/io.ts';
 import type { Registry } from '../perception/registry.ts';
 import type { SharedSpace } from '../perception/space.ts';
 import { egoNetworkFor, readWeightFiles } from '../fusion/pipeline.ts';
@@ -89,7 +90,32 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
   const types = [];
   for (const name of opts.types) {
     const t = opts.registry.get(name);
-    const network = opts.registry.profile(name, opts.space.name).network;
+    const profile = opts.registry.profile(name, opts.space.name);
+    const network = profile.network;
+    if (profile.join === 'adapter') {
+      // Its maker's encoder goes out byte for byte as it came, with the adapter heal trained for it.
+      const enc = network.encoder as { model: string };
+      if (!profile.adapter) throw new DataError(t.file, `profiles.${opts.space.name}.adapter`, `agent type ${name} has no adapter yet (heal adapt trains one)`);
+      const copy = async (file: string, as: string) => {
+        const bytes = await readFileChecked(file, `ONNX file of agent type ${name}`);
+        await write(as, bytes);
+        return { onnx: as, sha256: createHash('sha256').update(bytes).digest('hex') };
+      };
+      const a = profile.adapter;
+      types.push({
+        name,
+        description: t.description,
+        modality: t.modality,
+        sensor: t.sensor,
+        join: 'adapter',
+        encoder: await copy(enc.model, `${name}.encoder.onnx`),
+        adapter: await copy(a.model, `${name}.adapter.onnx`),
+        ...(a.reverter && a.head ? { reverter: await copy(a.reverter, `${name}.reverter.onnx`), head: await copy(a.head, `${name}.head.onnx`) } : {}),
+        fusionTrust: trust[name] ?? 1,
+        network,
+      });
+      continue;
+    }
     const desc = agentNetwork(network, opts.space);
     const file = `${name}.onnx`;
     await write(file, exportOnnx(desc, pickWeights(desc, weights, source)));
@@ -102,6 +128,7 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
       onnx: file,
       parameters: paramCount(desc),
       fusionTrust: trust[name] ?? 1,
+      join: profile.join,
       network,
     });
   }

@@ -93,7 +93,7 @@ function levelsOf(ego: GraphDesc): [number, number][] {
  * or one per pyramid level), validity and trust as inference builds them (egoInputsFor), every
  * cell sent and every agent trusted 1, and the live feature tensors, so gradients reach them.
  */
-function egoInputs(space: SharedSpace, bevs: tf.Tensor[], poses: Float64Array[]): Record<string, tf.Tensor> {
+export function egoInputs(space: SharedSpace, bevs: tf.Tensor[], poses: Float64Array[]): Record<string, tf.Tensor> {
   const [W, H] = featureGrid(space);
   const A = bevs.length;
   // egoInputsFor only wraps the stacked host features; the tensors replace them, so none are copied.

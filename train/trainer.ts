@@ -22,6 +22,7 @@ import { loadRegistry } from '../perception/registry.ts';
 import { DEFAULT_LOSS_WEIGHTS, depthLoss, detectionLoss, disposeTargets, occupancyLoss, targetTensors, type LossWeights } from './losses.ts';
 import { NamedAdam } from './optimizer.ts';
 import { CHECKPOINT_FILE, type CheckpointMeta, resumeCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { SingleNet } from './single.ts';
 import { AlignNet, CodecNet, defaultStageOneModels, StageOne, type StepLoss, type StageOneModels, type TrainNet } from './stages.ts';
 
 export interface TrainOptions {
@@ -52,6 +53,8 @@ export interface TrainOptions {
    * between the partners' frozen encoders and the frozen fusion and head of `base`, on cooperative frames.
    */
   codec?: { ratio: number; base: string };
+  /** Instead of either stage: `type`'s encoder and its own head, alone on its single-agent frames (train/single.ts). */
+  single?: { type: string; typesDirs?: string[] };
   log?: (line: string) => void;
   /** Called after each step (the CLI draws its progress bar here). */
   onStep?: (info: StepInfo) => void;
@@ -228,9 +231,10 @@ async function stageOf(opts: TrainOptions): Promise<Stage> {
   let models = opts.models ?? defaultStageOneModels();
   let sensor: Sensor = { lidar: 64, images: false };
   const lossWeights = opts.lossWeights ?? DEFAULT_LOSS_WEIGHTS;
-  if (opts.align) {
-    const registry = await loadRegistry(opts.align.typesDirs ?? []);
-    const type = registry.get(opts.align.type);
+  const typed = opts.align ?? opts.single;
+  if (typed) {
+    const registry = await loadRegistry(typed.typesDirs ?? []);
+    const type = registry.get(typed.type);
     models = { ...models, network: registry.profile(type.name, models.space.name).network };
     sensor = { lidar: type.sensor.lidar ?? 64, images: type.modality === 'camera' };
   }
@@ -250,6 +254,8 @@ async function startFresh(opts: TrainOptions, { models, depthSupervised }: Stage
     const registry = await loadRegistry(opts.align.typesDirs ?? []);
     const base = await weightsFromFile(opts.align.base, models.space, registry);
     net = new AlignNet(models, base, initWeights(agentNetwork(models.network, models.space), seed), depthSupervised);
+  } else if (opts.single) {
+    net = SingleNet.initial(models, seed);
   } else {
     net = StageOne.initial(models, seed);
   }
@@ -267,7 +273,9 @@ async function resume(opts: TrainOptions, { models, depthSupervised }: Stage, lo
         ? new CodecNet(models, weights, weights, opts.codec.ratio)
         : opts.align
           ? new AlignNet(models, weights, weights, depthSupervised)
-          : new StageOne(models, weights),
+          : opts.single
+            ? new SingleNet(models, weights)
+            : new StageOne(models, weights),
     opts.lr,
   );
   log(`heal train: resumed ${path.join(opts.out, CHECKPOINT_FILE)} at step ${start.meta.step}`);
@@ -295,9 +303,10 @@ async function drawSample(
     depth: depthSupervised,
     ...sensor,
   };
-  const sample = opts.align
-    ? await loadSingleAgentSample(ds, ref, ref.agentIds[rng.int(ref.agentIds.length)], sampleOpts)
-    : await loadSample(ds, ref, sampleOpts);
+  const sample =
+    opts.align || opts.single
+      ? await loadSingleAgentSample(ds, ref, ref.agentIds[rng.int(ref.agentIds.length)], sampleOpts)
+      : await loadSample(ds, ref, sampleOpts);
   return { ref, sample };
 }
 
@@ -327,7 +336,9 @@ async function validateAndRecord(
   log: (line: string) => void,
 ): Promise<ValidationResult> {
   const valOpts = { space: models.space, network: models.network, anchors: net.anchors, levels: net.levels, ...sensor };
-  const ap = await validate(net, valRefs, (ref) => (opts.align ? loadSingleAgentSample(ds, ref, ref.agentIds[0], valOpts) : loadSample(ds, ref, valOpts)));
+  const ap = await validate(net, valRefs, (ref) =>
+    opts.align || opts.single ? loadSingleAgentSample(ds, ref, ref.agentIds[0], valOpts) : loadSample(ds, ref, valOpts),
+  );
   log(
     `heal train: step ${step} validation on ${valRefs.length} validate frames: ${Object.entries(ap)
       .map(([k, v]) => `${k} ${v.toFixed(4)}`)

@@ -31,14 +31,19 @@ import {
   pillarConfigOf,
   pointPillarsInputs,
   pointPillarsOutChannels,
+  isPillarArch,
+  type PillarSettings,
   type PointPillarsConfig,
 } from './pointpillars.ts';
+import { checkExternalEncoderConfig, type ExternalEncoderConfig } from './external.ts';
 import { addLss, checkLssConfig, healCameraConfigOf, healGridSize, lssInputs, lssOutChannels, lssSplatOptions, type LssConfig } from './lss.ts';
 
 export type { PointPillarsConfig } from './pointpillars.ts';
 export type { LssConfig, ImageBackboneConfig, DepthBinsConfig } from './lss.ts';
 
-export type EncoderConfig = PointPillarsConfig | LssConfig;
+export type { ExternalEncoderConfig } from './external.ts';
+
+export type EncoderConfig = PointPillarsConfig | LssConfig | ExternalEncoderConfig;
 
 export interface AgentNetworkConfig {
   /** Agent type name, e.g. "m1"; the parameter-name prefix. */
@@ -67,7 +72,8 @@ export interface AgentNetworkOptions {
 }
 
 export function encoderOutChannels(enc: EncoderConfig): number {
-  return enc.arch === 'pointpillars' ? pointPillarsOutChannels(enc) : lssOutChannels(enc);
+  if (enc.arch === 'external') return enc.outChannels;
+  return isPillarArch(enc.arch) ? pointPillarsOutChannels(enc as PointPillarsConfig) : lssOutChannels(enc as LssConfig);
 }
 
 /**
@@ -82,9 +88,13 @@ export function checkAgentNetworkConfig(cfg: AgentNetworkConfig, space: SharedSp
   }
   const enc = cfg.encoder;
   if (typeof enc !== 'object' || enc === null) throw new DataError(src, 'encoder', 'must be an object', enc);
-  if (enc.arch === 'pointpillars') checkPointPillarsConfig(enc, space, src);
+  if (isPillarArch(enc.arch)) checkPointPillarsConfig(enc as PointPillarsConfig, space, src);
   else if (enc.arch === 'lss') checkLssConfig(enc, src);
-  else throw new DataError(src, 'encoder.arch', 'must be "pointpillars" or "lss"', (enc as { arch?: unknown }).arch);
+  else if (enc.arch === 'external') {
+    // A black box joins through an adapter (registry: "join": "adapter"), not an aligner.
+    checkExternalEncoderConfig(enc, space, src);
+    return;
+  } else throw new DataError(src, 'encoder.arch', 'must be "pointpillars", "pillar-fpn", "lss" or "external"', (enc as { arch?: unknown }).arch);
   const al = cfg.aligner;
   if (typeof al !== 'object' || al === null) throw new DataError(src, 'aligner', 'must be an object {inChannels, channels, blocks, batchNorm}', al);
   if (al.kind !== undefined && al.kind !== 'basic' && al.kind !== 'convnext')
@@ -119,13 +129,14 @@ export function agentNetwork(cfg: AgentNetworkConfig, space: SharedSpace, opts: 
   const encPrefix = `encoder.${cfg.type}`;
   const enc = cfg.encoder;
   let features: TensorRef;
-  if (enc.arch === 'pointpillars') {
-    features = addPointPillars(g, pointPillarsInputs(g, enc, space), enc, space, encPrefix);
-  } else {
+  if (enc.arch === 'external') throw new Error(`agent type "${cfg.type}": its encoder is a black box (${enc.model}); heal runs it, it does not build it`);
+  if (enc.arch === 'lss') {
     const { bev, depth, splat } = addLss(g, lssInputs(g, enc, space), enc, space, encPrefix);
     features = bev;
     if (opts.depthOutput) g.output('depth', depth);
     if (opts.intermediates && splat) g.output('splat', splat);
+  } else {
+    features = addPointPillars(g, pointPillarsInputs(g, enc, space), enc, space, encPrefix);
   }
   let bev = addAligner(g, features, cfg.aligner, `aligner.${cfg.type}`);
   if (opts.intermediates) {
@@ -181,8 +192,23 @@ export function parameterCounts(desc: GraphDesc, type: string): { encoder: numbe
   return { encoder: count(`encoder.${type}.`), aligner: count(`aligner.${type}.`) };
 }
 
+/**
+ * The type's encoder alone, as its maker trains it with its own head (train --single): the same
+ * inputs and "encoder.<type>.*" parameters as agentNetwork, output "bev" [1, C_enc, H', W']
+ * in the encoder's own feature space (no aligner).
+ */
+export function encoderNetwork(cfg: AgentNetworkConfig, space: SharedSpace): GraphDesc {
+  const enc = cfg.encoder;
+  if (!isPillarArch(enc.arch)) throw new Error(`agent type "${cfg.type}": a stand-alone encoder is built for LiDAR pillar encoders only, not "${enc.arch}"`);
+  checkPointPillarsConfig(enc as PointPillarsConfig, space, `agent type "${cfg.type}"`);
+  const g = new GraphBuilder(`encoder.${cfg.type}`);
+  const pp = enc as PointPillarsConfig;
+  g.output('bev', addPointPillars(g, pointPillarsInputs(g, pp, space), pp, space, `encoder.${cfg.type}`));
+  return g.build();
+}
+
 /** Whether an agent's points on its own body are dropped: a roadside unit has no body, but HEAL masks it anyway. */
-export function masksOwnBody(enc: PointPillarsConfig, space: SharedSpace, kind: AgentKind | undefined): boolean {
+export function masksOwnBody(enc: PillarSettings, space: SharedSpace, kind: AgentKind | undefined): boolean {
   return enc.maskEgo && (kind !== 'rsu' || space.points.maskEgoOnRsu);
 }
 
@@ -190,16 +216,18 @@ export function masksOwnBody(enc: PointPillarsConfig, space: SharedSpace, kind: 
 export function agentInputs(cfg: AgentNetworkConfig, space: SharedSpace, data: SensorData): Record<string, HostTensor> {
   const enc = cfg.encoder;
   const src = `agent type "${cfg.type}"`;
-  if (enc.arch === 'pointpillars') {
-    if (!data.points) throw new DataError(src, 'points', 'a LiDAR (pointpillars) type needs a point cloud, the sensor data has none');
-    const p = pillarize(data.points, pillarConfigOf(enc, space, { maskEgo: masksOwnBody(enc, space, data.kind) }));
+  if (isPillarArch(enc.arch) || enc.arch === 'external') {
+    const pp = enc as PillarSettings;
+    if (!data.points) throw new DataError(src, 'points', 'a LiDAR (pillar) type needs a point cloud, the sensor data has none');
+    const p = pillarize(data.points, pillarConfigOf(pp, space, { maskEgo: masksOwnBody(pp, space, data.kind) }));
     return {
       features: { data: p.features, shape: [p.numPillars, p.maxPoints, POINT_FEATURES] },
       mask: { data: p.mask, shape: [p.numPillars, p.maxPoints] },
       cellToPillar: { data: p.cellToPillar, shape: [p.cellToPillar.length] },
     };
   }
-  if (enc.arch !== 'lss') throw new DataError(src, 'encoder.arch', 'must be "pointpillars" or "lss"', (enc as { arch?: unknown }).arch);
+  if (enc.arch !== 'lss')
+    throw new DataError(src, 'encoder.arch', 'must be "pointpillars", "pillar-fpn", "lss" or "external"', (enc as { arch?: unknown }).arch);
   const records = selectCameras(enc, data.cameras ?? [], src);
   if (enc.heal) {
     if (!data.lidarPose)

@@ -11,10 +11,16 @@ import type { GraphBuilder, TensorRef } from '../../models/graph.ts';
 import { DataError } from '../../datasets/io.ts';
 import { POINT_FEATURES, type PillarConfig } from '../pillars.ts';
 import { featureGrid, type SharedSpace } from '../space.ts';
-import { backboneLevels, type BackboneConfig } from '../../models/layers/backbone.ts';
+import { backboneLevels, decodeLevels, type BackboneConfig } from '../../models/layers/backbone.ts';
 
 export interface PointPillarsConfig {
-  arch: 'pointpillars';
+  /**
+   * 'pointpillars': one level of basic blocks down to the feature grid (m1, m3). 'pillar-fpn'
+   * (m5): several levels, each upsampled back to the feature grid by the neck and concatenated
+   * (the multi-scale RPN of the PointPillars paper), so the encoder sees context at twice the
+   * stride.
+   */
+  arch: 'pointpillars' | 'pillar-fpn';
   /** Pillar size [x, y] in meters; a pillar spans the space's whole z range. */
   pillarSize: [number, number];
   /** Points kept per pillar (OpenCOOD max_points_per_voxel). */
@@ -33,6 +39,16 @@ export interface PointPillarsConfig {
    * level's numFilters is the encoder's output width.
    */
   backbone: { layerNums: number[]; layerStrides: number[]; numFilters: number[] };
+  /** 'pillar-fpn' only: per level, the upsampling factor and width of its deblock; the output is their concatenation. */
+  neck?: { upsampleStrides: number[]; numUpsampleFilters: number[] };
+}
+
+/** The preprocessing settings of anything that reads pillars (a PointPillars encoder, or a black box fed pillars). */
+export type PillarSettings = Pick<PointPillarsConfig, 'pillarSize' | 'maxPointsPerPillar' | 'maxPillars' | 'maskEgo'>;
+
+/** Whether an encoder arch reads pillars (perception/pillars.ts). */
+export function isPillarArch(arch: unknown): arch is PointPillarsConfig['arch'] {
+  return arch === 'pointpillars' || arch === 'pillar-fpn';
 }
 
 /**
@@ -55,7 +71,7 @@ export interface PointPillarsInputs {
 }
 
 /** Pillar grid [W, H] of a config in a space (columns along x, rows along y). */
-export function pillarGridOf(cfg: PointPillarsConfig, space: SharedSpace): [number, number] {
+export function pillarGridOf(cfg: Pick<PointPillarsConfig, 'pillarSize'>, space: SharedSpace): [number, number] {
   const [xmin, ymin, , xmax, ymax] = space.range;
   return [Math.round((xmax - xmin) / cfg.pillarSize[0]), Math.round((ymax - ymin) / cfg.pillarSize[1])];
 }
@@ -68,7 +84,7 @@ export function pillarStride(cfg: PointPillarsConfig, space: SharedSpace): numbe
 }
 
 /** Settings for perception/pillars.ts pillarize. */
-export function pillarConfigOf(cfg: PointPillarsConfig, space: SharedSpace, opts: { maskEgo?: boolean } = {}): PillarConfig {
+export function pillarConfigOf(cfg: PillarSettings, space: SharedSpace, opts: { maskEgo?: boolean } = {}): PillarConfig {
   const [, , zmin, , , zmax] = space.range;
   return {
     range: space.range,
@@ -81,6 +97,7 @@ export function pillarConfigOf(cfg: PointPillarsConfig, space: SharedSpace, opts
 }
 
 export function pointPillarsOutChannels(cfg: PointPillarsConfig): number {
+  if (cfg.neck) return cfg.neck.numUpsampleFilters.reduce((a, b) => a + b, 0);
   return cfg.backbone.numFilters[cfg.backbone.numFilters.length - 1];
 }
 
@@ -137,6 +154,36 @@ export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSp
     `gives a ${wp}×${hp} pillar grid, not a whole multiple of the ${wf}×${hf} feature grid of space "${space.name}"`,
     ps,
   );
+  if (cfg.arch === 'pillar-fpn') {
+    const neck = cfg.neck;
+    need(typeof neck === 'object' && neck !== null, 'neck', "a 'pillar-fpn' encoder needs {upsampleStrides, numUpsampleFilters}", neck);
+    const n = bb.layerNums.length;
+    need(
+      isIntList(neck!.upsampleStrides) && neck!.upsampleStrides.length === n,
+      'neck.upsampleStrides',
+      `must be ${n} positive integers`,
+      neck!.upsampleStrides,
+    );
+    need(
+      isIntList(neck!.numUpsampleFilters) && neck!.numUpsampleFilters.length === n,
+      'neck.numUpsampleFilters',
+      `must be ${n} positive integers`,
+      neck!.numUpsampleFilters,
+    );
+    // Every level, after its deblock, must land on the feature grid.
+    let down = 1;
+    bb.layerStrides.forEach((st, i) => {
+      down *= st;
+      need(
+        down === s * neck!.upsampleStrides[i],
+        'neck.upsampleStrides',
+        `level ${i} is at stride ${down}: its deblock must bring it to stride ${s}`,
+        neck!.upsampleStrides,
+      );
+    });
+    return;
+  }
+  need(cfg.neck === undefined, 'neck', "only a 'pillar-fpn' encoder has a neck", cfg.neck);
   const product = bb.layerStrides.reduce((a, b) => a * b, 1);
   need(
     product === s,
@@ -191,7 +238,9 @@ export function addPointPillars(g: GraphBuilder, inputs: PointPillarsInputs, cfg
   checkPointPillarsConfig(cfg, space, prefix);
   const pillars = addPillarFeatureNet(g, inputs.features, inputs.mask, cfg.pfnChannels, `${prefix}.pfn`, cfg.pfnPadding);
   const bev = addPillarScatter(g, pillars, inputs.cellToPillar, pillarGridOf(cfg, space), `${prefix}.scatter`);
-  const bb: BackboneConfig = { inChannels: cfg.pfnChannels, ...cfg.backbone, upsampleStrides: [], numUpsampleFilters: [], batchNorm: true, block: 'basic' };
+  const neck = cfg.neck ?? { upsampleStrides: [], numUpsampleFilters: [] };
+  const bb: BackboneConfig = { inChannels: cfg.pfnChannels, ...cfg.backbone, ...neck, batchNorm: true, block: 'basic' };
   const levels = backboneLevels(g, bev, bb, `${prefix}.backbone`);
+  if (cfg.neck) return decodeLevels(g, levels, bb, `${prefix}.neck`);
   return levels[levels.length - 1];
 }

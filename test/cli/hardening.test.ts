@@ -18,6 +18,7 @@ import { EXPORT } from '../../cli/export.ts';
 import { GENERATE } from '../../cli/generate.ts';
 import { IMPORT } from '../../cli/import.ts';
 import { BENCH } from '../../cli/bench.ts';
+import { ADAPT } from '../../cli/adapt.ts';
 import { VERIFY_REFERENCE } from '../../cli/verify-reference.ts';
 import { START } from '../../cli/start.ts';
 import { KEYS } from '../../cli/keys.ts';
@@ -25,7 +26,23 @@ import { INCOMPLETE_MARKER, finishRunFolder, isIncompleteRun, startRunFolder } f
 import { readRun } from '../../viewer/run.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: specs of every command, read generically
-const COMMANDS: CommandSpec<any>[] = [EVAL, INSPECT, DETECT, VIEW, TRAIN, ALIGN, CALIBRATE, EXPORT, GENERATE, IMPORT, BENCH, VERIFY_REFERENCE, START, KEYS];
+const COMMANDS: CommandSpec<any>[] = [
+  EVAL,
+  INSPECT,
+  DETECT,
+  VIEW,
+  TRAIN,
+  ALIGN,
+  ADAPT,
+  CALIBRATE,
+  EXPORT,
+  GENERATE,
+  IMPORT,
+  BENCH,
+  VERIFY_REFERENCE,
+  START,
+  KEYS,
+];
 
 let tmp = '';
 beforeAll(async () => {
@@ -116,6 +133,8 @@ describe('paths on the command line', () => {
       detect: ['d'],
       view: ['d'],
       align: ['--type', 'm2', '--data', 'd', '--out', 'o', '--base', 'b'],
+      train: ['--single', '--type', 'm5', '--data', 'd', '--out', 'o'],
+      adapt: ['--type', 'm5', '--base', 'b', '--encoder', 'e', '--data', 'd', '--out', 'o'],
       calibrate: ['--data', 'd', '--weights', 'w', '--out', 'o'],
       export: ['--weights', 'w', '--out', 'o'],
       import: ['x.pth', '--out', 'o'],

@@ -14,6 +14,7 @@ import * as detect from '../../cli/detect.ts';
 import * as view from '../../cli/view.ts';
 import * as train from '../../cli/train.ts';
 import * as align from '../../cli/align.ts';
+import * as adaptCmd from '../../cli/adapt.ts';
 import * as calibrate from '../../cli/calibrate.ts';
 import * as exportCmd from '../../cli/export.ts';
 import * as start from '../../cli/start.ts';
@@ -32,6 +33,7 @@ const SPECS: CommandSpec<Options>[] = [
   view.VIEW,
   train.TRAIN,
   align.ALIGN,
+  adaptCmd.ADAPT,
   calibrate.CALIBRATE,
   exportCmd.EXPORT,
   start.START,
@@ -63,6 +65,7 @@ const RUNS: Record<string, Run> = {
   view: view.run,
   train: train.run,
   align: align.run,
+  adapt: adaptCmd.run,
   calibrate: calibrate.run,
   export: exportCmd.run,
   start: start.run,
@@ -177,6 +180,7 @@ describe('heal', () => {
       expect(parsed, `README: heal ${argv.join(' ')}`).not.toBe('help');
     }
     expect([...seen].sort()).toEqual([
+      'adapt',
       'align',
       'bench',
       'calibrate',

@@ -15,6 +15,7 @@ import { buildTfModel } from '../../models/tfjs.ts';
 import { exportOnnx } from '../../models/onnx.ts';
 import { createSession, runSession } from '../../models/runtime.ts';
 import {
+  encoderOutChannels,
   agentNetwork,
   agentInputs,
   checkAgentNetworkConfig,
@@ -26,7 +27,7 @@ import {
 } from '../../perception/encoders/agent.ts';
 import { builtinAgentConfig } from '../../perception/registry.ts';
 
-type BuiltinType = 'm1' | 'm2' | 'm3' | 'm4';
+type BuiltinType = 'm1' | 'm2' | 'm3' | 'm4' | 'm5';
 import { addPillarFeatureNet, addPillarScatter, pillarConfigOf, pillarGridOf, pointPillarsInputs } from '../../perception/encoders/pointpillars.ts';
 import { addLift, addSplat, lssInputs, lssSplatOptions } from '../../perception/encoders/lss.ts';
 import { pillarize } from '../../perception/pillars.ts';
@@ -39,6 +40,8 @@ import { rngFor } from '../../datasets/rng.ts';
 
 const TOL = 1e-4;
 const TYPES: BuiltinType[] = ['m1', 'm2', 'm3', 'm4'];
+/** m5 (LiDAR-16, PillarFPN) is declared for the small profile only. */
+const SMALL_TYPES: BuiltinType[] = [...TYPES, 'm5'];
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -55,7 +58,8 @@ function shrunk(type: BuiltinType): AgentNetworkConfig {
     enc.pfnChannels = 6;
     enc.maxPointsPerPillar = 8;
     enc.backbone.numFilters = enc.backbone.numFilters.map((_, i) => 4 + 2 * i);
-  } else {
+    if (enc.neck) enc.neck.numUpsampleFilters = enc.neck.numUpsampleFilters.map(() => 4);
+  } else if (enc.arch === 'lss') {
     enc.imageSize = type === 'm2' ? [64, 48] : [56, 40];
     enc.depthBins = { ...enc.depthBins, min: 2, max: 14, count: 6 };
     enc.imageBackbone.stem.channels = 4;
@@ -64,7 +68,7 @@ function shrunk(type: BuiltinType): AgentNetworkConfig {
     enc.contextChannels = 5;
     enc.bev.channels = 6;
   }
-  const out = enc.arch === 'pointpillars' ? enc.backbone.numFilters[enc.backbone.numFilters.length - 1] : enc.bev.channels;
+  const out = encoderOutChannels(enc);
   cfg.aligner = { ...cfg.aligner, inChannels: out, channels: TEST_SPACE.channels };
   return cfg;
 }
@@ -196,8 +200,8 @@ function spread(a: ArrayLike<number>): number {
   return hi - lo;
 }
 
-describe('agent networks m1–m4: tfjs and onnxruntime agree, gradients reach every encoder variable (random weights)', () => {
-  it.each(TYPES)('%s', async (type) => {
+describe('agent networks m1–m5: tfjs and onnxruntime agree, gradients reach every encoder variable (random weights)', () => {
+  it.each(SMALL_TYPES)('%s', async (type) => {
     const cfg = shrunk(type);
     const desc = agentNetwork(cfg, TEST_SPACE);
     const [w, h] = featureGrid(TEST_SPACE);
@@ -429,7 +433,7 @@ describe('built-in types and configs', () => {
   it('small profile: every type runs in onnxruntime to [1, 32, 64, 64]; parameters are prefixed per type (random weights)', async () => {
     const data = { points: lidarCloud(32, 720, 11), cameras: cameraRecords(11, 800, 600), kind: 'vehicle' as const };
     const names = new Set<string>();
-    for (const type of TYPES) {
+    for (const type of SMALL_TYPES) {
       const cfg = builtinAgentConfig(type, 'small');
       const desc = agentNetwork(cfg, SMALL_SPACE);
       const counts = parameterCounts(desc, type);
