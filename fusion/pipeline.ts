@@ -497,6 +497,8 @@ export class CollabPipeline {
     const frame = alignToGround(input.frame, this.opts.space);
     const profile = this.opts.registry.profile(input.type, this.opts.space.name);
     const adapter = await this.adapterAgent(input.type);
+    // The type's weights are checked before its sensor data: a checkpoint without this type says so.
+    const session = adapter ? undefined : await this.typeSession(input.type);
     let t = now();
     const inputs = agentInputs(profile.network, this.opts.space, frame);
     addTime(times, `preprocess.${input.type}`, now() - t);
@@ -509,8 +511,7 @@ export class CollabPipeline {
       addTime(times, `adapt.${input.type}`, now() - t);
       return { bev, own, adapter };
     }
-    const session = await this.typeSession(input.type);
-    const out = await runSession(session.session, inputs);
+    const out = await runSession(session!.session, inputs);
     addTime(times, `encode.${input.type}`, now() - t);
     return { bev: out.bev.data as Float32Array };
   }

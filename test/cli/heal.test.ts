@@ -5,6 +5,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { type CommandSpec, type Options, parseCommand } from '../../cli/args.ts';
 import * as evalCmd from '../../cli/eval.ts';
 import { MERGE } from '../../cli/eval-merge.ts';
@@ -170,7 +172,11 @@ describe('heal', () => {
     expect(commands.length).toBeGreaterThanOrEqual(20);
     const byName = new Map(SPECS.map((s) => [s.name, s]));
     const seen = new Set<string>();
-    for (const argv of commands) {
+    // A README flow makes the folders it later reads (heal adapt writes the --types-dir of the next
+    // heal eval); whether a folder exists is the run's business, so those parse against one that does.
+    const typesDir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-readme-types-'));
+    for (const line of commands) {
+      const argv = line.map((a, i) => (line[i - 1] === '--types-dir' ? typesDir : a));
       const [name, ...args] = argv;
       const spec = byName.get(name);
       expect(spec, `README: heal ${argv.join(' ')}`).toBeDefined();
