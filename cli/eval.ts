@@ -289,9 +289,14 @@ export function printSummary(report: EvalReport): void {
   );
   for (const f of report.failures) console.log(`  skipped ${f.split}/${f.scenario} ${f.timestamp}: ${f.reason}`);
   console.log(`execution provider: ${report.provider}${report.fallbackReason ? ` (${report.fallbackReason})` : ''}`);
-  const r = spaceByName(report.run.profile).range;
+  const space = spaceByName(report.run.profile);
+  const r = space.range;
+  const gtRule =
+    space.groundTruth === 'corners'
+      ? `GT by all corners, z in [${r[2]}, ${r[5]}] m${space.maxAgents ? `, of the first ${space.maxAgents} agents` : ''}`
+      : 'GT by centre';
   console.log(
-    `protocol: AP at BEV IoU 0.3/0.5/0.7 of detections with score > ${report.run.scoreThreshold}; inside the ${report.run.profile} profile's range x [${r[0]}, ${r[3]}] m, y [${r[1]}, ${r[4]}] m (detections by all corners, GT by centre)`,
+    `protocol: AP at BEV IoU 0.3/0.5/0.7 of detections with score > ${report.run.scoreThreshold}; inside the ${report.run.profile} profile's range x [${r[0]}, ${r[3]}] m, y [${r[1]}, ${r[4]}] m (detections by all corners, ${gtRule})`,
   );
   console.log(`weights: ${report.run.weights ?? 'seeded random (the AP values mean nothing)'}`);
   if (report.security) console.log(`messages: ${report.run.messages}; ${formatSecurity(report.security)}`);
