@@ -276,6 +276,11 @@ export function repeat(s: Decl, kind?: Kind<string>): Option<string[]> {
   };
 }
 
+/** A folder that must exist, such as --keys. */
+export function dir<S extends Valued<string>>(s: S): Option<Out<string, S>> {
+  return option((g, f) => readOne(existingDir, g, f), { arg: 'DIR', ...s });
+}
+
 /** A repeatable folder that must exist, such as --types-dir. */
 export function dirs(s: Decl): Option<string[]> {
   return repeat({ arg: 'DIR', ...s }, existingDir);

@@ -4,12 +4,11 @@
 
 import { ephemeralSecurity, initKeyFolder, issueToFolder, keyFolderSecurity, revokeInFolder, type Security } from '../fusion/identity.ts';
 import type { EvalReport } from '../eval/contracts.ts';
-import { UsageError, command, flag, int, runCommand, string } from './args.ts';
+import { UsageError, command, dir, flag, int, runCommand, string } from './args.ts';
 
 export const SIGNING_OPTIONS = {
   insecure: flag({ help: 'send messages unsigned: the ego checks their contents but cannot tell who sent them' }),
-  keys: string({
-    arg: 'DIR',
+  keys: dir({
     defaultText: 'an ephemeral authority that certifies every agent of the run',
     help: 'sign and verify with the keys of a `heal keys` folder (authority.pub, agents/ID.key + ID.cert, revoked.txt)',
   }),

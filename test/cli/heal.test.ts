@@ -128,6 +128,7 @@ describe('heal', () => {
       ['keys', ['sign', 'dir'], 'unknown action "sign" (have: init, issue, revoke)'],
       ['keys', ['issue', 'dir', '--id', '641'], 'issue needs --type T'],
       ['eval', ['x', '--insecure', '--keys', 'k'], 'give --insecure or --keys, not both'],
+      ['detect', ['x', '--keys', '/nonexistent-heal-keys'], '--keys must be an existing folder (got "/nonexistent-heal-keys")'],
       [
         'eval',
         ['x', '--link', 'dsrc', '--jobs', '2'],
@@ -173,10 +174,11 @@ describe('heal', () => {
     const byName = new Map(SPECS.map((s) => [s.name, s]));
     const seen = new Set<string>();
     // A README flow makes the folders it later reads (heal adapt writes the --types-dir of the next
-    // heal eval); whether a folder exists is the run's business, so those parse against one that does.
-    const typesDir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-readme-types-'));
+    // heal eval, heal keys init the --keys folder); whether a folder exists is the run's business, so
+    // those parse against one that does.
+    const madeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'heal-readme-dir-'));
     for (const line of commands) {
-      const argv = line.map((a, i) => (line[i - 1] === '--types-dir' ? typesDir : a));
+      const argv = line.map((a, i) => (line[i - 1] === '--types-dir' || line[i - 1] === '--keys' ? madeDir : a));
       const [name, ...args] = argv;
       const spec = byName.get(name);
       expect(spec, `README: heal ${argv.join(' ')}`).toBeDefined();
