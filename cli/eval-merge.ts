@@ -4,7 +4,8 @@
 import * as path from 'node:path';
 import { defaultRunDir } from '../eval/contracts.ts';
 import { mergeShards } from '../eval/shards.ts';
-import { command, runCommand, string } from './args.ts';
+import { UsageError, command, flag, runCommand, string } from './args.ts';
+import { folderInUse } from '../eval/runfolder.ts';
 import type { EvalReport } from '../eval/contracts.ts';
 
 export const MERGE = command({
@@ -16,7 +17,8 @@ from timings. Refuses shards of different evaluations (data, split, options, wei
 or N), a shard given twice and a missing one, naming each. AP is computed from the merged frames.`,
   positionals: { name: 'SHARD', min: 1, max: Number.POSITIVE_INFINITY },
   options: {
-    out: string({ arg: 'RUNDIR', defaultText: 'runs/eval-<YYYYMMDD-HHMMSS>', help: 'run folder' }),
+    out: string({ arg: 'RUNDIR', defaultText: 'runs/eval-<YYYYMMDD-HHMMSS>', help: 'run folder; one that is not empty needs --overwrite' }),
+    overwrite: flag({ help: "write into a --out folder that is not empty, replacing an earlier run's files" }),
   },
 });
 
@@ -28,6 +30,10 @@ export interface Printing {
 
 export function run(args: string[], print: Printing): Promise<number> {
   return runCommand(MERGE, args, async ({ values, positionals }) => {
+    // As heal eval: an earlier run in --out is not replaced without a word.
+    if (values.out !== undefined && !values.overwrite && (await folderInUse(values.out))) {
+      throw new UsageError(`--out ${values.out} is not empty; give --overwrite to replace the run there, or another --out`);
+    }
     const report = await mergeShards(positionals, values.out ?? defaultRunDir());
     print.printSummary(report);
     console.log(`view it: heal view ${print.shownPath(path.dirname(report.files.run))}`);

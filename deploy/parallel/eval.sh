@@ -17,4 +17,4 @@ mkdir -p "$RUN"
 # shellcheck disable=SC2086  # PARALLEL_ARGS and EVAL_ARGS are lists of options
 seq 0 $((N - 1)) | parallel --jobs "${P:-$N}" --joblog "$RUN/joblog" --resume-failed $PARALLEL_ARGS \
   "${HEAL:-heal} eval --data '$DATA' $EVAL_ARGS --threads 1 --shard {}/$N --out '$RUN/shard-{}' --overwrite"
-${HEAL:-heal} eval merge "$RUN" --out "$RUN/run"
+${HEAL:-heal} eval merge "$RUN" --out "$RUN/run" --overwrite

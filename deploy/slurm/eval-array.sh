@@ -3,7 +3,7 @@
 # with deploy/slurm/submit.sh, or by hand (the array's indices must be 0..N-1):
 #
 #   RUN=runs/eval-big DATA=/data/opv2v-h sbatch --array=0-7 deploy/slurm/eval-array.sh
-#   sbatch --dependency=afterok:<array job id> --wrap "heal eval merge runs/eval-big --out runs/eval-big/run"
+#   sbatch --dependency=afterok:<array job id> --wrap "heal eval merge runs/eval-big --out runs/eval-big/run --overwrite"
 #
 # Environment: DATA (dataset folder, required), RUN (folder for the shards, required), EVAL_ARGS
 # (further `heal eval` options, e.g. "--split test --types m1,m3 --profile heal"), HEAL (the heal

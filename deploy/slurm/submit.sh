@@ -12,5 +12,5 @@ export RUN
 here=$(dirname "$0")
 array=$(sbatch --parsable --array="0-$((N - 1))" "$here/eval-array.sh")
 sbatch --dependency="afterok:${array%%;*}" --job-name=heal-merge --output="heal-merge-%j.out" \
-  --wrap "${HEAL:-heal} eval merge '$RUN' --out '$RUN/run'"
+  --wrap "${HEAL:-heal} eval merge '$RUN' --out '$RUN/run' --overwrite"
 echo "submitted shards $array (0-$((N - 1))) and their merge; the run will be $RUN/run"

@@ -149,6 +149,13 @@ describe('heal', () => {
       const r = await runHere(name, args);
       expect([r.code, r.out, r.err], `heal ${name} ${args.join(' ')}`).toEqual([2, '', `heal ${name}: ${message}\n`]);
     }
+    // heal eval merge, like heal eval, does not write over an earlier run without --overwrite.
+    const merge = await runHere('eval', ['merge', 'x', '--out', 'test']);
+    expect([merge.code, merge.out, merge.err]).toEqual([
+      2,
+      '',
+      'heal eval merge: --out test is not empty; give --overwrite to replace the run there, or another --out\n',
+    ]);
   });
 
   it('node cli/heal.js: --help exits 0; a usage error exits 2 with one line, also when it reaches cli/main.ts', async () => {
