@@ -15,7 +15,7 @@ import { DataError } from '../../datasets/io.ts';
 import type { HostTensor } from '../../models/graph.ts';
 import { runSession } from '../../models/runtime.ts';
 import { featureGrid, type SharedSpace } from '../space.ts';
-import { pillarGridOf } from './pointpillars.ts';
+import { checkPillarInputs, pillarGridOf } from './pointpillars.ts';
 
 export interface ExternalEncoderConfig {
   arch: 'external';
@@ -43,19 +43,11 @@ export function checkExternalEncoderConfig(cfg: ExternalEncoderConfig, space: Sh
   };
   need(typeof cfg.model === 'string' && cfg.model.length > 0, 'model', 'must name the ONNX file of the encoder', cfg.model);
   need(cfg.input === 'pillars', 'input', 'must be "pillars" (the inputs of a PointPillars encoder)', cfg.input);
-  const ps = cfg.pillarSize;
-  need(
-    Array.isArray(ps) && ps.length === 2 && ps.every((v) => typeof v === 'number' && v > 0),
-    'pillarSize',
-    'must be two positive numbers [x, y] in meters',
-    ps,
-  );
-  need(isPosInt(cfg.maxPointsPerPillar), 'maxPointsPerPillar', 'must be a positive integer', cfg.maxPointsPerPillar);
-  need(isPosInt(cfg.maxPillars), 'maxPillars', 'must be a positive integer', cfg.maxPillars);
-  need(typeof cfg.maskEgo === 'boolean', 'maskEgo', 'must be true or false', cfg.maskEgo);
+  checkPillarInputs(cfg, need);
   need(isPosInt(cfg.outChannels), 'outChannels', 'must be a positive integer (channels of its BEV output)', cfg.outChannels);
   need(cfg.output === undefined || typeof cfg.output === 'string', 'output', 'must be the name of an output of the model', cfg.output);
   need(cfg.sha256 === undefined || /^[0-9a-f]{64}$/.test(String(cfg.sha256)), 'sha256', 'must be 64 hex digits', cfg.sha256);
+  const ps = cfg.pillarSize;
   const [wp, hp] = pillarGridOf({ pillarSize: ps }, space);
   const [wf, hf] = featureGrid(space);
   need(wp % wf === 0 && hp % hf === 0, 'pillarSize', `gives a ${wp}×${hp} pillar grid, not a whole multiple of the ${wf}×${hf} feature grid`, ps);

@@ -104,11 +104,10 @@ export function pointPillarsOutChannels(cfg: PointPillarsConfig): number {
 const isPosInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) > 0;
 const isIntList = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every(isPosInt);
 
-/** Checks a (possibly hand-written JSON) config against the space; errors name `source` and the field. */
-export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSpace, source: string, field = 'encoder'): void {
-  const need = (ok: boolean, f: string, detail: string, value: unknown) => {
-    if (!ok) throw new DataError(source, `${field}.${f}`, detail, value);
-  };
+type Need = (ok: boolean, field: string, detail: string, value: unknown) => void;
+
+/** The pillar inputs' fields, shared by PointPillars and by black-box encoders fed the same inputs (external.ts). */
+export function checkPillarInputs(cfg: Pick<PointPillarsConfig, 'pillarSize' | 'maxPointsPerPillar' | 'maxPillars' | 'maskEgo'>, need: Need): void {
   const ps = cfg.pillarSize;
   need(
     Array.isArray(ps) && ps.length === 2 && ps.every((v) => typeof v === 'number' && v > 0 && Number.isFinite(v)),
@@ -119,6 +118,14 @@ export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSp
   need(isPosInt(cfg.maxPointsPerPillar), 'maxPointsPerPillar', 'must be a positive integer', cfg.maxPointsPerPillar);
   need(isPosInt(cfg.maxPillars), 'maxPillars', 'must be a positive integer', cfg.maxPillars);
   need(typeof cfg.maskEgo === 'boolean', 'maskEgo', 'must be true or false', cfg.maskEgo);
+}
+
+/** Checks a (possibly hand-written JSON) config against the space; errors name `source` and the field. */
+export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSpace, source: string, field = 'encoder'): void {
+  const need: Need = (ok, f, detail, value) => {
+    if (!ok) throw new DataError(source, `${field}.${f}`, detail, value);
+  };
+  checkPillarInputs(cfg, need);
   need(isPosInt(cfg.pfnChannels), 'pfnChannels', 'must be a positive integer', cfg.pfnChannels);
   need(
     cfg.pfnPadding === undefined || cfg.pfnPadding === 'zero-points' || cfg.pfnPadding === 'masked-after-relu',
@@ -142,6 +149,7 @@ export function checkPointPillarsConfig(cfg: PointPillarsConfig, space: SharedSp
     bb.numFilters,
   );
   // The pillar grid must shrink to the feature grid exactly, on both axes.
+  const ps = cfg.pillarSize;
   const [wp, hp] = pillarGridOf(cfg, space);
   const [wf, hf] = featureGrid(space);
   const [xmin, ymin, , xmax, ymax] = space.range;
