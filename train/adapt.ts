@@ -36,7 +36,7 @@ import { DEFAULT_LOSS_WEIGHTS, detectionLoss, disposeTargets, occupancyLoss, tar
 import { NamedAdam } from './optimizer.ts';
 import { ownHeadFor } from './single.ts';
 import { egoInputs, type TrainNet } from './stages.ts';
-import { validate } from './trainer.ts';
+import { trainingFrames, validate } from './trainer.ts';
 
 export interface AdaptOptions {
   data: string;
@@ -246,12 +246,7 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
 
   // Encode every train agent-frame once (and the teacher's shared map of it), and the validate frames' first agents.
   const ds = await openDataset(opts.data);
-  const trainRefs = ds.frames().filter((f) => f.split === 'train');
-  if (trainRefs.length === 0) throw new DataError(opts.data, 'train', 'the dataset has no frames in its train split');
-  const valRefs = ds
-    .frames()
-    .filter((f) => f.split === 'validate')
-    .slice(0, opts.valFrames ?? Infinity);
+  const { trainRefs, valRefs } = trainingFrames(ds, opts.data, opts.valFrames);
   const anchors = makeAnchors(space);
   const sampleOpts = { space, network, anchors, levels: levelsOf(egoDesc), augment: false, lidar: type.sensor.lidar };
   const teacherName = opts.teacher === undefined ? 'm1' : opts.teacher;

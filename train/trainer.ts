@@ -173,18 +173,24 @@ interface RunStart {
   meta: CheckpointMeta;
 }
 
+/** The train split's frames (none is an error) and the first `valFrames` of the validate split. */
+export function trainingFrames(ds: Dataset, data: string, valFrames?: number): { trainRefs: FrameRef[]; valRefs: FrameRef[] } {
+  const trainRefs = ds.frames().filter((f) => f.split === 'train');
+  if (trainRefs.length === 0) throw new DataError(data, 'train', 'the dataset has no frames in its train split');
+  const valRefs = ds
+    .frames()
+    .filter((f) => f.split === 'validate')
+    .slice(0, valFrames ?? Infinity);
+  return { trainRefs, valRefs };
+}
+
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => console.error(l));
   const stage = await stageOf(opts);
   const valEvery = opts.valEvery ?? 0;
   const checkpointEvery = opts.checkpointEvery ?? 100;
   const ds = await openDataset(opts.data);
-  const trainRefs = ds.frames().filter((f) => f.split === 'train');
-  if (trainRefs.length === 0) throw new DataError(opts.data, 'train', 'the dataset has no frames in its train split');
-  const valRefs = ds
-    .frames()
-    .filter((f) => f.split === 'validate')
-    .slice(0, opts.valFrames ?? Infinity);
+  const { trainRefs, valRefs } = trainingFrames(ds, opts.data, opts.valFrames);
   if (valEvery > 0 && valRefs.length === 0) log('heal train: the dataset has no validate split, so no validation AP is computed');
 
   const ckpt = path.join(opts.out, CHECKPOINT_FILE);
