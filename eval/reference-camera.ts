@@ -31,7 +31,18 @@ import { CollabPipeline, egoInputsFor, egoNetworkFor } from '../fusion/pipeline.
 import { loadHealCheckpoint } from '../fusion/heal-checkpoint.ts';
 import { makeAnchors } from '../fusion/anchors.ts';
 import { decodeDetections, type Detection } from '../fusion/detect.ts';
-import { channelSums, check, crop, maxAbsDiff, sumRel, type ReferenceCase, type ReferenceSuite, type StageCheck, type SuiteOptions } from './reference.ts';
+import {
+  caseReader,
+  channelSums,
+  crop,
+  maxAbsDiff,
+  sumRel,
+  type ReferenceCase,
+  type ReferenceSuite,
+  type Row,
+  type StageCheck,
+  type SuiteOptions,
+} from './reference.ts';
 
 /** The fixture README's bounds for m4 (about ten times HEAL's own 1-vs-2-thread noise). */
 export const CAMERA_TOLERANCES = {
@@ -65,8 +76,6 @@ function exactDiffs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
   return n;
 }
-
-type Row = (stage: string, kind: StageCheck['kind'], diff: number, tol: number, note?: string) => void;
 
 /**
  * heal's boxes against boxes.*: the same anchor set (entries of either set missing from the other),
@@ -169,18 +178,8 @@ async function egoFrame(c: ReferenceCase, json: ExpectedJson, images: boolean) {
 }
 
 async function run(c: ReferenceCase, opts: SuiteOptions): Promise<StageCheck[]> {
-  const checks: StageCheck[] = [];
-  const suite = CAMERA_SUITE.name;
-  const row: Row = (stage, kind, diff, tolerance, note) => checks.push(check({ case: c.name, suite, stage, kind, diff, tolerance, note }));
+  const { checks, row, has, tensor, floats, wants } = caseReader(c, CAMERA_SUITE.name, opts, 'expected_m4.safetensors');
   const json = c.json as ExpectedJson;
-  const has = (...names: string[]) => names.every((n) => c.tensors.has(n));
-  const tensor = (name: string): SafeTensor => {
-    const t = c.tensors.get(name);
-    if (!t) throw new DataError(c.dir, name, 'is not in expected_m4.safetensors');
-    return t;
-  };
-  const floats = (name: string) => tensor(name).data as Float32Array;
-  const wants = (group: string) => !opts.only || opts.only.includes(group);
   const cropOf = (name: string) => {
     const w = json.crops?.[name];
     if (!w) throw new DataError(c.dir, `crops.${name}`, 'expected_m4.json gives no window for this crop');

@@ -28,7 +28,7 @@ import { CollabPipeline, egoInputsFor, egoNetworkFor, readWeightFile } from '../
 import { agentFromEgo, warpTheta } from '../fusion/warp.ts';
 import { makeAnchors } from '../fusion/anchors.ts';
 import { decodeDetections, type Detection } from '../fusion/detect.ts';
-import { channelSums, check, crop, maxAbsDiff, sumRel, type ReferenceCase, type ReferenceSuite, type StageCheck, type SuiteOptions } from './reference.ts';
+import { caseReader, channelSums, crop, maxAbsDiff, sumRel, type ReferenceCase, type ReferenceSuite, type StageCheck, type SuiteOptions } from './reference.ts';
 
 /** The fixture README's parity bounds (θ: float64 against float64, so rounding only). */
 export const LIDAR_TOLERANCES = {
@@ -165,19 +165,8 @@ export function compareBoxes(
 }
 
 async function run(c: ReferenceCase, opts: SuiteOptions): Promise<StageCheck[]> {
-  const checks: StageCheck[] = [];
-  const suite = LIDAR_SUITE.name;
-  const row = (stage: string, kind: StageCheck['kind'], diff: number, tolerance: number, note?: string) =>
-    checks.push(check({ case: c.name, suite, stage, kind, diff, tolerance, note }));
+  const { checks, row, has, tensor, floats, wants } = caseReader(c, LIDAR_SUITE.name, opts, 'expected.safetensors');
   const json = c.json as ExpectedJson;
-  const has = (...names: string[]) => names.every((n) => c.tensors.has(n));
-  const tensor = (name: string): SafeTensor => {
-    const t = c.tensors.get(name);
-    if (!t) throw new DataError(c.dir, name, 'is not in expected.safetensors');
-    return t;
-  };
-  const floats = (name: string) => tensor(name).data as Float32Array;
-  const wants = (group: string) => !opts.only || opts.only.includes(group);
   const agents = json.agents ?? [];
   if (!agents.length) throw new DataError(c.dir, 'agents', 'expected.json lists no agents (HEAL order, ids, poses)');
   const A = agents.length;

@@ -221,6 +221,28 @@ export function crop(t: HostTensor, row0: number, col0: number, size: number): F
   return out;
 }
 
+/** A check of one stage: pushed onto the run's list by caseReader's `row`. */
+export type Row = (stage: string, kind: StageCheck['kind'], diff: number, tolerance: number, note?: string) => void;
+
+/**
+ * What a suite's run reads a case with: the checks so far and `row` to add one, the case's
+ * expected tensors by name (a missing one is an error naming `tensorsFile`), and whether the
+ * user asked for a group of stages (--only).
+ */
+export function caseReader(c: ReferenceCase, suite: string, opts: SuiteOptions, tensorsFile: string) {
+  const checks: StageCheck[] = [];
+  const row: Row = (stage, kind, diff, tolerance, note) => checks.push(check({ case: c.name, suite, stage, kind, diff, tolerance, note }));
+  const has = (...names: string[]) => names.every((n) => c.tensors.has(n));
+  const tensor = (name: string): SafeTensor => {
+    const t = c.tensors.get(name);
+    if (!t) throw new DataError(c.dir, name, `is not in ${tensorsFile}`);
+    return t;
+  };
+  const floats = (name: string) => tensor(name).data as Float32Array;
+  const wants = (group: string) => !opts.only || opts.only.includes(group);
+  return { checks, row, has, tensor, floats, wants };
+}
+
 /** A check row from a measured difference. */
 export function check(c: Pick<StageCheck, 'case' | 'suite' | 'stage' | 'kind' | 'diff' | 'tolerance'> & { note?: string }): StageCheck {
   // Within tolerance, bounds included for exact (count) stages.
