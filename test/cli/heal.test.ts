@@ -2,7 +2,6 @@
 // on stderr and exit status 2, and the command lines in README.md parse.
 
 import { describe, expect, it, vi } from 'vitest';
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as os from 'node:os';
@@ -25,8 +24,8 @@ import * as importCmd from '../../cli/import.ts';
 import * as verifyReference from '../../cli/verify-reference.ts';
 import * as keys from '../../cli/keys.ts';
 import * as trainCodec from '../../cli/train-codec.ts';
+import { runHeal } from '../helpers/cli.ts';
 
-const HEAL = fileURLToPath(new URL('../../cli/heal.js', import.meta.url));
 const SPECS: CommandSpec<Options>[] = [
   generate.GENERATE,
   inspect.INSPECT,
@@ -45,18 +44,6 @@ const SPECS: CommandSpec<Options>[] = [
   keys.KEYS,
   trainCodec.TRAIN_CODEC,
 ];
-
-function heal(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HEAL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
 
 type Run = (args: string[]) => Promise<number>;
 const RUNS: Record<string, Run> = {
@@ -160,11 +147,11 @@ describe('heal', () => {
 
   it('node cli/heal.js: --help exits 0; a usage error exits 2 with one line, also when it reaches cli/main.ts', async () => {
     const [help, bad, viaMain, unknown] = await Promise.all([
-      heal(['eval', '--help']),
-      heal(['inspect', 'x', '--range', '0']),
+      runHeal(['eval', '--help']),
+      runHeal(['inspect', 'x', '--range', '0']),
       // heal start hands its arguments to heal eval's parser and lets the error go to cli/main.ts.
-      heal(['start', '--trust', 'm2=x']),
-      heal(['frobnicate']),
+      runHeal(['start', '--trust', 'm2=x']),
+      runHeal(['frobnicate']),
     ]);
     expect(help.code).toBe(0);
     expect(help.out.startsWith('usage: heal eval --data DIR [options]')).toBe(true);

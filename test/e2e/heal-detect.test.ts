@@ -4,34 +4,19 @@
 // converts the same checkpoint into heal's weight file and a manifest, in under 2 s.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readSafetensors, type SafeTensor } from '../../models/safetensors.ts';
 import { loadWeights } from '../../models/weights.ts';
 import { healFixture } from '../helpers/heal-fixtures.ts';
+import { runHeal } from '../helpers/cli.ts';
 
-const HEAL = fileURLToPath(new URL('../../cli/heal.js', import.meta.url));
 const DIR = healFixture('heal_reference');
 const CHECKPOINT = path.join(DIR ?? '', 'm1_stage1.pth');
 const CASE = path.join(DIR ?? '', 'case1');
 const present = DIR !== undefined && existsSync(CHECKPOINT) && existsSync(path.join(CASE, 'expected.safetensors'));
 if (DIR !== undefined && !present) console.log(`heal-detect e2e: skipped, ${DIR} lacks m1_stage1.pth or case1/expected.safetensors`);
-
-function heal(args: string[]): Promise<{ code: number | null; out: string; err: string; seconds: number }> {
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HEAL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err, seconds: (performance.now() - t0) / 1000 }));
-  });
-}
 
 interface BoxJson {
   box7: number[];
@@ -52,7 +37,7 @@ describe.skipIf(!present)('heal detect --profile heal with HEAL m1_stage1.pth on
 
   it("gives HEAL's 251 boxes: same anchors in the same order, box7 within 1e-3 m and 1e-4 rad, scores within 1e-4", async () => {
     const json = path.join(tmp, 'detect.json');
-    const r = await heal(['detect', '--profile', 'heal', '--weights', CHECKPOINT, '--types', 'm1', '--device', 'cpu', '--json', json, CASE]);
+    const r = await runHeal(['detect', '--profile', 'heal', '--weights', CHECKPOINT, '--types', 'm1', '--device', 'cpu', '--json', json, CASE]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(
@@ -96,7 +81,7 @@ describe.skipIf(!present)('heal detect --profile heal with HEAL m1_stage1.pth on
 
   it("heal import writes heal's weight file and a manifest of the mapping, in under 2 s", async () => {
     const out = path.join(tmp, 'imported');
-    const r = await heal(['import', CHECKPOINT, '--out', out]);
+    const r = await runHeal(['import', CHECKPOINT, '--out', out]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     console.log(`heal import m1_stage1.pth: ${r.seconds.toFixed(2)} s end to end (${/time: (\S+ s)/.exec(r.out)?.[1]} in the command)`);

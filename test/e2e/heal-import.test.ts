@@ -4,11 +4,9 @@
 // left out, named, with why; running an m3 agent on it fails with that reason.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { decodeStateDict, readStateDict, type TorchTensor } from '../../models/pth.ts';
 import { loadWeights } from '../../models/weights.ts';
 import { openDataset } from '../../datasets/open.ts';
@@ -17,24 +15,12 @@ import { HEAL_SPACE } from '../../perception/space.ts';
 import { CollabPipeline } from '../../fusion/pipeline.ts';
 import { healFixture } from '../helpers/heal-fixtures.ts';
 import { torchSave } from '../helpers/torch-save.ts';
+import { runHeal } from '../helpers/cli.ts';
 
-const HEAL = fileURLToPath(new URL('../../cli/heal.js', import.meta.url));
 const DIR = healFixture('heal_reference');
 const CHECKPOINT = path.join(DIR ?? '', 'm1_stage1.pth');
 const present = DIR !== undefined && existsSync(CHECKPOINT);
 if (DIR !== undefined && !present) console.log(`heal-import e2e: skipped, ${DIR} lacks m1_stage1.pth`);
-
-function heal(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HEAL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
 
 const t = (shape: number[]): TorchTensor => ({ dtype: 'float32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.5) });
 
@@ -61,7 +47,7 @@ describe.skipIf(!present)('a merged HEAL checkpoint (m1 + SECOND m3 + EfficientN
 
   it('heal import loads m1 and the shared fusion, and names m3 and m2 with why', async () => {
     const out = path.join(tmp, 'imported');
-    const r = await heal(['import', merged, '--out', out]);
+    const r = await runHeal(['import', merged, '--out', out]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/→ the heal profile's ego network and m1\n/);
