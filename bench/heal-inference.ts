@@ -7,6 +7,8 @@
 // RSS high-water mark; and the peak of onnxruntime's CPU arena for the ego network, read from
 // its profiler (onnxruntime-node has no other way to see it).
 //
+// WebGPU runs where a hardware adapter is; a software one (lavapipe) only with HEAL_BENCH_SOFTWARE_GPU=1.
+//
 // Weights: HEAL's checkpoint ../shared/fixtures/heal_reference/m1_stage1.pth when it is there
 // (random, but HEAL's layout and magnitudes), else seeded random weights; the figures say which.
 //
@@ -33,7 +35,7 @@ import { featureGrid, HEAL_SPACE } from '../perception/space.ts';
 import { CollabPipeline, egoInputsFor, egoNetworkFor, weightsFromFile, type AgentInput } from '../fusion/pipeline.ts';
 import { exportOnnx } from '../models/onnx.ts';
 import { initWeights, pickWeights } from '../models/weights.ts';
-import { cudaMissingReason, webgpuMissingReason, type Device } from '../models/runtime.ts';
+import { cudaMissingReason, webgpuAdapter, webgpuMissingReason, type Device } from '../models/runtime.ts';
 import { world, WORLD_OPTIONS } from './inference.ts';
 import { median } from './timing.ts';
 
@@ -75,8 +77,12 @@ export async function run(): Promise<Record<string, number | string>> {
 
   const devices: Device[] = ['cpu'];
   const gpuMissing = await webgpuMissingReason();
-  if (!gpuMissing) devices.push('webgpu');
-  else out.webgpu = `skipped: ${gpuMissing}`;
+  const adapter = gpuMissing ? undefined : await webgpuAdapter();
+  // A 256² pass on a software rasterizer takes minutes and says nothing about a GPU.
+  if (gpuMissing) out.webgpu = `skipped: ${gpuMissing}`;
+  else if (adapter?.software && !process.env.HEAL_BENCH_SOFTWARE_GPU)
+    out.webgpu = `skipped: the adapter is a software rasterizer (${adapter.description}); HEAL_BENCH_SOFTWARE_GPU=1 times it anyway`;
+  else devices.push('webgpu');
   const cudaMissing = cudaMissingReason();
   if (!cudaMissing) devices.push('cuda');
   else out.cuda = `skipped: ${cudaMissing}`;

@@ -9,7 +9,7 @@ import { formatSecurity, SIGNING_OPTIONS } from './keys.ts';
 import { parseLink } from '../eval/link.ts';
 import { MERGE_RULES } from '../models/weights.ts';
 import { SPACES, spaceByName } from '../perception/space.ts';
-import { evaluate } from '../eval/evaluate.ts';
+import { prestartWorkers, stopSpareWorkers } from '../eval/pool.ts';
 import { EVAL_DTYPES, EVAL_FUSIONS, defaultRunDir, type EvalOptions, type EvalReport, type ShardSpec } from '../eval/contracts.ts';
 import { formatTable, formatLatency, formatLinkTable } from '../eval/table.ts';
 import { progress } from './progress.ts';
@@ -316,27 +316,38 @@ export async function run(args: string[]): Promise<number> {
   if (args[0] === 'merge') return (await import('./eval-merge.ts')).run(args.slice(1), { printSummary, shownPath });
   return runCommand(EVAL, args, async (parsed) => {
     const { options, shard, randomWeightsReason } = evalOptions(parsed);
-    if (randomWeightsReason) console.warn(`heal eval: warning: seeded random weights (${randomWeightsReason}): AP values mean nothing`);
-    if (shard) {
-      const { evaluateShard } = await import('../eval/shards.ts');
-      const r = await evaluateShard(
-        { ...options, log: (line) => console.error(line), progress: (total) => progress(`eval shard ${shard.index}/${shard.count}`, total) },
-        shard,
-      );
-      console.log(
-        `shard ${shard.index}/${shard.count}: ${r.evaluated} of ${r.frames} frames evaluated, ${r.failures.length} failed, ${r.seconds.toFixed(1)} s -> ${shownPath(r.dir)}`,
-      );
-      for (const f of r.failures) console.log(`  failed ${f.split}/${f.scenario} ${f.timestamp}: ${f.reason}`);
-      console.log(`when every shard is done: heal eval merge ${shownPath(path.dirname(r.dir))}/... --out RUNDIR`);
-      return 0;
+    // The workers load their modules while this process loads its own (eval/pool.ts).
+    if ((options.jobs ?? 1) > 1) prestartWorkers(options.jobs ?? 1, options.workerKind ?? 'process');
+    try {
+      return await evaluateAndPrint(options, shard, randomWeightsReason);
+    } finally {
+      await stopSpareWorkers();
     }
-    const report = await evaluate({
-      ...options,
-      log: (line) => console.error(line),
-      progress: (total) => progress('eval', total),
-    });
-    printSummary(report);
-    console.log(`view it: heal view ${shownPath(path.dirname(report.files.run))}`);
-    return report.frames.evaluated > 0 ? 0 : 1;
   });
+}
+
+async function evaluateAndPrint(options: ParsedEval['options'], shard: ParsedEval['shard'], randomWeightsReason: string | undefined): Promise<number> {
+  if (randomWeightsReason) console.warn(`heal eval: warning: seeded random weights (${randomWeightsReason}): AP values mean nothing`);
+  if (shard) {
+    const { evaluateShard } = await import('../eval/shards.ts');
+    const r = await evaluateShard(
+      { ...options, log: (line) => console.error(line), progress: (total) => progress(`eval shard ${shard.index}/${shard.count}`, total) },
+      shard,
+    );
+    console.log(
+      `shard ${shard.index}/${shard.count}: ${r.evaluated} of ${r.frames} frames evaluated, ${r.failures.length} failed, ${r.seconds.toFixed(1)} s -> ${shownPath(r.dir)}`,
+    );
+    for (const f of r.failures) console.log(`  failed ${f.split}/${f.scenario} ${f.timestamp}: ${f.reason}`);
+    console.log(`when every shard is done: heal eval merge ${shownPath(path.dirname(r.dir))}/... --out RUNDIR`);
+    return 0;
+  }
+  const { evaluate } = await import('../eval/evaluate.ts');
+  const report = await evaluate({
+    ...options,
+    log: (line) => console.error(line),
+    progress: (total) => progress('eval', total),
+  });
+  printSummary(report);
+  console.log(`view it: heal view ${shownPath(path.dirname(report.files.run))}`);
+  return report.frames.evaluated > 0 ? 0 : 1;
 }

@@ -496,9 +496,9 @@ export async function runFrames(
     onFacts: handlers.onFacts,
     onOutcome: (f) => {
       report(f);
-      handlers.onArrive?.(f);
       pending.set(f.index, f);
-      flushing = flushing.then(flush);
+      // Heard after the flush, so that what progress shows once the last frame is in is the run's result.
+      flushing = flushing.then(flush).then(() => handlers.onArrive?.(f));
       return flushing;
     },
   });

@@ -47,30 +47,48 @@ export interface PoolOptions {
 interface Endpoint {
   send(m: ToWorker): void;
   stop(): Promise<void>;
+  /** Where its messages and its exit go from now on; what came before is handed over at once. */
+  attach(onMessage: (m: FromWorker) => void, onExit: (why: string) => void): void;
 }
 
 const ENTRY = new URL('./worker-entry.js', import.meta.url);
 
-function spawn(kind: WorkerKind, onMessage: (m: FromWorker) => void, onExit: (why: string) => void): Endpoint {
+function launch(kind: WorkerKind): Endpoint {
+  let onMessage: ((m: FromWorker) => void) | undefined;
+  let onExit: ((why: string) => void) | undefined;
+  const early: FromWorker[] = [];
+  let exitedWhy: string | undefined;
+  const message = (m: FromWorker) => (onMessage ? onMessage(m) : early.push(m));
+  const exit = (why: string) => (onExit ? onExit(why) : (exitedWhy = why));
+  const attach: Endpoint['attach'] = (m, e) => {
+    // Handed over after the caller has its endpoint in hand, as a live event would be.
+    queueMicrotask(() => {
+      onMessage = m;
+      onExit = e;
+      for (const x of early.splice(0)) m(x);
+      if (exitedWhy !== undefined) e(exitedWhy);
+    });
+  };
   if (kind === 'thread') {
     const w = new Worker(ENTRY);
     let error = '';
-    w.on('message', onMessage);
+    w.on('message', message);
     w.on('error', (err) => {
       error = err.message;
     });
-    w.on('exit', (code) => onExit(error ? `it threw: ${error}` : `exit code ${code}`));
+    w.on('exit', (code) => exit(error ? `it threw: ${error}` : `exit code ${code}`));
     return {
       send: (m) => w.postMessage(m),
       stop: () => w.terminate().then(() => {}),
+      attach,
     };
   }
   // 'advanced' serialization is the structured clone threads use: typed arrays and exact doubles.
   const p: ChildProcess = fork(fileURLToPath(ENTRY), [], { serialization: 'advanced', execArgv: [] });
   const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-  p.on('message', (m) => onMessage(m as FromWorker));
-  p.on('error', (err) => onExit(`it could not run: ${err.message}`));
-  p.on('exit', (code, signal) => onExit(signal ? `killed by ${signal}` : `exit code ${code}`));
+  p.on('message', (m) => message(m as FromWorker));
+  p.on('error', (err) => exit(`it could not run: ${err.message}`));
+  p.on('exit', (code, signal) => exit(signal ? `killed by ${signal}` : `exit code ${code}`));
   return {
     send: (m) => {
       if (p.connected) p.send(m);
@@ -79,7 +97,34 @@ function spawn(kind: WorkerKind, onMessage: (m: FromWorker) => void, onExit: (wh
       if (p.exitCode === null && p.signalCode === null) p.kill();
       return exited;
     },
+    attach,
   };
+}
+
+// A worker spends most of its start loading tsx and heal's modules. Started before the parent has
+// loaded its own (prestartWorkers), that overlaps the parent's start instead of following it.
+const spares: { kind: WorkerKind; ep: Endpoint }[] = [];
+
+/** Starts N workers now, for the next evaluateInWorkers of that kind to take. */
+export function prestartWorkers(jobs: number, kind: WorkerKind): void {
+  for (let k = 0; k < jobs; k++) spares.push({ kind, ep: launch(kind) });
+}
+
+/** How many prestarted workers wait for a pool. */
+export function spareWorkers(): number {
+  return spares.length;
+}
+
+/** Stops the prestarted workers no pool took (a run that failed before it needed them). */
+export async function stopSpareWorkers(): Promise<void> {
+  await Promise.all(spares.splice(0).map((s) => s.ep.stop()));
+}
+
+function spawn(kind: WorkerKind, onMessage: (m: FromWorker) => void, onExit: (why: string) => void): Endpoint {
+  const k = spares.findIndex((s) => s.kind === kind);
+  const ep = k >= 0 ? spares.splice(k, 1)[0].ep : launch(kind);
+  ep.attach(onMessage, onExit);
+  return ep;
 }
 
 interface Slot {

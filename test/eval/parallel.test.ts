@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { WORLD_TIMEOUT_MS, testWorld } from '../helpers/world.ts';
 import { evaluate, prepareEval } from '../../eval/evaluate.ts';
 import { evaluateShard, mergeShards, shardIndices } from '../../eval/shards.ts';
+import { prestartWorkers, spareWorkers, stopSpareWorkers } from '../../eval/pool.ts';
 import type { EvalOptions, EvalReport } from '../../eval/contracts.ts';
 import { shippedWeights } from '../../models/shipped.ts';
 import { readRun } from '../../viewer/run.ts';
@@ -135,6 +136,16 @@ describe('heal eval --jobs', () => {
     expect(logs.join('\n')).toContain(`died (exit code 70) on ${ref.split}/${ref.scenario} ${ref.timestamp}; that frame is retried once`);
     expect(await framesWithoutTimes(r)).toBe(singleFrames);
     expect(rowsWithoutTimes(r)).toEqual(rowsWithoutTimes(single));
+  });
+
+  it('workers started ahead of the run (prestartWorkers, as heal eval does) are the ones it uses; the spare is stopped', async () => {
+    prestartWorkers(3, 'process');
+    expect(spareWorkers()).toBe(3);
+    const r = await evaluate({ ...base, jobs: 2, workerKind: 'process', out: path.join(dir, 'jobs2pre') });
+    expect(spareWorkers()).toBe(1);
+    expect(await framesWithoutTimes(r)).toBe(singleFrames);
+    await stopSpareWorkers();
+    expect(spareWorkers()).toBe(0);
   });
 
   it('a frame whose worker dies twice fails alone, named; the other frames are scored (threads)', async () => {
