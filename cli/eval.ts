@@ -317,7 +317,7 @@ export async function run(args: string[]): Promise<number> {
   return runCommand(EVAL, args, async (parsed) => {
     const { options, shard, randomWeightsReason } = evalOptions(parsed);
     // The workers load their modules while this process loads its own (eval/pool.ts).
-    if ((options.jobs ?? 1) > 1) prestartWorkers(options.jobs ?? 1, options.workerKind ?? 'process');
+    if ((options.jobs ?? 1) > 1) await prestartWorkers(options.jobs ?? 1, options.workerKind ?? 'process');
     try {
       return await evaluateAndPrint(options, shard, randomWeightsReason);
     } finally {

@@ -2,7 +2,11 @@
 
 import { type Stats, constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { threadId } from 'node:worker_threads';
+
+/** The repository's .cache folder (ignored by git): worlds, the evaluation workers' code. */
+export const CACHE_ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '.cache');
 
 /** A problem with input data. The message always names the file, and the field and value when known. */
 export class DataError extends Error {

@@ -10,8 +10,8 @@
 // reported as failed, named, and the run goes on.
 
 import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { workerCode } from './worker-code.ts';
 import type { EvalOptions, FrameFailure, FrameOutcome, PipelineFacts, WorkerKind } from './contracts.ts';
 
 export type ToWorker =
@@ -51,9 +51,11 @@ interface Endpoint {
   attach(onMessage: (m: FromWorker) => void, onExit: (why: string) => void): void;
 }
 
-const ENTRY = new URL('./worker-entry.js', import.meta.url);
+let code: ReturnType<typeof workerCode> | undefined;
+/** The file workers run (eval/worker-code.ts), made once per process. */
+const codeOnce = () => (code ??= workerCode());
 
-function launch(kind: WorkerKind): Endpoint {
+function launch(kind: WorkerKind, file: string): Endpoint {
   let onMessage: ((m: FromWorker) => void) | undefined;
   let onExit: ((why: string) => void) | undefined;
   const early: FromWorker[] = [];
@@ -70,7 +72,7 @@ function launch(kind: WorkerKind): Endpoint {
     });
   };
   if (kind === 'thread') {
-    const w = new Worker(ENTRY);
+    const w = new Worker(file);
     let error = '';
     w.on('message', message);
     w.on('error', (err) => {
@@ -84,7 +86,7 @@ function launch(kind: WorkerKind): Endpoint {
     };
   }
   // 'advanced' serialization is the structured clone threads use: typed arrays and exact doubles.
-  const p: ChildProcess = fork(fileURLToPath(ENTRY), [], { serialization: 'advanced', execArgv: [] });
+  const p: ChildProcess = fork(file, [], { serialization: 'advanced', execArgv: [] });
   const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
   p.on('message', (m) => message(m as FromWorker));
   p.on('error', (err) => exit(`it could not run: ${err.message}`));
@@ -106,8 +108,9 @@ function launch(kind: WorkerKind): Endpoint {
 const spares: { kind: WorkerKind; ep: Endpoint }[] = [];
 
 /** Starts N workers now, for the next evaluateInWorkers of that kind to take. */
-export function prestartWorkers(jobs: number, kind: WorkerKind): void {
-  for (let k = 0; k < jobs; k++) spares.push({ kind, ep: launch(kind) });
+export async function prestartWorkers(jobs: number, kind: WorkerKind): Promise<void> {
+  const { file } = await codeOnce();
+  for (let k = 0; k < jobs; k++) spares.push({ kind, ep: launch(kind, file) });
 }
 
 /** How many prestarted workers wait for a pool. */
@@ -120,9 +123,9 @@ export async function stopSpareWorkers(): Promise<void> {
   await Promise.all(spares.splice(0).map((s) => s.ep.stop()));
 }
 
-function spawn(kind: WorkerKind, onMessage: (m: FromWorker) => void, onExit: (why: string) => void): Endpoint {
+function spawn(kind: WorkerKind, file: string, onMessage: (m: FromWorker) => void, onExit: (why: string) => void): Endpoint {
   const k = spares.findIndex((s) => s.kind === kind);
-  const ep = k >= 0 ? spares.splice(k, 1)[0].ep : launch(kind);
+  const ep = k >= 0 ? spares.splice(k, 1)[0].ep : launch(kind, file);
   ep.attach(onMessage, onExit);
   return ep;
 }
@@ -135,7 +138,9 @@ interface Slot {
   gone: boolean;
 }
 
-export function evaluateInWorkers(p: PoolOptions): Promise<void> {
+export async function evaluateInWorkers(p: PoolOptions): Promise<void> {
+  const { file, fallback } = await codeOnce();
+  if (fallback) p.log(fallback);
   const queue = p.indices.map((index) => ({ index, attempt: 0 }));
   const slots = new Set<Slot>();
   const seenLogs = new Set<string>();
@@ -169,6 +174,7 @@ export function evaluateInWorkers(p: PoolOptions): Promise<void> {
       const s: Slot = { ready: false, gone: false } as Slot;
       s.ep = spawn(
         p.kind,
+        file,
         (m) => {
           if (settled) return;
           if (m.type === 'log') {

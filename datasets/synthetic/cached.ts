@@ -12,12 +12,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exists, writeFileAtomic } from '../io.ts';
+import { CACHE_ROOT, exists, writeFileAtomic } from '../io.ts';
 import { GENERATOR_VERSION, type GenerateOptions, type ProgressEvent, SPLITS, defaultJobs, generateDataset } from './generate.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-/** The repository's .cache folder (ignored by git). */
-export const CACHE_ROOT = path.join(here, '..', '..', '.cache');
 
 /** What decides a world's content: everything but where it goes and how many threads write it. */
 export type WorldOptions = Omit<GenerateOptions, 'out' | 'jobs'>;

@@ -139,7 +139,7 @@ describe('heal eval --jobs', () => {
   });
 
   it('workers started ahead of the run (prestartWorkers, as heal eval does) are the ones it uses; the spare is stopped', async () => {
-    prestartWorkers(3, 'process');
+    await prestartWorkers(3, 'process');
     expect(spareWorkers()).toBe(3);
     const r = await evaluate({ ...base, jobs: 2, workerKind: 'process', out: path.join(dir, 'jobs2pre') });
     expect(spareWorkers()).toBe(1);
