@@ -9,7 +9,7 @@ import { formatSecurity, SIGNING_OPTIONS } from './keys.ts';
 import { parseLink } from '../eval/link.ts';
 import { MERGE_RULES } from '../models/weights.ts';
 import { SPACES, spaceByName } from '../perception/space.ts';
-import { prestartWorkers, stopSpareWorkers } from '../eval/pool.ts';
+import { prestartWorkers, stopSpareWorkers, workerInit } from '../eval/pool.ts';
 import { EVAL_DTYPES, EVAL_FUSIONS, defaultRunDir, type EvalOptions, type EvalReport, type ShardSpec } from '../eval/contracts.ts';
 import { formatTable, formatLatency, formatLinkTable } from '../eval/table.ts';
 import { progress } from './progress.ts';
@@ -317,7 +317,7 @@ export async function run(args: string[]): Promise<number> {
   return runCommand(EVAL, args, async (parsed) => {
     const { options, shard, randomWeightsReason } = evalOptions(parsed);
     // The workers load their modules while this process loads its own (eval/pool.ts).
-    if ((options.jobs ?? 1) > 1) await prestartWorkers(options.jobs ?? 1, options.workerKind ?? 'process');
+    if ((options.jobs ?? 1) > 1) await prestartWorkers(options.jobs ?? 1, options.workerKind ?? 'process', workerInit(options));
     try {
       return await evaluateAndPrint(options, shard, randomWeightsReason);
     } finally {

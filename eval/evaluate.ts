@@ -467,7 +467,7 @@ export async function runFrames(
     }
     return;
   }
-  const { evaluateInWorkers } = await import('./pool.ts');
+  const { evaluateInWorkers, workerInit } = await import('./pool.ts');
   // Outcomes arrive in whatever order the workers finish; they are handed on in frame order.
   const pending = new Map<number, FrameOutcome>();
   let next = 0;
@@ -481,12 +481,10 @@ export async function runFrames(
     }
   };
   await evaluateInWorkers({
-    options: workerOptions(o),
+    init: workerInit(o, handlers.withScene === true),
     indices,
     jobs,
     kind: o.workerKind ?? 'process',
-    threads: o.threads ?? 1,
-    withScene: handlers.withScene === true,
     frameName: (index) => {
       const ref = setup.frames[index];
       return `${ref.split}/${ref.scenario} ${ref.timestamp}`;
@@ -504,12 +502,6 @@ export async function runFrames(
   });
   await flushing;
   if (next !== indices.length) throw new Error(`evaluation workers returned ${next} of ${indices.length} frames`);
-}
-
-/** The options a worker needs: everything but the callbacks, which do not cross threads. */
-export function workerOptions(o: EvalOptions): EvalOptions {
-  const { log: _log, progress: _progress, ...rest } = o;
-  return rest;
 }
 
 export async function evaluate(o: EvalOptions): Promise<EvalReport> {

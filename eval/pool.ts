@@ -25,15 +25,24 @@ export type FromWorker =
   | { type: 'log'; line: string }
   | { type: 'init-error'; message: string };
 
+type Init = Extract<ToWorker, { type: 'init' }>;
+
+/**
+ * What every worker of an evaluation is sent first: the options (but the callbacks, which do not
+ * cross), onnxruntime intra-op threads per session (1 unless given), and whether to keep scenes
+ * (for --mcap).
+ */
+export function workerInit(o: EvalOptions, withScene = !!o.mcap): Init {
+  const { log: _log, progress: _progress, ...options } = o;
+  return { type: 'init', options, threads: o.threads ?? 1, withScene };
+}
+
 export interface PoolOptions {
-  options: EvalOptions;
+  init: Init;
   /** Frame indices to evaluate. */
   indices: number[];
   jobs: number;
   kind: WorkerKind;
-  /** onnxruntime intra-op threads per session in each worker. */
-  threads: number;
-  withScene: boolean;
   /** How a frame is named in messages. */
   frameName: (index: number) => string;
   failureOf: (index: number, reason: string) => FrameFailure;
@@ -103,14 +112,19 @@ function launch(kind: WorkerKind, file: string): Endpoint {
   };
 }
 
-// A worker spends most of its start loading tsx and heal's modules. Started before the parent has
-// loaded its own (prestartWorkers), that overlaps the parent's start instead of following it.
-const spares: { kind: WorkerKind; ep: Endpoint }[] = [];
+// A worker spends its start loading heal's code, opening the dataset and building its sessions.
+// Started before the parent has loaded its own modules (prestartWorkers), with the evaluation's
+// init message, it does all of that while the parent starts instead of after.
+const spares: { kind: WorkerKind; ep: Endpoint; init: string }[] = [];
 
-/** Starts N workers now, for the next evaluateInWorkers of that kind to take. */
-export async function prestartWorkers(jobs: number, kind: WorkerKind): Promise<void> {
+/** Starts N workers now and sends them `init`, for the next evaluateInWorkers of that kind to take. */
+export async function prestartWorkers(jobs: number, kind: WorkerKind, init: Init): Promise<void> {
   const { file } = await codeOnce();
-  for (let k = 0; k < jobs; k++) spares.push({ kind, ep: launch(kind, file) });
+  for (let k = 0; k < jobs; k++) {
+    const ep = launch(kind, file);
+    ep.send(init);
+    spares.push({ kind, ep, init: JSON.stringify(init) });
+  }
 }
 
 /** How many prestarted workers wait for a pool. */
@@ -123,10 +137,12 @@ export async function stopSpareWorkers(): Promise<void> {
   await Promise.all(spares.splice(0).map((s) => s.ep.stop()));
 }
 
-function spawn(kind: WorkerKind, file: string, onMessage: (m: FromWorker) => void, onExit: (why: string) => void): Endpoint {
-  const k = spares.findIndex((s) => s.kind === kind);
+/** A prestarted worker already sent this init, else a new one, which is sent it here. */
+function spawn(kind: WorkerKind, file: string, init: Init, onMessage: (m: FromWorker) => void, onExit: (why: string) => void): Endpoint {
+  const k = spares.findIndex((s) => s.kind === kind && s.init === JSON.stringify(init));
   const ep = k >= 0 ? spares.splice(k, 1)[0].ep : launch(kind, file);
   ep.attach(onMessage, onExit);
+  if (k < 0) ep.send(init);
   return ep;
 }
 
@@ -175,6 +191,7 @@ export async function evaluateInWorkers(p: PoolOptions): Promise<void> {
       s.ep = spawn(
         p.kind,
         file,
+        p.init,
         (m) => {
           if (settled) return;
           if (m.type === 'log') {
@@ -225,7 +242,6 @@ export async function evaluateInWorkers(p: PoolOptions): Promise<void> {
         },
       );
       slots.add(s);
-      s.ep.send({ type: 'init', options: p.options, threads: p.threads, withScene: p.withScene });
     };
     if (!p.indices.length) return finish();
     for (let k = 0; k < Math.min(p.jobs, p.indices.length); k++) start();

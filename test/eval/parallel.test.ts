@@ -10,10 +10,11 @@ import * as path from 'node:path';
 import { WORLD_TIMEOUT_MS, testWorld } from '../helpers/world.ts';
 import { evaluate, prepareEval } from '../../eval/evaluate.ts';
 import { evaluateShard, mergeShards, shardIndices } from '../../eval/shards.ts';
-import { prestartWorkers, spareWorkers, stopSpareWorkers } from '../../eval/pool.ts';
+import { prestartWorkers, spareWorkers, stopSpareWorkers, workerInit } from '../../eval/pool.ts';
 import type { EvalOptions, EvalReport } from '../../eval/contracts.ts';
 import { shippedWeights } from '../../models/shipped.ts';
 import { readRun } from '../../viewer/run.ts';
+import { parseEvalArgs } from '../../cli/eval.ts';
 
 let dir = '';
 let base: EvalOptions;
@@ -138,13 +139,24 @@ describe('heal eval --jobs', () => {
     expect(rowsWithoutTimes(r)).toEqual(rowsWithoutTimes(single));
   });
 
-  it('workers started ahead of the run (prestartWorkers, as heal eval does) are the ones it uses; the spare is stopped', async () => {
-    await prestartWorkers(3, 'process');
+  it('workers started ahead of the run with its init (prestartWorkers, as heal eval does) are the ones it uses; one for another run is not, and is stopped', async () => {
+    const o: EvalOptions = { ...base, jobs: 2, workerKind: 'process', out: path.join(dir, 'jobs2pre') };
+    await prestartWorkers(2, 'process', workerInit(o));
+    // One started for another evaluation is not taken.
+    await prestartWorkers(1, 'process', workerInit({ ...o, seed: 1 }));
     expect(spareWorkers()).toBe(3);
-    const r = await evaluate({ ...base, jobs: 2, workerKind: 'process', out: path.join(dir, 'jobs2pre') });
+    const r = await evaluate(o);
     expect(spareWorkers()).toBe(1);
     expect(await framesWithoutTimes(r)).toBe(singleFrames);
     await stopSpareWorkers();
+    expect(spareWorkers()).toBe(0);
+  });
+
+  it('heal eval --jobs 2: the workers it prestarts from its command line are the ones the run takes', async () => {
+    const parsed = parseEvalArgs(['--data', base.data, '--split', 'all', '--types', 'm1,m3', '--jobs', '2', '--out', path.join(dir, 'cli-jobs2')]);
+    if (parsed === 'help') throw new Error('unexpected help');
+    await prestartWorkers(2, 'process', workerInit(parsed.options));
+    await evaluate({ ...parsed.options, log: () => {}, progress: () => ({ tick: () => {}, stop: () => {} }) });
     expect(spareWorkers()).toBe(0);
   });
 
