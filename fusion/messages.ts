@@ -54,8 +54,13 @@ export interface CollabMessage {
   grid: BevGrid;
   /** Dense [C, H, W] features; absent for a detections-only (late fusion) message. */
   features?: Float32Array;
-  /** After decoding a sparse message: H×W, 1 where the cell was transmitted (others are 0 in features). */
+  /**
+   * After decoding a sparse message: H×W, 1 where the cell was transmitted (others are 0 in
+   * features, or the fill).
+   */
   mask?: Uint8Array;
+  /** After decoding a sparse message that carries one: the value [C] of each channel at the cells not sent, already in features. */
+  fill?: Float32Array;
   detections?: Detections;
 }
 
@@ -83,6 +88,13 @@ export interface EncodeOptions {
   confidence?: Float32Array;
   /** Send only the k cells with the highest score (as for sparseThreshold); ties keep the lower index. */
   topK?: number;
+  /**
+   * A sparse message also carries the per-channel median of the cells it does not send (float16),
+   * which the receiver puts there: a map with holes of zeros is one the fusion never saw in training.
+   */
+  fill?: boolean;
+  /** The most bytes the encoded message may take: fewer cells than topK are sent, the best first, until it fits. */
+  maxBytes?: number;
   /** The learned channel compressor's sender half: the features travel as its code channels. */
   learned?: LearnedCodec;
   /** Entropy coder over the quantised payload (default none). */
@@ -357,6 +369,59 @@ function encodeMask(mask: Uint8Array, cellIndices: Uint32Array): { bitmask: Uint
   return { deltas: { value } };
 }
 
+/** Little-endian binary16 of every value; refuses one that overflows, as the receiver would reject inf. */
+function float16Bytes(values: Float32Array, field: string): Uint8Array {
+  const data = new Uint8Array(values.length * 2);
+  for (let i = 0; i < values.length; i++) {
+    const h = float32ToFloat16Bits(values[i]);
+    if ((h & 0x7c00) === 0x7c00) throw new MessageError(field, 'encode: value overflows float16 (|v| ≤ 65504); send float32 or int8', values[i]);
+    data[i * 2] = h & 0xff;
+    data[i * 2 + 1] = h >>> 8;
+  }
+  return data;
+}
+
+/** The k-th smallest of v[0, n) (0-based), rearranging v: Hoare's quickselect, linear on average. */
+function select(v: Float32Array, n: number, k: number): number {
+  let lo = 0;
+  let hi = n - 1;
+  while (lo < hi) {
+    const pivot = v[(lo + hi) >>> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (v[i] < pivot) i++;
+      while (v[j] > pivot) j--;
+      if (i <= j) {
+        const t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return v[k];
+  }
+  return v[k];
+}
+
+/**
+ * Per channel, the median of the features at the cells `mask` leaves out (the lower middle value):
+ * in a LiDAR map most of them are empty pillars, which all share one value per channel.
+ */
+export function unsentMedians(features: Float32Array, mask: Uint8Array, C: number, cells: number): Float32Array {
+  const out = new Float32Array(C);
+  const scratch = new Float32Array(cells);
+  for (let c = 0; c < C; c++) {
+    let n = 0;
+    for (let i = 0; i < cells; i++) if (!mask[i]) scratch[n++] = features[c * cells + i];
+    out[c] = n ? select(scratch, n, (n - 1) >>> 1) : 0;
+  }
+  return out;
+}
+
 function quantize(values: Float32Array, C: number, n: number, dtype: FeatureDType, int8Scale: 'tensor' | 'channel'): { data: Uint8Array; scale: number[] } {
   const count = C * n;
   if (dtype === 'float32') {
@@ -365,17 +430,7 @@ function quantize(values: Float32Array, C: number, n: number, dtype: FeatureDTyp
     for (let i = 0; i < count; i++) view.setFloat32(i * 4, values[i], true);
     return { data, scale: [] };
   }
-  if (dtype === 'float16') {
-    const data = new Uint8Array(count * 2);
-    for (let i = 0; i < count; i++) {
-      const h = float32ToFloat16Bits(values[i]);
-      // The receiver rejects inf, so refuse here where the cause is plain.
-      if ((h & 0x7c00) === 0x7c00) throw new MessageError('features.data', 'encode: value overflows float16 (|v| ≤ 65504); send float32 or int8', values[i]);
-      data[i * 2] = h & 0xff;
-      data[i * 2 + 1] = h >>> 8;
-    }
-    return { data, scale: [] };
-  }
+  if (dtype === 'float16') return { data: float16Bytes(values.subarray(0, count), 'features.data'), scale: [] };
   // int8/int4: the scale is rounded to float32 first, since that is what the receiver multiplies by.
   const levels = dtype === 'int4' ? 7 : 127;
   const groups = int8Scale === 'tensor' ? 1 : C;
@@ -422,8 +477,25 @@ function entropyDecode(data: Uint8Array, coder: EntropyCoder, expected: number):
   return out;
 }
 
-/** Serialises `msg` as CollabMessage protobuf bytes. Throws MessageError for a malformed `msg`. */
+/**
+ * Serialises `msg` as CollabMessage protobuf bytes. Throws MessageError for a malformed `msg`.
+ * With maxBytes, sends fewer cells than topK, the best first, as far as needed to fit: each try
+ * scales the number of cells by how far the last one overshot (two or three tries).
+ */
 export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Array {
+  if (opts.maxBytes === undefined) return encodeOnce(msg, opts);
+  if (!(Number.isInteger(opts.maxBytes) && opts.maxBytes > 0)) throw new MessageError('maxBytes', 'encode: must be a positive integer', opts.maxBytes);
+  if (!msg.features || opts.mask || opts.topK === undefined) throw new MessageError('maxBytes', 'encode: a byte budget needs features and topK');
+  let k = opts.topK;
+  for (;;) {
+    const bytes = encodeOnce(msg, { ...opts, topK: k });
+    if (bytes.length <= opts.maxBytes) return bytes;
+    if (k === 1) throw new MessageError('maxBytes', `encode: even one cell takes ${bytes.length} bytes, over the budget`, opts.maxBytes);
+    k = Math.max(1, Math.min(k - 1, Math.floor((k * opts.maxBytes) / bytes.length)));
+  }
+}
+
+function encodeOnce(msg: CollabMessage, opts: EncodeOptions): Uint8Array {
   if (!(opts.dtype in DTYPE_TO_WIRE)) throw new MessageError('features.dtype', 'encode: unknown dtype', opts.dtype);
   const entropy = opts.entropy ?? 'none';
   if (!(entropy in ENTROPY_TO_WIRE)) throw new MessageError('header.featureCodec.entropy', 'encode: unknown entropy coder', entropy);
@@ -465,6 +537,7 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
     const wireC = learned ? learned.code : C;
     let values = source;
     let n = cells;
+    let fillBits: Uint8Array | undefined;
     const idx: number[] = [];
     if (mask) for (let i = 0; i < cells; i++) if (mask[i]) idx.push(i);
     // A mask that keeps every cell would only add bytes: send dense.
@@ -478,10 +551,11 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
         for (let k = 0; k < n; k++) values[dst + k] = source[src + cellIndices[k]];
       }
       obj.mask = encodeMask(mask, cellIndices);
+      if (opts.fill) fillBits = float16Bytes(unsentMedians(msg.features, mask, C, cells), 'features.fill');
     }
     const { data: raw, scale } = quantize(values, wireC, n, opts.dtype, int8Scale);
     const data = entropyEncode(raw, entropy);
-    obj.features = { shape: [C, H, W], dtype: loadSchema().dtypeEnum.values[DTYPE_TO_WIRE[opts.dtype]], data, scale };
+    obj.features = { shape: [C, H, W], dtype: loadSchema().dtypeEnum.values[DTYPE_TO_WIRE[opts.dtype]], data, scale, ...(fillBits ? { fill: fillBits } : {}) };
     if (learned || entropy !== 'none' || opts.codecName) {
       obj.header!.featureCodec = {
         name: opts.codecName ?? '',
@@ -618,6 +692,7 @@ function checkWireSizes(bytes: Uint8Array, lim: Limits): void {
     if (f.field === 4) {
       const inner = wireFields(bytes, f.start, f.end, 'features', 2 * MAX_CHANNELS + 64);
       capBytes(inner, 1, SHAPE_BYTES, 'features.shape', 'three dimensions need');
+      capBytes(inner, 5, 2 * MAX_CHANNELS, 'features.fill', `${MAX_CHANNELS} channels as float16 need`);
       const scales = countNumbers(bytes, inner, 4, 'fixed32');
       if (scales > MAX_CHANNELS)
         throw new MessageError('features.scale', `${scales} scales on the wire, more than the ${MAX_CHANNELS} channels a grid may have`);
@@ -786,6 +861,20 @@ function checkCodec(c: heal.FeatureCodec.$Properties): { name: string; codeChann
   return { name, codeChannels, entropy, rawLength };
 }
 
+/** The fill of a sparse message's unsent cells: C finite binary16 values, or none. */
+function checkFill(bytes: Uint8Array | null | undefined, C: number, sparse: boolean): Float32Array | undefined {
+  if (!(bytes instanceof Uint8Array) || bytes.length === 0) return undefined;
+  if (!sparse) throw new MessageError('features.fill', 'is present in a dense message (only cells a mask leaves out are filled)');
+  if (bytes.length !== 2 * C) throw new MessageError('features.fill', `has ${bytes.length} bytes; ${C} channels as float16 need ${2 * C}`);
+  const table = float16Table();
+  const fill = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    fill[c] = table[bytes[2 * c] | (bytes[2 * c + 1] << 8)];
+    if (!Number.isFinite(fill[c])) throw new MessageError('features.fill', `value ${c} is not finite`, fill[c]);
+  }
+  return fill;
+}
+
 function checkFeatures(
   f: heal.Features.$Properties,
   maskWire: heal.SparseMask.$Properties | null | undefined,
@@ -793,7 +882,7 @@ function checkFeatures(
   lim: Limits,
   codecWire: heal.FeatureCodec.$Properties | null | undefined,
   decoders: ReadonlyMap<number, LearnedCodec>,
-): { features: Float32Array; mask?: Uint8Array; dtype: FeatureDType; codec?: DecodedMessage['codec'] } {
+): { features: Float32Array; mask?: Uint8Array; fill?: Float32Array; dtype: FeatureDType; codec?: DecodedMessage['codec'] } {
   const { channels: C, height: H, width: W } = grid;
   const shape = f.shape ?? [];
   if (shape.length !== 3 || shape[0] !== C || shape[1] !== H || shape[2] !== W) {
@@ -882,9 +971,11 @@ function checkFeatures(
     }
   }
   const info = codec && { name: codec.name, codeChannels: codec.codeChannels, entropy: codec.entropy };
+  const fill = checkFill(f.fill, C, !!idx);
   if (learned) values = applyPointwise(learned.decode, values, n);
   if (!idx) return { features: values, dtype, codec: info };
   const features = new Float32Array(C * cells);
+  if (fill) for (let c = 0; c < C; c++) features.fill(fill[c], c * cells, (c + 1) * cells);
   const mask = new Uint8Array(cells);
   for (const i of idx) mask[i] = 1;
   for (let c = 0; c < C; c++) {
@@ -892,7 +983,7 @@ function checkFeatures(
     const src = c * n;
     for (let k = 0; k < n; k++) features[dst + idx[k]] = values[src + k];
   }
-  return { features, mask, dtype, codec: info };
+  return { features, mask, dtype, codec: info, ...(fill ? { fill } : {}) };
 }
 
 function checkDetections(d: heal.Detections.$Properties, lim: Limits): Detections {
@@ -942,6 +1033,7 @@ function validate(w: heal.CollabMessage, lim: Limits, decoders: ReadonlyMap<numb
     out.dtype = f.dtype;
     if (f.codec) out.codec = f.codec;
     if (f.mask) out.mask = f.mask;
+    if (f.fill) out.fill = f.fill;
   }
   if (w.detections) out.detections = checkDetections(w.detections, lim);
   return out;

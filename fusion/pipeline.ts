@@ -22,7 +22,7 @@ import { initWeights, loadWeights, mergeWeightFiles, pickWeights, type MergeRule
 import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
 import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
-import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType, type EncodeOptions } from './messages.ts';
+import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType } from './messages.ts';
 import { agentFromEgo, warpGrids, warpTheta } from './warp.ts';
 import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
@@ -35,7 +35,7 @@ import { describeImport } from './heal-checkpoint.ts';
 import { importHealModalities, leftOutLines, modalityOf, type CheckpointImport } from './heal-import.ts';
 import { decodeStateDict } from '../models/pth.ts';
 import { learnedCodecs, type LearnedCodec } from './codec.ts';
-import type { CodecSpec } from './codec-spec.ts';
+import { type CodecSpec, encodeOptionsFor } from './codec-spec.ts';
 import { AdapterAgent } from './adapter-agent.ts';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
@@ -617,11 +617,8 @@ export class CollabPipeline {
           scores: Float32Array.from(payload.detections.map((d) => d.score)),
         },
       },
-      codec
-        ? {
-            ...this.codecOptions(codec, payload.occupancy),
-            mask: codec.keep !== undefined && codec.keep < 1 && payload.features ? strongestCellsMask(payload.features, grid, codec.keep) : undefined,
-          }
+      codec && payload.features
+        ? encodeOptionsFor(codec, { features: payload.features, grid, occupancy: payload.occupancy, learned: this.learnedCodec(codec) })
         : { dtype, mask },
     );
     addTime(times, 'serialize', now() - t);
@@ -661,25 +658,16 @@ export class CollabPipeline {
   }
 
   /** encodeMessage's options for a codec: its dtype, cells chosen on the sender's occupancy, learned half, entropy coder. */
-  private codecOptions(codec: CodecSpec, occupancy: Float32Array | undefined): EncodeOptions {
-    let learned: LearnedCodec | undefined;
-    if (codec.learnedRatio !== undefined) {
-      learned = this.codecs.get(this.opts.space.channels / codec.learnedRatio);
-      if (!learned) {
-        throw new Error(
-          `codec "${codec.name}": no learned codec of ratio ${codec.learnedRatio} in the weights (train one with heal train-codec --ratio ${codec.learnedRatio}, pass it as codec weights)`,
-        );
-      }
+  /** The learned codec of a codec's ratio, if it has one; refuses a ratio the weights lack. */
+  private learnedCodec(codec: CodecSpec): LearnedCodec | undefined {
+    if (codec.learnedRatio === undefined) return undefined;
+    const learned = this.codecs.get(this.opts.space.channels / codec.learnedRatio);
+    if (!learned) {
+      throw new Error(
+        `codec "${codec.name}": no learned codec of ratio ${codec.learnedRatio} in the weights (train one with heal train-codec --ratio ${codec.learnedRatio}, pass it as codec weights)`,
+      );
     }
-    return {
-      dtype: codec.dtype,
-      learned,
-      entropy: codec.entropy,
-      codecName: codec.name,
-      topK: codec.topK,
-      sparseThreshold: codec.threshold,
-      confidence: codec.topK !== undefined || codec.threshold !== undefined ? occupancy : undefined,
-    };
+    return learned;
   }
 
   /**
@@ -874,14 +862,16 @@ export class CollabPipeline {
           continue;
         }
         let f = msg.features;
+        // Cells a sparse message left out are left out of the fusion, unless it sent their fill.
+        const mask = msg.fill ? undefined : msg.mask;
         if (this.gate.checks) {
-          const b = boundFeatures(f, egoFeatures, msg.mask);
+          const b = boundFeatures(f, egoFeatures, mask);
           if (b.clipped || b.scale !== 1) bounded.push({ id: Number(msg.agentId), clipped: b.clipped, scale: b.scale });
           f = b.features;
         }
         features.push(f);
         poses.push(msg.pose);
-        sent.push(msg.mask);
+        sent.push(mask);
         trust.push(this.trustOf(msg.agentType));
         types.push(msg.agentType);
         used.push({ id: Number(msg.agentId), type: msg.agentType });
