@@ -500,10 +500,10 @@ const BUDGET_GUESS_BYTES_PER_CELL = 4;
 
 /**
  * Serialises `msg` as CollabMessage protobuf bytes. Throws MessageError for a malformed `msg`.
- * With maxBytes (and topK), sends as many of the topK best cells as fit: the bytes grow about
- * linearly with the cells, so each try aims 2 % under the budget along the line through the
- * one-cell message and the last try. A first guess, then one try up from a guess that fits (kept if it fits too), or tries
- * down until one fits: two or three encodings, not the most cells that would fit.
+ * With maxBytes (and topK), sends as many of the topK best cells as fit, near enough: the bytes
+ * grow about linearly with the cells, so each try aims along a line through earlier ones (a
+ * secant search, after a one-cell message: one to three encodings, ending within 2 % of the budget
+ * or at the third that fits).
  */
 export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Array {
   if (opts.maxBytes === undefined) return encodeOnce(msg, opts);
@@ -511,33 +511,33 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
   if (!(Number.isInteger(budget) && budget > 0)) throw new MessageError('maxBytes', 'encode: must be a positive integer', budget);
   const kMax = opts.topK;
   if (!msg.features || opts.mask || kMax === undefined) throw new MessageError('maxBytes', 'encode: a byte budget needs features and topK');
-  const at = (k: number) => encodeOnce(msg, { ...opts, topK: k });
+  const at = (k: number) => encodeOnce(msg, { ...opts, topK: k }, true);
   // The one-cell message without its fill, plus the fill's bytes (C float16 values, tag, length): no median to compute.
   const one = encodeOnce(msg, { ...opts, topK: 1, fill: false }).length + (opts.fill ? 2 * msg.grid.channels + 4 : 0);
   if (one > budget) {
     const real = at(1).length;
     if (real > budget) throw new MessageError('maxBytes', `encode: even one cell takes ${real} bytes, over the budget`, budget);
   }
-  const aim = (k: number, size: number, target: number) =>
-    size <= one ? kMax : Math.max(1, Math.min(kMax, 1 + Math.floor(((k - 1) * (target - one)) / (size - one))));
+  // Each try aims a little under the budget, along the line through the nearest tries either side
+  // (the one-cell message below, while none fits); a try that fits 2 % under it, or the third, ends.
+  let fit: { k: number; bytes: Uint8Array } | undefined;
+  let over: { k: number; size: number } | undefined;
   let k = Math.min(kMax, Math.max(1, 1 + Math.floor((budget - one) / BUDGET_GUESS_BYTES_PER_CELL)));
-  let bytes = at(k);
-  // Each try aims a little under the budget, so that it usually fits.
-  const target = 0.98 * budget;
-  if (bytes.length <= budget) {
-    const up = aim(k, bytes.length, target);
-    if (up <= k) return bytes;
-    const more = at(up);
-    return more.length <= budget ? more : bytes;
+  for (let tries = 1; ; tries++) {
+    const bytes = at(k);
+    if (bytes.length <= budget) fit = { k, bytes };
+    else over = { k, size: bytes.length };
+    if (fit && (fit.k === kMax || tries >= 3 || fit.bytes.length >= 0.98 * budget || (over && over.k - fit.k <= 1))) return fit.bytes;
+    const fitted = fit && { k: fit.k, size: fit.bytes.length };
+    const a = fitted && over ? fitted : { k: 1, size: one };
+    const b = over ?? fitted!;
+    const next = b.size > a.size ? a.k + Math.floor(((b.k - a.k) * (0.99 * budget - a.size)) / (b.size - a.size)) : kMax;
+    k = Math.max((fit?.k ?? 0) + 1, Math.min(next, (over?.k ?? kMax + 1) - 1, kMax));
   }
-  while (bytes.length > budget) {
-    k = Math.min(k - 1, aim(k, bytes.length, target));
-    bytes = at(k);
-  }
-  return bytes;
 }
 
-function encodeOnce(msg: CollabMessage, opts: EncodeOptions): Uint8Array {
+/** One encoding; `checked`: a byte budget's later tries, whose features the first one checked. */
+function encodeOnce(msg: CollabMessage, opts: EncodeOptions, checked = false): Uint8Array {
   if (!(opts.dtype in DTYPE_TO_WIRE)) throw new MessageError('features.dtype', 'encode: unknown dtype', opts.dtype);
   const entropy = opts.entropy ?? 'none';
   if (!(entropy in ENTROPY_TO_WIRE)) throw new MessageError('header.featureCodec.entropy', 'encode: unknown entropy coder', entropy);
@@ -567,8 +567,10 @@ function encodeOnce(msg: CollabMessage, opts: EncodeOptions): Uint8Array {
     if (msg.features.length !== C * cells) {
       throw new MessageError('features.shape', `encode: features have ${msg.features.length} values, grid says ${C}×${H}×${W}`);
     }
-    for (let i = 0; i < msg.features.length; i++) {
-      if (!Number.isFinite(msg.features[i])) throw new MessageError('features.data', `encode: non-finite feature at index ${i}`, msg.features[i]);
+    if (!checked) {
+      for (let i = 0; i < msg.features.length; i++) {
+        if (!Number.isFinite(msg.features[i])) throw new MessageError('features.data', `encode: non-finite feature at index ${i}`, msg.features[i]);
+      }
     }
     const mask = selectCells(msg, opts, msg.features);
     // The learned codec's code replaces the grid's channels on the wire; cells are chosen on the features.
