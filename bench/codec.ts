@@ -41,6 +41,8 @@ export const SMALL_CODECS = [
   'learned16+int4+deflate',
   'learned16+int4+brotli',
   'learned16+int4+top256+deflate',
+  'int4+top1024+deflate',
+  'int4+top128+fill+deflate',
   'int4+top512+fill+deflate',
   'int4+top1024+fill+deflate',
   'fit6500',
