@@ -276,8 +276,27 @@ export function strongestCellsMask(features: Float32Array, grid: BevGrid, keep: 
   return mask;
 }
 
+/** The score a cell selection ranks by: `confidence`, else the cell's largest |feature| over channels. */
+function cellScores(grid: BevGrid, opts: EncodeOptions, features: Float32Array): Float32Array {
+  const { width: W, height: H, channels: C } = grid;
+  const cells = W * H;
+  if (opts.confidence) {
+    if (opts.confidence.length !== cells) throw new MessageError('mask', `encode: confidence has ${opts.confidence.length} entries, grid has ${H}×${W}`);
+    return opts.confidence;
+  }
+  const score = new Float32Array(cells);
+  for (let c = 0; c < C; c++) {
+    const base = c * cells;
+    for (let i = 0; i < cells; i++) {
+      const a = Math.abs(features[base + i]);
+      if (a > score[i]) score[i] = a;
+    }
+  }
+  return score;
+}
+
 function selectCells(msg: CollabMessage, opts: EncodeOptions, features: Float32Array): Uint8Array | undefined {
-  const { width: W, height: H, channels: C } = msg.grid;
+  const { width: W, height: H } = msg.grid;
   const cells = W * H;
   if (opts.mask) {
     if (opts.mask.length !== cells) throw new MessageError('mask', `encode: mask has ${opts.mask.length} entries, grid has ${H}×${W}`);
@@ -288,19 +307,7 @@ function selectCells(msg: CollabMessage, opts: EncodeOptions, features: Float32A
     throw new MessageError('mask', 'encode: sparseThreshold must be finite', opts.sparseThreshold);
   if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 1))
     throw new MessageError('mask', 'encode: topK must be an integer ≥ 1', opts.topK);
-  let score = opts.confidence;
-  if (score) {
-    if (score.length !== cells) throw new MessageError('mask', `encode: confidence has ${score.length} entries, grid has ${H}×${W}`);
-  } else {
-    score = new Float32Array(cells);
-    for (let c = 0; c < C; c++) {
-      const base = c * cells;
-      for (let i = 0; i < cells; i++) {
-        const a = Math.abs(features[base + i]);
-        if (a > score[i]) score[i] = a;
-      }
-    }
-  }
+  const score = cellScores(msg.grid, opts, features);
   const mask = new Uint8Array(cells);
   const threshold = opts.sparseThreshold ?? -Infinity;
   for (let i = 0; i < cells; i++) mask[i] = score[i] > threshold ? 1 : 0;
@@ -510,34 +517,75 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
   const budget = opts.maxBytes;
   if (!(Number.isInteger(budget) && budget > 0)) throw new MessageError('maxBytes', 'encode: must be a positive integer', budget);
   const kMax = opts.topK;
-  if (!msg.features || opts.mask || kMax === undefined) throw new MessageError('maxBytes', 'encode: a byte budget needs features and topK');
-  const at = (k: number) => encodeOnce(msg, { ...opts, topK: k }, true);
-  // The one-cell message without its fill, plus the fill's bytes (C float16 values, tag, length): no median to compute.
-  const one = encodeOnce(msg, { ...opts, topK: 1, fill: false }).length + (opts.fill ? 2 * msg.grid.channels + 4 : 0);
+  if (!msg.features || opts.mask || kMax === undefined || opts.sparseThreshold !== undefined) {
+    throw new MessageError('maxBytes', 'encode: a byte budget needs features and topK (and no mask or threshold)');
+  }
+  const features = msg.features;
+  const C = msg.grid.channels;
+  const cells = msg.grid.width * msg.grid.height;
+  // The k best cells, ties to the lower index, as selectCells picks them for topK = k, with the
+  // scores sorted once for every try.
+  const score = cellScores(msg.grid, opts, features);
+  const sorted = Float32Array.from(score).sort();
+  const maskOf = (k: number) => {
+    const m = new Uint8Array(cells);
+    if (k >= cells) return m.fill(1);
+    const kth = sorted[cells - k];
+    let room = k;
+    for (let i = 0; i < cells; i++) {
+      if (score[i] > kth) {
+        m[i] = 1;
+        room--;
+      }
+    }
+    for (let i = 0; i < cells && room > 0; i++) {
+      if (score[i] === kth) {
+        m[i] = 1;
+        room--;
+      }
+    }
+    return m;
+  };
+  const { topK: _, ...rest } = opts;
+  const placeholder = new Float32Array(C);
+  const at = (k: number) => encodeOnce(msg, { ...rest, mask: maskOf(k) }, { checked: true, fill: placeholder });
+  // The one-cell message without its fill, plus the fill's bytes (C float16 values, tag, length).
+  const one = encodeOnce(msg, { ...rest, mask: maskOf(1), fill: false }).length + (opts.fill ? 2 * C + 4 : 0);
   if (one > budget) {
     const real = at(1).length;
     if (real > budget) throw new MessageError('maxBytes', `encode: even one cell takes ${real} bytes, over the budget`, budget);
   }
   // Each try aims a little under the budget, along the line through the nearest tries either side
   // (the one-cell message below, while none fits); a try that fits 2 % under it, or the third, ends.
-  let fit: { k: number; bytes: Uint8Array } | undefined;
+  let fit: { k: number; size: number; bytes: Uint8Array } | undefined;
   let over: { k: number; size: number } | undefined;
   let k = Math.min(kMax, Math.max(1, 1 + Math.floor((budget - one) / BUDGET_GUESS_BYTES_PER_CELL)));
   for (let tries = 1; ; tries++) {
     const bytes = at(k);
-    if (bytes.length <= budget) fit = { k, bytes };
-    else over = { k, size: bytes.length };
-    if (fit && (fit.k === kMax || tries >= 3 || fit.bytes.length >= 0.98 * budget || (over && over.k - fit.k <= 1))) return fit.bytes;
-    const fitted = fit && { k: fit.k, size: fit.bytes.length };
-    const a = fitted && over ? fitted : { k: 1, size: one };
-    const b = over ?? fitted!;
+    const size = bytes.length;
+    if (size <= budget) fit = { k, size, bytes };
+    else over = { k, size };
+    if (fit && (fit.k === kMax || tries >= 3 || fit.size >= 0.98 * budget || (over && over.k - fit.k <= 1))) break;
+    const a = fit && over ? fit : { k: 1, size: one };
+    const b = over ?? fit!;
     const next = b.size > a.size ? a.k + Math.floor(((b.k - a.k) * (0.99 * budget - a.size)) / (b.size - a.size)) : kMax;
     k = Math.max((fit?.k ?? 0) + 1, Math.min(next, (over?.k ?? kMax + 1) - 1, kMax));
   }
+  // The tries' fill was a placeholder of the same size: the real one goes in its place, the
+  // bytes encodeOnce would write with it.
+  if (opts.fill && fit.k < cells) {
+    const features4 = wireFields(fit.bytes, 0, fit.bytes.length, 'message').find((f) => f.field === 4)!;
+    const slot = wireFields(fit.bytes, features4.start, features4.end, 'features', 2 * MAX_CHANNELS + 64).find((f) => f.field === 5)!;
+    fit.bytes.set(float16Bytes(unsentMedians(features, maskOf(fit.k), C, cells), 'features.fill'), slot.start);
+  }
+  return fit.bytes;
 }
 
-/** One encoding; `checked`: a byte budget's later tries, whose features the first one checked. */
-function encodeOnce(msg: CollabMessage, opts: EncodeOptions, checked = false): Uint8Array {
+/**
+ * One encoding. For a byte budget's tries: `checked`, the features were checked by the first;
+ * `fill`, the fill's values as given (a try needs only its size, 2 B a channel whatever the values).
+ */
+function encodeOnce(msg: CollabMessage, opts: EncodeOptions, tries: { checked?: boolean; fill?: Float32Array } = {}): Uint8Array {
   if (!(opts.dtype in DTYPE_TO_WIRE)) throw new MessageError('features.dtype', 'encode: unknown dtype', opts.dtype);
   const entropy = opts.entropy ?? 'none';
   if (!(entropy in ENTROPY_TO_WIRE)) throw new MessageError('header.featureCodec.entropy', 'encode: unknown entropy coder', entropy);
@@ -567,7 +615,7 @@ function encodeOnce(msg: CollabMessage, opts: EncodeOptions, checked = false): U
     if (msg.features.length !== C * cells) {
       throw new MessageError('features.shape', `encode: features have ${msg.features.length} values, grid says ${C}×${H}×${W}`);
     }
-    if (!checked) {
+    if (!tries.checked) {
       for (let i = 0; i < msg.features.length; i++) {
         if (!Number.isFinite(msg.features[i])) throw new MessageError('features.data', `encode: non-finite feature at index ${i}`, msg.features[i]);
       }
@@ -595,7 +643,7 @@ function encodeOnce(msg: CollabMessage, opts: EncodeOptions, checked = false): U
         for (let k = 0; k < n; k++) values[dst + k] = source[src + cellIndices[k]];
       }
       obj.mask = encodeMask(mask, cellIndices);
-      if (opts.fill) fillBits = float16Bytes(unsentMedians(msg.features, mask, C, cells), 'features.fill');
+      if (opts.fill) fillBits = float16Bytes(tries.fill ?? unsentMedians(msg.features, mask, C, cells), 'features.fill');
     }
     const { data: raw, scale } = quantize(values, wireC, n, opts.dtype, int8Scale);
     const data = entropyEncode(raw, entropy);
