@@ -11,8 +11,8 @@ import { openDataset } from '../datasets/open.ts';
 import { loadRegistry } from '../perception/registry.ts';
 import { HEAL_SPACE, SMALL_SPACE, type SharedSpace } from '../perception/space.ts';
 import { CollabPipeline, type AgentInput } from '../fusion/pipeline.ts';
-import { decodeMessage, encodeMessage, gridForSpace, strongestCellsMask, type EncodeOptions } from '../fusion/messages.ts';
-import { parseCodec } from '../fusion/codec-spec.ts';
+import { decodeMessage, encodeMessage, gridForSpace } from '../fusion/messages.ts';
+import { encodeOptionsFor, parseCodec } from '../fusion/codec-spec.ts';
 import { codecGraphs, learnedCodecs } from '../fusion/codec.ts';
 import { initWeights, type Weights } from '../models/weights.ts';
 import { shippedCodecs, shippedWeights } from '../models/shipped.ts';
@@ -41,6 +41,12 @@ export const SMALL_CODECS = [
   'learned16+int4+deflate',
   'learned16+int4+brotli',
   'learned16+int4+top256+deflate',
+  'int4+top1024+deflate',
+  'int4+top128+fill+deflate',
+  'int4+top512+fill+deflate',
+  'int4+top1024+fill+deflate',
+  'fit6500',
+  'fit1398',
 ];
 
 const HEAL_CODECS = ['float32', 'float16', 'int8', 'int4+brotli', 'int4+top4096+brotli', 'learned16+int4+brotli', 'learned64+int4+top4096+brotli'];
@@ -84,16 +90,7 @@ async function profileFigures(space: SharedSpace, agents: AgentInput[], codecs: 
     const dec: number[] = [];
     const bytes: number[] = [];
     for (const s of senders) {
-      const opts: EncodeOptions = {
-        dtype: spec.dtype,
-        learned,
-        entropy: spec.entropy,
-        codecName: name,
-        topK: spec.topK,
-        sparseThreshold: spec.threshold,
-        confidence: spec.topK !== undefined || spec.threshold !== undefined ? s.occupancy : undefined,
-        mask: spec.keep !== undefined && spec.keep < 1 ? strongestCellsMask(s.base.features!, s.base.grid, spec.keep) : undefined,
-      };
+      const opts = encodeOptionsFor(spec, { features: s.base.features!, grid: s.base.grid, occupancy: s.occupancy, learned });
       let msg = encodeMessage(s.base, opts);
       decodeMessage(msg, {}, pipeline.codecs); // warm-up
       for (let r = 0; r < REPEATS; r++) {

@@ -64,7 +64,7 @@ Large evaluations: --jobs N on one machine; --shard I/N per cluster task, then
     dtypes: choices(EVAL_DTYPES, { help: 'the same as --dtype' }),
     codecs: string({
       arg: '"C1;C2;..."',
-      help: 'message codecs, one pyramid row each, e.g. "int8+top200+deflate;learned16+int8+fg0.3" (parts: float32|float16|int8|int4, learned<R>, top<K>, fg<P>, keep<F>, deflate|brotli)',
+      help: 'message codecs, one pyramid row each, e.g. "int8+top200+deflate;learned16+int8+fg0.3" (parts: float32|float16|int8|int4, learned<R>, top<K>, fg<P>, keep<F>, max<B>, fill, deflate|brotli; or a preset: fit6500, fit1398)',
     }),
     'codec-weights': repeat({ arg: 'FILE', help: 'weight file with learned codecs (heal train-codec); default: the shipped codecs of the profile, if any' }),
     link: repeat({

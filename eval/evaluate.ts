@@ -251,10 +251,10 @@ export async function evaluateFrame(setup: EvalSetup, pipeline: CollabPipeline, 
   // The viewer keeps the last line it reads for a frame of the first combination and mode, so the
   // run's main variant (first dtype, dense) is written last among its siblings.
   const ordered = [...variantsOf(o)].reverse().sort((a, b) => o.fusion.indexOf(a.fusion) - o.fusion.indexOf(b.fusion));
-  // Sequence numbers from the frame's place in the evaluation, room left for every message of its
-  // passes: they grow from frame to frame as in one process, whatever frames this pipeline ran before.
-  const passes = o.combos.length * variantsOf(o).length;
-  const sequence = index * passes * setup.maxAgents;
+  // Sequence numbers from the frame's place in the evaluation, one per sender: they grow from frame
+  // to frame as in one process, whatever frames this pipeline ran before, and every pass of the
+  // frame reuses them (each pass is another version of the frame's one message per sender).
+  const sequence = index * setup.maxAgents;
   try {
     for (const [ci, combo] of o.combos.entries()) {
       const { egoId, inputs, agents, notes, rawEgo, truePoses } = await readInputs(source, ref, combo);

@@ -271,6 +271,14 @@ export class Verifier {
     this.known.delete(hex);
   }
 
+  /**
+   * Takes a certificate handed over beforehand (heal eval's pre-distributed certificates), with the
+   * checks a certificate in a message gets; throws Rejected. Later messages may then carry its digest.
+   */
+  learn(certificateBytes: Uint8Array, nowMs: number): void {
+    this.certificate(certificateBytes, nowMs);
+  }
+
   /** Verifies `bytes` at time `nowMs`; throws Rejected. Parses nothing of the payload. */
   verify(bytes: Uint8Array, nowMs: number): Verified {
     // The payload is held to decodeMessage's cap later; the envelope adds a certificate and a signature.

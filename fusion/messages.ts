@@ -54,8 +54,13 @@ export interface CollabMessage {
   grid: BevGrid;
   /** Dense [C, H, W] features; absent for a detections-only (late fusion) message. */
   features?: Float32Array;
-  /** After decoding a sparse message: H×W, 1 where the cell was transmitted (others are 0 in features). */
+  /**
+   * After decoding a sparse message: H×W, 1 where the cell was transmitted (others are 0 in
+   * features, or the fill).
+   */
   mask?: Uint8Array;
+  /** After decoding a sparse message that carries one: the value [C] of each channel at the cells not sent, already in features. */
+  fill?: Float32Array;
   detections?: Detections;
 }
 
@@ -83,6 +88,13 @@ export interface EncodeOptions {
   confidence?: Float32Array;
   /** Send only the k cells with the highest score (as for sparseThreshold); ties keep the lower index. */
   topK?: number;
+  /**
+   * A sparse message also carries the per-channel median of the cells it does not send (float16),
+   * which the receiver puts there: a map with holes of zeros is one the fusion never saw in training.
+   */
+  fill?: boolean;
+  /** The most bytes the encoded message may take: fewer cells than topK are sent, the best first, until it fits. */
+  maxBytes?: number;
   /** The learned channel compressor's sender half: the features travel as its code channels. */
   learned?: LearnedCodec;
   /** Entropy coder over the quantised payload (default none). */
@@ -264,8 +276,27 @@ export function strongestCellsMask(features: Float32Array, grid: BevGrid, keep: 
   return mask;
 }
 
+/** The score a cell selection ranks by: `confidence`, else the cell's largest |feature| over channels. */
+function cellScores(grid: BevGrid, opts: EncodeOptions, features: Float32Array): Float32Array {
+  const { width: W, height: H, channels: C } = grid;
+  const cells = W * H;
+  if (opts.confidence) {
+    if (opts.confidence.length !== cells) throw new MessageError('mask', `encode: confidence has ${opts.confidence.length} entries, grid has ${H}×${W}`);
+    return opts.confidence;
+  }
+  const score = new Float32Array(cells);
+  for (let c = 0; c < C; c++) {
+    const base = c * cells;
+    for (let i = 0; i < cells; i++) {
+      const a = Math.abs(features[base + i]);
+      if (a > score[i]) score[i] = a;
+    }
+  }
+  return score;
+}
+
 function selectCells(msg: CollabMessage, opts: EncodeOptions, features: Float32Array): Uint8Array | undefined {
-  const { width: W, height: H, channels: C } = msg.grid;
+  const { width: W, height: H } = msg.grid;
   const cells = W * H;
   if (opts.mask) {
     if (opts.mask.length !== cells) throw new MessageError('mask', `encode: mask has ${opts.mask.length} entries, grid has ${H}×${W}`);
@@ -276,19 +307,7 @@ function selectCells(msg: CollabMessage, opts: EncodeOptions, features: Float32A
     throw new MessageError('mask', 'encode: sparseThreshold must be finite', opts.sparseThreshold);
   if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 1))
     throw new MessageError('mask', 'encode: topK must be an integer ≥ 1', opts.topK);
-  let score = opts.confidence;
-  if (score) {
-    if (score.length !== cells) throw new MessageError('mask', `encode: confidence has ${score.length} entries, grid has ${H}×${W}`);
-  } else {
-    score = new Float32Array(cells);
-    for (let c = 0; c < C; c++) {
-      const base = c * cells;
-      for (let i = 0; i < cells; i++) {
-        const a = Math.abs(features[base + i]);
-        if (a > score[i]) score[i] = a;
-      }
-    }
-  }
+  const score = cellScores(msg.grid, opts, features);
   const mask = new Uint8Array(cells);
   const threshold = opts.sparseThreshold ?? -Infinity;
   for (let i = 0; i < cells; i++) mask[i] = score[i] > threshold ? 1 : 0;
@@ -357,6 +376,71 @@ function encodeMask(mask: Uint8Array, cellIndices: Uint32Array): { bitmask: Uint
   return { deltas: { value } };
 }
 
+/** Little-endian binary16 of every value; refuses one that overflows, as the receiver would reject inf. */
+function float16Bytes(values: Float32Array, field: string): Uint8Array {
+  const data = new Uint8Array(values.length * 2);
+  for (let i = 0; i < values.length; i++) {
+    const h = float32ToFloat16Bits(values[i]);
+    if ((h & 0x7c00) === 0x7c00) throw new MessageError(field, 'encode: value overflows float16 (|v| ≤ 65504); send float32 or int8', values[i]);
+    data[i * 2] = h & 0xff;
+    data[i * 2 + 1] = h >>> 8;
+  }
+  return data;
+}
+
+/** The k-th smallest of v[0, n) (0-based), rearranging v: Hoare's quickselect, linear on average. */
+function select(v: Float32Array, n: number, k: number): number {
+  let lo = 0;
+  let hi = n - 1;
+  while (lo < hi) {
+    const pivot = v[(lo + hi) >>> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (v[i] < pivot) i++;
+      while (v[j] > pivot) j--;
+      if (i <= j) {
+        const t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return v[k];
+  }
+  return v[k];
+}
+
+/**
+ * Per channel, the median of the features at the cells `mask` leaves out (the lower middle value):
+ * in a LiDAR map most of them are empty pillars, which all share one value per channel.
+ */
+export function unsentMedians(features: Float32Array, mask: Uint8Array, C: number, cells: number): Float32Array {
+  const out = new Float32Array(C);
+  const scratch = new Float32Array(cells);
+  for (let c = 0; c < C; c++) {
+    let n = 0;
+    // A value held by more than half of them is their median: found in two passes (Boyer–Moore
+    // majority vote), the common case, without the selection.
+    let candidate = 0;
+    let votes = 0;
+    for (let i = 0; i < cells; i++) {
+      if (mask[i]) continue;
+      const v = features[c * cells + i];
+      scratch[n++] = v;
+      if (votes === 0) candidate = v;
+      votes += v === candidate ? 1 : -1;
+    }
+    let count = 0;
+    for (let i = 0; i < n; i++) if (scratch[i] === candidate) count++;
+    out[c] = n === 0 ? 0 : 2 * count > n ? candidate : select(scratch, n, (n - 1) >>> 1);
+  }
+  return out;
+}
+
 function quantize(values: Float32Array, C: number, n: number, dtype: FeatureDType, int8Scale: 'tensor' | 'channel'): { data: Uint8Array; scale: number[] } {
   const count = C * n;
   if (dtype === 'float32') {
@@ -365,17 +449,7 @@ function quantize(values: Float32Array, C: number, n: number, dtype: FeatureDTyp
     for (let i = 0; i < count; i++) view.setFloat32(i * 4, values[i], true);
     return { data, scale: [] };
   }
-  if (dtype === 'float16') {
-    const data = new Uint8Array(count * 2);
-    for (let i = 0; i < count; i++) {
-      const h = float32ToFloat16Bits(values[i]);
-      // The receiver rejects inf, so refuse here where the cause is plain.
-      if ((h & 0x7c00) === 0x7c00) throw new MessageError('features.data', 'encode: value overflows float16 (|v| ≤ 65504); send float32 or int8', values[i]);
-      data[i * 2] = h & 0xff;
-      data[i * 2 + 1] = h >>> 8;
-    }
-    return { data, scale: [] };
-  }
+  if (dtype === 'float16') return { data: float16Bytes(values.subarray(0, count), 'features.data'), scale: [] };
   // int8/int4: the scale is rounded to float32 first, since that is what the receiver multiplies by.
   const levels = dtype === 'int4' ? 7 : 127;
   const groups = int8Scale === 'tensor' ? 1 : C;
@@ -399,8 +473,11 @@ function quantize(values: Float32Array, C: number, n: number, dtype: FeatureDTyp
 // Settings measured on quantised small-profile maps (bench/results/codec.json): deflate's run-length
 // strategy is within 6 % of level 9's size at a thirtieth of its time (1 ms against 34 ms for a
 // 64 KiB int4 map), brotli's quality 5 within 2 % of quality 9 at a fiftieth.
+// Run-length matches only reach one byte back, so deflate's window can be its smallest (512 B): the
+// same output, and each call no longer sets up 64 KiB of window it never uses (0.9 ms → 0.3 ms for
+// a small message here, 1.4 → 0.24 ms for 20 kB).
 function entropyEncode(data: Uint8Array, coder: EntropyCoder): Uint8Array {
-  if (coder === 'deflate') return new Uint8Array(deflateRawSync(data, { level: 6, strategy: zlibConstants.Z_RLE }));
+  if (coder === 'deflate') return new Uint8Array(deflateRawSync(data, { level: 6, strategy: zlibConstants.Z_RLE, windowBits: 9 }));
   if (coder === 'brotli') {
     return new Uint8Array(
       brotliCompressSync(data, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 5, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: data.length } }),
@@ -422,8 +499,93 @@ function entropyDecode(data: Uint8Array, coder: EntropyCoder, expected: number):
   return out;
 }
 
-/** Serialises `msg` as CollabMessage protobuf bytes. Throws MessageError for a malformed `msg`. */
+/**
+ * A byte budget's first try sends (budget − one cell's message) / this many cells: int4 maps of the
+ * small profile, deflated, take 1.5–6 B a cell. Only how many tries it takes depends on it.
+ */
+const BUDGET_GUESS_BYTES_PER_CELL = 4;
+
+/**
+ * Serialises `msg` as CollabMessage protobuf bytes. Throws MessageError for a malformed `msg`.
+ * With maxBytes (and topK), sends as many of the topK best cells as fit, near enough: the bytes
+ * grow about linearly with the cells, so each try aims along a line through earlier ones (a
+ * secant search, after a one-cell message: one to three encodings, ending within 2 % of the budget
+ * or at the third that fits).
+ */
 export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Array {
+  if (opts.maxBytes === undefined) return encodeOnce(msg, opts);
+  const budget = opts.maxBytes;
+  if (!(Number.isInteger(budget) && budget > 0)) throw new MessageError('maxBytes', 'encode: must be a positive integer', budget);
+  const kMax = opts.topK;
+  if (!msg.features || opts.mask || kMax === undefined || opts.sparseThreshold !== undefined) {
+    throw new MessageError('maxBytes', 'encode: a byte budget needs features and topK (and no mask or threshold)');
+  }
+  const features = msg.features;
+  const C = msg.grid.channels;
+  const cells = msg.grid.width * msg.grid.height;
+  // The k best cells, ties to the lower index, as selectCells picks them for topK = k, with the
+  // scores sorted once for every try.
+  const score = cellScores(msg.grid, opts, features);
+  const sorted = Float32Array.from(score).sort();
+  const maskOf = (k: number) => {
+    const m = new Uint8Array(cells);
+    if (k >= cells) return m.fill(1);
+    const kth = sorted[cells - k];
+    let room = k;
+    for (let i = 0; i < cells; i++) {
+      if (score[i] > kth) {
+        m[i] = 1;
+        room--;
+      }
+    }
+    for (let i = 0; i < cells && room > 0; i++) {
+      if (score[i] === kth) {
+        m[i] = 1;
+        room--;
+      }
+    }
+    return m;
+  };
+  const { topK: _, ...rest } = opts;
+  const placeholder = new Float32Array(C);
+  const at = (k: number) => encodeOnce(msg, { ...rest, mask: maskOf(k) }, { checked: true, fill: placeholder });
+  // The one-cell message without its fill, plus the fill's bytes (C float16 values, tag, length).
+  const one = encodeOnce(msg, { ...rest, mask: maskOf(1), fill: false }).length + (opts.fill ? 2 * C + 4 : 0);
+  if (one > budget) {
+    const real = at(1).length;
+    if (real > budget) throw new MessageError('maxBytes', `encode: even one cell takes ${real} bytes, over the budget`, budget);
+  }
+  // Each try aims a little under the budget, along the line through the nearest tries either side
+  // (the one-cell message below, while none fits); a try that fits 2 % under it, or the third, ends.
+  let fit: { k: number; size: number; bytes: Uint8Array } | undefined;
+  let over: { k: number; size: number } | undefined;
+  let k = Math.min(kMax, Math.max(1, 1 + Math.floor((budget - one) / BUDGET_GUESS_BYTES_PER_CELL)));
+  for (let tries = 1; ; tries++) {
+    const bytes = at(k);
+    const size = bytes.length;
+    if (size <= budget) fit = { k, size, bytes };
+    else over = { k, size };
+    if (fit && (fit.k === kMax || tries >= 3 || fit.size >= 0.98 * budget || (over && over.k - fit.k <= 1))) break;
+    const a = fit && over ? fit : { k: 1, size: one };
+    const b = over ?? fit!;
+    const next = b.size > a.size ? a.k + Math.floor(((b.k - a.k) * (0.99 * budget - a.size)) / (b.size - a.size)) : kMax;
+    k = Math.max((fit?.k ?? 0) + 1, Math.min(next, (over?.k ?? kMax + 1) - 1, kMax));
+  }
+  // The tries' fill was a placeholder of the same size: the real one goes in its place, the
+  // bytes encodeOnce would write with it.
+  if (opts.fill && fit.k < cells) {
+    const features4 = wireFields(fit.bytes, 0, fit.bytes.length, 'message').find((f) => f.field === 4)!;
+    const slot = wireFields(fit.bytes, features4.start, features4.end, 'features', 2 * MAX_CHANNELS + 64).find((f) => f.field === 5)!;
+    fit.bytes.set(float16Bytes(unsentMedians(features, maskOf(fit.k), C, cells), 'features.fill'), slot.start);
+  }
+  return fit.bytes;
+}
+
+/**
+ * One encoding. For a byte budget's tries: `checked`, the features were checked by the first;
+ * `fill`, the fill's values as given (a try needs only its size, 2 B a channel whatever the values).
+ */
+function encodeOnce(msg: CollabMessage, opts: EncodeOptions, tries: { checked?: boolean; fill?: Float32Array } = {}): Uint8Array {
   if (!(opts.dtype in DTYPE_TO_WIRE)) throw new MessageError('features.dtype', 'encode: unknown dtype', opts.dtype);
   const entropy = opts.entropy ?? 'none';
   if (!(entropy in ENTROPY_TO_WIRE)) throw new MessageError('header.featureCodec.entropy', 'encode: unknown entropy coder', entropy);
@@ -453,8 +615,10 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
     if (msg.features.length !== C * cells) {
       throw new MessageError('features.shape', `encode: features have ${msg.features.length} values, grid says ${C}×${H}×${W}`);
     }
-    for (let i = 0; i < msg.features.length; i++) {
-      if (!Number.isFinite(msg.features[i])) throw new MessageError('features.data', `encode: non-finite feature at index ${i}`, msg.features[i]);
+    if (!tries.checked) {
+      for (let i = 0; i < msg.features.length; i++) {
+        if (!Number.isFinite(msg.features[i])) throw new MessageError('features.data', `encode: non-finite feature at index ${i}`, msg.features[i]);
+      }
     }
     const mask = selectCells(msg, opts, msg.features);
     // The learned codec's code replaces the grid's channels on the wire; cells are chosen on the features.
@@ -465,6 +629,7 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
     const wireC = learned ? learned.code : C;
     let values = source;
     let n = cells;
+    let fillBits: Uint8Array | undefined;
     const idx: number[] = [];
     if (mask) for (let i = 0; i < cells; i++) if (mask[i]) idx.push(i);
     // A mask that keeps every cell would only add bytes: send dense.
@@ -478,10 +643,11 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
         for (let k = 0; k < n; k++) values[dst + k] = source[src + cellIndices[k]];
       }
       obj.mask = encodeMask(mask, cellIndices);
+      if (opts.fill) fillBits = float16Bytes(tries.fill ?? unsentMedians(msg.features, mask, C, cells), 'features.fill');
     }
     const { data: raw, scale } = quantize(values, wireC, n, opts.dtype, int8Scale);
     const data = entropyEncode(raw, entropy);
-    obj.features = { shape: [C, H, W], dtype: loadSchema().dtypeEnum.values[DTYPE_TO_WIRE[opts.dtype]], data, scale };
+    obj.features = { shape: [C, H, W], dtype: loadSchema().dtypeEnum.values[DTYPE_TO_WIRE[opts.dtype]], data, scale, ...(fillBits ? { fill: fillBits } : {}) };
     if (learned || entropy !== 'none' || opts.codecName) {
       obj.header!.featureCodec = {
         name: opts.codecName ?? '',
@@ -618,6 +784,7 @@ function checkWireSizes(bytes: Uint8Array, lim: Limits): void {
     if (f.field === 4) {
       const inner = wireFields(bytes, f.start, f.end, 'features', 2 * MAX_CHANNELS + 64);
       capBytes(inner, 1, SHAPE_BYTES, 'features.shape', 'three dimensions need');
+      capBytes(inner, 5, 2 * MAX_CHANNELS, 'features.fill', `${MAX_CHANNELS} channels as float16 need`);
       const scales = countNumbers(bytes, inner, 4, 'fixed32');
       if (scales > MAX_CHANNELS)
         throw new MessageError('features.scale', `${scales} scales on the wire, more than the ${MAX_CHANNELS} channels a grid may have`);
@@ -786,6 +953,20 @@ function checkCodec(c: heal.FeatureCodec.$Properties): { name: string; codeChann
   return { name, codeChannels, entropy, rawLength };
 }
 
+/** The fill of a sparse message's unsent cells: C finite binary16 values, or none. */
+function checkFill(bytes: Uint8Array | null | undefined, C: number, sparse: boolean): Float32Array | undefined {
+  if (!(bytes instanceof Uint8Array) || bytes.length === 0) return undefined;
+  if (!sparse) throw new MessageError('features.fill', 'is present in a dense message (only cells a mask leaves out are filled)');
+  if (bytes.length !== 2 * C) throw new MessageError('features.fill', `has ${bytes.length} bytes; ${C} channels as float16 need ${2 * C}`);
+  const table = float16Table();
+  const fill = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    fill[c] = table[bytes[2 * c] | (bytes[2 * c + 1] << 8)];
+    if (!Number.isFinite(fill[c])) throw new MessageError('features.fill', `value ${c} is not finite`, fill[c]);
+  }
+  return fill;
+}
+
 function checkFeatures(
   f: heal.Features.$Properties,
   maskWire: heal.SparseMask.$Properties | null | undefined,
@@ -793,7 +974,7 @@ function checkFeatures(
   lim: Limits,
   codecWire: heal.FeatureCodec.$Properties | null | undefined,
   decoders: ReadonlyMap<number, LearnedCodec>,
-): { features: Float32Array; mask?: Uint8Array; dtype: FeatureDType; codec?: DecodedMessage['codec'] } {
+): { features: Float32Array; mask?: Uint8Array; fill?: Float32Array; dtype: FeatureDType; codec?: DecodedMessage['codec'] } {
   const { channels: C, height: H, width: W } = grid;
   const shape = f.shape ?? [];
   if (shape.length !== 3 || shape[0] !== C || shape[1] !== H || shape[2] !== W) {
@@ -882,9 +1063,11 @@ function checkFeatures(
     }
   }
   const info = codec && { name: codec.name, codeChannels: codec.codeChannels, entropy: codec.entropy };
+  const fill = checkFill(f.fill, C, !!idx);
   if (learned) values = applyPointwise(learned.decode, values, n);
   if (!idx) return { features: values, dtype, codec: info };
   const features = new Float32Array(C * cells);
+  if (fill) for (let c = 0; c < C; c++) features.fill(fill[c], c * cells, (c + 1) * cells);
   const mask = new Uint8Array(cells);
   for (const i of idx) mask[i] = 1;
   for (let c = 0; c < C; c++) {
@@ -892,7 +1075,7 @@ function checkFeatures(
     const src = c * n;
     for (let k = 0; k < n; k++) features[dst + idx[k]] = values[src + k];
   }
-  return { features, mask, dtype, codec: info };
+  return { features, mask, dtype, codec: info, ...(fill ? { fill } : {}) };
 }
 
 function checkDetections(d: heal.Detections.$Properties, lim: Limits): Detections {
@@ -942,6 +1125,7 @@ function validate(w: heal.CollabMessage, lim: Limits, decoders: ReadonlyMap<numb
     out.dtype = f.dtype;
     if (f.codec) out.codec = f.codec;
     if (f.mask) out.mask = f.mask;
+    if (f.fill) out.fill = f.fill;
   }
   if (w.detections) out.detections = checkDetections(w.detections, lim);
   return out;

@@ -22,20 +22,20 @@ import { initWeights, loadWeights, mergeWeightFiles, pickWeights, type MergeRule
 import { createSession, runSession, type Device, type Provider, type SessionInfo } from '../models/runtime.ts';
 import { makeAnchors, type Anchors } from './anchors.ts';
 import { decodeDetections, type Detection } from './detect.ts';
-import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType, type EncodeOptions } from './messages.ts';
+import { encodeMessage, decodeMessage, gridForSpace, messageWireSize, strongestCellsMask, type FeatureDType } from './messages.ts';
 import { agentFromEgo, warpGrids, warpTheta } from './warp.ts';
 import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
 import { invert, multiply } from '../datasets/geometry/transforms.ts';
 import { DataError, readFileChecked } from '../datasets/io.ts';
 import { trustFromWeights, type Trust } from './trust.ts';
-import { signMessage, type Security } from './identity.ts';
+import { Rejected, signMessage, type AgentIdentity, type Security } from './identity.ts';
 import { boundFeatures, EgoGate, type Admitted, type GateOptions } from './gate.ts';
 import { describeImport } from './heal-checkpoint.ts';
 import { importHealModalities, leftOutLines, modalityOf, type CheckpointImport } from './heal-import.ts';
 import { decodeStateDict } from '../models/pth.ts';
 import { learnedCodecs, type LearnedCodec } from './codec.ts';
-import type { CodecSpec } from './codec-spec.ts';
+import { type CodecSpec, encodeOptionsFor } from './codec-spec.ts';
 import { AdapterAgent } from './adapter-agent.ts';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
@@ -100,14 +100,15 @@ export interface FrameOptions {
   scoreThreshold?: number;
   nmsThreshold?: number;
   /**
-   * Starts a frame of its own: the pass's first message gets this sequence number (the others
-   * follow), each sender's first signed message in it carries its whole certificate again, and
-   * the ego's replay check remembers only this frame's messages (a worker may run frames out of
-   * order, e.g. one retried after another worker died).
+   * Marks a pass of an evaluation frame: the pass's first message gets this sequence number (the
+   * others follow), certificates are pre-distributed (every message carries the digest; see
+   * digestOnly), and the ego's replay check remembers only this pass's messages (a worker may run
+   * frames out of order, e.g. one retried after another worker died). Every pass of a frame (codec,
+   * sweep value) thus sends the same message bytes but for the signature's time.
    * Default: the pipeline's running count and certificate schedule. An evaluation gives each frame
-   * a base that grows with the frame's place in the evaluation (and between passes of one frame
-   * continues the count), so what goes on the wire, and what the ego's replay check sees, does not
-   * depend on which frames this pipeline ran before (heal eval --jobs, --shard).
+   * a base that grows with the frame's place in the evaluation, so what goes on the wire, and what
+   * the ego's replay check sees, does not depend on which frames this pipeline ran before (heal
+   * eval --jobs, --shard).
    */
   sequence?: number;
   /** The message codec (fusion/codec-spec.ts); replaces dtype and keep when given. */
@@ -616,11 +617,8 @@ export class CollabPipeline {
           scores: Float32Array.from(payload.detections.map((d) => d.score)),
         },
       },
-      codec
-        ? {
-            ...this.codecOptions(codec, payload.occupancy),
-            mask: codec.keep !== undefined && codec.keep < 1 && payload.features ? strongestCellsMask(payload.features, grid, codec.keep) : undefined,
-          }
+      codec && payload.features
+        ? encodeOptionsFor(codec, { features: payload.features, grid, occupancy: payload.occupancy, learned: this.learnedCodec(codec) })
         : { dtype, mask },
     );
     addTime(times, 'serialize', now() - t);
@@ -629,33 +627,47 @@ export class CollabPipeline {
     const id = security.identity(String(input.frame.agentId), input.type);
     if (!id) throw new DataError('keys', 'agent', `agent ${input.frame.agentId} holds no key and certificate, so it cannot sign`, input.frame.agentId);
     const t1 = now();
-    const n = this.signedCount.get(id.certificate.digest.toString('hex')) ?? 0;
-    this.signedCount.set(id.certificate.digest.toString('hex'), n + 1);
-    const signed = signMessage(id, bytes, Date.now(), n % CERT_EVERY !== 0);
+    const signed = signMessage(id, bytes, Date.now(), this.digestOnly(id));
     addTime(times, 'sign', now() - t1);
     return signed;
   }
 
-  /** encodeMessage's options for a codec: its dtype, cells chosen on the sender's occupancy, learned half, entropy coder. */
-  private codecOptions(codec: CodecSpec, occupancy: Float32Array | undefined): EncodeOptions {
-    let learned: LearnedCodec | undefined;
-    if (codec.learnedRatio !== undefined) {
-      learned = this.codecs.get(this.opts.space.channels / codec.learnedRatio);
-      if (!learned) {
-        throw new Error(
-          `codec "${codec.name}": no learned codec of ratio ${codec.learnedRatio} in the weights (train one with heal train-codec --ratio ${codec.learnedRatio}, pass it as codec weights)`,
-        );
+  /**
+   * Whether a sender's message carries only its certificate's digest. In an evaluation frame
+   * (FrameOptions.sequence) certificates are pre-distributed: the ego's verifier is handed each
+   * sender's certificate, with the usual checks, and every message carries the digest, so that every
+   * pass of a frame (codec, sweep value) sends the same bytes whatever ran before it. A certificate
+   * the verifier refuses travels whole, so that the ego rejects the message for its own reason.
+   * Otherwise a sender's first message and every CERT_EVERY-th carry the whole certificate.
+   */
+  private digestOnly(id: AgentIdentity): boolean {
+    const security = this.opts.security!;
+    if (this.frameSequence !== undefined) {
+      try {
+        security.verifier.learn(id.certificate.bytes, Date.now());
+        return true;
+      } catch (err) {
+        if (err instanceof Rejected) return false;
+        throw err;
       }
     }
-    return {
-      dtype: codec.dtype,
-      learned,
-      entropy: codec.entropy,
-      codecName: codec.name,
-      topK: codec.topK,
-      sparseThreshold: codec.threshold,
-      confidence: codec.topK !== undefined || codec.threshold !== undefined ? occupancy : undefined,
-    };
+    const key = id.certificate.digest.toString('hex');
+    const n = this.signedCount.get(key) ?? 0;
+    this.signedCount.set(key, n + 1);
+    return n % CERT_EVERY !== 0;
+  }
+
+  /** encodeMessage's options for a codec: its dtype, cells chosen on the sender's occupancy, learned half, entropy coder. */
+  /** The learned codec of a codec's ratio, if it has one; refuses a ratio the weights lack. */
+  private learnedCodec(codec: CodecSpec): LearnedCodec | undefined {
+    if (codec.learnedRatio === undefined) return undefined;
+    const learned = this.codecs.get(this.opts.space.channels / codec.learnedRatio);
+    if (!learned) {
+      throw new Error(
+        `codec "${codec.name}": no learned codec of ratio ${codec.learnedRatio} in the weights (train one with heal train-codec --ratio ${codec.learnedRatio}, pass it as codec weights)`,
+      );
+    }
+    return learned;
   }
 
   /**
@@ -718,10 +730,11 @@ export class CollabPipeline {
     const dtype = opts.dtype ?? 'float32';
     const times: StageTimes = {};
     const startMs = Date.now();
-    if (opts.sequence !== undefined && opts.sequence !== this.frameSequence) {
+    if (opts.sequence !== undefined) {
+      // Every pass of an evaluation frame is another version of the one message each sender sends
+      // in it: the same sequence numbers, and a replay check that remembers only this pass.
       this.frameSequence = opts.sequence;
       this.sequence = opts.sequence;
-      this.signedCount.clear();
       this.gate.forget();
     }
     const ego = agents.find((a) => a.frame.agentId === egoId);
@@ -849,14 +862,16 @@ export class CollabPipeline {
           continue;
         }
         let f = msg.features;
+        // Cells a sparse message left out are left out of the fusion, unless it sent their fill.
+        const mask = msg.fill ? undefined : msg.mask;
         if (this.gate.checks) {
-          const b = boundFeatures(f, egoFeatures, msg.mask);
+          const b = boundFeatures(f, egoFeatures, mask);
           if (b.clipped || b.scale !== 1) bounded.push({ id: Number(msg.agentId), clipped: b.clipped, scale: b.scale });
           f = b.features;
         }
         features.push(f);
         poses.push(msg.pose);
-        sent.push(msg.mask);
+        sent.push(mask);
         trust.push(this.trustOf(msg.agentType));
         types.push(msg.agentType);
         used.push({ id: Number(msg.agentId), type: msg.agentType });

@@ -344,6 +344,13 @@ export namespace heal {
          * codec). Empty for float dtypes.
          */
         scale: number[];
+
+        /**
+         * Issue 14, sparse messages only (optional): the value of each of the grid's channels at the
+         * cells not sent (the sender's per-channel median of them), as shape[0] little-endian IEEE
+         * binary16 values. The receiver puts it in those cells and fuses them; absent, they are left out.
+         */
+        fill: Uint8Array;
     }
 
     namespace Features {
@@ -371,6 +378,13 @@ export namespace heal {
              * codec). Empty for float dtypes.
              */
             scale?: (number[]|null);
+
+            /**
+             * Issue 14, sparse messages only (optional): the value of each of the grid's channels at the
+             * cells not sent (the sender's per-channel median of them), as shape[0] little-endian IEEE
+             * binary16 values. The receiver puts it in those cells and fuses them; absent, they are left out.
+             */
+            fill?: (Uint8Array|null);
 
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];

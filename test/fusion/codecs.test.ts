@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { poseToMatrix } from '../../datasets/geometry/transforms.ts';
 import { applyPointwise, codecGraphs, learnedCodecs, type LearnedCodec } from '../../fusion/codec.ts';
 import { parseCodec } from '../../fusion/codec-spec.ts';
-import { type CollabMessage, type EncodeOptions, MessageError, decodeMessage, encodeMessage, maskRuns } from '../../fusion/messages.ts';
+import { type CollabMessage, type EncodeOptions, MessageError, decodeMessage, encodeMessage, float16BitsToFloat32, maskRuns } from '../../fusion/messages.ts';
 import { initWeights, pickWeights } from '../../models/weights.ts';
 import { exportOnnx } from '../../models/onnx.ts';
 import { createSession, runSession } from '../../models/runtime.ts';
@@ -163,6 +163,66 @@ describe('message codecs round-trip through the protobuf message', () => {
     expect(out.features!.length).toBe(C * CELLS);
   });
 
+  it('fill: the unsent cells decode as the per-channel median the sender sent (float16), the sent cells bit-exact; 2 B per channel', () => {
+    const conf = confidence();
+    const { msg, bytes, out } = roundTrip({ dtype: 'float32', topK: 5, confidence: conf, fill: true });
+    const plain = encodeMessage(msg, { dtype: 'float32', topK: 5, confidence: conf });
+    expect(bytes.length - plain.length).toBe(2 * C + 2); // C binary16 values, the tag and the length
+    for (let c = 0; c < C; c++) {
+      const unsent = [...out.mask!].flatMap((v, i) => (v ? [] : [msg.features![c * CELLS + i]])).sort((a, b) => a - b);
+      const median = unsent[(unsent.length - 1) >> 1];
+      expect(Math.abs(out.fill![c] - median)).toBeLessThanOrEqual(Math.abs(median) * 2 ** -11 + 1e-7);
+      for (let i = 0; i < CELLS; i++) expect(out.features![c * CELLS + i]).toBe(out.mask![i] ? msg.features![c * CELLS + i] : out.fill![c]);
+    }
+    // Without a cell selection there is nothing to fill; the decoded fill is exactly what travelled.
+    expect(roundTrip({ dtype: 'int8', fill: true }).out.fill).toBeUndefined();
+    const w = Wire.decode(bytes) as unknown as { features: { fill: Uint8Array } };
+    expect(Array.from(out.fill!)).toEqual(
+      Array.from({ length: C }, (_, c) => float16BitsToFloat32(w.features.fill[2 * c] | (w.features.fill[2 * c + 1] << 8))),
+    );
+  });
+
+  it('max<B>: the best cells that fit the budget, the same bytes as top<K> with that K', () => {
+    const msg = sample();
+    const conf = confidence();
+    const opts: EncodeOptions = { dtype: 'int8', topK: 60, confidence: conf, fill: true, entropy: 'deflate' };
+    const full = encodeMessage(msg, opts);
+    const budget = full.length - 150;
+    const fitted = encodeMessage(msg, { ...opts, maxBytes: budget });
+    expect(fitted.length).toBeLessThanOrEqual(budget);
+    const k = decodeMessage(fitted).mask!.reduce((a, b) => a + b, 0);
+    expect(k).toBeLessThan(60);
+    expect(Buffer.from(fitted).equals(Buffer.from(encodeMessage(msg, { ...opts, topK: k })))).toBe(true);
+    // A budget the message already fits changes nothing; one no cell fits is refused by name.
+    expect(Buffer.from(encodeMessage(msg, { ...opts, maxBytes: full.length })).equals(Buffer.from(full))).toBe(true);
+    expect(() => encodeMessage(msg, { ...opts, maxBytes: 100 })).toThrow(/even one cell takes/);
+    expect(() => encodeMessage(msg, { dtype: 'int8', maxBytes: 5000 })).toThrow(/needs features and topK/);
+  });
+
+  it('a fill of the wrong length, non-finite, or in a dense message is rejected by name', () => {
+    const conf = confidence();
+    const sparse = () =>
+      Wire.decode(encodeMessage(sample(), { dtype: 'int4', topK: 5, confidence: conf, fill: true })) as unknown as { features: { fill: Uint8Array } };
+    const fieldOf = (w: unknown) => {
+      try {
+        decodeMessage(Wire.encode(w as never).finish());
+      } catch (e) {
+        return `${(e as MessageError).field}: ${(e as MessageError).reason}`;
+      }
+      return 'accepted';
+    };
+    const short = sparse();
+    short.features.fill = short.features.fill.subarray(0, 3);
+    expect(fieldOf(short)).toMatch(/^features.fill: has 3 bytes; 8 channels/);
+    const inf = sparse();
+    inf.features.fill = new Uint8Array(inf.features.fill);
+    inf.features.fill[1] = 0x7c; // binary16 0x7c00: +inf
+    expect(fieldOf(inf)).toMatch(/^features.fill: value 0 is not finite/);
+    const dense = Wire.decode(encodeMessage(sample(), { dtype: 'int4' })) as unknown as { features: { fill: Uint8Array } };
+    dense.features.fill = sparse().features.fill;
+    expect(fieldOf(dense)).toMatch(/^features.fill: is present in a dense message/);
+  });
+
   it('a payload that does not inflate to the named length is rejected, as is a zip bomb', () => {
     const msg = sample();
     const w = Wire.decode(encodeMessage(msg, { dtype: 'int8', entropy: 'deflate' })) as unknown as { header: { featureCodec: { rawLength: number } } };
@@ -205,5 +265,12 @@ describe('codec names', () => {
     expect(() => parseCodec('int8+zip')).toThrow(/unknown part "zip"/);
     expect(() => parseCodec('int8+int4')).toThrow(/more than one dtype/);
     expect(() => parseCodec('learned5')).toThrow(/ratio/);
+    expect(parseCodec('int4+top512+fill+deflate')).toMatchObject({ dtype: 'int4', topK: 512, fill: true, entropy: 'deflate' });
+    expect(() => parseCodec('int4+fill')).toThrow(/fill needs a cell selection/);
+    expect(parseCodec('int4+top2048+max6285+fill+deflate')).toMatchObject({ topK: 2048, maxBytes: 6285, fill: true });
+    expect(() => parseCodec('int4+fg0.1+max6000')).toThrow(/max<B> needs top<K>/);
+    // A preset keeps its name (the header carries it) and has its parts.
+    expect(parseCodec('fit6500')).toMatchObject({ name: 'fit6500', dtype: 'int4', topK: 4096, maxBytes: 6285, fill: true, entropy: 'deflate' });
+    expect(parseCodec('fit1398')).toMatchObject({ name: 'fit1398', maxBytes: 1183 });
   });
 });

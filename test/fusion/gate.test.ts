@@ -9,6 +9,8 @@ import { createAuthority, ephemeralSecurity, issueIdentity, type Security, signM
 import { type CollabMessage, encodeMessage, type EncodeOptions, gridForSpace } from '../../fusion/messages.ts';
 import { type AgentInput, CollabPipeline } from '../../fusion/pipeline.ts';
 import { shippedWeights } from '../../models/shipped.ts';
+import { fragmentsOf, LINK_PRESETS } from '../../eval/link.ts';
+import { parseCodec } from '../../fusion/codec-spec.ts';
 import { groundAlignedPose } from '../../perception/ground.ts';
 import { loadRegistry } from '../../perception/registry.ts';
 import { featureGrid, SMALL_SPACE } from '../../perception/space.ts';
@@ -152,6 +154,30 @@ describe('signed messages', () => {
     expect(r.detections.some((d) => d.score > 0.98 && near(centre(d.box), box))).toBe(false);
     expect(r.times.sign).toBeGreaterThan(0);
     expect(r.times.verify).toBeGreaterThan(0);
+  });
+
+  it('two sweep rows of one evaluation frame send the same messages: payload, digest signer, length and fragments (was: the first row carried the 215 B certificate, later rows the 87 B digest)', async () => {
+    const rows: { id: number; bytes: Uint8Array }[][] = [];
+    const row = (sent: { id: number; bytes: Uint8Array }[]) => {
+      rows.push(sent);
+      return { received: sent.map((m) => m.bytes), skipped: [] };
+    };
+    const opts = { mode: 'intermediate', codec: parseCodec('int4+top128+deflate'), sequence: 40 } as const;
+    const first = await signed.runFrame(agents, egoId, { ...opts, channel: row });
+    const second = await signed.runFrame(agents, egoId, { ...opts, channel: row });
+    expect(first.rejected).toEqual({});
+    expect(second.rejected).toEqual({});
+    expect(rows[0].length).toBe(agents.length - 1);
+    rows[0].forEach((a, k) => {
+      const b = rows[1][k];
+      expect(b.id).toBe(a.id);
+      expect(b.bytes.length).toBe(a.bytes.length);
+      expect(fragmentsOf(b.bytes.length, LINK_PRESETS.dsrc.mtu)).toBe(fragmentsOf(a.bytes.length, LINK_PRESETS.dsrc.mtu));
+      const [pa, pb] = [a, b].map((m) => security.verifier.verify(m.bytes, Date.now()).payload);
+      expect(Buffer.from(pb).equals(Buffer.from(pa))).toBe(true);
+      // The certificate is pre-distributed: the envelope adds the digest, the time and the signature.
+      expect(a.bytes.length - pa.length).toBeLessThan(100);
+    });
   });
 
   it('rejects by name: bad signature, unknown, expired and revoked certificates, a certificate for another type, an old generation time', () => {

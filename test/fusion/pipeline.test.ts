@@ -140,6 +140,26 @@ describe('collaborative pass (random weights)', () => {
     await expect(pipeline.fuse([egoFeatures, partner], [ego.frame.lidarPose, pose], {}, [undefined, new Uint8Array(3)])).rejects.toThrow(/3 entries/);
   });
 
+  it('a sparse message with a fill is fused as the dense map it decodes to: the unsent cells hold the fill and count', async () => {
+    const ego = agents[0];
+    const partner = agents[1];
+    const features = await pipeline.encode(partner);
+    const pose = groundAlignedPose(partner.frame, SMALL_SPACE);
+    const occupancy = await pipeline.occupancyOf(features, pose);
+    const base = { agentId: '555', agentType: 'm1', timestamp: ref.timestamp, sequence: 1, pose, grid: gridForSpace(SMALL_SPACE) };
+    const filled = encodeMessage({ ...base, features }, { dtype: 'float32', topK: 50, confidence: occupancy, fill: true });
+    // Each its own sequence number: the ego's replay check remembers the ones before.
+    const decoded = decodeMessage(filled);
+    expect(decoded.fill?.length).toBe(SMALL_SPACE.channels);
+    const dense = encodeMessage({ ...base, sequence: 2, features: decoded.features! }, { dtype: 'float32' });
+    const holes = encodeMessage({ ...base, sequence: 3, features }, { dtype: 'float32', topK: 50, confidence: occupancy });
+    const opts = { mode: 'intermediate', scoreThreshold: 0.005 } as const;
+    const scores = async (m: Uint8Array) => (await pipeline.egoPass(ego, [m], opts)).detections.map((d) => d.score);
+    const viaFill = await scores(filled);
+    expect(viaFill).toEqual(await scores(dense));
+    expect(viaFill).not.toEqual(await scores(holes));
+  });
+
   it("a fusion trust scales an agent's weight: 0 leaves it out, equal trusts cancel, 1 is HEAL's rule", async () => {
     const ego = agents[0];
     const egoFeatures = await pipeline.encode(ego);
