@@ -4,7 +4,7 @@
 
 import * as path from 'node:path';
 import { selectTrainingBackend, TRAINING_BACKENDS } from '../train/backend.ts';
-import { adapt } from '../train/adapt.ts';
+import { adapt, LR_SCHEDULES, type LrSchedule } from '../train/adapt.ts';
 import { spaceByName, trainingSpace } from '../perception/space.ts';
 import { choice, command, dirs, int, number, runCommand, string } from './args.ts';
 import { progress } from './progress.ts';
@@ -39,11 +39,18 @@ parameters, the wall time, and AP on the validate split.`,
       help: "first align the adapter's map with type T's shared map of the same agent-frame (needs T's sensor in the data); 'none' skips it",
     }),
     'agents-per-frame': int({ min: 0, default: 1, help: 'agents of each train frame whose maps are cached, drawn by the seed (0: all)' }),
-    'feature-steps': int({ min: 0, default: 400, help: 'feature-alignment steps (adapter only, no fusion in the loop)' }),
-    steps: int({ min: 0, default: 100, help: 'detection-loss steps through the frozen fusion and head' }),
+    'feature-steps': int({ min: 0, default: 1500, help: 'feature-alignment steps (adapter only, no fusion in the loop)' }),
+    'feature-crop': int({
+      arg: 'N',
+      min: 0,
+      default: 32,
+      help: 'each feature-alignment step learns on a random N×N window of cells (cheaper steps; 0: the whole map)',
+    }),
+    steps: int({ min: 0, default: 50, help: 'detection-loss steps through the frozen fusion and head' }),
     'reverter-steps': int({ min: 0, default: 300, help: 'reverter steps (with --head), on fused maps computed once' }),
     'reverter-maps': int({ min: 1, default: 60, help: 'train frames whose fused maps the reverter learns from' }),
     lr: number({ above: 0, max: 1, defaultText: '0.002', help: 'Adam learning rate' }),
+    'lr-schedule': choice(LR_SCHEDULES, { arg: 'S', default: 'cosine', help: 'within each phase: cosine (lr falls to 0) or constant' }),
     seed: int({ arg: 'S', default: 0, help: 'initialisation and sampling seed' }),
     hidden: int({ min: 1, default: 32, help: 'hidden width of the adapter and reverter' }),
     convs: int({ min: 0, default: 2, help: "3×3 convolutions in the adapter's hidden width" }),
@@ -70,10 +77,12 @@ export function run(args: string[]): Promise<number> {
       steps: values.steps,
       teacher: values.teacher === 'none' ? null : values.teacher,
       featureSteps: values['feature-steps'],
+      featureCrop: values['feature-crop'],
       agentsPerFrame: values['agents-per-frame'],
       reverterSteps: values['reverter-steps'],
       reverterMaps: values['reverter-maps'],
       lr: values.lr,
+      schedule: values['lr-schedule'] as LrSchedule,
       seed: values.seed,
       hidden: values.hidden,
       convs: values.convs,
@@ -106,7 +115,7 @@ export function run(args: string[]): Promise<number> {
             .join(' ')
         : '-';
     console.log(
-      `heal adapt: ${record.type} joined by its adapter on ${backend.backend}: ${record.trainableParams.toLocaleString('en')} trainable parameters (adapter ${record.adapter.parameters.toLocaleString('en')}${record.reverter ? `, reverter ${record.reverter.parameters.toLocaleString('en')}` : ''}), ${record.steps.feature} feature-alignment + ${record.steps.task} detection + ${record.steps.reverter} reverter steps, ${record.wallSeconds.toFixed(0)} s (encoding ${record.cacheSeconds.toFixed(0)} s, training ${record.trainSeconds.toFixed(0)} s)`,
+      `heal adapt: ${record.type} joined by its adapter on ${backend.backend}: ${record.trainableParams.toLocaleString('en')} trainable parameters (adapter ${record.adapter.parameters.toLocaleString('en')}${record.reverter ? `, reverter ${record.reverter.parameters.toLocaleString('en')}` : ''}), ${record.steps.feature} feature-alignment + ${record.steps.task} detection + ${record.steps.reverter} reverter steps, ${record.wallSeconds.toFixed(0)} s (encoding ${record.cacheSeconds.toFixed(0)} s, training ${record.trainSeconds.toFixed(0)} s: ${record.phaseSeconds.feature.toFixed(0)} + ${record.phaseSeconds.task.toFixed(0)} + ${record.phaseSeconds.reverter.toFixed(0)})`,
     );
     console.log(
       `heal adapt: encoder ${record.encoder.unchanged ? 'unchanged' : 'CHANGED'} (SHA-256 ${record.encoder.sha256After}); fusion and head ${record.fusionUnchanged ? 'bit-identical' : 'CHANGED'}`,

@@ -59,12 +59,23 @@ export interface AdaptOptions {
    * type's sensor for every agent (OPV2V-H and heal generate do); null: none.
    */
   teacher?: string | null;
-  /** Feature-alignment steps (default 400). */
+  /** Feature-alignment steps (default 1500). */
   featureSteps?: number;
+  /**
+   * Side of the square window of cells each feature-alignment step learns on, at a random place
+   * in the map (default 32; 0: the whole map). The adapter is convolutional, so a window teaches it the
+   * same mapping at a fraction of a step's cost.
+   */
+  featureCrop?: number;
   /** Reverter steps (default 300), on the fused maps of at most reverterMaps cached frames (default 60). */
   reverterSteps?: number;
   reverterMaps?: number;
   lr?: number;
+  /**
+   * How the learning rate moves within each phase: 'cosine' (default) falls from lr to 0 along a
+   * half cosine, so each phase ends on small steps; 'constant' keeps lr.
+   */
+  schedule?: LrSchedule;
   seed?: number;
   /** Hidden width and 3×3 convs of the adapter (the reverter has the same width and one 3×3 conv). */
   hidden?: number;
@@ -88,7 +99,10 @@ export interface AdaptRecord {
   seed: number;
   steps: { feature: number; task: number; reverter: number };
   teacher: string | null;
+  /** Side of the feature-alignment window (null: the whole map). */
+  featureCrop: number | null;
   lr: number;
+  schedule: LrSchedule;
   encoder: { file: string; sha256Before: string; sha256After: string; unchanged: boolean; outChannels: number };
   /** The frozen fusion and head read back after training, against the base, tensor by tensor. */
   fusionUnchanged: boolean;
@@ -99,11 +113,21 @@ export interface AdaptRecord {
   cachedMaps: number;
   cacheSeconds: number;
   trainSeconds: number;
+  /** Seconds of each training phase (feature alignment, detection, reverter; the reverter's include computing its fused maps). */
+  phaseSeconds: { feature: number; task: number; reverter: number };
   wallSeconds: number;
   /** AP on the validate split (never training frames), the type alone as ego: through the shared head, and through its reverter and own head. */
   validation: { frames: number; shared: Record<string, number>; own?: Record<string, number> };
   declaration: string;
   files: { file: string; bytes: number; sha256: string }[];
+}
+
+export const LR_SCHEDULES = ['cosine', 'constant'] as const;
+export type LrSchedule = (typeof LR_SCHEDULES)[number];
+
+/** The learning rate of step `step` (1-based) of `steps` under `schedule`. */
+export function scheduledLr(lr: number, schedule: LrSchedule, step: number, steps: number): number {
+  return schedule === 'cosine' ? (lr * (1 + Math.cos((Math.PI * (step - 1)) / steps))) / 2 : lr;
 }
 
 /** Weight of a foreground cell in the feature-alignment loss, against 1 for the others. */
@@ -219,6 +243,7 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
   }
   const seed = opts.seed ?? 0;
   const lr = opts.lr ?? 2e-3;
+  const schedule = opts.schedule ?? 'cosine';
   const encoderBytes = await readFileChecked(opts.encoder, `ONNX encoder of agent type ${type.name}`);
   const sha256Before = sha256(encoderBytes);
   const outChannels = encoderOutChannels(network.encoder);
@@ -298,13 +323,15 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
   const opt = new NamedAdam(lr);
   const rng = new TrainRng((seed * 0x9e3779b1 + 1) >>> 0);
   const w = DEFAULT_LOSS_WEIGHTS;
-  const featureSteps = teacher ? (opts.featureSteps ?? 400) : 0;
+  const featureSteps = teacher ? (opts.featureSteps ?? 1500) : 0;
   const reverterSteps = net.reverter ? (opts.reverterSteps ?? 300) : 0;
   /** `steps` optimisation steps of `loss` over `vars`; loss returns the total and fills its parts. */
+  const phaseSeconds = { feature: 0, task: 0, reverter: 0 };
   const run = async (phase: string, steps: number, vars: Map<string, tf.Variable>, loss: (parts: Record<string, tf.Scalar>) => tf.Scalar) => {
     const nameOf = new Map([...vars].map(([n, v]) => [v.name, n]));
     for (let step = 1; step <= steps; step++) {
       const ts = performance.now();
+      opt.lr = scheduledLr(lr, schedule, step, steps);
       const parts: Record<string, tf.Scalar> = {};
       const { value, grads } = tf.variableGrads(() => loss(parts), [...vars.values()]);
       const byName = new Map<string, tf.Tensor>();
@@ -325,14 +352,30 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
     // 1. Feature alignment: the adapter's map of the black box's features against the teacher's shared map.
     // Cells on a GT footprint weigh FOREGROUND_WEIGHT times more: they are few, and they are what the head reads.
     const [fw, fh] = featureGrid(space);
-    await run('align features', featureSteps, adapterVars, (parts) => {
+    const side = (opts.featureCrop ?? 32) || Infinity;
+    const cw = Math.min(fw, side),
+      ch = Math.min(fh, side);
+    const cropped = cw < fw || ch < fh;
+    // On a window, the same adapter built at the window's size (graphs have fixed shapes) trains, and its weights go back after.
+    const windowed = cropped
+      ? buildTfModel(adapterNetwork(type.name, adapterCfg, { height: ch, width: cw }), await net.adapter.readWeights(), 'adapter window')
+      : net.adapter;
+    await run('align features', featureSteps, cropped ? new Map([...windowed.variables].filter(([, v]) => v.trainable)) : adapterVars, (parts) => {
       const i = rng.int(train.length);
-      const bev = net.adapter.apply({ features: toTensor(train[i].inputs[0].features) }).bev;
+      const x0 = cw < fw ? rng.int(fw - cw + 1) : 0,
+        y0 = ch < fh ? rng.int(fh - ch + 1) : 0;
+      const crop = (t: tf.Tensor) => (cropped ? tf.slice(t, [0, 0, y0, x0], [-1, -1, ch, cw]) : t);
+      const bev = windowed.apply({ features: crop(toTensor(train[i].inputs[0].features)) }).bev;
       const fg = train[i].occTargets[0];
-      const cellWeight = fg?.length === fw * fh ? tf.add(1, tf.mul(FOREGROUND_WEIGHT - 1, tf.tensor4d(fg, [1, 1, fh, fw]))) : tf.scalar(1);
-      parts.mse = tf.keep(tf.div(tf.mean(tf.mul(tf.squaredDifference(bev, toTensor(teacherMaps[i])), cellWeight)), tf.mean(cellWeight)) as tf.Scalar);
+      const cellWeight = fg?.length === fw * fh ? tf.add(1, tf.mul(FOREGROUND_WEIGHT - 1, crop(tf.tensor4d(fg, [1, 1, fh, fw])))) : tf.scalar(1);
+      parts.mse = tf.keep(tf.div(tf.mean(tf.mul(tf.squaredDifference(bev, crop(toTensor(teacherMaps[i]))), cellWeight)), tf.mean(cellWeight)) as tf.Scalar);
       return parts.mse;
     });
+    if (cropped) {
+      for (const [n, v] of adapterVars) v.assign(windowed.variables.get(n)!);
+      windowed.dispose();
+    }
+    phaseSeconds.feature = (performance.now() - t1) / 1000;
     // 2. The detection loss through the frozen fusion and head.
     await run('detect', opts.steps, adapterVars, (parts) => {
       const sample = train[rng.int(train.length)];
@@ -352,6 +395,7 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
         disposeTargets(targets);
       }
     });
+    phaseSeconds.task = (performance.now() - t1) / 1000 - phaseSeconds.feature;
     // 3. The reverter, on fused maps computed once (the adapter and fusion are fixed by now), through the frozen own head.
     if (net.reverter && net.head && reverterSteps > 0) {
       const chosen = new Set<number>();
@@ -377,6 +421,7 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
       });
     }
     const trainSeconds = (performance.now() - t1) / 1000;
+    phaseSeconds.reverter = trainSeconds - phaseSeconds.feature - phaseSeconds.task;
     const wallSeconds = (performance.now() - t0) / 1000;
 
     const load = (ref: FrameRef) => Promise.resolve(val[valRefs.indexOf(ref)]);
@@ -402,7 +447,9 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
         seed,
         steps: { feature: featureSteps, task: opts.steps, reverter: reverterSteps },
         teacher: teacher ? teacherName : null,
+        featureCrop: cropped ? side : null,
         lr,
+        schedule,
         encoder: { file: path.resolve(opts.encoder), sha256Before, sha256After: encoderAfter, unchanged: encoderAfter === sha256Before, outChannels },
         fusionUnchanged,
         adapter: { onnx: `${type.name}.adapter.onnx`, parameters: parameterCount(adapterDesc), config: adapterCfg },
@@ -412,6 +459,7 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
         cachedMaps: train.length + val.length,
         cacheSeconds,
         trainSeconds,
+        phaseSeconds,
         wallSeconds,
         validation,
         declaration: `types/${type.name}.json`,

@@ -15,7 +15,7 @@ import { loadRegistry } from '../../perception/registry.ts';
 import { SMALL_SPACE } from '../../perception/space.ts';
 import { openDataset } from '../../datasets/open.ts';
 import { CollabPipeline } from '../../fusion/pipeline.ts';
-import { adapt, type AdaptRecord } from '../../train/adapt.ts';
+import { adapt, scheduledLr, type AdaptRecord } from '../../train/adapt.ts';
 import { exportModels } from '../../train/export.ts';
 import { exportSingle, ownHeadFor } from '../../train/single.ts';
 import { train } from '../../train/trainer.ts';
@@ -220,4 +220,13 @@ describe('heal train --single: a type alone, as its maker trains it', () => {
     const head = (await createSession(await fs.readFile(files.head), { device: 'cpu' })).session;
     expect((await runSession(head, { features: bev })).cls.shape).toEqual([1, 2, 64, 64]);
   }, 120_000);
+});
+
+describe('heal adapt: learning-rate schedule', () => {
+  it('cosine falls from lr at the first step towards 0 at the last; constant stays', () => {
+    expect(scheduledLr(0.01, 'cosine', 1, 100)).toBe(0.01);
+    expect(scheduledLr(0.01, 'cosine', 51, 100)).toBeCloseTo(0.005, 10);
+    expect(scheduledLr(0.01, 'cosine', 100, 100)).toBeLessThan(0.00001);
+    expect(scheduledLr(0.01, 'constant', 100, 100)).toBe(0.01);
+  });
 });
