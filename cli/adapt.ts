@@ -39,7 +39,7 @@ parameters, the wall time, and AP on the validate split.`,
       help: "first align the adapter's map with type T's shared map of the same agent-frame (needs T's sensor in the data); 'none' skips it",
     }),
     'agents-per-frame': int({ min: 0, default: 1, help: 'agents of each train frame whose maps are cached, drawn by the seed (0: all)' }),
-    'feature-steps': int({ min: 0, default: 1500, help: 'feature-alignment steps (adapter only, no fusion in the loop)' }),
+    'feature-steps': int({ min: 0, default: 1000, help: 'feature-alignment steps (adapter only, no fusion in the loop)' }),
     'feature-crop': int({
       arg: 'N',
       min: 0,

@@ -59,7 +59,7 @@ export interface AdaptOptions {
    * type's sensor for every agent (OPV2V-H and heal generate do); null: none.
    */
   teacher?: string | null;
-  /** Feature-alignment steps (default 1500). */
+  /** Feature-alignment steps (default 1000). */
   featureSteps?: number;
   /**
    * Side of the square window of cells each feature-alignment step learns on, at a random place
@@ -323,7 +323,7 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
   const opt = new NamedAdam(lr);
   const rng = new TrainRng((seed * 0x9e3779b1 + 1) >>> 0);
   const w = DEFAULT_LOSS_WEIGHTS;
-  const featureSteps = teacher ? (opts.featureSteps ?? 1500) : 0;
+  const featureSteps = teacher ? (opts.featureSteps ?? 1000) : 0;
   const reverterSteps = net.reverter ? (opts.reverterSteps ?? 300) : 0;
   /** `steps` optimisation steps of `loss` over `vars`; loss returns the total and fills its parts. */
   const phaseSeconds = { feature: 0, task: 0, reverter: 0 };

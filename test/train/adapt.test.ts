@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { selectTrainingBackend } from '../../train/backend.ts';
 import { exportOnnx } from '../../models/onnx.ts';
-import { initWeights, saveWeights } from '../../models/weights.ts';
+import { initWeights, loadWeights, saveWeights } from '../../models/weights.ts';
+import { adapterNetwork } from '../../fusion/networks/adapter.ts';
 import { shippedWeightsPath } from '../../models/shipped.ts';
 import { encoderNetwork, type AgentNetworkConfig } from '../../perception/encoders/agent.ts';
 import { loadRegistry } from '../../perception/registry.ts';
@@ -113,8 +114,18 @@ describe('heal adapt: a black-box encoder joins by a small adapter', () => {
     expect(record.trainableParams).toBeLessThanOrEqual(100_000);
     expect(losses['align features']).toHaveLength(30);
     expect(mean(losses['align features'].slice(-5))).toBeLessThan(mean(losses['align features'].slice(0, 5)));
+    // The feature alignment learned on 32×32 windows of the 64×64 map (the default).
+    expect(record.featureCrop).toBe(32);
     expect(losses.detect).toHaveLength(1);
     expect(mean(losses.revert.slice(-4))).toBeLessThan(mean(losses.revert.slice(0, 4)));
+  });
+
+  it('copies what the windowed feature alignment learned into the adapter it saves', async () => {
+    const saved = (await loadWeights(path.join(dir, 'out', 'adapter.bin'))).weights;
+    const initial = initWeights(adapterNetwork('x9', record.adapter.config, { height: 64, width: 64 }), 1);
+    // Its one detection step at lr 0.01 moves no weight by more than a few hundredths; the 30 feature steps move some by more.
+    const largest = Math.max(...[...initial].flatMap(([name, t]) => Array.from(saved.get(name)!.data, (v, i) => Math.abs(v - t.data[i]))));
+    expect(largest).toBeGreaterThan(0.05);
   });
 
   it('leaves the encoder file and the frozen fusion and head bit-identical', async () => {
