@@ -512,7 +512,7 @@ function entropyDecode(data: Uint8Array, coder: EntropyCoder, expected: number):
 }
 
 /**
- * A byte budget's first try sends (budget − one cell's message) / this many cells: int4 maps of the
+ * A byte budget's first try sends (0.96 × budget − one cell's message) / this many cells: int4 maps of the
  * small profile, deflated, take 1.5–6 B a cell. Only how many tries it takes depends on it.
  */
 const BUDGET_GUESS_BYTES_PER_CELL = 4;
@@ -567,20 +567,24 @@ export function encodeMessage(msg: CollabMessage, opts: EncodeOptions): Uint8Arr
     const real = at(1).length;
     if (real > budget) throw new MessageError('maxBytes', `encode: even one cell takes ${real} bytes, over the budget`, budget);
   }
-  // Each try aims a little under the budget, along the line through the nearest tries either side
-  // (the one-cell message below, while none fits); a try that fits 2 % under it, or the third, ends.
+  // Each try aims under the budget along a line: from the one-cell message through the nearest try
+  // over it while none fits (aiming 4 % under: the bytes are concave in the cells, so such a line
+  // meets them past its aim), then through or between the nearest tries either side (aiming 1 %
+  // under). A try that fits 2 % under the budget, or the fourth, ends.
   let fit: { k: number; size: number; bytes: Uint8Array } | undefined;
   let over: { k: number; size: number } | undefined;
-  let k = Math.min(kMax, Math.max(1, 1 + Math.floor((budget - one) / BUDGET_GUESS_BYTES_PER_CELL)));
+  let k = Math.min(kMax, Math.max(1, 1 + Math.floor((0.96 * budget - one) / BUDGET_GUESS_BYTES_PER_CELL)));
   for (let tries = 1; ; tries++) {
     const bytes = at(k);
     const size = bytes.length;
-    if (size <= budget) fit = { k, size, bytes };
-    else over = { k, size };
-    if (fit && (fit.k === kMax || tries >= 3 || fit.size >= 0.98 * budget || (over && over.k - fit.k <= 1))) break;
+    if (size <= budget) {
+      if (!fit || k > fit.k) fit = { k, size, bytes };
+    } else if (!over || k < over.k) over = { k, size };
+    if (fit && (fit.k === kMax || tries >= 4 || fit.size >= 0.98 * budget || (over && over.k - fit.k <= 1))) break;
     const a = fit && over ? fit : { k: 1, size: one };
     const b = over ?? fit!;
-    const next = b.size > a.size ? a.k + Math.floor(((b.k - a.k) * (0.99 * budget - a.size)) / (b.size - a.size)) : kMax;
+    const aim = (fit ? 0.99 : 0.96) * budget;
+    const next = b.size > a.size ? a.k + Math.floor(((b.k - a.k) * (aim - a.size)) / (b.size - a.size)) : kMax;
     k = Math.max((fit?.k ?? 0) + 1, Math.min(next, (over?.k ?? kMax + 1) - 1, kMax));
   }
   // The tries' fill was a placeholder of the same size: the real one goes in its place, the
