@@ -114,7 +114,7 @@ Large evaluations: --jobs N on one machine; --shard I/N per cluster task, then
     workers: choice(['process', 'thread'] as const, {
       arg: 'KIND',
       default: 'process',
-      help: 'with --jobs: workers as child processes (isolated: a native crash takes only its worker; faster here) or as threads',
+      help: 'with --jobs: workers as child processes (isolated: a native crash takes only its worker) or as threads (a little faster)',
     }),
     threads: int({ min: 1, defaultText: "1 with --jobs N > 1, else onnxruntime's choice", help: 'onnxruntime intra-op threads per session' }),
     shard: string({

@@ -3,11 +3,11 @@
 // queue, so a slow frame never holds others back; the caller puts outcomes back in frame order.
 //
 // Processes or threads: both run the same worker. A process (the default) is isolated, so a native
-// crash in onnxruntime (a segfault, the kernel's OOM killer) takes only that worker, and it was as
-// fast or faster in `heal bench eval-jobs` (2 workers on 2 shared cores, 40 frames: 12.3 s against
-// 14.1 s, 28.1 against 37.4, 17.7 against 17.5); threads share the process's memory. In either case a worker that dies fails only the
-// frame it was on: the frame is retried once on a fresh worker, and if that worker dies too it is
-// reported as failed, named, and the run goes on.
+// crash in onnxruntime (a segfault, the kernel's OOM killer) takes only that worker; threads share
+// the process's memory and were a little faster in `heal bench eval-jobs` (2 workers on 2 quiet
+// cores, 40 frames: 7.7 s against 8.2 s). In either case a worker that dies fails only the frame it
+// was on: the frame is retried once on a fresh worker, and if that worker dies too it is reported
+// as failed, named, and the run goes on.
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
