@@ -1,12 +1,25 @@
 // File helpers shared by every reader and writer: atomic writes and errors that name the file and field.
 
-import { type Stats, constants, promises as fs } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { type Stats, constants, createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { threadId } from 'node:worker_threads';
 
 /** The repository's .cache folder (ignored by git): worlds, the evaluation workers' code. */
 export const CACHE_ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '.cache');
+
+/** SHA-256 of bytes or text, as hex: how heal names content (weight files, encoders, sources, options). */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** sha256Hex of a file, read in chunks (a weight file may be large). */
+export async function sha256OfFile(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
 
 /** A problem with input data. The message always names the file, and the field and value when known. */
 export class DataError extends Error {

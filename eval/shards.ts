@@ -10,11 +10,10 @@
 // each; it then adds the outcomes up in frame order, exactly as a single run does, so AP is
 // computed from the merged frames (never averaged over shards) and equals the single run's.
 
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { FrameRef } from '../datasets/dataset.ts';
-import { DataError, writeFileAtomic } from '../datasets/io.ts';
+import { DataError, sha256Hex, sha256OfFile, writeFileAtomic } from '../datasets/io.ts';
 import type { EvalOptions, EvalReport, FrameFailure, FrameOutcome, PipelineFacts, RunJson, ShardSpec } from './contracts.ts';
 import { startRunFolder } from './runfolder.ts';
 import { finishRun, prepareEval, runFiles, RunCollector, runFrames, runJsonOf, type EvalSetup } from './evaluate.ts';
@@ -90,27 +89,19 @@ export interface ShardJson {
   createdAt: string;
 }
 
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
-const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
-
 async function identityOf(setup: EvalSetup, facts: PipelineFacts, count: number): Promise<ShardIdentity> {
   const { o, frames, registry, space } = setup;
   const list = frames.map((f) => `${f.split}/${f.scenario}/${f.timestamp}/${f.agentIds.join(',')}`).join('\n');
-  const weights = o.weights === null ? null : await Promise.all([o.weights].flat().map(sha256File));
+  const weights = o.weights === null ? null : await Promise.all([o.weights].flat().map(sha256OfFile));
   const types: string[] = [];
   for (const name of [...new Set(o.combos.flat())].sort()) {
     const t = registry.get(name);
     const profile = registry.profile(name, space.name);
     types.push(JSON.stringify({ name, modality: t.modality, sensor: t.sensor, network: profile.network }));
-    if (profile.model) types.push(await sha256File(profile.model));
+    if (profile.model) types.push(await sha256OfFile(profile.model));
   }
   return {
-    frames: sha256(list),
+    frames: sha256Hex(list),
     frameCount: frames.length,
     split: o.split,
     profile: space.name,
@@ -123,7 +114,7 @@ async function identityOf(setup: EvalSetup, facts: PipelineFacts, count: number)
     weights,
     mergeWeights: o.mergeWeights ?? 'identical',
     trust: facts.trust,
-    types: sha256(types.join('\n')),
+    types: sha256Hex(types.join('\n')),
     poseNoise: o.poseNoise,
     latency: o.latency,
     drop: o.drop,

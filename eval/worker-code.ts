@@ -5,11 +5,10 @@
 // a source it was built from changes (their SHA-256 are kept beside it). Where it cannot be built
 // or written (a read-only install), workers load the TypeScript through tsx: the same code, slower.
 
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { CACHE_ROOT, writeFileAtomic } from '../datasets/io.ts';
+import { CACHE_ROOT, sha256OfFile, writeFileAtomic } from '../datasets/io.ts';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DIR = path.join(CACHE_ROOT, 'eval-worker');
@@ -27,11 +26,6 @@ interface Stamp {
   sources: Record<string, string>;
 }
 
-const sha256 = async (file: string) =>
-  createHash('sha256')
-    .update(await fs.readFile(file))
-    .digest('hex');
-
 async function esbuildVersion(): Promise<string> {
   const pkg = JSON.parse(await fs.readFile(path.join(ROOT, 'node_modules', 'esbuild', 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
@@ -42,7 +36,7 @@ async function upToDate(): Promise<boolean> {
     const stamp = JSON.parse(await fs.readFile(STAMP, 'utf8')) as Stamp;
     if (stamp.build !== BUILD_VERSION || stamp.esbuild !== (await esbuildVersion())) return false;
     await fs.access(CODE);
-    for (const [rel, hash] of Object.entries(stamp.sources)) if ((await sha256(path.join(ROOT, rel))) !== hash) return false;
+    for (const [rel, hash] of Object.entries(stamp.sources)) if ((await sha256OfFile(path.join(ROOT, rel))) !== hash) return false;
     return true;
   } catch {
     return false;
@@ -77,7 +71,7 @@ async function build(): Promise<void> {
     ],
   });
   const sources: Record<string, string> = {};
-  for (const rel of Object.keys(result.metafile.inputs)) sources[rel] = await sha256(path.join(ROOT, rel));
+  for (const rel of Object.keys(result.metafile.inputs)) sources[rel] = await sha256OfFile(path.join(ROOT, rel));
   await writeFileAtomic(CODE, result.outputFiles[0].contents);
   const stamp: Stamp = { build: BUILD_VERSION, esbuild: await esbuildVersion(), sources };
   await writeFileAtomic(STAMP, JSON.stringify(stamp, null, 1) + '\n');

@@ -3,9 +3,8 @@
 // and, when declared, STAMP's reverter and its own head, so that as the ego it detects with its
 // own head on the fused map brought back into its own space, and alone with its own detector.
 
-import { createHash } from 'node:crypto';
 import type * as ort from 'onnxruntime-node';
-import { DataError, readFileChecked } from '../datasets/io.ts';
+import { DataError, readFileChecked, sha256Hex } from '../datasets/io.ts';
 import type { HostTensor } from '../models/graph.ts';
 import { createSession, runSession, type Provider } from '../models/runtime.ts';
 import { runExternalEncoder, type ExternalEncoderConfig } from '../perception/encoders/external.ts';
@@ -34,7 +33,7 @@ export class AdapterAgent {
     }
     const bytes = await readFileChecked(enc.model, `black-box encoder of agent type ${type}`);
     if (enc.sha256) {
-      const sha = createHash('sha256').update(bytes).digest('hex');
+      const sha = sha256Hex(bytes);
       if (sha !== enc.sha256) throw new DataError(enc.model, 'sha256', `is not the encoder agent type ${type}'s adapter was trained on (${enc.sha256})`, sha);
     }
     const session = async (file: string, what: string) =>

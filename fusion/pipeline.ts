@@ -27,7 +27,7 @@ import { agentFromEgo, warpGrids, warpTheta } from './warp.ts';
 import { boxToCorners, cornersInRange, cornersToBox, transformCorners, bevFromCorners, type Box7 } from '../datasets/geometry/boxes.ts';
 import { nmsRotated } from '../datasets/geometry/nms.ts';
 import { invert, multiply } from '../datasets/geometry/transforms.ts';
-import { DataError, readFileChecked } from '../datasets/io.ts';
+import { DataError, readFileChecked, sha256Hex } from '../datasets/io.ts';
 import { trustFromWeights, type Trust } from './trust.ts';
 import { Rejected, signMessage, type AgentIdentity, type Security } from './identity.ts';
 import { boundFeatures, EgoGate, type Admitted, type GateOptions } from './gate.ts';
@@ -37,7 +37,6 @@ import { decodeStateDict } from '../models/pth.ts';
 import { learnedCodecs, type LearnedCodec } from './codec.ts';
 import { type CodecSpec, encodeOptionsFor } from './codec-spec.ts';
 import { AdapterAgent } from './adapter-agent.ts';
-import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 
 export type FusionMode = 'intermediate' | 'late' | 'none';
@@ -271,7 +270,7 @@ export function isHealCheckpoint(file: string): boolean {
 export async function readWeightFile(file: string, space: SharedSpace, registry: Registry, log?: (line: string) => void): Promise<WeightFile> {
   if (!isHealCheckpoint(file)) return loadWeights(file);
   const bytes = await readFileChecked(file, 'HEAL checkpoint');
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const sha256 = sha256Hex(bytes);
   const sd = decodeStateDict(bytes, file);
   const agents = new Map<string, GraphDesc>();
   for (const m of new Set([...sd.keys()].map(modalityOf))) {

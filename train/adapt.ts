@@ -12,11 +12,10 @@
 
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
-import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import type { FrameRef } from '../datasets/dataset.ts';
 import { openDataset } from '../datasets/open.ts';
-import { DataError, readFileChecked, writeFileAtomic } from '../datasets/io.ts';
+import { DataError, readFileChecked, sha256Hex, writeFileAtomic } from '../datasets/io.ts';
 import type { GraphDesc, HostTensor } from '../models/graph.ts';
 import { exportOnnx } from '../models/onnx.ts';
 import { createSession, runSession } from '../models/runtime.ts';
@@ -133,8 +132,6 @@ export function scheduledLr(lr: number, schedule: LrSchedule, step: number, step
 /** Weight of a foreground cell in the feature-alignment loss, against 1 for the others. */
 const FOREGROUND_WEIGHT = 10;
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
 /** A cached sample: the encoder's map stands in for the agent's sensor inputs. */
 type CachedSample = TrainSample;
 
@@ -245,7 +242,7 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
   const lr = opts.lr ?? 2e-3;
   const schedule = opts.schedule ?? 'cosine';
   const encoderBytes = await readFileChecked(opts.encoder, `ONNX encoder of agent type ${type.name}`);
-  const sha256Before = sha256(encoderBytes);
+  const sha256Before = sha256Hex(encoderBytes);
   const outChannels = encoderOutChannels(network.encoder);
   // The black box runs on the CPU provider: its maps are computed once, so a device buys little.
   const { session } = await createSession(encoderBytes, { device: 'cpu' });
@@ -430,7 +427,7 @@ export async function adapt(opts: AdaptOptions): Promise<AdaptRecord> {
 
     // Frozen means frozen: the fusion and head as they are now, against the base, bit for bit.
     const fusionUnchanged = sameWeights(await net.ego.readWeights(), egoWeights);
-    const encoderAfter = sha256(await readFileChecked(opts.encoder, `ONNX encoder of agent type ${type.name}`));
+    const encoderAfter = sha256Hex(await readFileChecked(opts.encoder, `ONNX encoder of agent type ${type.name}`));
     const trained = await net.readWeights();
     return await writeOutputs(opts, {
       type: type.name,
@@ -493,7 +490,7 @@ async function writeOutputs(
   const write = async (name: string, bytes: Uint8Array) => {
     await fs.mkdir(path.dirname(path.join(out, name)), { recursive: true });
     await writeFileAtomic(path.join(out, name), bytes);
-    files.push({ file: name, bytes: bytes.length, sha256: sha256(bytes) });
+    files.push({ file: name, bytes: bytes.length, sha256: sha256Hex(bytes) });
   };
   const { record } = o;
   await write('adapter.bin', encodeWeights(o.trained, { command: opts.command, seed: record.seed, data: record.data, steps: record.steps, type: o.type }));

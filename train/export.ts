@@ -10,8 +10,7 @@ import { encodeWeights, pickWeights, type Weights } from '../models/weights.ts';
 import { codecGraphs, learnedCodecs } from '../fusion/codec.ts';
 import { agentNetwork } from '../perception/encoders/agent.ts';
 import type { GraphDesc } from '../models/graph.ts';
-import { createHash } from 'node:crypto';
-import { DataError, readFileChecked, writeFileAtomic } from '../datasets/io.ts';
+import { DataError, readFileChecked, sha256Hex, writeFileAtomic } from '../datasets/io.ts';
 import type { Registry } from '../perception/registry.ts';
 import type { SharedSpace } from '../perception/space.ts';
 import { egoNetworkFor, readWeightFiles } from '../fusion/pipeline.ts';
@@ -99,7 +98,7 @@ export async function exportModels(opts: ExportOptions): Promise<ExportResult> {
       const copy = async (file: string, as: string) => {
         const bytes = await readFileChecked(file, `ONNX file of agent type ${name}`);
         await write(as, bytes);
-        return { onnx: as, sha256: createHash('sha256').update(bytes).digest('hex') };
+        return { onnx: as, sha256: sha256Hex(bytes) };
       };
       const a = profile.adapter;
       types.push({

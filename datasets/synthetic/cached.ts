@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CACHE_ROOT, exists, writeFileAtomic } from '../io.ts';
+import { CACHE_ROOT, exists, sha256Hex, writeFileAtomic } from '../io.ts';
 import { GENERATOR_VERSION, type GenerateOptions, type ProgressEvent, SPLITS, defaultJobs, generateDataset } from './generate.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -37,7 +37,7 @@ const POLL_MS = 250;
 export async function cachedWorld(world: WorldOptions, opts: CachedWorldOptions = {}): Promise<{ dir: string; reused: boolean }> {
   const root = opts.root ?? CACHE_ROOT;
   const options = canonical(world);
-  const name = opts.name ?? `world-${sha256(JSON.stringify(options)).slice(0, 12)}`;
+  const name = opts.name ?? `world-${sha256Hex(JSON.stringify(options)).slice(0, 12)}`;
   const dir = path.join(root, name);
   const stampFile = path.join(root, `${name}.json`);
   const stamp = `${JSON.stringify({ generator: GENERATOR_VERSION, sources: await sourcesDigest(), options }, null, 2)}\n`;
@@ -88,10 +88,6 @@ function canonical(w: WorldOptions): WorldOptions {
     pcdFormat: w.pcdFormat,
     shadows: w.shadows,
   };
-}
-
-function sha256(text: string | Buffer): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 let digest: Promise<string> | undefined;
