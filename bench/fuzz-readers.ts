@@ -17,21 +17,13 @@ import { decodePcd, encodePcd } from '../datasets/pcd.ts';
 import { parseFrameYaml } from '../datasets/yaml.ts';
 import { DAIR_VEHICLE, badCases, dairFiles, frameYaml, ringCloud, writeCase, writeTree } from './reader-corpus.ts';
 import { openDair, RSU_AGENT, VEHICLE_AGENT } from '../datasets/dair.ts';
+import type { FuzzCounts as MessageFuzzCounts } from './fuzz.ts';
 
 export const HANG_MS = 2000;
 export type Outcome = 'accepted' | 'rejected' | 'crashed' | 'hung';
 export type ReaderKind = 'pcd' | 'yaml' | 'dair';
-export interface FuzzCounts {
-  cases: number;
-  accepted: number;
-  rejected: number;
-  crashed: number;
-  hung: number;
-  slowestMs: number;
-  slowest: string;
-  /** Up to 5 crashes: the case and the error. */
-  crashes: string[];
-}
+/** The message fuzzer's counts (bench/fuzz.ts) but forgeries and rejection reasons; up to 5 crashes, each the case and the error. */
+export type FuzzCounts = Omit<MessageFuzzCounts, 'forged' | 'reasons'>;
 
 const INTERESTING_INTS = ['0', '-1', '1', '255', '65535', '2147483647', '2147483648', '4294967296', '99999999999999999999', '1e9', 'nan', '', 'x'];
 const INTERESTING_NUMBERS = ['inf', '-inf', 'nan', '.inf', '.nan', '1e39', '1e999', '-1e308', '1e6', '-0', '"1"', 'null', '[]', '{}', '0x10'];
